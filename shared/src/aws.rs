@@ -1,0 +1,45 @@
+//! The one place SDK clients are built. Build them once per process (outside the Lambda handler)
+//! and pass references around.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The concrete SDK clients a job uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Clients {
+    /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
+    pub async fn from_env() -> Clients {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Clients::from_config(&config)
+    }
+
+    pub fn from_config(config: &SdkConfig) -> Clients {
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+        }
+    }
+}
+
+/// SDK configuration for a local emulator on `endpoint`: region us-east-1 and dummy credentials.
+pub async fn emulator_config(endpoint: &str) -> SdkConfig {
+    let credentials = aws_sdk_dynamodb::config::Credentials::new(
+        "backstop-local",
+        "backstop-local",
+        None,
+        None,
+        "backstop-local-emulator",
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await
+}

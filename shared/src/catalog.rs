@@ -1,0 +1,487 @@
+//! The catalog: a DynamoDB table that records each run and each backup, and guards against doing
+//! the same work twice for one schedule slot.
+//!
+//! Schema (one table, string keys `pk` and `sk`, on-demand billing):
+//!
+//! | item | pk | sk | attributes |
+//! |---|---|---|---|
+//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`), run_id, claimed_at (epoch s), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at |
+//! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, selected, created, already_done, failed, bytes, items, errors |
+//!
+//! The guard: before any work on a (job, table, slot), a conditional write takes the target
+//! item from "absent" or `FAILED` (or a `CLAIMED` whose holder must be dead: older than
+//! [`CLAIM_LEASE`]) to `CLAIMED` by this run. Only the holder of the claim creates a backup.
+//! A redelivered event finds `DONE` and reports "already done for this slot".
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client as DynamoDb;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::ScheduleSlot;
+use crate::report::{BackupInfo, RunReport};
+
+/// How long a claim protects a slot from other invocations. Longer than Lambda's 15-minute
+/// limit, so a live holder is never overtaken.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(20 * 60);
+
+pub const STATUS_CLAIMED: &str = "CLAIMED";
+pub const STATUS_DONE: &str = "DONE";
+pub const STATUS_FAILED: &str = "FAILED";
+
+/// The catalog table, seen through one client.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    client: DynamoDb,
+    table: String,
+}
+
+/// One target's record for one slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub job: String,
+    pub table: String,
+    pub slot: String,
+    pub status: String,
+    pub run_id: String,
+    pub attempts: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+impl TargetRecord {
+    pub fn backup_info(&self) -> Option<BackupInfo> {
+        Some(BackupInfo {
+            backup_arn: self.backup_arn.clone()?,
+            backup_name: self.backup_name.clone().unwrap_or_default(),
+            created_at: self
+                .backup_created_at
+                .as_deref()
+                .and_then(|s| s.parse().ok()),
+            size_bytes: self.size_bytes,
+            item_count: self.item_count,
+            backup_status: "AVAILABLE".into(),
+        })
+    }
+}
+
+/// The result of trying to claim a (job, table, slot).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Nobody worked on this slot before: go ahead.
+    Fresh,
+    /// An earlier attempt failed or died: go ahead, but first look for a backup it may have made.
+    Retaken { previous: TargetRecord },
+    /// Done already: do nothing.
+    Done(TargetRecord),
+    /// Another invocation holds it now.
+    Held(TargetRecord),
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn target_key(job: &str, table: &str, slot: &ScheduleSlot) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(format!("TARGET#{job}#{table}"))),
+        ("sk".to_owned(), s(format!("SLOT#{slot}"))),
+    ])
+}
+
+impl Catalog {
+    pub fn new(client: DynamoDb, table: impl Into<String>) -> Catalog {
+        Catalog {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn resource(&self) -> String {
+        format!("catalog table {}", self.table)
+    }
+
+    /// Takes the claim on (job, table, slot) for `run_id`, or says why not.
+    pub async fn claim(
+        &self,
+        job: &str,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        now: Timestamp,
+    ) -> Result<Claim> {
+        let stale_before = now.as_second() - CLAIM_LEASE.as_secs() as i64;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .update_expression(
+                "SET #kind = :kind, #job = :job, #table = :table, #slot = :slot, #status = :claimed, \
+                 #run = :run, #claimed_at = :now, #updated = :now_s ADD #attempts :one REMOVE #error",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR #status = :failed OR (#status = :claimed AND #claimed_at < :stale)",
+            )
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#job", "job")
+            .expression_attribute_names("#table", "table")
+            .expression_attribute_names("#slot", "slot")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#run", "run_id")
+            .expression_attribute_names("#claimed_at", "claimed_at")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":kind", s("target"))
+            .expression_attribute_values(":job", s(job))
+            .expression_attribute_values(":table", s(table))
+            .expression_attribute_values(":slot", s(slot.to_string()))
+            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
+            .expression_attribute_values(":failed", s(STATUS_FAILED))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":now", n(now.as_second()))
+            .expression_attribute_values(":now_s", s(now.to_string()))
+            .expression_attribute_values(":stale", n(stale_before))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(old) if !old.is_empty() => Ok(Claim::Retaken {
+                    previous: record_from_item(&old)?,
+                }),
+                _ => Ok(Claim::Fresh),
+            },
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                let current = self
+                    .get(job, table, slot)
+                    .await?
+                    .ok_or_else(|| Error::Aws {
+                        operation: "GetItem",
+                        resource: self.resource(),
+                        code: None,
+                        message: format!(
+                            "the claim for {table} at {slot} was refused but the record is gone"
+                        ),
+                        retryable: true,
+                        hint: "a retry may succeed".into(),
+                    })?;
+                if current.status == STATUS_DONE {
+                    Ok(Claim::Done(current))
+                } else {
+                    Ok(Claim::Held(current))
+                }
+            }
+            Err(e) => Err(Error::aws("UpdateItem (claim)", self.resource(), e)),
+        }
+    }
+
+    /// Reads one target record (strongly consistent).
+    pub async fn get(
+        &self,
+        job: &str,
+        table: &str,
+        slot: &ScheduleSlot,
+    ) -> Result<Option<TargetRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("GetItem", self.resource(), e))?;
+        out.item.as_ref().map(record_from_item).transpose()
+    }
+
+    /// Marks a claimed target done with its backup. Only the claim holder may do so.
+    pub async fn complete(
+        &self,
+        job: &str,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        backup: &BackupInfo,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .condition_expression("#status = :claimed AND #run = :run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#run", "run_id")
+            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":done", s(STATUS_DONE))
+            .expression_attribute_values(":arn", s(&backup.backup_arn))
+            .expression_attribute_values(":name", s(&backup.backup_name))
+            .expression_attribute_values(":now_s", s(now.to_string()));
+        let mut set = vec![
+            "#status = :done",
+            "backup_arn = :arn",
+            "backup_name = :name",
+            "updated_at = :now_s",
+        ];
+        if let Some(c) = backup.created_at {
+            req = req.expression_attribute_values(":created", s(c.to_string()));
+            set.push("backup_created_at = :created");
+        }
+        if let Some(b) = backup.size_bytes {
+            req = req.expression_attribute_values(":size", n(b));
+            set.push("size_bytes = :size");
+        }
+        if let Some(i) = backup.item_count {
+            req = req.expression_attribute_values(":items", n(i));
+            set.push("item_count = :items");
+        }
+        req.update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+            .map_err(|e| Error::aws("UpdateItem (complete)", self.resource(), e))?;
+        Ok(())
+    }
+
+    /// Marks a claimed target failed, so that the next delivery retries it at once.
+    pub async fn fail(
+        &self,
+        job: &str,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .update_expression("SET #status = :failed, #error = :err, updated_at = :now_s")
+            .condition_expression("#status = :claimed AND #run = :run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#run", "run_id")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
+            .expression_attribute_values(":failed", s(STATUS_FAILED))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":err", s(error))
+            .expression_attribute_values(":now_s", s(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("UpdateItem (fail)", self.resource(), e))?;
+        Ok(())
+    }
+
+    /// Records a finished run.
+    pub async fn record_run(&self, report: &RunReport) -> Result<()> {
+        let t = &report.totals;
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(format!("RUN#{}", report.job))),
+            (
+                "sk".to_owned(),
+                s(format!("{}#{}", report.slot, report.run_id)),
+            ),
+            ("kind".to_owned(), s("run")),
+            ("job".to_owned(), s(&report.job)),
+            ("slot".to_owned(), s(report.slot.to_string())),
+            ("run_id".to_owned(), s(&report.run_id)),
+            ("status".to_owned(), s(format!("{:?}", report.status))),
+            ("trigger".to_owned(), s(format!("{:?}", report.trigger))),
+            ("dry_run".to_owned(), AttributeValue::Bool(report.dry_run)),
+            ("started_at".to_owned(), s(report.started_at.to_string())),
+            ("finished_at".to_owned(), s(report.finished_at.to_string())),
+            ("duration_ms".to_owned(), n(report.duration_ms as i64)),
+            ("selected".to_owned(), n(t.selected as i64)),
+            ("created".to_owned(), n(t.created as i64)),
+            ("already_done".to_owned(), n(t.already_done as i64)),
+            ("failed".to_owned(), n(t.failed as i64)),
+            ("bytes".to_owned(), n(t.bytes)),
+            ("items".to_owned(), n(t.items)),
+        ]);
+        if !report.errors.is_empty() {
+            item.insert(
+                "errors".to_owned(),
+                AttributeValue::Ss(dedup(&report.errors)),
+            );
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| Error::aws("PutItem (run record)", self.resource(), e))?;
+        Ok(())
+    }
+
+    /// Backups recorded for one table (all slots), or for every table, oldest slot first.
+    pub async fn list_targets(&self, job: &str, table: Option<&str>) -> Result<Vec<TargetRecord>> {
+        let items: Vec<HashMap<String, AttributeValue>> = match table {
+            Some(t) => self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(format!("TARGET#{job}#{t}")))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| Error::aws("Query", self.resource(), e))?,
+            None => self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#kind = :kind AND #job = :job")
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_names("#job", "job")
+                .expression_attribute_values(":kind", s("target"))
+                .expression_attribute_values(":job", s(job))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| Error::aws("Scan", self.resource(), e))?,
+        };
+        let mut records = items
+            .iter()
+            .map(record_from_item)
+            .collect::<Result<Vec<_>>>()?;
+        records.sort_by(|a, b| (&a.table, &a.slot).cmp(&(&b.table, &b.slot)));
+        Ok(records)
+    }
+}
+
+fn dedup(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in v {
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetRecord> {
+    let get_s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let get_n = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let required = |k: &str| {
+        get_s(k).ok_or_else(|| Error::Aws {
+            operation: "read catalog item",
+            resource: format!(
+                "catalog item {}",
+                get_s("pk").unwrap_or_else(|| "(no pk)".into())
+            ),
+            code: None,
+            message: format!("attribute {k} is missing"),
+            retryable: false,
+            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+        })
+    };
+    Ok(TargetRecord {
+        job: required("job")?,
+        table: required("table")?,
+        slot: required("slot")?,
+        status: required("status")?,
+        run_id: required("run_id")?,
+        attempts: get_n("attempts").unwrap_or(0),
+        backup_arn: get_s("backup_arn"),
+        backup_name: get_s("backup_name"),
+        backup_created_at: get_s("backup_created_at"),
+        size_bytes: get_n("size_bytes"),
+        item_count: get_n("item_count"),
+        error: get_s("error"),
+        claimed_at: get_n("claimed_at"),
+        updated_at: get_s("updated_at"),
+    })
+}
+
+/// Creates the catalog table (on-demand billing), as the SAM template does. Used by the local
+/// stack and the tests; succeeds if the table already exists.
+pub async fn create_catalog_table(ddb: &DynamoDb, name: &str) -> Result<()> {
+    let result = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::aws(
+            "CreateTable",
+            format!("catalog table {name}"),
+            e,
+        )),
+    }
+}
+
+fn attr(name: &str) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| Error::Local(e.to_string()))
+}
+
+fn key(name: &str, t: KeyType) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(t)
+        .build()
+        .map_err(|e| Error::Local(e.to_string()))
+}

@@ -1,0 +1,328 @@
+//! The two payloads a job accepts, and the schedule slot they name.
+//!
+//! - The EventBridge "Scheduled Event" envelope: its `time` is the slot; its `detail` may carry
+//!   the same overrides as the manual payload (normally `{}`).
+//! - A manual payload for `aws lambda invoke` or EventBridge Scheduler:
+//!   `{"tables": [...], "slot": "<optional RFC 3339>", "dry_run": false, ...overrides}`.
+
+use std::fmt;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::settings::{truncate_for_message, Overrides};
+
+/// The schedule slot a run belongs to: the instant the schedule fired, to the second, in UTC.
+/// Work is done at most once per (job, target, slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScheduleSlot(Timestamp);
+
+impl ScheduleSlot {
+    pub fn new(ts: Timestamp) -> Self {
+        // Whole seconds: redeliveries of one schedule carry the same second, and sub-second
+        // digits would only make two names for one slot.
+        ScheduleSlot(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
+    }
+
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        s.trim()
+            .parse::<Timestamp>()
+            .map(ScheduleSlot::new)
+            .map_err(|e| {
+                format!(
+                    "slot {:?} is not an RFC 3339 time such as 2026-11-22T02:00:00Z ({e})",
+                    truncate_for_message(s)
+                )
+            })
+    }
+
+    pub fn timestamp(&self) -> Timestamp {
+        self.0
+    }
+
+    /// `20261122T020000Z`: for names, where ':' is not allowed.
+    pub fn compact(&self) -> String {
+        self.0.strftime("%Y%m%dT%H%M%SZ").to_string()
+    }
+}
+
+impl fmt::Display for ScheduleSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    }
+}
+
+impl Serialize for ScheduleSlot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScheduleSlot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ScheduleSlot::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+/// A parsed, not yet validated, request to run a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRequest {
+    pub trigger: Trigger,
+    pub slot: ScheduleSlot,
+    pub dry_run: bool,
+    pub overrides: Overrides,
+}
+
+/// Fields both payloads may carry besides the overrides.
+const OWN_FIELDS: &[&str] = &["slot", "dry_run"];
+
+impl JobRequest {
+    /// Parses either payload. `now` is the slot of a manual run that names none.
+    pub fn from_payload(payload: &Value, now: Timestamp) -> Result<JobRequest> {
+        let Some(obj) = payload.as_object() else {
+            return Err(Error::Payload(format!(
+                "expected a JSON object (an EventBridge Scheduled Event or {{\"tables\": [...], \"slot\": ..., \"dry_run\": ...}}), got {}",
+                kind_of(payload)
+            )));
+        };
+        if obj.contains_key("detail-type") || obj.contains_key("source") {
+            return Self::from_eventbridge(payload);
+        }
+        let (slot, dry_run, overrides) = split_fields(obj, "manual payload")?;
+        let slot = match slot {
+            Some(s) => ScheduleSlot::parse(&s).map_err(Error::Payload)?,
+            None => ScheduleSlot::new(now),
+        };
+        Ok(JobRequest {
+            trigger: Trigger::Manual,
+            slot,
+            dry_run,
+            overrides,
+        })
+    }
+
+    fn from_eventbridge(payload: &Value) -> Result<JobRequest> {
+        let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
+            .map_err(|e| Error::Payload(format!("EventBridge event: {e}")))?;
+        if event.detail_type != "Scheduled Event" {
+            return Err(Error::Payload(format!(
+                "EventBridge event of type {:?} from {:?} is not a Scheduled Event; route only schedules to Backstop",
+                truncate_for_message(&event.detail_type),
+                truncate_for_message(&event.source)
+            )));
+        }
+        let time = event.time.ok_or_else(|| {
+            Error::Payload(
+                "Scheduled Event has no `time`; it is the schedule slot and is required".into(),
+            )
+        })?;
+        let ts = Timestamp::new(time.timestamp(), 0)
+            .map_err(|e| Error::Payload(format!("Scheduled Event `time` is out of range: {e}")))?;
+        let (slot, dry_run, overrides) = match &event.detail {
+            Value::Null => (None, false, Overrides::default()),
+            Value::Object(map) => split_fields(map, "Scheduled Event detail")?,
+            other => {
+                return Err(Error::Payload(format!(
+                    "Scheduled Event detail must be an object, got {}",
+                    kind_of(other)
+                )))
+            }
+        };
+        if slot.is_some() {
+            return Err(Error::Payload(
+                "Scheduled Event detail must not carry a slot: the event's `time` is the slot"
+                    .into(),
+            ));
+        }
+        Ok(JobRequest {
+            trigger: Trigger::Schedule,
+            slot: ScheduleSlot::new(ts),
+            dry_run,
+            overrides,
+        })
+    }
+}
+
+/// Splits an object into `slot`, `dry_run` and the settings overrides, refusing unknown fields.
+fn split_fields(
+    obj: &serde_json::Map<String, Value>,
+    what: &str,
+) -> Result<(Option<String>, bool, Overrides)> {
+    let mut rest = obj.clone();
+    let slot = match rest.remove("slot") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            return Err(Error::Payload(format!(
+                "{what}: slot must be an RFC 3339 string, got {}",
+                kind_of(&other)
+            )))
+        }
+    };
+    let dry_run = match rest.remove("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(Error::Payload(format!(
+                "{what}: dry_run must be true or false, got {}",
+                kind_of(&other)
+            )))
+        }
+    };
+    let overrides: Overrides = serde_json::from_value(Value::Object(rest)).map_err(|e| {
+        Error::Payload(format!(
+            "{what}: {e} (besides the settings it also takes {})",
+            OWN_FIELDS.join(", ")
+        ))
+    })?;
+    Ok((slot, dry_run, overrides))
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2026-11-22T10:11:12.345Z".parse().unwrap()
+    }
+
+    fn scheduled(time: &str) -> Value {
+        json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": time,
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/backstop-daily"],
+            "detail": {}
+        })
+    }
+
+    #[test]
+    fn scheduled_event_time_is_the_slot() {
+        let r = JobRequest::from_payload(&scheduled("2026-11-22T02:00:00Z"), now()).unwrap();
+        assert_eq!(r.trigger, Trigger::Schedule);
+        assert_eq!(r.slot.to_string(), "2026-11-22T02:00:00Z");
+        assert_eq!(r.slot.compact(), "20261122T020000Z");
+        assert!(!r.dry_run);
+        assert_eq!(r.overrides, Overrides::default());
+    }
+
+    #[test]
+    fn manual_payload_with_tables_slot_and_dry_run() {
+        let p =
+            json!({"tables": ["SalesTable"], "slot": "2026-11-22T03:00:00+01:00", "dry_run": true});
+        let r = JobRequest::from_payload(&p, now()).unwrap();
+        assert_eq!(r.trigger, Trigger::Manual);
+        assert_eq!(r.slot.to_string(), "2026-11-22T02:00:00Z");
+        assert!(r.dry_run);
+        assert_eq!(r.overrides.tables, Some(vec!["SalesTable".to_owned()]));
+    }
+
+    #[test]
+    fn manual_payload_without_slot_uses_now_to_the_second() {
+        let r = JobRequest::from_payload(&json!({}), now()).unwrap();
+        assert_eq!(r.slot.to_string(), "2026-11-22T10:11:12Z");
+    }
+
+    #[test]
+    fn unknown_manual_field_is_refused_by_name() {
+        let e = JobRequest::from_payload(&json!({"tabels": ["x"]}), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `tabels`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_give_clear_errors() {
+        let e = JobRequest::from_payload(&json!({"tables": "SalesTable"}), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("payload: manual payload:"), "{e}");
+        let e = JobRequest::from_payload(&json!({"slot": "yesterday"}), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an RFC 3339 time"), "{e}");
+        let e = JobRequest::from_payload(&json!([1, 2]), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("got an array"), "{e}");
+    }
+
+    #[test]
+    fn non_schedule_eventbridge_events_are_refused() {
+        let mut e = scheduled("2026-11-22T02:00:00Z");
+        e["detail-type"] = json!("EC2 Instance State-change Notification");
+        let err = JobRequest::from_payload(&e, now()).unwrap_err().to_string();
+        assert!(err.contains("not a Scheduled Event"), "{err}");
+    }
+
+    #[test]
+    fn scheduled_event_detail_can_override_and_dry_run() {
+        let mut e = scheduled("2026-11-22T02:00:00Z");
+        e["detail"] = json!({"table_tag": "backup=daily", "dry_run": true});
+        let r = JobRequest::from_payload(&e, now()).unwrap();
+        assert!(r.dry_run);
+        assert_eq!(r.overrides.table_tag.as_deref(), Some("backup=daily"));
+        e["detail"] = json!({"nonsense": 1});
+        assert!(JobRequest::from_payload(&e, now()).is_err());
+    }
+
+    #[test]
+    fn sample_events_in_the_repository_parse() {
+        for f in [
+            "snapshot-scheduled.json",
+            "snapshot-manual.json",
+            "snapshot-dry-run.json",
+        ] {
+            let path = format!("{}/../events/{f}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let v: Value = serde_json::from_str(&text).unwrap();
+            JobRequest::from_payload(&v, now()).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_json_never_panics(s in "\\PC{0,200}") {
+            if let Ok(v) = serde_json::from_str::<Value>(&s) {
+                let _ = JobRequest::from_payload(&v, now());
+            }
+        }
+
+        #[test]
+        fn arbitrary_objects_never_panic(keys in proptest::collection::vec("[a-z_-]{1,12}", 0..6), n in 0i64..5_000_000_000) {
+            let mut m = serde_json::Map::new();
+            for (i, k) in keys.iter().enumerate() {
+                m.insert(k.clone(), if i % 2 == 0 { json!(n) } else { json!(k) });
+            }
+            let _ = JobRequest::from_payload(&Value::Object(m), now());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Jobs. Each job selects its targets, does its work per target, then hands the outcomes to
+//! [`RunInProgress::finish`], which builds the `RunReport` and publishes it the same way for
+//! every job: SNS message, CloudWatch metrics, catalog run record.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use tracing::{error, info};
+
+use crate::aws::Clients;
+use crate::catalog::Catalog;
+use crate::event::JobRequest;
+use crate::notify;
+use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport, Totals};
+use crate::selection::Excluded;
+use crate::settings::Settings;
+
+pub mod snapshot;
+
+/// A run between its start and its report.
+pub(crate) struct RunInProgress {
+    pub run_id: String,
+    pub job: &'static str,
+    pub request: JobRequest,
+    pub selection: String,
+    pub started_at: Timestamp,
+    pub started: Instant,
+    pub targets: Vec<TargetReport>,
+    pub excluded: Vec<Excluded>,
+    pub errors: Vec<String>,
+}
+
+impl RunInProgress {
+    pub fn start(job: &'static str, settings: &Settings, request: &JobRequest) -> Self {
+        RunInProgress {
+            run_id: uuid::Uuid::new_v4().to_string(),
+            job,
+            request: request.clone(),
+            selection: settings.selection.describe(),
+            started_at: Timestamp::now(),
+            started: Instant::now(),
+            targets: Vec::new(),
+            excluded: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Builds the report and publishes it. A dry run publishes nothing.
+    pub async fn finish(
+        self,
+        clients: &Clients,
+        settings: &Settings,
+        catalog: &Catalog,
+    ) -> RunReport {
+        let totals = Totals::from_targets(&self.targets);
+        let mut report = RunReport {
+            run_id: self.run_id,
+            job: self.job.to_owned(),
+            slot: self.request.slot,
+            trigger: self.request.trigger,
+            dry_run: self.request.dry_run,
+            status: run_status(&totals, &self.errors),
+            started_at: self.started_at,
+            finished_at: Timestamp::now(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            selection: self.selection,
+            targets: self.targets,
+            excluded: self.excluded,
+            totals,
+            errors: self.errors,
+            delivery: Delivery::default(),
+        };
+        if report.dry_run {
+            let skipped = || DeliveryState::Skipped {
+                reason: "dry run".into(),
+            };
+            report.delivery = Delivery {
+                sns: skipped(),
+                metrics: skipped(),
+                catalog: skipped(),
+            };
+            return report;
+        }
+
+        report.delivery.catalog = match catalog.record_run(&report).await {
+            Ok(()) => DeliveryState::Sent { id: None },
+            Err(e) => DeliveryState::Failed {
+                error: e.to_string(),
+            },
+        };
+        report.delivery.metrics = match notify::publish_metrics(
+            &clients.cloudwatch,
+            &settings.metrics_namespace,
+            &report,
+        )
+        .await
+        {
+            Ok(count) => DeliveryState::Sent {
+                id: Some(format!("{count} data points")),
+            },
+            Err(e) => DeliveryState::Failed {
+                error: e.to_string(),
+            },
+        };
+        // SNS last, so that the message can say whether the metrics and the run record landed.
+        for (what, state) in [
+            ("metrics", &report.delivery.metrics),
+            ("catalog run record", &report.delivery.catalog),
+        ] {
+            if let DeliveryState::Failed { error } = state {
+                report.errors.push(format!("publishing {what}: {error}"));
+            }
+        }
+        report.delivery.sns = match &settings.topic_arn {
+            None => DeliveryState::Skipped {
+                reason: "no topic configured (BACKSTOP_TOPIC_ARN)".into(),
+            },
+            Some(topic) => match notify::publish_sns(&clients.sns, topic, &report).await {
+                Ok(id) => DeliveryState::Sent { id: Some(id) },
+                Err(e) => {
+                    report.errors.push(format!("publishing to SNS: {e}"));
+                    DeliveryState::Failed {
+                        error: e.to_string(),
+                    }
+                }
+            },
+        };
+        if report.errors.is_empty() {
+            info!(status = ?report.status, created = report.totals.created, failed = report.totals.failed, "run finished");
+        } else {
+            error!(status = ?report.status, errors = ?report.errors, "run finished with errors");
+        }
+        report
+    }
+}

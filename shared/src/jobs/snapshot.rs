@@ -1,0 +1,540 @@
+//! The snapshot job: an on-demand DynamoDB backup of each selected table, at most once per
+//! schedule slot, with PITR checked on the way.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::{
+    BackupTypeFilter, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
+};
+use futures::{stream, StreamExt};
+use jiff::Timestamp;
+use serde_json::Value;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::aws::Clients;
+use crate::catalog::{Catalog, Claim};
+use crate::error::{Error, Result};
+use crate::event::{JobRequest, ScheduleSlot};
+use crate::report::{BackupInfo, Outcome, PitrState, RunReport, TargetReport};
+use crate::selection;
+use crate::settings::{Environment, Settings};
+
+pub const JOB: &str = "snapshot";
+
+/// Marks names of backups Backstop made: `<table>-backstop-<slot>`.
+const NAME_MARK: &str = "-backstop-";
+
+/// Everything a snapshot invocation needs, built once per process.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub clients: Clients,
+    pub env: Environment,
+}
+
+/// The Lambda handler's body: parse the payload, run, and fail the invocation (after the report
+/// is published) when anything is left undone, so that Lambda's retry and failure destination
+/// see it.
+pub async fn handle(ctx: &Context, payload: Value) -> Result<RunReport> {
+    let request = JobRequest::from_payload(&payload, Timestamp::now())?;
+    let settings = Settings::resolve(&ctx.env, &request.overrides)?;
+    let report = run(&ctx.clients, &settings, &request).await;
+    if report.needs_retry() {
+        return Err(Error::RunFailed {
+            job: report.job.clone(),
+            run_id: report.run_id.clone(),
+            slot: report.slot.to_string(),
+            summary: report.failure_summary(),
+        });
+    }
+    Ok(report)
+}
+
+/// Runs the job for already resolved settings (the same path as the Lambda; the CLI calls it
+/// directly): select, back up each table with bounded concurrency, then publish the report.
+/// Never fails as a whole: every error lands in the report.
+pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
+    let mut run = super::RunInProgress::start(JOB, settings, request);
+    let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
+    async {
+        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        match selection::resolve(&clients.dynamodb, settings).await {
+            Ok(selected) => {
+                info!(
+                    tables = selected.tables.len(),
+                    excluded = selected.excluded.len(),
+                    "selected"
+                );
+                run.excluded = selected.excluded;
+                let run_id = run.run_id.clone();
+                run.targets = stream::iter(selected.tables)
+                    .map(|table| {
+                        let span = info_span!("target", table = %table);
+                        snapshot_table(clients, &catalog, settings, request, &run_id, table)
+                            .instrument(span)
+                    })
+                    .buffered(settings.concurrency)
+                    .collect()
+                    .await;
+            }
+            Err(e) => {
+                warn!(error = %e, "selection failed");
+                run.errors.push(format!("selecting tables: {e}"));
+            }
+        }
+        run.finish(clients, settings, &catalog).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Pure: the backup name for a table and slot, `<table>-backstop-<YYYYMMDDTHHMMSSZ>`. Names are
+/// 3 to 255 characters of `[a-zA-Z0-9_.-]`; a table name too long to fit is cut and given a
+/// short hash of the full name, so that two long names never share a backup name.
+pub fn backup_name(table: &str, slot: &ScheduleSlot) -> String {
+    const MAX: usize = 255;
+    let suffix = format!("{NAME_MARK}{}", slot.compact());
+    let clean: String = table
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.len() + suffix.len() <= MAX && clean == table {
+        return format!("{clean}{suffix}");
+    }
+    let hash = blake3::hash(table.as_bytes()).to_hex();
+    let tag = format!("-{}", &hash[..8]);
+    let keep = MAX - suffix.len() - tag.len();
+    let head: String = clean.chars().take(keep).collect();
+    format!("{head}{tag}{suffix}")
+}
+
+/// Pure: whether a backup name is one Backstop made (for retention, which never touches others
+/// unless asked).
+pub fn is_backstop_backup_name(name: &str) -> bool {
+    name.rsplit_once(NAME_MARK)
+        .is_some_and(|(head, slot)| !head.is_empty() && slot.len() == 16 && slot.ends_with('Z'))
+}
+
+async fn snapshot_table(
+    clients: &Clients,
+    catalog: &Catalog,
+    settings: &Settings,
+    request: &JobRequest,
+    run_id: &str,
+    table: String,
+) -> TargetReport {
+    let started = Instant::now();
+    let slot = request.slot;
+    let name = backup_name(&table, &slot);
+    let mut report = TargetReport {
+        table: table.clone(),
+        outcome: Outcome::Planned {
+            backup_name: name.clone(),
+        },
+        pitr: None,
+        duration_ms: 0,
+        warnings: vec![],
+    };
+
+    if request.dry_run {
+        report.outcome = match dry_run_outcome(
+            clients,
+            catalog,
+            settings,
+            &table,
+            &slot,
+            &name,
+            &mut report,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => failed(&e),
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return report;
+    }
+
+    let claim = match catalog
+        .claim(JOB, &table, &slot, run_id, Timestamp::now())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Without the guard we cannot promise one backup per slot: do nothing.
+            report.outcome = failed(&e);
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+    };
+    let previous_attempt = match claim {
+        Claim::Done(rec) => {
+            report.outcome = match rec.backup_info() {
+                Some(backup) => Outcome::AlreadyDone {
+                    backup,
+                    note: format!("already done for this slot (run {})", rec.run_id),
+                },
+                None => Outcome::Failed {
+                    operation: "read catalog".into(),
+                    error: format!(
+                        "catalog {} says {table} is done for {slot} but names no backup; fix the catalog item",
+                        catalog.table_name()
+                    ),
+                    retryable: false,
+                },
+            };
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+        Claim::Held(rec) => {
+            report.outcome = Outcome::InProgress {
+                held_by_run: rec.run_id.clone(),
+                note: format!(
+                    "run {} is working on this slot now (status {}); left alone, a retry will see its result",
+                    rec.run_id, rec.status
+                ),
+            };
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+        Claim::Fresh => false,
+        Claim::Retaken { .. } => true,
+    };
+
+    let result = make_backup(
+        clients,
+        settings,
+        &table,
+        &slot,
+        &name,
+        previous_attempt,
+        &mut report,
+    )
+    .await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(backup) => {
+            match catalog
+                .complete(JOB, &table, &slot, run_id, &backup, Timestamp::now())
+                .await
+            {
+                Ok(()) => report.outcome = Outcome::Created { backup },
+                Err(e) => {
+                    // The backup exists; the next attempt after the claim lease finds it by name.
+                    report.outcome = Outcome::Failed {
+                        operation: "UpdateItem (complete)".into(),
+                        error: format!(
+                            "backup {} was made but could not be recorded: {e}",
+                            backup.backup_name
+                        ),
+                        retryable: true,
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            if let Err(fe) = catalog
+                .fail(JOB, &table, &slot, run_id, &msg, Timestamp::now())
+                .await
+            {
+                report
+                    .warnings
+                    .push(format!("could not record the failure in the catalog: {fe}"));
+            }
+            report.outcome = failed(&e);
+        }
+    }
+    report
+}
+
+fn failed(e: &Error) -> Outcome {
+    Outcome::Failed {
+        operation: match e {
+            Error::Aws { operation, .. } => (*operation).to_owned(),
+            _ => "snapshot".to_owned(),
+        },
+        error: e.to_string(),
+        retryable: e.is_retryable(),
+    }
+}
+
+async fn dry_run_outcome(
+    clients: &Clients,
+    catalog: &Catalog,
+    settings: &Settings,
+    table: &str,
+    slot: &ScheduleSlot,
+    name: &str,
+    report: &mut TargetReport,
+) -> Result<Outcome> {
+    if let Some(rec) = catalog.get(JOB, table, slot).await? {
+        if let (true, Some(backup)) = (rec.status == crate::catalog::STATUS_DONE, rec.backup_info())
+        {
+            return Ok(Outcome::AlreadyDone {
+                backup,
+                note: format!("already done for this slot (run {})", rec.run_id),
+            });
+        }
+    }
+    describe_table(clients, table).await?;
+    // A dry run reads PITR but never changes it.
+    report.pitr = Some(match pitr_status(clients, table).await {
+        Ok(true) => PitrState::Enabled,
+        Ok(false) if settings.enable_pitr => {
+            report
+                .warnings
+                .push("point-in-time recovery is off; a real run would turn it on".into());
+            PitrState::Disabled
+        }
+        Ok(false) => PitrState::Disabled,
+        Err(e) => PitrState::Unknown {
+            error: e.to_string(),
+        },
+    });
+    Ok(Outcome::Planned {
+        backup_name: name.to_owned(),
+    })
+}
+
+struct TableFacts {
+    item_count: Option<i64>,
+    size_bytes: Option<i64>,
+}
+
+async fn describe_table(clients: &Clients, table: &str) -> Result<TableFacts> {
+    let out = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeTable", format!("table {table}"), e))?;
+    let t = out.table;
+    Ok(TableFacts {
+        item_count: t.as_ref().and_then(|t| t.item_count),
+        size_bytes: t.as_ref().and_then(|t| t.table_size_bytes),
+    })
+}
+
+async fn pitr_status(clients: &Clients, table: &str) -> Result<bool> {
+    let out = clients
+        .dynamodb
+        .describe_continuous_backups()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeContinuousBackups", format!("table {table}"), e))?;
+    Ok(out
+        .continuous_backups_description
+        .and_then(|d| d.point_in_time_recovery_description)
+        .and_then(|p| p.point_in_time_recovery_status)
+        == Some(PointInTimeRecoveryStatus::Enabled))
+}
+
+async fn ensure_pitr(clients: &Clients, settings: &Settings, table: &str) -> PitrState {
+    match pitr_status(clients, table).await {
+        Ok(true) => PitrState::Enabled,
+        Ok(false) if !settings.enable_pitr => PitrState::Disabled,
+        Ok(false) => {
+            let spec = match PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    return PitrState::Unknown {
+                        error: e.to_string(),
+                    }
+                }
+            };
+            match clients
+                .dynamodb
+                .update_continuous_backups()
+                .table_name(table)
+                .point_in_time_recovery_specification(spec)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    info!(table, "turned point-in-time recovery on");
+                    PitrState::EnabledNow
+                }
+                Err(e) => PitrState::Unknown {
+                    error: Error::aws("UpdateContinuousBackups", format!("table {table}"), e)
+                        .to_string(),
+                },
+            }
+        }
+        Err(e) => PitrState::Unknown {
+            error: e.to_string(),
+        },
+    }
+}
+
+async fn make_backup(
+    clients: &Clients,
+    settings: &Settings,
+    table: &str,
+    slot: &ScheduleSlot,
+    name: &str,
+    previous_attempt: bool,
+    report: &mut TargetReport,
+) -> Result<BackupInfo> {
+    let facts = describe_table(clients, table).await?;
+    report.pitr = Some(ensure_pitr(clients, settings, table).await);
+
+    // An earlier attempt may have made the backup and died before recording it: adopt it
+    // rather than make a second one.
+    let existing = if previous_attempt {
+        find_backup_by_name(clients, table, slot, name).await?
+    } else {
+        None
+    };
+    let arn = match existing {
+        Some(arn) => {
+            report.warnings.push(
+                "an earlier attempt had made this backup; it was adopted, not made again".into(),
+            );
+            arn
+        }
+        None => clients
+            .dynamodb
+            .create_backup()
+            .table_name(table)
+            .backup_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::aws("CreateBackup", format!("table {table}"), e))?
+            .backup_details
+            .map(|d| d.backup_arn)
+            .ok_or_else(|| Error::Aws {
+                operation: "CreateBackup",
+                resource: format!("table {table}"),
+                code: None,
+                message: "the response named no backup".into(),
+                retryable: true,
+                hint: "a retry may succeed".into(),
+            })?,
+    };
+
+    let described = clients
+        .dynamodb
+        .describe_backup()
+        .backup_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeBackup", format!("backup {arn}"), e))?
+        .backup_description;
+    let details = described.as_ref().and_then(|d| d.backup_details.as_ref());
+    let source = described
+        .as_ref()
+        .and_then(|d| d.source_table_details.as_ref());
+    Ok(BackupInfo {
+        backup_arn: arn.clone(),
+        backup_name: name.to_owned(),
+        created_at: details.and_then(|d| to_timestamp(&d.backup_creation_date_time)),
+        size_bytes: details
+            .and_then(|d| d.backup_size_bytes)
+            .or(facts.size_bytes),
+        item_count: source.and_then(|s| s.item_count).or(facts.item_count),
+        backup_status: details
+            .map(|d| d.backup_status.as_str().to_owned())
+            .unwrap_or_else(|| "UNKNOWN".into()),
+    })
+}
+
+async fn find_backup_by_name(
+    clients: &Clients,
+    table: &str,
+    slot: &ScheduleSlot,
+    name: &str,
+) -> Result<Option<String>> {
+    // Backups for a slot are made after the slot; an hour of slack covers clock skew.
+    let lower = aws_smithy_types::DateTime::from_secs(slot.timestamp().as_second() - 3600);
+    let mut start: Option<String> = None;
+    loop {
+        let page = clients
+            .dynamodb
+            .list_backups()
+            .table_name(table)
+            .backup_type(BackupTypeFilter::User)
+            .time_range_lower_bound(lower)
+            .set_exclusive_start_backup_arn(start.take())
+            .send()
+            .await
+            .map_err(|e| Error::aws("ListBackups", format!("table {table}"), e))?;
+        if let Some(found) = page.backup_summaries().iter().find(|b| {
+            b.backup_name() == Some(name)
+                && b.backup_status().is_some_and(|s| s.as_str() != "DELETED")
+        }) {
+            return Ok(found.backup_arn().map(str::to_owned));
+        }
+        match page.last_evaluated_backup_arn {
+            Some(arn) if !arn.is_empty() => start = Some(arn),
+            _ => return Ok(None),
+        }
+    }
+}
+
+fn to_timestamp(dt: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(dt.secs(), dt.subsec_nanos() as i32).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> ScheduleSlot {
+        ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap()
+    }
+
+    fn valid(name: &str) -> bool {
+        (3..=255).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    }
+
+    #[test]
+    fn backup_name_shows_table_and_slot() {
+        let n = backup_name("SalesTable", &slot());
+        assert_eq!(n, "SalesTable-backstop-20261122T020000Z");
+        assert!(valid(&n));
+        assert!(is_backstop_backup_name(&n));
+    }
+
+    #[test]
+    fn long_table_names_are_cut_with_a_hash_and_stay_distinct() {
+        let a = "a".repeat(255);
+        let mut b = "a".repeat(254);
+        b.push('b');
+        let na = backup_name(&a, &slot());
+        let nb = backup_name(&b, &slot());
+        assert_eq!(na.len(), 255);
+        assert!(valid(&na) && valid(&nb));
+        assert_ne!(na, nb);
+        assert!(na.ends_with("-backstop-20261122T020000Z"));
+    }
+
+    #[test]
+    fn foreign_backup_names_are_not_ours() {
+        assert!(!is_backstop_backup_name("SalesTable-manual-20260130"));
+        assert!(!is_backstop_backup_name("-backstop-20261122T020000Z"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_table_name_gives_a_valid_backup_name(table in "[a-zA-Z0-9_.-]{3,255}", secs in 0i64..4_000_000_000) {
+            let slot = ScheduleSlot::new(Timestamp::from_second(secs).unwrap());
+            let n = backup_name(&table, &slot);
+            proptest::prop_assert!(valid(&n), "{}", n);
+            proptest::prop_assert!(is_backstop_backup_name(&n));
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Backstop's library: everything that is not an entry point.
+//!
+//! Pure parts (settings, payloads, names, reports, metric data) do no I/O. Parts that talk to AWS
+//! take the concrete SDK clients from [`aws::Clients`], built once per process.
+
+pub mod aws;
+pub mod catalog;
+pub mod error;
+pub mod event;
+pub mod jobs;
+pub mod notify;
+pub mod report;
+pub mod selection;
+pub mod settings;
+
+#[cfg(feature = "local")]
+pub mod local;
+
+pub use error::{Error, Result};

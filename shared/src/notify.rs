@@ -1,0 +1,216 @@
+//! Publishing a run: one SNS message and one CloudWatch PutMetricData batch.
+
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_smithy_types::DateTime;
+
+use crate::error::{Error, Result};
+use crate::report::{Outcome, RunReport};
+
+pub const METRIC_SUCCESS: &str = "BackupSuccess";
+pub const METRIC_FAILURE: &str = "BackupFailure";
+pub const METRIC_DURATION: &str = "BackupDuration";
+pub const METRIC_SIZE: &str = "BackupSize";
+
+/// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
+pub const MAX_DATA_PER_CALL: usize = 1000;
+
+/// Publishes the report to the topic; returns the message id.
+pub async fn publish_sns(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    report: &RunReport,
+) -> Result<String> {
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .map_err(|e| Error::Aws {
+                operation: "Publish",
+                resource: format!("topic {topic_arn}"),
+                code: None,
+                message: format!("could not build a message attribute: {e}"),
+                retryable: false,
+                hint: String::new(),
+            })
+    };
+    let out = sns
+        .publish()
+        .topic_arn(topic_arn)
+        .subject(report.subject())
+        .message(report.email_body())
+        .message_attributes("severity", attr(report.status.severity())?)
+        .message_attributes("job", attr(&report.job)?)
+        .message_attributes("status", attr(&format!("{:?}", report.status))?)
+        .send()
+        .await
+        .map_err(|e| Error::aws("Publish", format!("topic {topic_arn}"), e))?;
+    Ok(out.message_id.unwrap_or_default())
+}
+
+/// Pure: the metric data of one run. Per table: BackupSuccess and BackupFailure (Count) for
+/// every table worked on in this run; BackupDuration (Seconds) and BackupSize (Bytes) for every
+/// backup made. Tables already done for the slot add nothing, so a redelivery counts nothing
+/// twice. Dimensions: Job and Table.
+pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
+    let at = DateTime::from_secs(report.finished_at.as_second());
+    let datum = |name: &str, table: &str, value: f64, unit: StandardUnit| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(Dimension::builder().name("Job").value(&report.job).build())
+            .dimensions(Dimension::builder().name("Table").value(table).build())
+            .timestamp(at)
+            .value(value)
+            .unit(unit)
+            .build()
+    };
+    let mut data = Vec::new();
+    for t in &report.targets {
+        match &t.outcome {
+            Outcome::Created { backup } => {
+                data.push(datum(METRIC_SUCCESS, &t.table, 1.0, StandardUnit::Count));
+                data.push(datum(METRIC_FAILURE, &t.table, 0.0, StandardUnit::Count));
+                data.push(datum(
+                    METRIC_DURATION,
+                    &t.table,
+                    t.duration_ms as f64 / 1000.0,
+                    StandardUnit::Seconds,
+                ));
+                if let Some(size) = backup.size_bytes {
+                    data.push(datum(
+                        METRIC_SIZE,
+                        &t.table,
+                        size as f64,
+                        StandardUnit::Bytes,
+                    ));
+                }
+            }
+            Outcome::Failed { .. } => {
+                data.push(datum(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
+                data.push(datum(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
+            }
+            Outcome::AlreadyDone { .. } | Outcome::InProgress { .. } | Outcome::Planned { .. } => {}
+        }
+    }
+    data
+}
+
+/// Sends the run's metric data: one PutMetricData call (more only past 1,000 data points).
+pub async fn publish_metrics(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    report: &RunReport,
+) -> Result<usize> {
+    let data = metric_data(report);
+    for chunk in data.chunks(MAX_DATA_PER_CALL) {
+        cw.put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("PutMetricData", format!("namespace {namespace}"), e))?;
+    }
+    Ok(data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ScheduleSlot, Trigger};
+    use crate::report::*;
+
+    fn report() -> RunReport {
+        let targets = vec![
+            TargetReport {
+                table: "Aaa".into(),
+                outcome: Outcome::Created {
+                    backup: BackupInfo {
+                        backup_arn: "arn".into(),
+                        backup_name: "n".into(),
+                        created_at: None,
+                        size_bytes: Some(500),
+                        item_count: Some(3),
+                        backup_status: "AVAILABLE".into(),
+                    },
+                },
+                pitr: None,
+                duration_ms: 2500,
+                warnings: vec![],
+            },
+            TargetReport {
+                table: "Bbb".into(),
+                outcome: Outcome::Failed {
+                    operation: "CreateBackup".into(),
+                    error: "x".into(),
+                    retryable: false,
+                },
+                pitr: None,
+                duration_ms: 1,
+                warnings: vec![],
+            },
+            TargetReport {
+                table: "Ccc".into(),
+                outcome: Outcome::AlreadyDone {
+                    backup: BackupInfo {
+                        backup_arn: "arn".into(),
+                        backup_name: "n".into(),
+                        created_at: None,
+                        size_bytes: Some(500),
+                        item_count: Some(3),
+                        backup_status: "AVAILABLE".into(),
+                    },
+                    note: "already".into(),
+                },
+                pitr: None,
+                duration_ms: 1,
+                warnings: vec![],
+            },
+        ];
+        let totals = Totals::from_targets(&targets);
+        RunReport {
+            run_id: "r".into(),
+            job: "snapshot".into(),
+            slot: ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            status: run_status(&totals, &[]),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            finished_at: jiff::Timestamp::UNIX_EPOCH,
+            duration_ms: 1,
+            selection: String::new(),
+            targets,
+            excluded: vec![],
+            totals,
+            errors: vec![],
+            delivery: Delivery::default(),
+        }
+    }
+
+    fn find<'a>(d: &'a [MetricDatum], name: &str, table: &str) -> Option<&'a MetricDatum> {
+        d.iter().find(|m| {
+            m.metric_name() == Some(name)
+                && m.dimensions()
+                    .iter()
+                    .any(|x| x.name() == Some("Table") && x.value() == Some(table))
+        })
+    }
+
+    #[test]
+    fn created_and_failed_tables_produce_metrics_and_already_done_none() {
+        let d = metric_data(&report());
+        assert_eq!(find(&d, METRIC_SUCCESS, "Aaa").unwrap().value(), Some(1.0));
+        assert_eq!(find(&d, METRIC_DURATION, "Aaa").unwrap().value(), Some(2.5));
+        assert_eq!(
+            find(&d, METRIC_SIZE, "Aaa").unwrap().unit(),
+            Some(&StandardUnit::Bytes)
+        );
+        assert_eq!(find(&d, METRIC_FAILURE, "Bbb").unwrap().value(), Some(1.0));
+        assert!(find(&d, METRIC_SUCCESS, "Ccc").is_none());
+        assert_eq!(d.len(), 6);
+        for m in &d {
+            let dims: Vec<_> = m.dimensions().iter().filter_map(|x| x.name()).collect();
+            assert_eq!(dims, ["Job", "Table"]);
+        }
+    }
+}

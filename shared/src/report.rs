@@ -1,0 +1,561 @@
+//! The `RunReport`: one JSON document per run, returned as the Lambda response, and rendered
+//! (purely) into the SNS message. Item contents never appear here; only names, counts and sizes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ScheduleSlot, Trigger};
+use crate::selection::Excluded;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub job: String,
+    pub slot: ScheduleSlot,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub duration_ms: u64,
+    /// What was asked for, in words ("tables matching Sales*").
+    pub selection: String,
+    pub targets: Vec<TargetReport>,
+    /// Tables that matched but are never worked on (Backstop's own tables).
+    #[serde(default)]
+    pub excluded: Vec<Excluded>,
+    pub totals: Totals,
+    /// Errors that belong to the run rather than to one target (selection, catalog, publishing).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    pub delivery: Delivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every selected target is backed up for this slot (now or by an earlier delivery).
+    Succeeded,
+    /// Some targets are done and some are not; a retry redoes only the rest.
+    PartiallyFailed,
+    /// Nothing was done.
+    Failed,
+    /// The selection matched no table.
+    NothingSelected,
+}
+
+impl RunStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "OK",
+            RunStatus::PartiallyFailed => "PARTIAL FAILURE",
+            RunStatus::Failed => "FAILED",
+            RunStatus::NothingSelected => "NOTHING SELECTED",
+        }
+    }
+
+    /// The `severity` message attribute, for subscription filter policies.
+    pub fn severity(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "info",
+            RunStatus::NothingSelected => "warning",
+            RunStatus::PartiallyFailed | RunStatus::Failed => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub table: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<PitrState>,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A backup was made in this run.
+    Created { backup: BackupInfo },
+    /// An earlier delivery of the same slot already made the backup; nothing new was made.
+    AlreadyDone { backup: BackupInfo, note: String },
+    /// Another invocation holds this slot right now; this run left it alone.
+    InProgress { held_by_run: String, note: String },
+    /// Dry run: this backup would be made.
+    Planned { backup_name: String },
+    /// The target failed; the error names the operation and says what to do.
+    Failed {
+        operation: String,
+        error: String,
+        retryable: bool,
+    },
+}
+
+impl Outcome {
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Created { .. } | Outcome::AlreadyDone { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    pub backup_arn: String,
+    pub backup_name: String,
+    /// `BackupCreationDateTime` as AWS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_count: Option<i64>,
+    /// `CREATING`, `AVAILABLE` or `DELETED` at the time of the report.
+    pub backup_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PitrState {
+    Enabled,
+    /// Off, and left off (settings say not to enable it).
+    Disabled,
+    /// Was off; this run turned it on.
+    EnabledNow,
+    /// Could not be read or changed; the backup went ahead regardless.
+    Unknown {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub selected: usize,
+    pub created: usize,
+    pub already_done: usize,
+    pub in_progress: usize,
+    pub planned: usize,
+    pub failed: usize,
+    /// Bytes of the backups made in this run.
+    pub bytes: i64,
+    /// Items in the backups made in this run.
+    pub items: i64,
+    pub pitr_disabled: usize,
+    pub pitr_enabled_now: usize,
+}
+
+/// Where the report went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub sns: DeliveryState,
+    pub metrics: DeliveryState,
+    pub catalog: DeliveryState,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DeliveryState {
+    #[default]
+    Pending,
+    Sent {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl Totals {
+    pub fn from_targets(targets: &[TargetReport]) -> Totals {
+        let mut t = Totals {
+            selected: targets.len(),
+            ..Totals::default()
+        };
+        for target in targets {
+            match &target.outcome {
+                Outcome::Created { backup } => {
+                    t.created += 1;
+                    t.bytes += backup.size_bytes.unwrap_or(0);
+                    t.items += backup.item_count.unwrap_or(0);
+                }
+                Outcome::AlreadyDone { .. } => t.already_done += 1,
+                Outcome::InProgress { .. } => t.in_progress += 1,
+                Outcome::Planned { .. } => t.planned += 1,
+                Outcome::Failed { .. } => t.failed += 1,
+            }
+            match target.pitr {
+                Some(PitrState::Disabled) => t.pitr_disabled += 1,
+                Some(PitrState::EnabledNow) => t.pitr_enabled_now += 1,
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// Pure: the run's status from its targets and run-level errors.
+pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
+    let done = totals.created + totals.already_done + totals.planned;
+    let not_done = totals.failed + totals.in_progress;
+    if totals.selected == 0 {
+        if run_errors.is_empty() {
+            RunStatus::NothingSelected
+        } else {
+            RunStatus::Failed
+        }
+    } else if not_done == 0 {
+        RunStatus::Succeeded
+    } else if done == 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::PartiallyFailed
+    }
+}
+
+impl RunReport {
+    /// Whether the invocation must end in an error (after publishing) so that Lambda retries.
+    pub fn needs_retry(&self) -> bool {
+        matches!(self.status, RunStatus::Failed | RunStatus::PartiallyFailed)
+            || !self.errors.is_empty()
+    }
+
+    /// One line: what failed and why, for the Lambda error message.
+    pub fn failure_summary(&self) -> String {
+        let mut parts: Vec<String> = self.errors.clone();
+        for t in &self.targets {
+            match &t.outcome {
+                Outcome::Failed { error, .. } => parts.push(format!("{}: {error}", t.table)),
+                Outcome::InProgress { note, .. } => parts.push(format!("{}: {note}", t.table)),
+                _ => {}
+            }
+        }
+        format!(
+            "{} of {} targets not done; {}. A retry redoes only these.",
+            self.totals.failed + self.totals.in_progress,
+            self.totals.selected,
+            parts.join("; ")
+        )
+    }
+
+    /// SNS subject: ASCII, one line, under 100 characters.
+    pub fn subject(&self) -> String {
+        let t = &self.totals;
+        let dry = if self.dry_run { " (dry run)" } else { "" };
+        let s = format!(
+            "Backstop {} {}{dry}: {} done, {} failed of {} - {}",
+            self.job,
+            self.status.label(),
+            t.created + t.already_done + t.planned,
+            t.failed + t.in_progress,
+            t.selected,
+            self.slot
+        );
+        let ascii: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        ascii.chars().take(99).collect()
+    }
+
+    /// A plain-text body that reads well in an e-mail client.
+    pub fn email_body(&self) -> String {
+        let t = &self.totals;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "Backstop {} run {}{}\n\n",
+            self.job,
+            self.status.label(),
+            if self.dry_run {
+                " (dry run: nothing was changed)"
+            } else {
+                ""
+            }
+        ));
+        out.push_str(&format!("Slot:       {}\n", self.slot));
+        out.push_str(&format!("Run id:     {}\n", self.run_id));
+        out.push_str(&format!("Selection:  {}\n", self.selection));
+        out.push_str(&format!(
+            "Duration:   {:.1} s\n",
+            self.duration_ms as f64 / 1000.0
+        ));
+        out.push_str(&format!(
+            "Targets:    {} selected, {} backed up now, {} already done for this slot, {} failed{}\n",
+            t.selected,
+            t.created,
+            t.already_done,
+            t.failed,
+            if t.in_progress > 0 {
+                format!(", {} in progress elsewhere", t.in_progress)
+            } else {
+                String::new()
+            }
+        ));
+        if t.created > 0 {
+            out.push_str(&format!(
+                "New data:   {} in {} items\n",
+                human_bytes(t.bytes),
+                t.items
+            ));
+        }
+        out.push('\n');
+        for target in &self.targets {
+            out.push_str(&format!(
+                "- {}: {}\n",
+                target.table,
+                outcome_line(&target.outcome)
+            ));
+            match &target.pitr {
+                Some(PitrState::Disabled) => {
+                    out.push_str("    point-in-time recovery is OFF for this table\n")
+                }
+                Some(PitrState::EnabledNow) => {
+                    out.push_str("    point-in-time recovery was off; Backstop turned it on\n")
+                }
+                Some(PitrState::Unknown { error }) => {
+                    out.push_str(&format!("    point-in-time recovery unknown: {error}\n"))
+                }
+                _ => {}
+            }
+            for w in &target.warnings {
+                out.push_str(&format!("    warning: {w}\n"));
+            }
+        }
+        for e in &self.excluded {
+            out.push_str(&format!("- {}: not backed up: {}\n", e.table, e.reason));
+        }
+        if !self.errors.is_empty() {
+            out.push_str("\nErrors:\n");
+            for e in &self.errors {
+                out.push_str(&format!("- {e}\n"));
+            }
+        }
+        if self.needs_retry() {
+            out.push_str(
+                "\nThe run ends in an error so that Lambda retries it; the retry redoes only what is not done.\n",
+            );
+        }
+        out
+    }
+}
+
+fn outcome_line(o: &Outcome) -> String {
+    match o {
+        Outcome::Created { backup } => format!(
+            "backed up as {} ({}, {} items)",
+            backup.backup_name,
+            backup
+                .size_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "size unknown".into()),
+            backup
+                .item_count
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        Outcome::AlreadyDone { backup, note } => format!("{note} ({})", backup.backup_name),
+        Outcome::InProgress { note, .. } => note.clone(),
+        Outcome::Planned { backup_name } => format!("would back up as {backup_name}"),
+        Outcome::Failed { error, .. } => format!("FAILED: {error}"),
+    }
+}
+
+pub fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(name: &str) -> BackupInfo {
+        BackupInfo {
+            backup_arn: format!("arn:aws:dynamodb:us-east-1:123456789012:table/T/backup/{name}"),
+            backup_name: name.into(),
+            created_at: None,
+            size_bytes: Some(2048),
+            item_count: Some(10),
+            backup_status: "AVAILABLE".into(),
+        }
+    }
+
+    fn target(table: &str, outcome: Outcome) -> TargetReport {
+        TargetReport {
+            table: table.into(),
+            outcome,
+            pitr: Some(PitrState::Enabled),
+            duration_ms: 5,
+            warnings: vec![],
+        }
+    }
+
+    fn report(targets: Vec<TargetReport>) -> RunReport {
+        let totals = Totals::from_targets(&targets);
+        RunReport {
+            run_id: "r1".into(),
+            job: "snapshot".into(),
+            slot: ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap(),
+            trigger: Trigger::Schedule,
+            dry_run: false,
+            status: run_status(&totals, &[]),
+            started_at: Timestamp::UNIX_EPOCH,
+            finished_at: Timestamp::UNIX_EPOCH,
+            duration_ms: 1500,
+            selection: "tables A, B".into(),
+            targets,
+            excluded: vec![],
+            totals,
+            errors: vec![],
+            delivery: Delivery::default(),
+        }
+    }
+
+    #[test]
+    fn status_reflects_partial_failure() {
+        let r = report(vec![
+            target(
+                "Aaa",
+                Outcome::Created {
+                    backup: backup("a"),
+                },
+            ),
+            target(
+                "Bbb",
+                Outcome::Failed {
+                    operation: "CreateBackup".into(),
+                    error: "boom".into(),
+                    retryable: false,
+                },
+            ),
+        ]);
+        assert_eq!(r.status, RunStatus::PartiallyFailed);
+        assert!(r.needs_retry());
+        assert_eq!(r.status.severity(), "error");
+        assert!(r.failure_summary().contains("Bbb: boom"));
+    }
+
+    #[test]
+    fn already_done_counts_as_success() {
+        let r = report(vec![target(
+            "Aaa",
+            Outcome::AlreadyDone {
+                backup: backup("a"),
+                note: "already done for this slot".into(),
+            },
+        )]);
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert!(!r.needs_retry());
+        assert!(r.email_body().contains("already done for this slot"));
+    }
+
+    #[test]
+    fn in_progress_elsewhere_is_not_success() {
+        let r = report(vec![target(
+            "Aaa",
+            Outcome::InProgress {
+                held_by_run: "x".into(),
+                note: "held".into(),
+            },
+        )]);
+        assert_eq!(r.status, RunStatus::Failed);
+    }
+
+    #[test]
+    fn nothing_selected_is_a_warning() {
+        let r = report(vec![]);
+        assert_eq!(r.status, RunStatus::NothingSelected);
+        assert_eq!(r.status.severity(), "warning");
+    }
+
+    #[test]
+    fn subject_is_short_ascii_and_has_counts() {
+        let mut r = report(vec![target(
+            "Aaa",
+            Outcome::Created {
+                backup: backup("a"),
+            },
+        )]);
+        r.job = "snapshot-ünïcode-".repeat(10);
+        let s = r.subject();
+        assert!(s.len() < 100 && s.is_ascii(), "{s}");
+        let r = report(vec![target(
+            "Aaa",
+            Outcome::Created {
+                backup: backup("a"),
+            },
+        )]);
+        assert_eq!(
+            r.subject(),
+            "Backstop snapshot OK: 1 done, 0 failed of 1 - 2026-11-22T02:00:00Z"
+        );
+    }
+
+    #[test]
+    fn email_body_lists_every_table_and_pitr_warnings() {
+        let mut t = target(
+            "Bbb",
+            Outcome::Created {
+                backup: backup("b"),
+            },
+        );
+        t.pitr = Some(PitrState::Disabled);
+        let r = report(vec![
+            target(
+                "Aaa",
+                Outcome::Created {
+                    backup: backup("a"),
+                },
+            ),
+            t,
+        ]);
+        let body = r.email_body();
+        assert!(
+            body.contains("- Aaa: backed up as a (2.0 KiB, 10 items)"),
+            "{body}"
+        );
+        assert!(body.contains("point-in-time recovery is OFF"), "{body}");
+        assert!(body.contains("Slot:       2026-11-22T02:00:00Z"));
+    }
+
+    #[test]
+    fn report_round_trips_through_json() {
+        let r = report(vec![target(
+            "Aaa",
+            Outcome::Created {
+                backup: backup("a"),
+            },
+        )]);
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(j.contains("\"status\":\"created\""), "{j}");
+        let back: RunReport = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(123), "123 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}

@@ -1,0 +1,223 @@
+//! Which tables a run works on: an explicit list, a name glob, or a tag. Backstop's own tables
+//! (the catalog, restore-drill tables) are never selected.
+
+use aws_sdk_dynamodb::Client as DynamoDb;
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableSelection {
+    /// Exactly these tables, in this order.
+    Names(Vec<String>),
+    /// Every table whose name matches the glob.
+    Pattern(String),
+    /// Every table carrying the tag `key` (with `value`, when given).
+    Tag { key: String, value: Option<String> },
+}
+
+impl TableSelection {
+    pub fn pattern(p: &str) -> std::result::Result<Self, String> {
+        let p = p.trim();
+        glob::Pattern::new(p).map_err(|e| format!("{p:?} is not a valid name glob: {e}"))?;
+        Ok(TableSelection::Pattern(p.to_owned()))
+    }
+
+    /// `key=value` or a bare `key` (any value).
+    pub fn tag(spec: &str) -> std::result::Result<Self, String> {
+        let spec = spec.trim();
+        let (key, value) = match spec.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+            None => (spec, None),
+        };
+        if key.is_empty() || key.len() > 128 {
+            return Err(format!(
+                "must be key=value (or key) with a key of 1 to 128 characters, got {spec:?}"
+            ));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > 256) {
+            return Err("the tag value may be at most 256 characters".to_owned());
+        }
+        Ok(TableSelection::Tag {
+            key: key.to_owned(),
+            value,
+        })
+    }
+
+    /// Pure: does a table name match a pattern selection?
+    pub fn matches_name(&self, name: &str) -> bool {
+        match self {
+            TableSelection::Names(names) => names.iter().any(|n| n == name),
+            TableSelection::Pattern(p) => glob::Pattern::new(p).is_ok_and(|g| g.matches(name)),
+            TableSelection::Tag { .. } => true,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TableSelection::Names(n) => format!("tables {}", n.join(", ")),
+            TableSelection::Pattern(p) => format!("tables matching {p}"),
+            TableSelection::Tag {
+                key,
+                value: Some(v),
+            } => format!("tables tagged {key}={v}"),
+            TableSelection::Tag { key, value: None } => format!("tables tagged {key}"),
+        }
+    }
+}
+
+/// A table left out of the run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub table: String,
+    pub reason: String,
+}
+
+/// The tables to work on, and those named but left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Selected {
+    pub tables: Vec<String>,
+    pub excluded: Vec<Excluded>,
+}
+
+/// Resolves the selection against the account: ListTables (all pages) for patterns and tags,
+/// ListTagsOfResource (all pages) for tags. An explicit list is taken as given; a missing table
+/// then fails on its own, without stopping the others.
+pub async fn resolve(ddb: &DynamoDb, settings: &Settings) -> Result<Selected> {
+    let candidates: Vec<String> = match &settings.selection {
+        TableSelection::Names(names) => names.clone(),
+        TableSelection::Pattern(_) => list_tables(ddb)
+            .await?
+            .into_iter()
+            .filter(|t| settings.selection.matches_name(t))
+            .collect(),
+        TableSelection::Tag { key, value } => {
+            let all: Vec<String> = list_tables(ddb)
+                .await?
+                .into_iter()
+                .filter(|t| !settings.is_own_table(t))
+                .collect();
+            let tagged: Vec<Option<String>> = stream::iter(all)
+                .map(|t| async move {
+                    let has = table_has_tag(ddb, &t, key, value.as_deref()).await?;
+                    Ok::<_, Error>(has.then_some(t))
+                })
+                .buffered(settings.concurrency)
+                .try_collect()
+                .await?;
+            tagged.into_iter().flatten().collect()
+        }
+    };
+    let mut out = Selected::default();
+    for t in candidates {
+        if settings.is_own_table(&t) {
+            out.excluded.push(Excluded {
+                table: t,
+                reason:
+                    "Backstop's own table (catalog or restore drill); never backed up by selection"
+                        .to_owned(),
+            });
+        } else {
+            out.tables.push(t);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list_tables(ddb: &DynamoDb) -> Result<Vec<String>> {
+    ddb.list_tables()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::aws("ListTables", "this account and region", e))
+}
+
+async fn table_has_tag(
+    ddb: &DynamoDb,
+    table: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<bool> {
+    let arn = ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeTable", format!("table {table}"), e))?
+        .table
+        .and_then(|t| t.table_arn)
+        .ok_or_else(|| Error::Aws {
+            operation: "DescribeTable",
+            resource: format!("table {table}"),
+            code: None,
+            message: "the response carried no table ARN".into(),
+            retryable: true,
+            hint: "a retry may succeed".into(),
+        })?;
+    let mut next: Option<String> = None;
+    loop {
+        let page = ddb
+            .list_tags_of_resource()
+            .resource_arn(&arn)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| Error::aws("ListTagsOfResource", format!("table {table}"), e))?;
+        if page
+            .tags()
+            .iter()
+            .any(|t| t.key() == key && value.is_none_or(|v| t.value() == v))
+        {
+            return Ok(true);
+        }
+        match page.next_token {
+            Some(t) if !t.is_empty() => next = Some(t),
+            _ => return Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_matches_globs() {
+        let s = TableSelection::pattern("*Table").unwrap();
+        assert!(s.matches_name("SalesTable"));
+        assert!(!s.matches_name("SalesTable-2"));
+        let s = TableSelection::pattern("Sales?able").unwrap();
+        assert!(s.matches_name("SalesTable"));
+    }
+
+    #[test]
+    fn bad_glob_is_refused() {
+        assert!(TableSelection::pattern("Sales[")
+            .unwrap_err()
+            .contains("not a valid name glob"));
+    }
+
+    #[test]
+    fn tag_spec_parses_key_and_optional_value() {
+        assert_eq!(
+            TableSelection::tag("backup:plan = daily").unwrap(),
+            TableSelection::Tag {
+                key: "backup:plan".into(),
+                value: Some("daily".into())
+            }
+        );
+        assert_eq!(
+            TableSelection::tag("backup").unwrap(),
+            TableSelection::Tag {
+                key: "backup".into(),
+                value: None
+            }
+        );
+        assert!(TableSelection::tag("=x").is_err());
+    }
+}

@@ -1,0 +1,539 @@
+//! Settings: read from the Lambda environment once, overridden per invocation by the payload, and
+//! validated together so that every error names the setting and the rule it broke.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::selection::TableSelection;
+
+pub const ENV_CATALOG_TABLE: &str = "BACKSTOP_CATALOG_TABLE";
+pub const ENV_TOPIC_ARN: &str = "BACKSTOP_TOPIC_ARN";
+pub const ENV_METRICS_NAMESPACE: &str = "BACKSTOP_METRICS_NAMESPACE";
+pub const ENV_TABLES: &str = "BACKSTOP_TABLES";
+pub const ENV_TABLE_PATTERN: &str = "BACKSTOP_TABLE_PATTERN";
+pub const ENV_TABLE_TAG: &str = "BACKSTOP_TABLE_TAG";
+pub const ENV_ENABLE_PITR: &str = "BACKSTOP_ENABLE_PITR";
+pub const ENV_CONCURRENCY: &str = "BACKSTOP_CONCURRENCY";
+pub const ENV_DRILL_TABLE_PREFIX: &str = "BACKSTOP_DRILL_TABLE_PREFIX";
+
+pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
+pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const MAX_CONCURRENCY: usize = 50;
+pub const DEFAULT_DRILL_TABLE_PREFIX: &str = "backstop-drill-";
+
+/// Every setting and its environment variable, for `--help` and the README.
+pub const ALL_ENV: &[(&str, &str)] = &[
+    (
+        ENV_CATALOG_TABLE,
+        "required; the DynamoDB table Backstop records runs and backups in",
+    ),
+    (
+        ENV_TOPIC_ARN,
+        "optional; SNS topic ARN that receives one message per run",
+    ),
+    (
+        ENV_METRICS_NAMESPACE,
+        "optional; CloudWatch namespace, default Backstop",
+    ),
+    (ENV_TABLES, "table selection: comma-separated table names"),
+    (
+        ENV_TABLE_PATTERN,
+        "table selection: a name glob such as Sales* (? * [abc] [!abc])",
+    ),
+    (
+        ENV_TABLE_TAG,
+        "table selection: key=value of a table tag, such as backup:plan=daily",
+    ),
+    (
+        ENV_ENABLE_PITR,
+        "optional; true to turn point-in-time recovery on where it is off, default false",
+    ),
+    (
+        ENV_CONCURRENCY,
+        "optional; tables worked on at once, 1 to 50, default 4",
+    ),
+    (
+        ENV_DRILL_TABLE_PREFIX,
+        "optional; name prefix of Backstop's restore-drill tables, default backstop-drill-",
+    ),
+];
+
+/// The settings of one run, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub catalog_table: String,
+    pub topic_arn: Option<String>,
+    pub metrics_namespace: String,
+    pub selection: TableSelection,
+    pub enable_pitr: bool,
+    pub concurrency: usize,
+    pub drill_table_prefix: String,
+}
+
+/// Settings a payload may override. Unknown fields are refused so that a typo never silently
+/// falls back to the environment.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_pitr: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+/// The environment as read once at start-up (only the `BACKSTOP_*` variables are kept).
+#[derive(Debug, Clone, Default)]
+pub struct Environment(BTreeMap<String, String>);
+
+impl Environment {
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Environment(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .filter(|(k, _)| k.starts_with("BACKSTOP_"))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+}
+
+impl Settings {
+    /// Merges the environment with a payload's overrides and validates the result.
+    pub fn resolve(env: &Environment, overrides: &Overrides) -> Result<Settings> {
+        let catalog_table = match (&overrides.catalog_table, env.get(ENV_CATALOG_TABLE)) {
+            (Some(v), _) => validate_table_name("catalog_table", v)?,
+            (None, Some(v)) => validate_table_name(ENV_CATALOG_TABLE, v)?,
+            (None, None) => {
+                return Err(Error::setting(
+                    ENV_CATALOG_TABLE,
+                    "is required: name the DynamoDB table Backstop records its runs in",
+                ))
+            }
+        };
+
+        let topic_arn = match (&overrides.topic_arn, env.get(ENV_TOPIC_ARN)) {
+            (Some(v), _) => Some(validate_topic_arn("topic_arn", v)?),
+            (None, Some(v)) => Some(validate_topic_arn(ENV_TOPIC_ARN, v)?),
+            (None, None) => None,
+        };
+
+        let metrics_namespace = match (&overrides.metrics_namespace, env.get(ENV_METRICS_NAMESPACE))
+        {
+            (Some(v), _) => validate_namespace("metrics_namespace", v)?,
+            (None, Some(v)) => validate_namespace(ENV_METRICS_NAMESPACE, v)?,
+            (None, None) => DEFAULT_METRICS_NAMESPACE.to_owned(),
+        };
+
+        let selection = resolve_selection(env, overrides)?;
+
+        let enable_pitr = match (overrides.enable_pitr, env.get(ENV_ENABLE_PITR)) {
+            (Some(v), _) => v,
+            (None, Some(v)) => parse_bool(ENV_ENABLE_PITR, v)?,
+            (None, None) => false,
+        };
+
+        let concurrency = match (overrides.concurrency, env.get(ENV_CONCURRENCY)) {
+            (Some(v), _) => check_concurrency("concurrency", v)?,
+            (None, Some(v)) => {
+                let n = v.parse::<usize>().map_err(|_| {
+                    Error::setting(
+                        ENV_CONCURRENCY,
+                        format!("must be a whole number from 1 to {MAX_CONCURRENCY}, got {v:?}"),
+                    )
+                })?;
+                check_concurrency(ENV_CONCURRENCY, n)?
+            }
+            (None, None) => DEFAULT_CONCURRENCY,
+        };
+
+        let drill_table_prefix = env
+            .get(ENV_DRILL_TABLE_PREFIX)
+            .unwrap_or(DEFAULT_DRILL_TABLE_PREFIX)
+            .to_owned();
+        if drill_table_prefix.len() < 3 {
+            return Err(Error::setting(
+                ENV_DRILL_TABLE_PREFIX,
+                "must be at least 3 characters, so that it cannot match ordinary tables by accident",
+            ));
+        }
+
+        Ok(Settings {
+            catalog_table,
+            topic_arn,
+            metrics_namespace,
+            selection,
+            enable_pitr,
+            concurrency,
+            drill_table_prefix,
+        })
+    }
+
+    /// Whether `table` is one of Backstop's own tables, which are never backed up by selection.
+    pub fn is_own_table(&self, table: &str) -> bool {
+        table == self.catalog_table || table.starts_with(&self.drill_table_prefix)
+    }
+}
+
+fn resolve_selection(env: &Environment, o: &Overrides) -> Result<TableSelection> {
+    // A payload that names any selection replaces the environment's selection entirely.
+    let from_payload = o.tables.is_some() || o.table_pattern.is_some() || o.table_tag.is_some();
+    let (tables, pattern, tag, names) = if from_payload {
+        (
+            o.tables.clone(),
+            o.table_pattern.clone(),
+            o.table_tag.clone(),
+            ["tables", "table_pattern", "table_tag"],
+        )
+    } else {
+        (
+            env.get(ENV_TABLES).map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+            env.get(ENV_TABLE_PATTERN).map(str::to_owned),
+            env.get(ENV_TABLE_TAG).map(str::to_owned),
+            [ENV_TABLES, ENV_TABLE_PATTERN, ENV_TABLE_TAG],
+        )
+    };
+    let given = [tables.is_some(), pattern.is_some(), tag.is_some()];
+    match given.iter().filter(|g| **g).count() {
+        0 => Err(Error::setting(
+            names.join(" / "),
+            "no tables selected: set exactly one of a table list, a name pattern or a tag",
+        )),
+        1 => {
+            if let Some(list) = tables {
+                if list.is_empty() {
+                    return Err(Error::setting(names[0], "the table list is empty"));
+                }
+                let mut out: Vec<String> = Vec::with_capacity(list.len());
+                for t in &list {
+                    let t = validate_table_name(names[0], t)?;
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                Ok(TableSelection::Names(out))
+            } else if let Some(p) = pattern {
+                TableSelection::pattern(&p).map_err(|rule| Error::setting(names[1], rule))
+            } else {
+                let t = tag.unwrap_or_default();
+                TableSelection::tag(&t).map_err(|rule| Error::setting(names[2], rule))
+            }
+        }
+        _ => {
+            let set: Vec<&str> = names
+                .iter()
+                .zip(given)
+                .filter(|(_, g)| *g)
+                .map(|(n, _)| *n)
+                .collect();
+            Err(Error::setting(
+                set.join(" + "),
+                "set only one table selection (list, pattern or tag), not several",
+            ))
+        }
+    }
+}
+
+/// DynamoDB table names: 3 to 255 characters of `a-z A-Z 0-9 _ - .`.
+pub fn validate_table_name(setting: &str, name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.len() < 3 || name.len() > 255 {
+        return Err(Error::setting(
+            setting,
+            format!(
+                "table name {:?} must be 3 to 255 characters long, it has {}",
+                truncate_for_message(name),
+                name.chars().count()
+            ),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(Error::setting(
+            setting,
+            format!(
+                "table name {:?} may hold only letters, digits, '_', '-' and '.', not {bad:?}",
+                truncate_for_message(name)
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_topic_arn(setting: &str, arn: &str) -> Result<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && !parts[4].is_empty()
+        && !parts[5].is_empty();
+    if ok {
+        Ok(arn.to_owned())
+    } else {
+        Err(Error::setting(
+            setting,
+            format!(
+                "must be an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:backstop, got {:?}",
+                truncate_for_message(arn)
+            ),
+        ))
+    }
+}
+
+fn validate_namespace(setting: &str, ns: &str) -> Result<String> {
+    let ok_chars = ns
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#' | ':' | ' '));
+    if ns.is_empty() || ns.len() > 255 || !ok_chars || ns.starts_with(':') {
+        return Err(Error::setting(
+            setting,
+            format!(
+                "must be 1 to 255 characters of letters, digits and . - _ / # : or space, not starting with ':', got {:?}",
+                truncate_for_message(ns)
+            ),
+        ));
+    }
+    if ns.starts_with("AWS/") {
+        return Err(Error::setting(
+            setting,
+            "must not start with AWS/ (reserved for AWS services)",
+        ));
+    }
+    Ok(ns.to_owned())
+}
+
+fn parse_bool(setting: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::setting(
+            setting,
+            format!("must be true or false, got {v:?}"),
+        )),
+    }
+}
+
+fn check_concurrency(setting: &str, n: usize) -> Result<usize> {
+    if (1..=MAX_CONCURRENCY).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Error::setting(
+            setting,
+            format!("must be a whole number from 1 to {MAX_CONCURRENCY}, got {n}"),
+        ))
+    }
+}
+
+/// Values from users are echoed in errors, but never at unbounded length.
+pub(crate) fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (ENV_CATALOG_TABLE, "backstop-catalog"),
+            (ENV_TABLES, "SalesTable, BuyersTable"),
+        ]
+    }
+
+    fn err_of(pairs: &[(&str, &str)], o: &Overrides) -> String {
+        Settings::resolve(&env(pairs), o).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_environment_gives_documented_defaults() {
+        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
+        assert_eq!(s.catalog_table, "backstop-catalog");
+        assert_eq!(s.metrics_namespace, "Backstop");
+        assert_eq!(s.concurrency, 4);
+        assert!(!s.enable_pitr);
+        assert_eq!(s.topic_arn, None);
+        assert_eq!(
+            s.selection,
+            TableSelection::Names(vec!["SalesTable".into(), "BuyersTable".into()])
+        );
+    }
+
+    #[test]
+    fn missing_catalog_names_the_variable() {
+        let e = err_of(&[(ENV_TABLES, "A12")], &Overrides::default());
+        assert!(
+            e.contains("BACKSTOP_CATALOG_TABLE") && e.contains("required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_table_name_names_setting_and_rule() {
+        let e = err_of(
+            &[
+                (ENV_CATALOG_TABLE, "cat"),
+                (ENV_TABLES, "ok-table,bad/table"),
+            ],
+            &Overrides::default(),
+        );
+        assert!(e.contains("BACKSTOP_TABLES") && e.contains("'/'"), "{e}");
+        let e = err_of(
+            &[(ENV_CATALOG_TABLE, "x"), (ENV_TABLES, "abc")],
+            &Overrides::default(),
+        );
+        assert!(
+            e.contains("BACKSTOP_CATALOG_TABLE") && e.contains("3 to 255"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_booleans_numbers_and_arns_are_refused_with_the_rule() {
+        let mut p = base();
+        p.push((ENV_ENABLE_PITR, "maybe"));
+        assert!(err_of(&p, &Overrides::default())
+            .contains("BACKSTOP_ENABLE_PITR: must be true or false"));
+        let mut p = base();
+        p.push((ENV_CONCURRENCY, "0"));
+        assert!(err_of(&p, &Overrides::default()).contains("from 1 to 50"));
+        let mut p = base();
+        p.push((ENV_CONCURRENCY, "lots"));
+        assert!(err_of(&p, &Overrides::default()).contains("BACKSTOP_CONCURRENCY"));
+        let mut p = base();
+        p.push((ENV_TOPIC_ARN, "arn:aws:sqs:us-east-1:1:q"));
+        assert!(err_of(&p, &Overrides::default()).contains("SNS topic ARN"));
+        let mut p = base();
+        p.push((ENV_METRICS_NAMESPACE, "AWS/DynamoDB"));
+        assert!(err_of(&p, &Overrides::default()).contains("reserved"));
+    }
+
+    #[test]
+    fn no_selection_and_two_selections_are_refused() {
+        let e = err_of(&[(ENV_CATALOG_TABLE, "cat")], &Overrides::default());
+        assert!(e.contains("no tables selected"), "{e}");
+        let e = err_of(
+            &[
+                (ENV_CATALOG_TABLE, "cat"),
+                (ENV_TABLES, "abc"),
+                (ENV_TABLE_TAG, "backup=yes"),
+            ],
+            &Overrides::default(),
+        );
+        assert!(
+            e.contains("BACKSTOP_TABLES + BACKSTOP_TABLE_TAG") && e.contains("only one"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn payload_overrides_the_environment() {
+        let o = Overrides {
+            table_tag: Some("backup:plan=daily".into()),
+            enable_pitr: Some(true),
+            concurrency: Some(10),
+            metrics_namespace: Some("Custom/NS".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&env(&base()), &o).unwrap();
+        assert_eq!(
+            s.selection,
+            TableSelection::Tag {
+                key: "backup:plan".into(),
+                value: Some("daily".into())
+            }
+        );
+        assert!(s.enable_pitr);
+        assert_eq!(s.concurrency, 10);
+        assert_eq!(s.metrics_namespace, "Custom/NS");
+    }
+
+    #[test]
+    fn payload_errors_name_the_payload_field() {
+        let o = Overrides {
+            tables: Some(vec![]),
+            ..Default::default()
+        };
+        assert!(err_of(&base(), &o).contains("setting tables: the table list is empty"));
+        let o = Overrides {
+            table_pattern: Some("Sales[".into()),
+            ..Default::default()
+        };
+        assert!(err_of(&base(), &o).starts_with("setting table_pattern:"));
+    }
+
+    #[test]
+    fn duplicate_tables_are_selected_once() {
+        let s = Settings::resolve(
+            &env(&[(ENV_CATALOG_TABLE, "cat"), (ENV_TABLES, "abc,abc, abd")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.selection,
+            TableSelection::Names(vec!["abc".into(), "abd".into()])
+        );
+    }
+
+    #[test]
+    fn own_tables_are_recognised() {
+        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
+        assert!(s.is_own_table("backstop-catalog"));
+        assert!(s.is_own_table("backstop-drill-SalesTable-1"));
+        assert!(!s.is_own_table("SalesTable"));
+    }
+
+    #[test]
+    fn long_values_are_truncated_in_messages() {
+        let long = "x".repeat(300);
+        let e = err_of(
+            &[(ENV_CATALOG_TABLE, &long), (ENV_TABLES, "abc")],
+            &Overrides::default(),
+        );
+        assert!(e.len() < 250, "{e}");
+    }
+}

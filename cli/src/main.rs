@@ -173,8 +173,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 println!("No backups recorded in catalog {}.", catalog.table_name());
             } else {
                 println!(
-                    "{:<24} {:<21} {:<8} {:>10} {:>8}  {}",
-                    "TABLE", "SLOT", "STATUS", "SIZE", "ITEMS", "BACKUP"
+                    "{:<24} {:<21} {:<8} {:>10} {:>8}  BACKUP",
+                    "TABLE", "SLOT", "STATUS", "SIZE", "ITEMS"
                 );
                 for r in &records {
                     println!(

@@ -533,7 +533,7 @@ impl DemoKind {
                 );
                 m.insert(
                     "certified".into(),
-                    AttributeValue::Bool(rng.next() % 2 == 0),
+                    AttributeValue::Bool(rng.next().is_multiple_of(2)),
                 );
                 m.insert("since".into(), s(created));
             }

@@ -1,0 +1,27 @@
+# Backstop: the local stack, the demo and the tests. Each target installs the pinned Python
+# tools (moto, cargo-lambda) first; that is quick when they are already there.
+
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+
+.PHONY: deps demo test local lint
+
+deps:
+	$(PIP_INSTALL)
+
+## The demo: starts moto on loopback, creates the stack and the demo tables, runs the daily
+## cycle, prints the report, the SNS message read from SQS and the metrics; stops moto.
+demo: deps
+	cargo run -q -p backstop-cli -- demo
+
+## Every test: unit, property, emulator integration, CLI and Lambda Runtime API smoke tests.
+test: deps
+	cargo test --workspace
+
+## The local stack alone, left running until Ctrl-C (prints the environment to use it).
+local: deps
+	cargo run -q -p backstop-cli -- local up
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

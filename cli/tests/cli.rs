@@ -1,0 +1,245 @@
+//! The `backstop` command as a user runs it.
+
+use std::process::{Command, Output};
+
+use backstop::aws::emulator_config;
+use backstop::local;
+
+fn backstop(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
+    cmd.args(args);
+    cmd.env_remove("BACKSTOP_CATALOG_TABLE")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run backstop")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn demo_backs_up_three_tables_and_shows_the_message_and_the_metrics() {
+    // The demo starts and stops its own emulator; a small table size keeps the test quick.
+    let out = backstop(&["demo", "--items", "50"], &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(
+            "Targets:    3 selected, 3 backed up now, 0 already done for this slot, 0 failed"
+        ),
+        "{all}"
+    );
+    for t in ["SalesTable", "BuyersTable", "ProducersTable"] {
+        assert!(
+            all.contains(&format!("- {t}: backed up as {t}-backstop-")),
+            "{all}"
+        );
+    }
+    // The SNS message as read from the queue.
+    assert!(
+        all.contains("== 2. SNS message, as read from SQS queue"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Subject: Backstop snapshot OK: 3 done, 0 failed of 3"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Message attributes: job=snapshot severity=info"),
+        "{all}"
+    );
+    // The metrics read back: success 1 and failure 0 for each table.
+    for t in ["SalesTable", "BuyersTable", "ProducersTable"] {
+        let row = all
+            .lines()
+            .find(|l| l.starts_with(t) && l.contains("1.000"))
+            .unwrap_or_else(|| panic!("no metrics row for {t}: {all}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], "1.000", "{row}");
+        assert_eq!(cells[2], "0.000", "{row}");
+    }
+    assert!(
+        all.contains("3 of 3 tables already done for this slot; 0 new backups made."),
+        "{all}"
+    );
+    assert!(all.contains("Stopped the emulator it started."), "{all}");
+}
+
+#[test]
+fn help_explains_every_command_and_setting() {
+    let out = backstop(&["--help"], &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    for cmd in ["run", "backups", "demo", "local"] {
+        assert!(all.contains(&format!("  {cmd} ")), "{cmd}: {all}");
+    }
+    for (name, _) in backstop::settings::ALL_ENV {
+        assert!(all.contains(name), "{name}: {all}");
+    }
+    let out = backstop(&["run", "--help"], &[]);
+    assert!(text(&out).contains("--event <FILE>"));
+    let out = backstop(&["backups", "list", "--help"], &[]);
+    assert!(text(&out).contains("--table <TABLE>"));
+}
+
+#[test]
+fn a_bad_event_file_exits_2_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("backstop-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"tables\": [\"ok-table\"], \"slot\": \"tomorrow\"}").unwrap();
+    let out = backstop(
+        &["run", "snapshot", "--event", bad.to_str().unwrap()],
+        &[
+            ("BACKSTOP_CATALOG_TABLE", "cat"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("error: payload: slot \"tomorrow\" is not an RFC 3339 time"),
+        "{}",
+        text(&out)
+    );
+
+    let out = backstop(
+        &["run", "snapshot", "--event", "/nonexistent/event.json"],
+        &[("AWS_REGION", "us-east-1")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("cannot read /nonexistent/event.json"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn run_snapshot_prints_a_summary_or_json_and_backups_list_reads_the_catalog() {
+    let endpoint = local::test_endpoint().unwrap();
+    let config = emulator_config(&endpoint).await;
+    let prefix = format!("c{}-", std::process::id());
+    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
+    let table = format!("{prefix}Ledger");
+    local::seed_demo_table(&aws_sdk_dynamodb::Client::new(&config), &table, 10)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("backstop-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        serde_json::json!({"tables": [table], "slot": "2026-11-21T02:00:00Z"}).to_string(),
+    )
+    .unwrap();
+    let env = [
+        ("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str()),
+        ("BACKSTOP_TOPIC_ARN", stack.topic_arn.as_str()),
+    ];
+
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!(
+            "- {table}: backed up as {table}-backstop-20261121T020000Z"
+        )),
+        "{all}"
+    );
+    assert!(all.contains("SNS message          sent"), "{all}");
+
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["already_done"], 1);
+    assert_eq!(report["targets"][0]["outcome"]["status"], "already_done");
+
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "backups",
+            "list",
+            "--table",
+            &table,
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let row = all
+        .lines()
+        .find(|l| l.starts_with(&table))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        row.contains("2026-11-21T02:00:00Z") && row.contains("DONE") && row.contains("/backup/"),
+        "{row}"
+    );
+
+    let out = backstop(
+        &["--endpoint", &endpoint, "backups", "list", "--json"],
+        &env,
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
+
+#[test]
+fn a_failed_table_makes_the_run_exit_1() {
+    let endpoint = local::test_endpoint().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stack = rt.block_on(async {
+        let config = emulator_config(&endpoint).await;
+        local::provision(&config, &endpoint, &format!("f{}-", std::process::id()))
+            .await
+            .unwrap()
+    });
+    let dir = std::env::temp_dir().join(format!("backstop-cli-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(&event, r#"{"tables": ["NoSuchTable"]}"#).unwrap();
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &[("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str())],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("- NoSuchTable: FAILED: DescribeTable on table NoSuchTable failed"),
+        "{all}"
+    );
+}

@@ -1,0 +1,183 @@
+//! Smoke test of the real `snapshot` binary through the Lambda Runtime API: `cargo lambda watch`
+//! runs it, `cargo lambda invoke` sends the sample events from `events/`.
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use backstop::local::{self, DEMO_TABLES};
+use backstop::report::RunReport;
+use backstop_tests::Harness;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `cargo lambda watch` in its own process group, stopped (with the function) when dropped.
+struct Watch(Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        // SAFETY: signals the process group this test created; no memory is touched.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn invoke(port: u16, data_file: &str) -> Output {
+    Command::new("cargo")
+        .current_dir(workspace_root())
+        .args([
+            "lambda",
+            "invoke",
+            "snapshot",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--data-file",
+            data_file,
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .expect("cargo lambda is installed (pip install -r requirements-dev.txt)")
+}
+
+fn report_of(out: &Output) -> RunReport {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "invoke failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a RunReport ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() {
+    let h = Harness::new().await;
+    for t in DEMO_TABLES {
+        local::seed_demo_table(&h.clients.dynamodb, t, 20)
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    let env_vars = [
+        format!("AWS_ENDPOINT_URL={}", h.stack.endpoint),
+        "AWS_REGION=us-east-1".into(),
+        "AWS_ACCESS_KEY_ID=backstop-local".into(),
+        "AWS_SECRET_ACCESS_KEY=backstop-local".into(),
+        "AWS_EC2_METADATA_DISABLED=true".into(),
+        format!("BACKSTOP_CATALOG_TABLE={}", h.stack.catalog_table),
+        format!("BACKSTOP_TOPIC_ARN={}", h.stack.topic_arn),
+        format!("BACKSTOP_METRICS_NAMESPACE={}", h.namespace()),
+        format!("BACKSTOP_TABLES={}", DEMO_TABLES.join(",")),
+    ];
+    let log_path = std::env::temp_dir().join(format!("{}cargo-lambda-watch.log", h.prefix));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--ignore-changes",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    // An env file, not --env-var: values such as the table list hold commas.
+    let env_file = std::env::temp_dir().join(format!("{}lambda.env", h.prefix));
+    std::fs::write(&env_file, env_vars.join("\n")).unwrap();
+    cmd.arg("--env-file").arg(&env_file);
+    // SAFETY: setsid and prctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut watch = Watch(
+        cmd.spawn()
+            .expect("cargo lambda is installed (pip install -r requirements-dev.txt)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            watch.0.try_wait().unwrap().is_none(),
+            "cargo lambda watch exited: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen on {port}: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The manual sample: three backups for the slot it names.
+    let first = report_of(&invoke(port, "events/snapshot-manual.json"));
+    assert_eq!(first.totals.created, 3, "{first:#?}");
+    assert_eq!(first.slot.to_string(), "2026-11-22T02:00:00Z");
+    for t in DEMO_TABLES {
+        let backups = h.backups_of(t).await;
+        assert!(
+            backups
+                .iter()
+                .any(|(name, _)| name == &format!("{t}-backstop-20261122T020000Z")),
+            "{t}: {backups:?}"
+        );
+    }
+
+    // The scheduled sample names the same slot: a redelivery, so nothing new.
+    let again = report_of(&invoke(port, "events/snapshot-scheduled.json"));
+    assert_eq!(again.totals.created, 0, "{again:#?}");
+    assert_eq!(again.totals.already_done, 3);
+
+    // The dry-run sample changes nothing.
+    let dry = report_of(&invoke(port, "events/snapshot-dry-run.json"));
+    assert!(dry.dry_run);
+    assert_eq!(dry.totals.created, 0);
+
+    // A bad payload is an invocation error with our error type, not a crash.
+    let bad = std::env::temp_dir().join(format!("{}bad-event.json", h.prefix));
+    std::fs::write(&bad, r#"{"tabels": ["SalesTable"]}"#).unwrap();
+    let out = invoke(port, bad.to_str().unwrap());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("Backstop.InvalidPayload") && all.contains("tabels"),
+        "{all}"
+    );
+    // ...and the function still serves the next invocation.
+    let after = report_of(&invoke(port, "events/snapshot-scheduled.json"));
+    assert_eq!(after.totals.already_done, 3);
+    let _ = std::fs::remove_file(bad);
+    let _ = std::fs::remove_file(env_file);
+    drop(watch);
+    let _ = std::fs::remove_file(log_path);
+}

@@ -1,6 +1,8 @@
 //! Test support: one moto per test process (started on first use unless BACKSTOP_TEST_ENDPOINT
 //! names one), and a stack per test with unique names so that tests run in parallel.
 
+pub mod fault_proxy;
+
 use std::collections::{BTreeSet, HashMap};
 
 use aws_config::SdkConfig;

@@ -1,8 +1,6 @@
 //! Lambda entry point for the snapshot job. All logic lives in the library.
 
-use backstop::aws::Clients;
 use backstop::jobs::snapshot::{handle, Context};
-use backstop::settings::Environment;
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -10,10 +8,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     // Built once per process, outside the handler: warm invocations reuse clients and connections.
-    let ctx = Context {
-        clients: Clients::from_env().await,
-        env: Environment::from_process(),
-    };
+    let ctx = Context::from_env().await;
     run(service_fn(|event: LambdaEvent<Value>| {
         let ctx = &ctx;
         async move {

@@ -31,6 +31,16 @@ pub struct Context {
     pub env: Environment,
 }
 
+impl Context {
+    /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once.
+    pub async fn from_env() -> Context {
+        Context {
+            clients: Clients::from_env().await,
+            env: Environment::from_process(),
+        }
+    }
+}
+
 /// The Lambda handler's body: parse the payload, run, and fail the invocation (after the report
 /// is published) when anything is left undone, so that Lambda's retry and failure destination
 /// see it.

@@ -10,6 +10,7 @@ pub mod event;
 pub mod jobs;
 pub mod notify;
 pub mod report;
+pub mod retention;
 pub mod selection;
 pub mod settings;
 

@@ -3,11 +3,18 @@
 
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
+FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
 .PHONY: deps demo test local lint
 
 deps:
 	$(PIP_INSTALL)
+ifeq ($(FAKETIME_LIB),)
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq faketime
+endif
 
 ## The demo: starts moto on loopback, creates the stack and the demo tables, runs the daily
 ## cycle, prints the report, the SNS message read from SQS and the metrics; stops moto.

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use backstop::aws::{emulator_config, Clients};
 use backstop::catalog::Catalog;
 use backstop::event::JobRequest;
-use backstop::jobs::snapshot;
+use backstop::jobs::{retention, snapshot};
 use backstop::local::{self, Emulator, LocalStack, DEMO_TABLES};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
 use backstop::report::{DeliveryState, RunReport};
+use backstop::retention::{Decision, RetentionPolicy};
 use backstop::settings::{self, Environment, Settings};
 use backstop::Error;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +72,34 @@ enum Command {
         #[command(subcommand)]
         command: LocalCommand,
     },
+    /// Retention: see what the policy keeps and deletes, and why.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Plan one table without deleting anything: every backup with its age, decision and reasons.
+    Plan {
+        /// The table whose backups to plan.
+        #[arg(long)]
+        table: String,
+        /// The policy, such as keep_daily=30,keep_weekly=12 (default: BACKSTOP_RETENTION_POLICY,
+        /// else daily 30, weekly 12, monthly 12, yearly 7).
+        #[arg(long, env = settings::ENV_RETENTION_POLICY)]
+        policy: Option<String>,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
+        /// Evaluate as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +132,8 @@ enum LocalCommand {
 enum Job {
     /// On-demand DynamoDB backups of the selected tables, once per schedule slot.
     Snapshot,
+    /// Delete the backups the retention policy no longer keeps (dry_run: only plan).
+    Retention,
 }
 
 fn settings_help() -> String {
@@ -138,18 +169,61 @@ async fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Run {
-            job: Job::Snapshot,
-            event,
-            json,
-        } => {
+        Command::Run { job, event, json } => {
             let payload = read_payload(&event)?;
             let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
             let settings = Settings::resolve(&Environment::from_process(), &request.overrides)?;
             let clients = Clients::from_config(&aws_config_for(cli.endpoint.as_deref()).await);
-            let report = snapshot::run(&clients, &settings, &request).await;
+            let report = match job {
+                Job::Snapshot => snapshot::run(&clients, &settings, &request).await,
+                Job::Retention => retention::run(&clients, &settings, &request).await,
+            };
             print_report(&report, json);
             Ok(exit_for(&report))
+        }
+        Command::Retention {
+            command:
+                RetentionCommand::Plan {
+                    table,
+                    policy,
+                    catalog,
+                    now,
+                    json,
+                },
+        } => {
+            let policy = match policy {
+                Some(p) => {
+                    RetentionPolicy::parse(&p).map_err(|rule| Error::setting("--policy", rule))?
+                }
+                None => RetentionPolicy::runbook_default(),
+            };
+            let compiled = policy
+                .compile()
+                .map_err(|rule| Error::setting("--policy", rule))?;
+            let now = match now {
+                Some(n) => n.parse::<jiff::Timestamp>().map_err(|e| {
+                    Error::setting("--now", format!("{n:?} is not an RFC 3339 time ({e})"))
+                })?,
+                None => jiff::Timestamp::now(),
+            };
+            let config = aws_config_for(cli.endpoint.as_deref()).await;
+            let ddb = aws_sdk_dynamodb::Client::new(&config);
+            let catalog = Catalog::new(ddb.clone(), catalog);
+            let (plan, listed) =
+                retention::plan_table(&ddb, &catalog, &compiled, &table, now).await?;
+            let names: std::collections::HashMap<&str, &str> = listed
+                .iter()
+                .map(|l| (l.point.id.as_str(), l.name.as_str()))
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                );
+            } else {
+                print_plan(&table, &plan, &names, now);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Backups {
             command:
@@ -250,6 +324,59 @@ fn print_report(report: &RunReport, json: bool) {
             DeliveryState::Failed { error } => format!("FAILED: {error}"),
         };
         println!("{what:<20} {line}");
+    }
+}
+
+fn print_plan(
+    table: &str,
+    plan: &backstop::retention::RetentionPlan,
+    names: &std::collections::HashMap<&str, &str>,
+    now: jiff::Timestamp,
+) {
+    println!("Retention plan for {table} as of {now}");
+    println!("Policy: {}", plan.policy);
+    if let Some(b) = &plan.blocked {
+        println!("Nothing will be deleted: {b}");
+    }
+    println!(
+        "{} backups: {} kept, {} to delete\n",
+        plan.points.len(),
+        plan.keeps().count(),
+        plan.deletes().count()
+    );
+    println!(
+        "{:<48} {:<21} {:>9}  {:<8} REASONS",
+        "BACKUP", "CREATED", "AGE", "DECISION"
+    );
+    for p in &plan.points {
+        let name = names
+            .get(p.point.id.as_str())
+            .copied()
+            .unwrap_or(p.point.id.as_str());
+        let age = now.duration_since(p.point.created_at);
+        let age = format!("{}d {:02}h", age.as_hours() / 24, age.as_hours() % 24);
+        let (decision, reasons) = match &p.decision {
+            Decision::Keep { reasons } => (
+                "keep",
+                reasons
+                    .iter()
+                    .map(|r| format!("{} ({})", r.rule, r.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Decision::Delete { reason } => ("DELETE", reason.clone()),
+        };
+        println!(
+            "{:<48} {:<21} {:>9}  {:<8} {}",
+            name,
+            p.point
+                .created_at
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+            age,
+            decision,
+            reasons
+        );
     }
 }
 

@@ -243,3 +243,118 @@ fn a_failed_table_makes_the_run_exit_1() {
         "{all}"
     );
 }
+
+#[tokio::test]
+async fn retention_plan_prints_every_backup_with_age_decision_and_reasons() {
+    let endpoint = local::test_endpoint().unwrap();
+    let config = emulator_config(&endpoint).await;
+    let prefix = format!("p{}-", std::process::id());
+    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
+    let table = format!("{prefix}Plans");
+    local::seed_demo_table(&aws_sdk_dynamodb::Client::new(&config), &table, 5)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("backstop-cli-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = [("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str())];
+    for day in 1..=4 {
+        let event = dir.join(format!("day{day}.json"));
+        std::fs::write(
+            &event,
+            serde_json::json!({"tables": [table], "slot": format!("2026-11-0{day}T02:00:00Z")})
+                .to_string(),
+        )
+        .unwrap();
+        let out = backstop(
+            &[
+                "--endpoint",
+                &endpoint,
+                "run",
+                "snapshot",
+                "--event",
+                event.to_str().unwrap(),
+            ],
+            &env,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "retention",
+            "plan",
+            "--table",
+            &table,
+            "--policy",
+            "keep_last=1,min_complete=1",
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("4 backups: 1 kept, 3 to delete"), "{all}");
+    assert!(all.contains("Policy: keep_last 1 (time zone UTC)"), "{all}");
+    let keep_rows: Vec<&str> = all.lines().filter(|l| l.contains("  keep     ")).collect();
+    assert_eq!(keep_rows.len(), 1, "{all}");
+    assert!(
+        keep_rows[0].contains("keep_last 1 (one of the newest)"),
+        "{all}"
+    );
+    assert_eq!(
+        all.lines().filter(|l| l.contains(" DELETE ")).count(),
+        3,
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("{table}-backstop-20261104T020000Z")),
+        "{all}"
+    );
+    assert!(
+        all.contains("0d 00h") || all.contains("0d 01h"),
+        "ages are shown: {all}"
+    );
+
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "retention",
+            "plan",
+            "--table",
+            &table,
+            "--policy",
+            "keep_last=1,min_complete=1",
+            "--json",
+        ],
+        &env,
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["points"].as_array().map(Vec::len), Some(4));
+    assert_eq!(plan["points"][3]["decision"]["decision"], "delete");
+
+    // Planning deleted nothing.
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let listed = ddb.list_backups().table_name(&table).send().await.unwrap();
+    assert_eq!(listed.backup_summaries().len(), 4);
+
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "retention",
+            "plan",
+            "--table",
+            &table,
+            "--policy",
+            "keep_daily=0",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("setting --policy: keep_daily must be at least 1"),
+        "{}",
+        text(&out)
+    );
+}

@@ -5,7 +5,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`), run_id, claimed_at (epoch s), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at |
+//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at, deleted_at, legal_hold (BOOL, set by operators) |
 //! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, selected, created, already_done, failed, bytes, items, errors |
 //!
 //! The guard: before any work on a (job, table, slot), a conditional write takes the target
@@ -36,6 +36,8 @@ pub const CLAIM_LEASE: Duration = Duration::from_secs(20 * 60);
 pub const STATUS_CLAIMED: &str = "CLAIMED";
 pub const STATUS_DONE: &str = "DONE";
 pub const STATUS_FAILED: &str = "FAILED";
+/// The backup was made, and later deleted by retention.
+pub const STATUS_DELETED: &str = "DELETED";
 
 /// The catalog table, seen through one client.
 #[derive(Debug, Clone)]
@@ -69,6 +71,9 @@ pub struct TargetRecord {
     pub claimed_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// Set by an operator on the catalog item; retention never deletes a held backup.
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 impl TargetRecord {
@@ -203,7 +208,7 @@ impl Catalog {
                         retryable: true,
                         hint: "a retry may succeed".into(),
                     })?;
-                if current.status == STATUS_DONE {
+                if current.status == STATUS_DONE || current.status == STATUS_DELETED {
                     Ok(Claim::Done(current))
                 } else {
                     Ok(Claim::Held(current))
@@ -308,6 +313,31 @@ impl Catalog {
             .send()
             .await
             .map_err(|e| Error::aws("UpdateItem (fail)", self.resource(), e))?;
+        Ok(())
+    }
+
+    /// Marks a target's backup deleted by retention (kept as history).
+    pub async fn mark_deleted(&self, record: &TargetRecord, now: Timestamp) -> Result<()> {
+        let slot = ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
+            operation: "read catalog item",
+            resource: self.resource(),
+            code: None,
+            message: e,
+            retryable: false,
+            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+        })?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(&record.job, &record.table, &slot)))
+            .update_expression("SET #status = :deleted, deleted_at = :now_s, updated_at = :now_s")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":deleted", s(STATUS_DELETED))
+            .expression_attribute_values(":now_s", s(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("UpdateItem (mark deleted)", self.resource(), e))?;
         Ok(())
     }
 
@@ -438,6 +468,11 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         error: get_s("error"),
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),
+        legal_hold: item
+            .get("legal_hold")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 

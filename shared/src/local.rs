@@ -36,6 +36,13 @@ pub struct Emulator {
 impl Emulator {
     /// Starts `python3 -m moto.server` on a free loopback port and waits until it answers.
     pub fn start() -> Result<Emulator> {
+        Self::start_with_clock(None)
+    }
+
+    /// Like [`Emulator::start`], with moto's clock read from `clock_file` through libfaketime
+    /// (Debian package `faketime`): write `YYYY-MM-DD hh:mm:ss` to the file to set the time that
+    /// moto stamps on backups. Used to build long backup histories in tests.
+    pub fn start_with_clock(clock_file: Option<&std::path::Path>) -> Result<Emulator> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!("backstop-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).map_err(|e| {
@@ -59,6 +66,19 @@ impl Emulator {
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err);
+        if let Some(file) = clock_file {
+            let lib = FAKETIME_LIBS
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .ok_or_else(|| {
+                    Error::Local(
+                        "libfaketime is not installed: apt-get install faketime (Debian package faketime)".into(),
+                    )
+                })?;
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", file)
+                .env("FAKETIME_NO_CACHE", "1");
+        }
         // SAFETY: prctl is async-signal-safe; it asks the kernel to stop the emulator when the
         // thread that started it exits, so no emulator outlives a killed test run.
         unsafe {
@@ -127,6 +147,13 @@ impl Drop for Emulator {
     }
 }
 
+const FAKETIME_LIBS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+];
+
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::Local(format!("cannot find a free loopback port: {e}")))?;
@@ -161,6 +188,9 @@ pub fn test_endpoint() -> Result<String> {
                 .name("moto-emulator".into())
                 .spawn(move || match Emulator::start() {
                     Ok(emulator) => {
+                        // Never dropped, so its log would stay behind; it has served its
+                        // purpose once moto answers.
+                        let _ = std::fs::remove_file(&emulator.log);
                         let _ = tx.send(Ok(emulator.endpoint().to_owned()));
                         loop {
                             std::thread::park();

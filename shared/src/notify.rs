@@ -11,6 +11,9 @@ pub const METRIC_SUCCESS: &str = "BackupSuccess";
 pub const METRIC_FAILURE: &str = "BackupFailure";
 pub const METRIC_DURATION: &str = "BackupDuration";
 pub const METRIC_SIZE: &str = "BackupSize";
+pub const METRIC_RETENTION_KEPT: &str = "RetentionKept";
+pub const METRIC_RETENTION_DELETED: &str = "RetentionDeleted";
+pub const METRIC_RETENTION_FAILURE: &str = "RetentionFailure";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -49,10 +52,12 @@ pub async fn publish_sns(
     Ok(out.message_id.unwrap_or_default())
 }
 
-/// Pure: the metric data of one run. Per table: BackupSuccess and BackupFailure (Count) for
-/// every table worked on in this run; BackupDuration (Seconds) and BackupSize (Bytes) for every
-/// backup made. Tables already done for the slot add nothing, so a redelivery counts nothing
-/// twice. Dimensions: Job and Table.
+/// Pure: the metric data of one run, dimensions Job and Table.
+/// - snapshot: BackupSuccess and BackupFailure (Count) for every table worked on in this run;
+///   BackupDuration (Seconds) and BackupSize (Bytes) for every backup made. Tables already done
+///   for the slot add nothing, so a redelivery counts nothing twice.
+/// - retention: RetentionKept and RetentionDeleted (Count) per table whose plan ran (a dry run
+///   publishes nothing); RetentionFailure (Count) 1 for a failed table, 0 otherwise.
 pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
     let at = DateTime::from_secs(report.finished_at.as_second());
     let datum = |name: &str, table: &str, value: f64, unit: StandardUnit| {
@@ -86,9 +91,37 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
                     ));
                 }
             }
+            Outcome::Failed { .. } if report.job == "retention" => {
+                data.push(datum(
+                    METRIC_RETENTION_FAILURE,
+                    &t.table,
+                    1.0,
+                    StandardUnit::Count,
+                ));
+            }
             Outcome::Failed { .. } => {
                 data.push(datum(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
                 data.push(datum(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
+            }
+            Outcome::Retained { kept, deleted, .. } => {
+                data.push(datum(
+                    METRIC_RETENTION_KEPT,
+                    &t.table,
+                    *kept as f64,
+                    StandardUnit::Count,
+                ));
+                data.push(datum(
+                    METRIC_RETENTION_DELETED,
+                    &t.table,
+                    *deleted as f64,
+                    StandardUnit::Count,
+                ));
+                data.push(datum(
+                    METRIC_RETENTION_FAILURE,
+                    &t.table,
+                    0.0,
+                    StandardUnit::Count,
+                ));
             }
             Outcome::AlreadyDone { .. } | Outcome::InProgress { .. } | Outcome::Planned { .. } => {}
         }
@@ -137,6 +170,7 @@ mod tests {
                 pitr: None,
                 duration_ms: 2500,
                 warnings: vec![],
+                decisions: vec![],
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -148,6 +182,7 @@ mod tests {
                 pitr: None,
                 duration_ms: 1,
                 warnings: vec![],
+                decisions: vec![],
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -165,6 +200,7 @@ mod tests {
                 pitr: None,
                 duration_ms: 1,
                 warnings: vec![],
+                decisions: vec![],
             },
         ];
         let totals = Totals::from_targets(&targets);

@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{ScheduleSlot, Trigger};
+use crate::retention::Decision;
 use crate::selection::Excluded;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +74,22 @@ pub struct TargetReport {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Retention: every backup of the table with its decision and reasons, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<PointDecision>,
+}
+
+/// One backup's retention decision, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointDecision {
+    pub backup_arn: String,
+    pub backup_name: String,
+    pub created_at: Timestamp,
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// For deletes: `deleted`, `not deleted: dry run`, `not deleted: <why>` or `delete failed: <error>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +103,15 @@ pub enum Outcome {
     InProgress { held_by_run: String, note: String },
     /// Dry run: this backup would be made.
     Planned { backup_name: String },
+    /// Retention ran its plan for the table (in a dry run: only planned).
+    Retained {
+        kept: usize,
+        deleted: usize,
+        /// Deletes the plan asked for; more than `deleted` in a dry run, or when a floor blocked.
+        to_delete: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocked: Option<String>,
+    },
     /// The target failed; the error names the operation and says what to do.
     Failed {
         operation: String,
@@ -96,7 +122,10 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Created { .. } | Outcome::AlreadyDone { .. })
+        matches!(
+            self,
+            Outcome::Created { .. } | Outcome::AlreadyDone { .. } | Outcome::Retained { .. }
+        )
     }
 }
 
@@ -143,6 +172,13 @@ pub struct Totals {
     pub items: i64,
     pub pitr_disabled: usize,
     pub pitr_enabled_now: usize,
+    /// Retention: tables whose plan ran, backups kept, backups deleted.
+    #[serde(default)]
+    pub retained: usize,
+    #[serde(default)]
+    pub kept: usize,
+    #[serde(default)]
+    pub deleted: usize,
 }
 
 /// Where the report went.
@@ -187,6 +223,11 @@ impl Totals {
                 Outcome::InProgress { .. } => t.in_progress += 1,
                 Outcome::Planned { .. } => t.planned += 1,
                 Outcome::Failed { .. } => t.failed += 1,
+                Outcome::Retained { kept, deleted, .. } => {
+                    t.retained += 1;
+                    t.kept += kept;
+                    t.deleted += deleted;
+                }
             }
             match target.pitr {
                 Some(PitrState::Disabled) => t.pitr_disabled += 1,
@@ -200,7 +241,7 @@ impl Totals {
 
 /// Pure: the run's status from its targets and run-level errors.
 pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
-    let done = totals.created + totals.already_done + totals.planned;
+    let done = totals.created + totals.already_done + totals.planned + totals.retained;
     let not_done = totals.failed + totals.in_progress;
     if totals.selected == 0 {
         if run_errors.is_empty() {
@@ -250,7 +291,7 @@ impl RunReport {
             "Backstop {} {}{dry}: {} done, {} failed of {} - {}",
             self.job,
             self.status.label(),
-            t.created + t.already_done + t.planned,
+            t.created + t.already_done + t.planned + t.retained,
             t.failed + t.in_progress,
             t.selected,
             self.slot
@@ -289,18 +330,31 @@ impl RunReport {
             "Duration:   {:.1} s\n",
             self.duration_ms as f64 / 1000.0
         ));
-        out.push_str(&format!(
-            "Targets:    {} selected, {} backed up now, {} already done for this slot, {} failed{}\n",
-            t.selected,
-            t.created,
-            t.already_done,
-            t.failed,
-            if t.in_progress > 0 {
-                format!(", {} in progress elsewhere", t.in_progress)
-            } else {
-                String::new()
-            }
-        ));
+        if self.job == "retention" {
+            out.push_str(&format!(
+                "Targets:    {} selected, {} planned, {} failed\n",
+                t.selected, t.retained, t.failed
+            ));
+            out.push_str(&format!(
+                "Backups:    {} kept, {} deleted{}\n",
+                t.kept,
+                t.deleted,
+                if self.dry_run { " (dry run)" } else { "" }
+            ));
+        } else {
+            out.push_str(&format!(
+                "Targets:    {} selected, {} backed up now, {} already done for this slot, {} failed{}\n",
+                t.selected,
+                t.created,
+                t.already_done,
+                t.failed,
+                if t.in_progress > 0 {
+                    format!(", {} in progress elsewhere", t.in_progress)
+                } else {
+                    String::new()
+                }
+            ));
+        }
         if t.created > 0 {
             out.push_str(&format!(
                 "New data:   {} in {} items\n",
@@ -366,6 +420,24 @@ fn outcome_line(o: &Outcome) -> String {
         Outcome::AlreadyDone { backup, note } => format!("{note} ({})", backup.backup_name),
         Outcome::InProgress { note, .. } => note.clone(),
         Outcome::Planned { backup_name } => format!("would back up as {backup_name}"),
+        Outcome::Retained {
+            kept,
+            deleted,
+            to_delete,
+            blocked,
+        } => {
+            let mut line = format!("kept {kept}, deleted {deleted}");
+            if to_delete > deleted {
+                line.push_str(&format!(
+                    ", {} more marked for deletion but kept",
+                    to_delete - deleted
+                ));
+            }
+            if let Some(b) = blocked {
+                line.push_str(&format!(" ({b})"));
+            }
+            line
+        }
         Outcome::Failed { error, .. } => format!("FAILED: {error}"),
     }
 }
@@ -407,6 +479,7 @@ mod tests {
             pitr: Some(PitrState::Enabled),
             duration_ms: 5,
             warnings: vec![],
+            decisions: vec![],
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::retention::RetentionPolicy;
 use crate::selection::TableSelection;
 
 pub const ENV_CATALOG_TABLE: &str = "BACKSTOP_CATALOG_TABLE";
@@ -17,6 +18,7 @@ pub const ENV_TABLE_TAG: &str = "BACKSTOP_TABLE_TAG";
 pub const ENV_ENABLE_PITR: &str = "BACKSTOP_ENABLE_PITR";
 pub const ENV_CONCURRENCY: &str = "BACKSTOP_CONCURRENCY";
 pub const ENV_DRILL_TABLE_PREFIX: &str = "BACKSTOP_DRILL_TABLE_PREFIX";
+pub const ENV_RETENTION_POLICY: &str = "BACKSTOP_RETENTION_POLICY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -70,6 +72,8 @@ pub struct Settings {
     pub enable_pitr: bool,
     pub concurrency: usize,
     pub drill_table_prefix: String,
+    /// Checked: it compiles (see [`RetentionPolicy::compile`]).
+    pub retention_policy: RetentionPolicy,
 }
 
 /// Settings a payload may override. Unknown fields are refused so that a typo never silently
@@ -93,6 +97,9 @@ pub struct Overrides {
     pub enable_pitr: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// The retention policy: an object, or the compact `keep_daily=30,…` form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
 }
 
 /// The environment as read once at start-up (only the `BACKSTOP_*` variables are kept).
@@ -184,6 +191,12 @@ impl Settings {
             ));
         }
 
+        let retention_policy = match (&overrides.policy, env.get(ENV_RETENTION_POLICY)) {
+            (Some(v), _) => check_policy("policy", policy_from_value(v))?,
+            (None, Some(v)) => check_policy(ENV_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+            (None, None) => RetentionPolicy::runbook_default(),
+        };
+
         Ok(Settings {
             catalog_table,
             topic_arn,
@@ -192,6 +205,7 @@ impl Settings {
             enable_pitr,
             concurrency,
             drill_table_prefix,
+            retention_policy,
         })
     }
 
@@ -335,6 +349,24 @@ fn validate_namespace(setting: &str, ns: &str) -> Result<String> {
         ));
     }
     Ok(ns.to_owned())
+}
+
+fn policy_from_value(v: &serde_json::Value) -> std::result::Result<RetentionPolicy, String> {
+    match v {
+        serde_json::Value::String(s) => RetentionPolicy::parse(s),
+        other => serde_json::from_value(other.clone()).map_err(|e| format!("policy: {e}")),
+    }
+}
+
+fn check_policy(
+    setting: &str,
+    parsed: std::result::Result<RetentionPolicy, String>,
+) -> Result<RetentionPolicy> {
+    let policy = parsed.map_err(|rule| Error::setting(setting, rule))?;
+    policy
+        .compile()
+        .map_err(|rule| Error::setting(setting, rule))?;
+    Ok(policy)
 }
 
 fn parse_bool(setting: &str, v: &str) -> Result<bool> {
@@ -504,6 +536,36 @@ mod tests {
             ..Default::default()
         };
         assert!(err_of(&base(), &o).starts_with("setting table_pattern:"));
+    }
+
+    #[test]
+    fn retention_policy_defaults_to_the_runbook_and_bad_policies_name_the_setting() {
+        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
+        assert_eq!(s.retention_policy, RetentionPolicy::runbook_default());
+        let mut p = base();
+        p.push((ENV_RETENTION_POLICY, "keep_daily=7,keep_weekly=4"));
+        let s = Settings::resolve(&env(&p), &Overrides::default()).unwrap();
+        assert_eq!(s.retention_policy.keep_daily, Some(7));
+        let mut p = base();
+        p.push((ENV_RETENTION_POLICY, "time_zone=UTC"));
+        let e = err_of(&p, &Overrides::default());
+        assert!(
+            e.contains("BACKSTOP_RETENTION_POLICY") && e.contains("keeps nothing"),
+            "{e}"
+        );
+        let o = Overrides {
+            policy: Some(serde_json::json!({"keep_last": 2})),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&env(&base()), &o).unwrap();
+        assert_eq!(s.retention_policy.keep_last, Some(2));
+        let o = Overrides {
+            policy: Some(serde_json::json!({"keep_lots": 2})),
+            ..Default::default()
+        };
+        assert!(
+            err_of(&base(), &o).starts_with("setting policy: policy: unknown field `keep_lots`")
+        );
     }
 
     #[test]

@@ -38,12 +38,16 @@ fn free_port() -> u16 {
 }
 
 fn invoke(port: u16, data_file: &str) -> Output {
+    invoke_fn(port, "snapshot", data_file)
+}
+
+fn invoke_fn(port: u16, function: &str, data_file: &str) -> Output {
     Command::new("cargo")
         .current_dir(workspace_root())
         .args([
             "lambda",
             "invoke",
-            "snapshot",
+            function,
             "--invoke-address",
             "127.0.0.1",
             "--invoke-port",
@@ -176,6 +180,20 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     // ...and the function still serves the next invocation.
     let after = report_of(&invoke(port, "events/snapshot-scheduled.json"));
     assert_eq!(after.totals.already_done, 3);
+
+    // The retention function, under the same runtime: its dry-run sample plans every table.
+    let plan = report_of(&invoke_fn(
+        port,
+        "retention",
+        "events/retention-dry-run.json",
+    ));
+    assert_eq!(plan.job, "retention");
+    assert!(plan.dry_run);
+    assert_eq!(plan.totals.retained, 3, "{plan:#?}");
+    assert_eq!(plan.totals.deleted, 0);
+    for t in &plan.targets {
+        assert!(!t.decisions.is_empty(), "{t:#?}");
+    }
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(env_file);
     drop(watch);

@@ -15,7 +15,25 @@ use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport
 use crate::selection::Excluded;
 use crate::settings::Settings;
 
+pub mod retention;
 pub mod snapshot;
+
+/// Everything an invocation needs, built once per process.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub clients: Clients,
+    pub env: crate::settings::Environment,
+}
+
+impl Context {
+    /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once.
+    pub async fn from_env() -> Context {
+        Context {
+            clients: Clients::from_env().await,
+            env: crate::settings::Environment::from_process(),
+        }
+    }
+}
 
 /// A run between its start and its report.
 pub(crate) struct RunInProgress {

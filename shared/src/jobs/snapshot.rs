@@ -17,29 +17,14 @@ use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{BackupInfo, Outcome, PitrState, RunReport, TargetReport};
 use crate::selection;
-use crate::settings::{Environment, Settings};
+use crate::settings::Settings;
 
 pub const JOB: &str = "snapshot";
 
 /// Marks names of backups Backstop made: `<table>-backstop-<slot>`.
 const NAME_MARK: &str = "-backstop-";
 
-/// Everything a snapshot invocation needs, built once per process.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub clients: Clients,
-    pub env: Environment,
-}
-
-impl Context {
-    /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once.
-    pub async fn from_env() -> Context {
-        Context {
-            clients: Clients::from_env().await,
-            env: Environment::from_process(),
-        }
-    }
-}
+pub use super::Context;
 
 /// The Lambda handler's body: parse the payload, run, and fail the invocation (after the report
 /// is published) when anything is left undone, so that Lambda's retry and failure destination
@@ -149,6 +134,7 @@ async fn snapshot_table(
         pitr: None,
         duration_ms: 0,
         warnings: vec![],
+        decisions: vec![],
     };
 
     if request.dry_run {
@@ -284,8 +270,9 @@ async fn dry_run_outcome(
     report: &mut TargetReport,
 ) -> Result<Outcome> {
     if let Some(rec) = catalog.get(JOB, table, slot).await? {
-        if let (true, Some(backup)) = (rec.status == crate::catalog::STATUS_DONE, rec.backup_info())
-        {
+        let done = rec.status == crate::catalog::STATUS_DONE
+            || rec.status == crate::catalog::STATUS_DELETED;
+        if let (true, Some(backup)) = (done, rec.backup_info()) {
             return Ok(Outcome::AlreadyDone {
                 backup,
                 note: format!("already done for this slot (run {})", rec.run_id),

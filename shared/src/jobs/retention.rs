@@ -1,0 +1,357 @@
+//! The retention job: for each selected table, list its backups (all pages, joined with the
+//! catalog), plan with the policy, and delete what the plan says, within DeleteBackup's limit of
+//! 10 calls per second. Anything short of a complete listing deletes nothing for that table.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{BackupStatus, BackupTypeFilter};
+use aws_sdk_dynamodb::Client as DynamoDb;
+use futures::{stream, StreamExt};
+use jiff::Timestamp;
+use serde_json::Value;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::Context;
+use crate::aws::Clients;
+use crate::catalog::{Catalog, TargetRecord};
+use crate::error::{Error, Result};
+use crate::event::JobRequest;
+use crate::report::{Outcome, PointDecision, RunReport, TargetReport};
+use crate::retention::{self, CompiledPolicy, Decision, RecoveryPoint, RetentionPlan};
+use crate::selection;
+use crate::settings::Settings;
+
+pub const JOB: &str = "retention";
+
+/// DeleteBackup allows 10 calls per second per account.
+pub const DELETES_PER_SECOND: u32 = 10;
+const DELETE_ATTEMPTS: u32 = 6;
+
+/// The Lambda handler's body (see `snapshot::handle`).
+pub async fn handle(ctx: &Context, payload: Value) -> Result<RunReport> {
+    let request = JobRequest::from_payload(&payload, Timestamp::now())?;
+    let settings = Settings::resolve(&ctx.env, &request.overrides)?;
+    let report = run(&ctx.clients, &settings, &request).await;
+    if report.needs_retry() {
+        return Err(Error::RunFailed {
+            job: report.job.clone(),
+            run_id: report.run_id.clone(),
+            slot: report.slot.to_string(),
+            summary: report.failure_summary(),
+        });
+    }
+    Ok(report)
+}
+
+/// Runs retention for resolved settings. The policy is evaluated as of the request's slot.
+pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
+    let mut run = super::RunInProgress::start(JOB, settings, request);
+    let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
+    async {
+        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        let policy = match settings.retention_policy.compile() {
+            Ok(p) => p,
+            Err(e) => {
+                run.errors.push(format!("retention policy: {e}"));
+                return run.finish(clients, settings, &catalog).await;
+            }
+        };
+        let limiter = RateLimiter::per_second(DELETES_PER_SECOND);
+        match selection::resolve(&clients.dynamodb, settings).await {
+            Ok(selected) => {
+                run.excluded = selected.excluded;
+                let (policy, limiter, catalog) = (&policy, &limiter, &catalog);
+                run.targets = stream::iter(selected.tables)
+                    .map(|table| {
+                        let span = info_span!("target", table = %table);
+                        retain_table(&clients.dynamodb, catalog, policy, request, limiter, table)
+                            .instrument(span)
+                    })
+                    .buffered(settings.concurrency)
+                    .collect()
+                    .await;
+            }
+            Err(e) => {
+                warn!(error = %e, "selection failed");
+                run.errors.push(format!("selecting tables: {e}"));
+            }
+        }
+        run.finish(clients, settings, &catalog).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// One backup as listed, with its catalog record when Backstop made it.
+#[derive(Debug, Clone)]
+pub struct ListedBackup {
+    pub point: RecoveryPoint,
+    pub name: String,
+    pub record: Option<TargetRecord>,
+}
+
+/// Lists every user backup of a table (all pages of ListBackups) and joins the catalog: a backup
+/// is Backstop's when the catalog records its ARN. `BackupCreationDateTime` from AWS is the
+/// point's time; names and catalog times are never trusted over it. Any error means the listing
+/// is incomplete, and the caller must not delete.
+pub async fn list_backups(
+    ddb: &DynamoDb,
+    catalog: &Catalog,
+    table: &str,
+) -> Result<Vec<ListedBackup>> {
+    let records: HashMap<String, TargetRecord> = catalog
+        .list_targets(super::snapshot::JOB, Some(table))
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.backup_arn.clone()?, r)))
+        .collect();
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    let mut pages = 0u32;
+    loop {
+        pages += 1;
+        let page = ddb
+            .list_backups()
+            .table_name(table)
+            .backup_type(BackupTypeFilter::User)
+            .set_exclusive_start_backup_arn(start.take())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = Error::aws("ListBackups", format!("table {table}"), e);
+                if let Error::Aws { message, .. } = &mut err {
+                    message.push_str(&format!(" (on page {pages}; the listing is incomplete)"));
+                }
+                err
+            })?;
+        for b in page.backup_summaries() {
+            let (Some(arn), Some(created)) = (b.backup_arn(), b.backup_creation_date_time()) else {
+                return Err(Error::Aws {
+                    operation: "ListBackups",
+                    resource: format!("table {table}"),
+                    code: None,
+                    message: "a backup summary has no ARN or creation time; the listing cannot be trusted".into(),
+                    retryable: true,
+                    hint: "a retry may succeed".into(),
+                });
+            };
+            let status = b.backup_status();
+            if status == Some(&BackupStatus::Deleted) {
+                continue;
+            }
+            let created_at = Timestamp::new(created.secs(), created.subsec_nanos() as i32)
+                .map_err(|e| Error::Aws {
+                    operation: "ListBackups",
+                    resource: format!("backup {arn}"),
+                    code: None,
+                    message: format!("creation time out of range: {e}"),
+                    retryable: false,
+                    hint: String::new(),
+                })?;
+            let record = records.get(arn).cloned();
+            out.push(ListedBackup {
+                point: RecoveryPoint {
+                    id: arn.to_owned(),
+                    source: table.to_owned(),
+                    created_at,
+                    complete: status == Some(&BackupStatus::Available),
+                    legal_hold: record.as_ref().is_some_and(|r| r.legal_hold),
+                    managed: record.is_some(),
+                },
+                name: b.backup_name().unwrap_or_default().to_owned(),
+                record,
+            });
+        }
+        match page.last_evaluated_backup_arn {
+            Some(arn) if !arn.is_empty() => start = Some(arn),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Lists and plans one table, deleting nothing.
+pub async fn plan_table(
+    ddb: &DynamoDb,
+    catalog: &Catalog,
+    policy: &CompiledPolicy,
+    table: &str,
+    now: Timestamp,
+) -> Result<(RetentionPlan, Vec<ListedBackup>)> {
+    let listed = list_backups(ddb, catalog, table).await?;
+    let points: Vec<RecoveryPoint> = listed.iter().map(|l| l.point.clone()).collect();
+    Ok((retention::plan(&points, policy, now), listed))
+}
+
+async fn retain_table(
+    ddb: &DynamoDb,
+    catalog: &Catalog,
+    policy: &CompiledPolicy,
+    request: &JobRequest,
+    limiter: &RateLimiter,
+    table: String,
+) -> TargetReport {
+    let started = Instant::now();
+    let mut report = TargetReport {
+        table: table.clone(),
+        outcome: Outcome::Failed {
+            operation: "ListBackups".into(),
+            error: String::new(),
+            retryable: true,
+        },
+        pitr: None,
+        duration_ms: 0,
+        warnings: vec![],
+        decisions: vec![],
+    };
+    let (plan, listed) =
+        match plan_table(ddb, catalog, policy, &table, request.slot.timestamp()).await {
+            Ok(x) => x,
+            Err(e) => {
+                report.outcome = Outcome::Failed {
+                    operation: match &e {
+                        Error::Aws { operation, .. } => (*operation).to_owned(),
+                        _ => "ListBackups".into(),
+                    },
+                    error: format!("nothing deleted: the listing is incomplete: {e}"),
+                    retryable: e.is_retryable(),
+                };
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                return report;
+            }
+        };
+    let by_arn: HashMap<&str, &ListedBackup> =
+        listed.iter().map(|l| (l.point.id.as_str(), l)).collect();
+    let (mut deleted, mut failures) = (0usize, Vec::new());
+    for planned in &plan.points {
+        let listed = by_arn.get(planned.point.id.as_str());
+        let result = if let Decision::Delete { .. } = planned.decision {
+            if request.dry_run {
+                Some("not deleted: dry run".to_owned())
+            } else {
+                match delete_backup(ddb, limiter, &planned.point.id).await {
+                    Ok(()) => {
+                        deleted += 1;
+                        if let Some(record) = listed.and_then(|l| l.record.as_ref()) {
+                            if let Err(e) = catalog.mark_deleted(record, Timestamp::now()).await {
+                                report
+                                    .warnings
+                                    .push(format!("deleted, but the catalog was not updated: {e}"));
+                            }
+                        }
+                        info!(backup = %planned.point.id, "deleted");
+                        Some("deleted".to_owned())
+                    }
+                    Err(e) => {
+                        failures.push(format!("{}: {e}", planned.point.id));
+                        Some(format!("delete failed: {e}"))
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        report.decisions.push(PointDecision {
+            backup_arn: planned.point.id.clone(),
+            backup_name: listed.map(|l| l.name.clone()).unwrap_or_default(),
+            created_at: planned.point.created_at,
+            decision: planned.decision.clone(),
+            result,
+        });
+    }
+    let to_delete = plan.deletes().count();
+    report.outcome = if failures.is_empty() {
+        Outcome::Retained {
+            kept: plan.points.len() - deleted,
+            deleted,
+            to_delete,
+            blocked: plan.blocked.clone(),
+        }
+    } else {
+        Outcome::Failed {
+            operation: "DeleteBackup".into(),
+            error: format!(
+                "{} of {to_delete} deletes failed (deleted {deleted}): {}",
+                failures.len(),
+                failures.join("; ")
+            ),
+            retryable: true,
+        }
+    };
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Deletes one backup, retrying what can be retried with exponential backoff. A backup already
+/// gone counts as deleted, so a redelivered run is harmless.
+async fn delete_backup(ddb: &DynamoDb, limiter: &RateLimiter, arn: &str) -> Result<()> {
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        limiter.acquire().await;
+        match ddb.delete_backup().backup_arn(arn).send().await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_backup_not_found_exception()) =>
+            {
+                return Ok(())
+            }
+            Err(e) => {
+                let err = Error::aws("DeleteBackup", format!("backup {arn}"), e);
+                if !err.is_retryable() || attempt >= DELETE_ATTEMPTS {
+                    return Err(err);
+                }
+                warn!(attempt, error = %err, "retrying DeleteBackup");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Spaces calls evenly: at most `n` per second across every task that shares it.
+pub struct RateLimiter {
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+    interval: Duration,
+}
+
+impl RateLimiter {
+    pub fn per_second(n: u32) -> RateLimiter {
+        RateLimiter {
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            interval: Duration::from_secs(1) / n.max(1),
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let mut next = self.next.lock().await;
+        let now = tokio::time::Instant::now();
+        if *next > now {
+            tokio::time::sleep_until(*next).await;
+        }
+        *next = (*next).max(now) + self.interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rate_limiter_never_lets_calls_closer_than_its_interval() {
+        // A lower bound only: sleeps never end early, so this cannot flake.
+        let limiter = RateLimiter::per_second(100);
+        let start = tokio::time::Instant::now();
+        for _ in 0..11 {
+            limiter.acquire().await;
+        }
+        // 11 calls: the first at once, then one every 10 ms at the earliest.
+        assert!(
+            start.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -24,6 +24,32 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A stack on the shared test emulator and one demo-shaped table; returns the endpoint, the SDK
+/// configuration, the stack, the table's name and a scratch folder for event files.
+async fn stack_with_table(
+    letter: &str,
+    base: &str,
+    items: usize,
+) -> (
+    String,
+    aws_config::SdkConfig,
+    local::LocalStack,
+    String,
+    std::path::PathBuf,
+) {
+    let endpoint = local::test_endpoint().unwrap();
+    let config = emulator_config(&endpoint).await;
+    let prefix = format!("{letter}{}-", std::process::id());
+    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
+    let table = format!("{prefix}{base}");
+    local::seed_demo_table(&aws_sdk_dynamodb::Client::new(&config), &table, items)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("backstop-cli-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    (endpoint, config, stack, table, dir)
+}
+
 #[test]
 fn demo_backs_up_three_tables_and_shows_the_message_and_the_metrics() {
     // The demo starts and stops its own emulator; a small table size keeps the test quick.
@@ -123,16 +149,7 @@ fn a_bad_event_file_exits_2_with_a_clear_error() {
 
 #[tokio::test]
 async fn run_snapshot_prints_a_summary_or_json_and_backups_list_reads_the_catalog() {
-    let endpoint = local::test_endpoint().unwrap();
-    let config = emulator_config(&endpoint).await;
-    let prefix = format!("c{}-", std::process::id());
-    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
-    let table = format!("{prefix}Ledger");
-    local::seed_demo_table(&aws_sdk_dynamodb::Client::new(&config), &table, 10)
-        .await
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("backstop-cli-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (endpoint, config, stack, table, dir) = stack_with_table("c", "Ledger", 10).await;
     let event = dir.join("event.json");
     std::fs::write(
         &event,
@@ -246,16 +263,7 @@ fn a_failed_table_makes_the_run_exit_1() {
 
 #[tokio::test]
 async fn retention_plan_prints_every_backup_with_age_decision_and_reasons() {
-    let endpoint = local::test_endpoint().unwrap();
-    let config = emulator_config(&endpoint).await;
-    let prefix = format!("p{}-", std::process::id());
-    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
-    let table = format!("{prefix}Plans");
-    local::seed_demo_table(&aws_sdk_dynamodb::Client::new(&config), &table, 5)
-        .await
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("backstop-cli-plan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (endpoint, config, stack, table, dir) = stack_with_table("p", "Plans", 5).await;
     let env = [("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str())];
     for day in 1..=4 {
         let event = dir.join(format!("day{day}.json"));

@@ -26,6 +26,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// Parses a payload and resolves the settings it overrides: the first step of every handler.
+    pub fn prepare(&self, payload: &serde_json::Value) -> crate::Result<(JobRequest, Settings)> {
+        let request = JobRequest::from_payload(payload, Timestamp::now())?;
+        let settings = Settings::resolve(&self.env, &request.overrides)?;
+        Ok((request, settings))
+    }
+
     /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once.
     pub async fn from_env() -> Context {
         Context {
@@ -33,6 +40,20 @@ impl Context {
             env: crate::settings::Environment::from_process(),
         }
     }
+}
+
+/// The last step of every handler: a run that left anything undone becomes an error (after its
+/// report was published), so that Lambda's retry and failure destination see it.
+pub fn into_result(report: RunReport) -> crate::Result<RunReport> {
+    if report.needs_retry() {
+        return Err(crate::Error::RunFailed {
+            job: report.job.clone(),
+            run_id: report.run_id.clone(),
+            slot: report.slot.to_string(),
+            summary: report.failure_summary(),
+        });
+    }
+    Ok(report)
 }
 
 /// A run between its start and its report.

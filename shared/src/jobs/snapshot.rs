@@ -30,18 +30,8 @@ pub use super::Context;
 /// is published) when anything is left undone, so that Lambda's retry and failure destination
 /// see it.
 pub async fn handle(ctx: &Context, payload: Value) -> Result<RunReport> {
-    let request = JobRequest::from_payload(&payload, Timestamp::now())?;
-    let settings = Settings::resolve(&ctx.env, &request.overrides)?;
-    let report = run(&ctx.clients, &settings, &request).await;
-    if report.needs_retry() {
-        return Err(Error::RunFailed {
-            job: report.job.clone(),
-            run_id: report.run_id.clone(),
-            slot: report.slot.to_string(),
-            summary: report.failure_summary(),
-        });
-    }
-    Ok(report)
+    let (request, settings) = ctx.prepare(&payload)?;
+    super::into_result(run(&ctx.clients, &settings, &request).await)
 }
 
 /// Runs the job for already resolved settings (the same path as the Lambda; the CLI calls it

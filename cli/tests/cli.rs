@@ -149,7 +149,7 @@ fn a_bad_event_file_exits_2_with_a_clear_error() {
 
 #[tokio::test]
 async fn run_snapshot_prints_a_summary_or_json_and_backups_list_reads_the_catalog() {
-    let (endpoint, config, stack, table, dir) = stack_with_table("c", "Ledger", 10).await;
+    let (endpoint, _config, stack, table, dir) = stack_with_table("c", "Ledger", 10).await;
     let event = dir.join("event.json");
     std::fs::write(
         &event,

@@ -7,10 +7,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
-.PHONY: deps demo test local lint
+.PHONY: deps demo test infra-check local lint
 
 deps:
 	$(PIP_INSTALL)
+	[ -x .venv-checkov/bin/checkov ] || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --disable-pip-version-check -q -r requirements-checkov.txt; }
 ifeq ($(FAKETIME_LIB),)
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq faketime
@@ -21,9 +22,16 @@ endif
 demo: deps
 	cargo run -q -p backstop-cli -- demo
 
-## Every test: unit, property, emulator integration, CLI and Lambda Runtime API smoke tests.
+## Every test: unit, property, emulator integration, CLI and Lambda Runtime API smoke tests,
+## then the template: cfn-lint, checkov, and the SAM-translated stack deployed to moto.
 test: deps
 	cargo test --workspace
+	$(MAKE) --no-print-directory infra-check
+
+infra-check:
+	cfn-lint infra/template.yaml
+	.venv-checkov/bin/checkov -f infra/template.yaml --compact --quiet --skip-download
+	$(PYTHON) -m pytest -q infra/tests
 
 ## The local stack alone, left running until Ctrl-C (prints the environment to use it).
 local: deps

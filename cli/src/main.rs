@@ -484,7 +484,7 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
                 &settings.metrics_namespace,
                 metric,
                 snapshot::JOB,
-                table,
+                Some(table),
             )
             .await?;
             cells.push(v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()));

@@ -333,13 +333,14 @@ pub async fn receive_notifications(
     Ok(out)
 }
 
-/// Reads one metric's sum over the last hour for a job and table (GetMetricStatistics).
+/// Reads one metric's sum over the last hour for a job and table, or for the job's run totals
+/// when `table` is None (GetMetricStatistics).
 pub async fn metric_sum(
     config: &SdkConfig,
     namespace: &str,
     metric: &str,
     job: &str,
-    table: &str,
+    table: Option<&str>,
 ) -> Result<Option<f64>> {
     let cw = aws_sdk_cloudwatch::Client::new(config);
     let now = aws_smithy_types::DateTime::from_secs(jiff::Timestamp::now().as_second() + 60);
@@ -354,8 +355,11 @@ pub async fn metric_sum(
         .get_metric_statistics()
         .namespace(namespace)
         .metric_name(metric)
-        .dimensions(dim("Job", job))
-        .dimensions(dim("Table", table))
+        .set_dimensions(Some(
+            std::iter::once(dim("Job", job))
+                .chain(table.map(|t| dim("Table", t)))
+                .collect(),
+        ))
         .start_time(start)
         .end_time(now)
         .period(3600)

@@ -58,8 +58,19 @@ pub async fn publish_sns(
 ///   for the slot add nothing, so a redelivery counts nothing twice.
 /// - retention: RetentionKept and RetentionDeleted (Count) per table whose plan ran (a dry run
 ///   publishes nothing); RetentionFailure (Count) 1 for a failed table, 0 otherwise.
+/// - and the run's totals of the same metrics with the Job dimension alone (BackupDuration:
+///   the run's duration), which the template's alarms and dashboard read.
 pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
     let at = DateTime::from_secs(report.finished_at.as_second());
+    let job_datum = |name: &str, value: f64, unit: StandardUnit| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(Dimension::builder().name("Job").value(&report.job).build())
+            .timestamp(at)
+            .value(value)
+            .unit(unit)
+            .build()
+    };
     let datum = |name: &str, table: &str, value: f64, unit: StandardUnit| {
         MetricDatum::builder()
             .metric_name(name)
@@ -71,6 +82,45 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
             .build()
     };
     let mut data = Vec::new();
+    // Run-level totals (dimension Job alone), for the alarms and the dashboard. Only for runs
+    // that worked on something, so a redelivery adds no data points.
+    let t = &report.totals;
+    if report.job == "retention" {
+        if t.retained + t.failed > 0 {
+            data.push(job_datum(
+                METRIC_RETENTION_KEPT,
+                t.kept as f64,
+                StandardUnit::Count,
+            ));
+            data.push(job_datum(
+                METRIC_RETENTION_DELETED,
+                t.deleted as f64,
+                StandardUnit::Count,
+            ));
+            data.push(job_datum(
+                METRIC_RETENTION_FAILURE,
+                t.failed as f64,
+                StandardUnit::Count,
+            ));
+        }
+    } else if t.created + t.failed > 0 {
+        data.push(job_datum(
+            METRIC_SUCCESS,
+            t.created as f64,
+            StandardUnit::Count,
+        ));
+        data.push(job_datum(
+            METRIC_FAILURE,
+            t.failed as f64,
+            StandardUnit::Count,
+        ));
+        data.push(job_datum(
+            METRIC_DURATION,
+            report.duration_ms as f64 / 1000.0,
+            StandardUnit::Seconds,
+        ));
+        data.push(job_datum(METRIC_SIZE, t.bytes as f64, StandardUnit::Bytes));
+    }
     for t in &report.targets {
         match &t.outcome {
             Outcome::Created { backup } => {
@@ -243,10 +293,20 @@ mod tests {
         );
         assert_eq!(find(&d, METRIC_FAILURE, "Bbb").unwrap().value(), Some(1.0));
         assert!(find(&d, METRIC_SUCCESS, "Ccc").is_none());
-        assert_eq!(d.len(), 6);
-        for m in &d {
+        let per_table: Vec<_> = d.iter().filter(|m| m.dimensions().len() == 2).collect();
+        assert_eq!(per_table.len(), 6);
+        for m in &per_table {
             let dims: Vec<_> = m.dimensions().iter().filter_map(|x| x.name()).collect();
             assert_eq!(dims, ["Job", "Table"]);
         }
+        // Run totals with the Job dimension alone, for the alarms.
+        let job_level = |name: &str| {
+            d.iter()
+                .find(|m| m.metric_name() == Some(name) && m.dimensions().len() == 1)
+                .and_then(|m| m.value())
+        };
+        assert_eq!(job_level(METRIC_SUCCESS), Some(1.0));
+        assert_eq!(job_level(METRIC_FAILURE), Some(1.0));
+        assert_eq!(job_level(METRIC_SIZE), Some(500.0));
     }
 }

@@ -159,9 +159,22 @@ impl Harness {
             .collect()
     }
 
-    pub async fn metric(&self, metric: &str, table: &str) -> Option<f64> {
+    /// A metric's sum for one table, or for the run totals (Job dimension alone) with `None`.
+    pub async fn metric_of(&self, metric: &str, table: Option<&str>) -> Option<f64> {
         local::metric_sum(&self.config, &self.namespace(), metric, "snapshot", table)
             .await
             .unwrap()
+    }
+
+    pub async fn metric(&self, metric: &str, table: &str) -> Option<f64> {
+        local::metric_sum(
+            &self.config,
+            &self.namespace(),
+            metric,
+            "snapshot",
+            Some(table),
+        )
+        .await
+        .unwrap()
     }
 }

@@ -404,7 +404,8 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
         "{}",
         got[0].message
     );
-    let metric = |m: &'static str| local::metric_sum(&h.config, "Backstop", m, "retention", TABLE);
+    let metric =
+        |m: &'static str| local::metric_sum(&h.config, "Backstop", m, "retention", Some(TABLE));
     assert_eq!(metric(METRIC_RETENTION_DELETED).await.unwrap(), Some(352.0));
     assert!(metric(METRIC_RETENTION_KEPT).await.unwrap().is_some());
 

@@ -317,6 +317,26 @@ async fn metrics_can_be_read_back_with_get_metric_statistics() {
         assert!(size > 0.0);
         assert!(h.metric(METRIC_DURATION, t).await.expect("duration metric") >= 0.0);
     }
+    // The run totals, with the Job dimension alone, feed the template's alarms. (moto matches
+    // any metric whose dimensions include the query's, unlike CloudWatch, so its sum for
+    // Job=snapshot also counts the per-table data: 2 per table + 2 in total.)
+    let listed = h
+        .clients
+        .cloudwatch
+        .list_metrics()
+        .namespace(h.namespace())
+        .metric_name(METRIC_SUCCESS)
+        .send()
+        .await
+        .unwrap();
+    let job_only: Vec<_> = listed
+        .metrics()
+        .iter()
+        .filter(|m| m.dimensions().len() == 1)
+        .collect();
+    assert_eq!(job_only.len(), 1, "{listed:?}");
+    assert_eq!(job_only[0].dimensions()[0].value(), Some("snapshot"));
+    assert_eq!(h.metric_of(METRIC_SUCCESS, None).await, Some(4.0));
     // A redelivery adds no data points: the sums stay the same.
     let again = run_payload(
         &h,
@@ -326,6 +346,7 @@ async fn metrics_can_be_read_back_with_get_metric_statistics() {
     .await;
     assert_eq!(again.totals.already_done, 2);
     assert_eq!(h.metric(METRIC_SUCCESS, &a).await, Some(1.0));
+    assert_eq!(h.metric_of(METRIC_SUCCESS, None).await, Some(4.0));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
-.PHONY: deps demo test infra-check local lint
+.PHONY: deps demo test infra-check local lint bench zips
 
 deps:
 	$(PIP_INSTALL)
@@ -40,3 +40,13 @@ local: deps
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Cold start, Rust vs Python boto3, 20 runs each (release builds; prints a table).
+bench: deps
+	cargo build --release -p snapshot
+	cargo build --profile release-o3 -p snapshot
+	$(PYTHON) bench/coldstart.py --runs 20
+
+## Deployable zips for Lambda (arm64, provided.al2023): target/lambda/<function>/bootstrap.zip
+zips: deps
+	cargo lambda build --release --arm64 --output-format zip -p snapshot -p retention

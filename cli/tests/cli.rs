@@ -366,3 +366,71 @@ async fn retention_plan_prints_every_backup_with_age_decision_and_reasons() {
         text(&out)
     );
 }
+
+#[test]
+fn local_up_starts_the_stack_prints_how_to_use_it_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(["local", "up", "--items", "20"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run backstop local up");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let all = seen.join("\n");
+    assert!(all.contains("Started moto at http://127.0.0.1:"), "{all}");
+    assert!(
+        all.contains("Created catalog table backstop-catalog"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Created SalesTable, BuyersTable, ProducersTable with 20 items each"),
+        "{all}"
+    );
+    let export = seen
+        .iter()
+        .find(|l| l.starts_with("export AWS_ENDPOINT_URL="))
+        .unwrap_or_else(|| panic!("{all}"));
+    let endpoint = export
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("AWS_ENDPOINT_URL=");
+    // The stack answers while it runs: the printed environment works for the CLI.
+    let out = backstop(
+        &[
+            "--endpoint",
+            endpoint,
+            "backups",
+            "list",
+            "--catalog",
+            "backstop-catalog",
+        ],
+        &[],
+    );
+    assert!(
+        text(&out).contains("No backups recorded in catalog backstop-catalog."),
+        "{}",
+        text(&out)
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        rest.iter().any(|l| l == "Stopped the emulator."),
+        "{rest:?}"
+    );
+}

@@ -172,8 +172,8 @@ async fn forward(upstream: &str, head: &[u8], body: &[u8]) -> std::io::Result<Ve
     up.write_all(body).await?;
     let mut response = Vec::new();
     up.read_to_end(&mut response).await?;
-    // The client may keep its connection to us open; tell it this response is complete by
-    // length, which moto always sends.
+    // Passed back as is: moto's responses carry Content-Length, so the client knows where
+    // each one ends on its connection to us.
     Ok(response)
 }
 

@@ -4,15 +4,16 @@
 
 use std::time::Instant;
 
+use futures::{stream, StreamExt};
 use jiff::Timestamp;
-use tracing::{error, info};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::aws::Clients;
 use crate::catalog::Catalog;
 use crate::event::JobRequest;
 use crate::notify;
 use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport, Totals};
-use crate::selection::Excluded;
+use crate::selection::{self, Excluded};
 use crate::settings::Settings;
 
 pub mod retention;
@@ -81,6 +82,42 @@ impl RunInProgress {
             targets: Vec::new(),
             excluded: Vec::new(),
             errors: Vec::new(),
+        }
+    }
+
+    /// Selects the tables and runs `per_table` on each, at most `settings.concurrency` at once,
+    /// each in a span naming its table. A failed selection is a run-level error.
+    pub async fn over_selected_tables<F, Fut>(
+        &mut self,
+        clients: &Clients,
+        settings: &Settings,
+        per_table: F,
+    ) where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = TargetReport>,
+    {
+        let mut per_table = per_table;
+        match selection::resolve(&clients.dynamodb, settings).await {
+            Ok(selected) => {
+                info!(
+                    tables = selected.tables.len(),
+                    excluded = selected.excluded.len(),
+                    "selected"
+                );
+                self.excluded = selected.excluded;
+                self.targets = stream::iter(selected.tables)
+                    .map(|table| {
+                        let span = info_span!("target", table = %table);
+                        per_table(table).instrument(span)
+                    })
+                    .buffered(settings.concurrency)
+                    .collect()
+                    .await;
+            }
+            Err(e) => {
+                warn!(error = %e, "selection failed");
+                self.errors.push(format!("selecting tables: {e}"));
+            }
         }
     }
 

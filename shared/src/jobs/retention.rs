@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{BackupStatus, BackupTypeFilter};
 use aws_sdk_dynamodb::Client as DynamoDb;
-use futures::{stream, StreamExt};
 use jiff::Timestamp;
 use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
@@ -19,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::event::JobRequest;
 use crate::report::{Outcome, PointDecision, RunReport, TargetReport};
 use crate::retention::{self, CompiledPolicy, Decision, RecoveryPoint, RetentionPlan};
-use crate::selection;
 use crate::settings::Settings;
 
 pub const JOB: &str = "retention";
@@ -48,26 +46,12 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             }
         };
         let limiter = RateLimiter::per_second(DELETES_PER_SECOND);
-        match selection::resolve(&clients.dynamodb, settings).await {
-            Ok(selected) => {
-                run.excluded = selected.excluded;
-                let (policy, limiter, catalog) = (&policy, &limiter, &catalog);
-                run.targets = stream::iter(selected.tables)
-                    .map(|table| {
-                        let span = info_span!("target", table = %table);
-                        retain_table(&clients.dynamodb, catalog, policy, request, limiter, table)
-                            .instrument(span)
-                    })
-                    .buffered(settings.concurrency)
-                    .collect()
-                    .await;
-            }
-            Err(e) => {
-                warn!(error = %e, "selection failed");
-                run.errors.push(format!("selecting tables: {e}"));
-            }
-        }
-        run.finish(clients, settings, &catalog).await
+        let (policy, limiter, catalog) = (&policy, &limiter, &catalog);
+        run.over_selected_tables(clients, settings, |table| {
+            retain_table(&clients.dynamodb, catalog, policy, request, limiter, table)
+        })
+        .await;
+        run.finish(clients, settings, catalog).await
     }
     .instrument(span)
     .await

@@ -6,17 +6,15 @@ use std::time::Instant;
 use aws_sdk_dynamodb::types::{
     BackupTypeFilter, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
 };
-use futures::{stream, StreamExt};
 use jiff::Timestamp;
 use serde_json::Value;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use crate::aws::Clients;
 use crate::catalog::{Catalog, Claim};
 use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{BackupInfo, Outcome, PitrState, RunReport, TargetReport};
-use crate::selection;
 use crate::settings::Settings;
 
 pub const JOB: &str = "snapshot";
@@ -42,30 +40,11 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
     async {
         let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
-        match selection::resolve(&clients.dynamodb, settings).await {
-            Ok(selected) => {
-                info!(
-                    tables = selected.tables.len(),
-                    excluded = selected.excluded.len(),
-                    "selected"
-                );
-                run.excluded = selected.excluded;
-                let run_id = run.run_id.clone();
-                run.targets = stream::iter(selected.tables)
-                    .map(|table| {
-                        let span = info_span!("target", table = %table);
-                        snapshot_table(clients, &catalog, settings, request, &run_id, table)
-                            .instrument(span)
-                    })
-                    .buffered(settings.concurrency)
-                    .collect()
-                    .await;
-            }
-            Err(e) => {
-                warn!(error = %e, "selection failed");
-                run.errors.push(format!("selecting tables: {e}"));
-            }
-        }
+        let run_id = run.run_id.clone();
+        run.over_selected_tables(clients, settings, |table| {
+            snapshot_table(clients, &catalog, settings, request, &run_id, table)
+        })
+        .await;
         run.finish(clients, settings, &catalog).await
     }
     .instrument(span)

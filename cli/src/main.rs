@@ -57,7 +57,8 @@ enum Command {
         command: BackupsCommand,
     },
     /// The local demo: start moto, create the stack and the three demo tables, run the daily
-    /// cycle, and print the report, the SNS message read from SQS and the metrics read back.
+    /// cycle (snapshot, then retention), and print the report, the SNS message read from SQS
+    /// and the metrics read back.
     Demo {
         /// Items per demo table.
         #[arg(long, default_value_t = 2000)]
@@ -293,6 +294,16 @@ fn read_payload(path: &PathBuf) -> Result<serde_json::Value, Error> {
         .map_err(|e| Error::Payload(format!("{} is not JSON: {e}", path.display())))
 }
 
+fn outcome_summary(o: &backstop::report::Outcome) -> String {
+    match o {
+        backstop::report::Outcome::Retained { kept, deleted, .. } => {
+            format!("kept {kept}, deleted {deleted}")
+        }
+        backstop::report::Outcome::Failed { error, .. } => format!("FAILED: {error}"),
+        other => format!("{other:?}"),
+    }
+}
+
 fn exit_for(report: &RunReport) -> ExitCode {
     if report.needs_retry() {
         ExitCode::from(1)
@@ -502,6 +513,41 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
         again.totals.already_done, again.totals.selected, again.totals.created
     );
 
+    println!(
+        "\n== 5. Retention, the second job of the daily cycle (policy: {}) ==\n",
+        {
+            settings
+                .retention_policy
+                .compile()
+                .map(|p| p.describe())
+                .unwrap_or_default()
+        }
+    );
+    let retention_request = JobRequest::from_payload(
+        &serde_json::json!({ "tables": DEMO_TABLES, "slot": format!("{}T05:00:00Z", &slot[..10]) }),
+        jiff::Timestamp::now(),
+    )?;
+    let pruned = retention::run(&clients, &settings, &retention_request).await;
+    for t in &pruned.targets {
+        let reasons = t
+            .decisions
+            .first()
+            .map(|d| match &d.decision {
+                Decision::Keep { reasons } => reasons
+                    .iter()
+                    .map(|r| r.rule.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Decision::Delete { reason } => reason.clone(),
+            })
+            .unwrap_or_default();
+        println!(
+            "- {}: {} (newest backup kept by: {reasons})",
+            t.table,
+            outcome_summary(&t.outcome)
+        );
+    }
+
     match emulator {
         Some(e) => {
             drop(e);
@@ -509,7 +555,11 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
         }
         None => println!("\nThe emulator at {} was left running.", stack.endpoint),
     }
-    Ok(exit_for(&report))
+    Ok(if report.needs_retry() {
+        exit_for(&report)
+    } else {
+        exit_for(&pruned)
+    })
 }
 
 async fn local_up(items: usize) -> Result<ExitCode, Error> {

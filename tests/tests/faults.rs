@@ -20,6 +20,15 @@ fn outcome<'a>(r: &'a RunReport, table: &str) -> &'a Outcome {
     &r.targets.iter().find(|t| t.table == table).unwrap().outcome
 }
 
+/// A fault proxy in front of the test's emulator with one fault injected, and clients that
+/// talk through it.
+async fn through_proxy(h: &Harness, f: Fault) -> (FaultProxy, Clients) {
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    proxy.inject(f);
+    let clients = Clients::from_config(&emulator_config(&proxy.endpoint).await);
+    (proxy, clients)
+}
+
 fn fault(operation: &str, body_contains: &str, status: u16, code: &str) -> Fault {
     Fault {
         operation: operation.into(),
@@ -36,14 +45,16 @@ async fn access_denied_on_one_table_fails_it_alone_says_what_to_do_and_a_retry_r
     let (open, locked) = (h.name("Open"), h.name("Locked"));
     h.create_table(&open, 3, &[]).await;
     h.create_table(&locked, 3, &[]).await;
-    let proxy = FaultProxy::start(&h.stack.endpoint).await;
-    proxy.inject(fault(
-        "CreateBackup",
-        &format!("\"{locked}\""),
-        400,
-        "AccessDeniedException",
-    ));
-    let clients = Clients::from_config(&emulator_config(&proxy.endpoint).await);
+    let (proxy, clients) = through_proxy(
+        &h,
+        fault(
+            "CreateBackup",
+            &format!("\"{locked}\""),
+            400,
+            "AccessDeniedException",
+        ),
+    )
+    .await;
     let payload = json!({"tables": [open, locked], "slot": "2026-11-21T02:00:00Z"});
 
     let r = run_via(&clients, &h, payload.clone()).await;
@@ -97,14 +108,16 @@ async fn throttling_past_the_sdk_retries_is_reported_as_retryable() {
     let h = Harness::new().await;
     let table = h.name("Throttled");
     h.create_table(&table, 3, &[]).await;
-    let proxy = FaultProxy::start(&h.stack.endpoint).await;
-    proxy.inject(fault(
-        "CreateBackup",
-        &format!("\"{table}\""),
-        400,
-        "ThrottlingException",
-    ));
-    let clients = Clients::from_config(&emulator_config(&proxy.endpoint).await);
+    let (proxy, clients) = through_proxy(
+        &h,
+        fault(
+            "CreateBackup",
+            &format!("\"{table}\""),
+            400,
+            "ThrottlingException",
+        ),
+    )
+    .await;
 
     let r = run_via(
         &clients,
@@ -137,15 +150,17 @@ async fn without_a_working_catalog_no_backup_is_made() {
     let h = Harness::new().await;
     let table = h.name("NoCatalog");
     h.create_table(&table, 3, &[]).await;
-    let proxy = FaultProxy::start(&h.stack.endpoint).await;
     // The claim is an UpdateItem on the catalog; make it fail for good.
-    proxy.inject(fault(
-        "UpdateItem",
-        &h.stack.catalog_table,
-        400,
-        "AccessDeniedException",
-    ));
-    let clients = Clients::from_config(&emulator_config(&proxy.endpoint).await);
+    let (_proxy, clients) = through_proxy(
+        &h,
+        fault(
+            "UpdateItem",
+            &h.stack.catalog_table,
+            400,
+            "AccessDeniedException",
+        ),
+    )
+    .await;
 
     let r = run_via(
         &clients,

@@ -1,13 +1,16 @@
 """The SAM template: expanded with aws-sam-translator, deployed to moto's CloudFormation.
 
 moto's CloudFormation cannot create alarms, EventBridge Scheduler schedules, bucket policies,
-SNS subscriptions or Lambda event-invoke configs; those resources are left out of the deployed
-copy (and listed by name in the test), and cfn-lint and checkov check them in `make test`.
+SNS topic policies, SNS subscriptions or Lambda event-invoke configs; those resources are left out
+of the deployed copy (and listed by name in the test), and cfn-lint and checkov check them in
+`make test`. The security properties (issue 7) are asserted on the SAM-translated template, with
+its conditions and intrinsic functions evaluated for given parameter values (`Stack` below).
 """
 
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +32,7 @@ NOT_IN_MOTO = {
     "AWS::CloudWatch::Alarm",
     "AWS::Scheduler::Schedule",
     "AWS::S3::BucketPolicy",
+    "AWS::SNS::TopicPolicy",
     "AWS::SNS::Subscription",
     "AWS::Lambda::EventInvokeConfig",
 }
@@ -78,16 +82,179 @@ def client(name, endpoint):
     )
 
 
-def translated(code_uris):
+CODE_URIS = {"SnapshotFunction": "s3://a/s.zip", "RetentionFunction": "s3://a/r.zip"}
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "backstop",
+}
+ACCOUNT = PSEUDO["AWS::AccountId"]
+FUNCTIONS = ("SnapshotFunction", "RetentionFunction")
+FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole")
+SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole")
+CATALOG_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"
+CATALOG_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+}
+# The only AWS managed policy any Backstop role may carry (SAM attaches it to function roles:
+# CloudWatch Logs streams and events, nothing else).
+ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+# Actions the Service Authorization Reference lists with no resource type: they can only be
+# granted on "*". (dynamodb:ListBackups cannot be scoped to a table ARN: its TableName is a
+# request filter, not a resource; on a table ARN the grant would never match.)
+NO_RESOURCE_LEVEL = {"dynamodb:ListTables", "dynamodb:ListBackups", "cloudwatch:PutMetricData"}
+
+
+def translated(code_uris, params=None):
     template = yaml_parse(TEMPLATE.read_text())
     for name, uri in code_uris.items():
         template["Resources"][name]["Properties"]["CodeUri"] = uri
-    params = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
-    return transform(template, params, NoManagedPolicies())
+    values = {k: v for k, v in PSEUDO.items() if k != "AWS::StackName"}
+    values.update(params or {})
+    return transform(template, values, NoManagedPolicies())
+
+
+NO_VALUE = object()
+
+
+class Stack:
+    """The translated template as CloudFormation would see it for given parameter values.
+
+    The translator keeps Fn::If, Fn::Sub, Fn::Join and Fn::Split in its output; `resolve`
+    evaluates them (conditions included) the way CloudFormation does. References to resources
+    stay symbolic: `<Topic>` for a Ref, `<Key.Arn>` for a GetAtt (also inside Fn::Sub).
+    """
+
+    def __init__(self, params=None, stack_name="backstop"):
+        params = dict(params or {})
+        self.out = translated(CODE_URIS, params)
+        self.resources = self.out["Resources"]
+        defaults = {k: str(v.get("Default", "")) for k, v in self.out.get("Parameters", {}).items()}
+        self.values = {**defaults, **{k: str(v) for k, v in params.items()}, **PSEUDO, "AWS::StackName": stack_name}
+        self.stack_name = stack_name
+
+    def condition(self, name):
+        return bool(self.resolve(self.out["Conditions"][name]))
+
+    def _ref(self, name):
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in self.values:
+            return self.values[name]
+        assert name in self.resources, f"Ref to unknown {name}"
+        return f"<{name}>"
+
+    def _sub(self, text, variables):
+        def one(m):
+            name = m.group(1)
+            if name in variables:
+                return variables[name]
+            if "." in name:
+                res, attr = name.split(".", 1)
+                assert res in self.resources, f"GetAtt of unknown {res}"
+                return f"<{res}.{attr}>"
+            return self._ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def resolve(self, node):
+        if isinstance(node, list):
+            return [v for v in (self.resolve(x) for x in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt":
+                res, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                assert res in self.resources, f"GetAtt of unknown {res}"
+                return f"<{res}.{attr}>"
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::Equals":
+                a, b = (self.resolve(x) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(x) for x in arg)
+            if key == "Fn::Or":
+                return any(self.resolve(x) for x in arg)
+            if key == "Fn::Join":
+                delimiter, items = arg
+                assert isinstance(delimiter, str), "Fn::Join takes no function as its delimiter"
+                return delimiter.join(self.resolve(items))
+            if key == "Fn::Split":
+                delimiter, text = arg
+                return self.resolve(text).split(delimiter)
+            if key == "Fn::Select":
+                index, items = arg
+                return self.resolve(items)[int(self.resolve(index))]
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                return self._sub(text, {k: self.resolve(v) for k, v in variables.items()})
+        return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+    def props(self, name):
+        return self.resolve(self.resources[name]["Properties"])
+
+    def of_type(self, type_):
+        return {k: self.props(k) for k, v in self.resources.items() if v["Type"] == type_}
+
+    def statements(self, role):
+        props = self.props(role)
+        return [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+    def statements_with(self, role, action):
+        return [s for s in self.statements(role) if action in as_list(s["Action"])]
+
+    def grants(self, role):
+        """{action: [resources]} over the role's inline Allow statements."""
+        out = {}
+        for s in self.statements(role):
+            assert s["Effect"] == "Allow", (role, s)
+            for a in as_list(s["Action"]):
+                out.setdefault(a, []).extend(as_list(s["Resource"]))
+        return out
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def table_names(arns, suffix=""):
+    """The table names in per-table ARNs (any partition, region and account: see the template)."""
+    names = []
+    for arn in arns:
+        prefix = r"arn:(\*|aws):dynamodb:(\*|us-east-1):(\*|123456789012):table/([^/*]+)"
+        m = re.fullmatch(prefix + re.escape(suffix), arn)
+        assert m, arn
+        names.append(m.group(4))
+    return names
+
+
+# Every combination of the parameters that change a role.
+PARAM_SETS = [
+    {},
+    {"EnablePitr": "true"},
+    {"TableNames": "SalesTable,BuyersTable"},
+    {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
+]
 
 
 def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
-    out = translated({"SnapshotFunction": "s3://a/s.zip", "RetentionFunction": "s3://a/r.zip"})
+    out = translated(CODE_URIS)
     res = out["Resources"]
     schedules = {k: v for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
     assert len(schedules) == 2, sorted(res)
@@ -96,27 +263,280 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
         assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 185
         assert "DeadLetterConfig" in target
-    roles = {k: v for k, v in res.items() if v["Type"] == "AWS::IAM::Role"}
-    fn_roles = {k: v for k, v in roles.items() if k in ("SnapshotFunctionRole", "RetentionFunctionRole")}
-    assert len(fn_roles) == 2, sorted(roles)
+    roles = {k for k, v in res.items() if v["Type"] == "AWS::IAM::Role"}
+    assert set(FUNCTION_ROLES) <= roles, sorted(roles)
 
-    def statements(role):
-        return [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        for name in FUNCTION_ROLES:
+            for s in stack.statements(name):
+                actions = as_list(s["Action"])
+                assert "*" not in actions and not any(a.endswith(":*") for a in actions), (name, s)
+                if s["Resource"] == "*":
+                    # Only actions without resource-level permissions may name every resource.
+                    assert set(actions) <= NO_RESOURCE_LEVEL, (name, s)
+                else:
+                    # ...and those must name "*", or they are never allowed.
+                    assert not set(actions) & NO_RESOURCE_LEVEL, (name, s)
+        deletes = {
+            name: sorted(a for a in stack.grants(name) if "Delete" in a) for name in FUNCTION_ROLES
+        }
+        assert deletes == {"SnapshotFunctionRole": [], "RetentionFunctionRole": ["dynamodb:DeleteBackup"]}
+        for name in FUNCTION_ROLES:
+            assert stack.grants(name)["dynamodb:ListBackups"] == ["*"], name
+    retention_delete = Stack().grants("RetentionFunctionRole")["dynamodb:DeleteBackup"]
+    assert retention_delete == ["arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"]
 
-    for name, role in fn_roles.items():
-        for s in statements(role):
-            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-            assert "*" not in actions and not any(a.endswith(":*") for a in actions), (name, s)
-            if s["Resource"] == "*":
-                # Only actions without resource-level permissions may name every resource.
-                assert set(actions) <= {"dynamodb:ListTables", "cloudwatch:PutMetricData"}, (name, s)
-    deletes = {
-        name: [a for s in statements(role) for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]) if "Delete" in a]
-        for name, role in fn_roles.items()
+
+def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_dead_letter_queue():
+    stack = Stack()
+    schedules = stack.of_type("AWS::Scheduler::Schedule")
+    assert len(schedules) == 2
+    seen = set()
+    for name, schedule in schedules.items():
+        target = schedule["Target"]
+        function = target["Arn"]
+        role = re.fullmatch(r"<(\w+)\.Arn>", target["RoleArn"]).group(1)
+        seen.add(role)
+        assert role in SCHEDULE_ROLES, (name, role)
+        assert target["DeadLetterConfig"]["Arn"] == "<DeadLetterQueue.Arn>"
+        # The queue is encrypted with the stack's key: Scheduler writes it as this role.
+        assert stack.props("DeadLetterQueue")["KmsMasterKeyId"] == "<Key>"
+        assert stack.grants(role) == {
+            "lambda:InvokeFunction": [function],
+            "sqs:SendMessage": ["<DeadLetterQueue.Arn>"],
+            "kms:GenerateDataKey": ["<Key.Arn>"],
+            "kms:Decrypt": ["<Key.Arn>"],
+        }, (name, role)
+        trust = stack.props(role)["AssumeRolePolicyDocument"]["Statement"]
+        assert trust == [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "scheduler.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+            }
+        ], role
+    assert seen == set(SCHEDULE_ROLES)
+    functions = {s["Target"]["Arn"] for s in schedules.values()}
+    assert functions == {"<SnapshotFunction.Arn>", "<RetentionFunction.Arn>"}
+
+
+def test_schedule_names_start_with_the_stack_name():
+    for stack_name in ("backstop", "backstop-eu"):
+        stack = Stack(stack_name=stack_name)
+        names = {k: v["Name"] for k, v in stack.of_type("AWS::Scheduler::Schedule").items()}
+        assert names == {
+            "SnapshotFunctionDaily": f"{stack_name}-snapshot",
+            "RetentionFunctionDaily": f"{stack_name}-retention",
+        }
+
+
+def test_delete_backup_is_scoped_to_the_named_tables_backups():
+    named = Stack({"TableNames": "SalesTable,BuyersTable"})
+    (statement,) = named.statements_with("RetentionFunctionRole", "dynamodb:DeleteBackup")
+    assert as_list(statement["Action"]) == ["dynamodb:DeleteBackup"]
+    assert table_names(as_list(statement["Resource"]), "/backup/*") == ["SalesTable", "BuyersTable"]
+    # Fn::Join takes no function as its delimiter, so the per-table ARNs leave the region open;
+    # the condition closes it.
+    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+
+    by_tag = Stack()
+    assert by_tag.grants("RetentionFunctionRole")["dynamodb:DeleteBackup"] == [
+        "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"
+    ]
+    # Nobody else may delete anything.
+    for stack in (named, by_tag):
+        for role in stack.of_type("AWS::IAM::Role"):
+            if role != "RetentionFunctionRole":
+                assert not [a for a in stack.grants(role) if "Delete" in a], role
+
+
+def test_table_names_parameter_allows_only_comma_separated_table_names():
+    pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["TableNames"]["AllowedPattern"]
+    for good in ("", "SalesTable", "SalesTable,BuyersTable", "a.b-c_D9", "x" * 255):
+        assert re.fullmatch(pattern, good), good
+    bad_values = ("Sales Table", "SalesTable, BuyersTable", "ab", "SalesTable,", ",SalesTable", "a,,b")
+    for bad in bad_values + ("a/b", "a*b", "x" * 256):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_update_continuous_backups_only_for_snapshot_and_only_when_pitr_is_enabled():
+    for params in ({}, {"TableNames": "SalesTable,BuyersTable"}, {"EnablePitr": "false"}):
+        stack = Stack(params)
+        for role in stack.of_type("AWS::IAM::Role"):
+            assert "dynamodb:UpdateContinuousBackups" not in stack.grants(role), (params, role)
+
+    by_tag = Stack({"EnablePitr": "true"})
+    named = Stack({"EnablePitr": "true", "TableNames": "SalesTable,BuyersTable"})
+    for stack in (by_tag, named):
+        holders = [r for r in stack.of_type("AWS::IAM::Role") if "dynamodb:UpdateContinuousBackups" in stack.grants(r)]
+        assert holders == ["SnapshotFunctionRole"]
+    assert by_tag.grants("SnapshotFunctionRole")["dynamodb:UpdateContinuousBackups"] == [
+        "arn:aws:dynamodb:us-east-1:123456789012:table/*"
+    ]
+    (statement,) = named.statements_with("SnapshotFunctionRole", "dynamodb:UpdateContinuousBackups")
+    assert as_list(statement["Action"]) == ["dynamodb:UpdateContinuousBackups"]
+    assert table_names(as_list(statement["Resource"])) == ["SalesTable", "BuyersTable"]
+    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+
+
+def test_each_function_gets_only_its_own_environment():
+    assert "Environment" not in yaml_parse(TEMPLATE.read_text())["Globals"]["Function"]
+    common = {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_TOPIC_ARN", "BACKSTOP_METRICS_NAMESPACE"}
+    own = {"SnapshotFunction": {"BACKSTOP_ENABLE_PITR"}, "RetentionFunction": {"BACKSTOP_RETENTION_POLICY"}}
+    selections = (({}, "BACKSTOP_TABLE_TAG"), ({"TableNames": "SalesTable,BuyersTable"}, "BACKSTOP_TABLES"))
+    for params, selection in selections:
+        stack = Stack(params)
+        for fn in FUNCTIONS:
+            env = stack.props(fn)["Environment"]["Variables"]
+            assert set(env) == common | own[fn] | {selection}, (fn, params, sorted(env))
+            assert env["BACKSTOP_CATALOG_TABLE"] == "<CatalogTable>"
+            assert env["BACKSTOP_TOPIC_ARN"] == "<Topic>"
+            if selection == "BACKSTOP_TABLES":
+                assert env["BACKSTOP_TABLES"] == "SalesTable,BuyersTable"
+
+
+def test_only_the_function_roles_may_write_the_catalog():
+    stack = Stack()
+    table = stack.props("CatalogTable")
+    assert table["TableName"] == "backstop-catalog"
+    assert table["DeletionProtectionEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": "<Key>"}
+
+    def deny(stack):
+        statements = stack.props("CatalogTable")["ResourcePolicy"]["PolicyDocument"]["Statement"]
+        assert all(s["Effect"] == "Deny" for s in statements), statements
+        (s,) = statements
+        assert s["Principal"] == "*"
+        assert set(s["Action"]) == CATALOG_WRITES
+        assert s["Resource"] == CATALOG_ARN
+        (operator, keys), = s["Condition"].items()
+        assert operator in ("ArnNotLike", "ArnNotEquals", "StringNotLike", "StringNotEquals")
+        assert list(keys) == ["aws:PrincipalArn"]
+        return as_list(keys["aws:PrincipalArn"])
+
+    assert deny(stack) == ["<SnapshotFunctionRole.Arn>", "<RetentionFunctionRole.Arn>"]
+    holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
+    assert deny(Stack({"CatalogWriterArns": holds})) == [
+        "<SnapshotFunctionRole.Arn>",
+        "<RetentionFunctionRole.Arn>",
+        "arn:aws:iam::123456789012:role/legal-hold",
+        "arn:aws:iam::123456789012:role/ops-*",
+    ]
+    pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["CatalogWriterArns"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, holds)
+    assert not re.fullmatch(pattern, "arn:aws:iam::123456789012:role/a, arn:aws:iam::123456789012:role/b")
+    assert not re.fullmatch(pattern, "*")
+
+    # The roles name the catalog by the same ARN, each with only the item actions it uses.
+    catalog = {
+        role: sorted(a for a, resources in stack.grants(role).items() if CATALOG_ARN in resources)
+        for role in FUNCTION_ROLES
     }
-    assert deletes == {"SnapshotFunctionRole": [], "RetentionFunctionRole": ["dynamodb:DeleteBackup"]}
-    retention_delete = [s for s in statements(fn_roles["RetentionFunctionRole"]) if "dynamodb:DeleteBackup" in s["Action"]][0]
-    assert retention_delete["Resource"]["Fn::Sub"].endswith(":table/*/backup/*")
+    assert catalog == {
+        "SnapshotFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "RetentionFunctionRole": ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+    }
+    retention = stack.grants("RetentionFunctionRole")
+    assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
+
+
+def test_function_log_groups_have_retention_and_the_stack_key():
+    assert yaml_parse(TEMPLATE.read_text())["Parameters"]["LogRetentionDays"]["Default"] == 90
+    for days in ("90", "365"):
+        stack = Stack({"LogRetentionDays": days})
+        groups = stack.of_type("AWS::Logs::LogGroup")
+        used = set()
+        for fn in FUNCTIONS:
+            ref = stack.props(fn)["LoggingConfig"]["LogGroup"]
+            name = re.fullmatch(r"<(\w+)>", ref).group(1)
+            used.add(name)
+            group = groups[name]
+            assert str(group["RetentionInDays"]) == days, (fn, group)
+            assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
+        assert len(used) == 2 and used == set(groups)
+
+
+def test_key_policy_lets_services_use_the_key_only_under_conditions():
+    stack = Stack()
+    statements = stack.props("Key")["KeyPolicy"]["Statement"]
+    services = {}
+    for s in statements:
+        principal = s["Principal"]
+        if "AWS" in principal:
+            assert principal == {"AWS": "arn:aws:iam::123456789012:root"}, s
+            continue
+        assert s.get("Condition"), f"service principal without a condition: {s}"
+        for service in as_list(principal["Service"]):
+            services[service] = s
+    assert set(services) == {"cloudwatch.amazonaws.com", "logs.us-east-1.amazonaws.com"}, sorted(services)
+    assert services["logs.us-east-1.amazonaws.com"]["Condition"] == {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:us-east-1:123456789012:log-group:*"}
+    }
+    alarms = services["cloudwatch.amazonaws.com"]["Condition"]
+    assert alarms["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert alarms["ArnLike"] == {"aws:SourceArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*"}
+
+
+def test_topic_policy_denies_requests_without_tls_and_lets_only_this_accounts_alarms_publish():
+    stack = Stack()
+    (policy,) = stack.of_type("AWS::SNS::TopicPolicy").values()
+    assert policy["Topics"] == ["<Topic>"]
+    statements = policy["PolicyDocument"]["Statement"]
+    tls = [s for s in statements if s["Effect"] == "Deny"]
+    assert len(tls) == 1
+    assert tls[0]["Principal"] == "*"
+    assert tls[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    denied = set(as_list(tls[0]["Action"]))
+    assert {"sns:Publish", "sns:Subscribe", "sns:SetTopicAttributes", "sns:DeleteTopic"} <= denied
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert allows == [
+        {
+            "Sid": "AlarmsPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": "<Topic>",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*"},
+            },
+        }
+    ]
+
+
+def test_object_lock_sets_a_default_retention_when_enabled():
+    off = Stack().props("ExportsBucket")
+    assert "ObjectLockEnabled" not in off and "ObjectLockConfiguration" not in off
+    on = Stack({"EnableObjectLock": "true"}).props("ExportsBucket")
+    assert on["ObjectLockEnabled"] is True
+    assert on["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": "30"}},
+    }
+    strict = Stack({"EnableObjectLock": "true", "ObjectLockMode": "COMPLIANCE", "ObjectLockDays": "365"})
+    assert strict.props("ExportsBucket")["ObjectLockConfiguration"]["Rule"] == {
+        "DefaultRetention": {"Mode": "COMPLIANCE", "Days": "365"}
+    }
+
+
+def test_roles_carry_only_allow_listed_managed_policies_and_no_wildcard_actions():
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        roles = stack.of_type("AWS::IAM::Role")
+        # Every role in the stack is one of ours: no role generated behind our back.
+        assert set(roles) == set(FUNCTION_ROLES) | set(SCHEDULE_ROLES), sorted(roles)
+        for name, role in roles.items():
+            managed = set(role.get("ManagedPolicyArns", []))
+            assert managed <= ALLOWED_MANAGED_POLICIES, (name, managed)
+            if name in SCHEDULE_ROLES:
+                assert not managed, name
+            for s in stack.statements(name):
+                assert "NotAction" not in s and "NotResource" not in s, (name, s)
+                for a in as_list(s["Action"]):
+                    assert a != "*" and not a.endswith(":*"), (name, s)
 
 
 def test_exports_bucket_has_versioning_lifecycle_tiers_and_no_public_access():
@@ -152,7 +572,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         assert out["Resources"][fn]["Properties"]["Architectures"] == ["arm64"]
     left_out = sorted(k for k, v in out["Resources"].items() if v["Type"] in NOT_IN_MOTO)
     out["Resources"] = {k: v for k, v in out["Resources"].items() if v["Type"] not in NOT_IN_MOTO}
-    assert "BackupFailureAlarm" in left_out and "SnapshotFunctionDaily" in left_out, left_out
+    assert {"BackupFailureAlarm", "SnapshotFunctionDaily", "TopicPolicy"} <= set(left_out), left_out
 
     cfn = client("cloudformation", moto_endpoint)
     cfn.create_stack(
@@ -169,7 +589,9 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         for r in cfn.describe_stack_resources(StackName="backstop")["StackResources"]
     }
 
-    # The catalog table, with its key schema.
+    # The catalog table, named after the stack, with its key schema. (moto's CloudFormation
+    # ignores the table's resource policy; it is checked on the translated template.)
+    assert outputs["CatalogTableName"] == "backstop-catalog"
     table = client("dynamodb", moto_endpoint).describe_table(TableName=outputs["CatalogTableName"])["Table"]
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
     # The exports bucket, encrypted with the stack's key. (moto's CloudFormation applies only
@@ -184,6 +606,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     # The functions (moto records the runtime, not the architecture, checked above), configured
     # with the catalog and the topic.
     lam = client("lambda", moto_endpoint)
+    own = {"SnapshotFunctionName": "BACKSTOP_ENABLE_PITR", "RetentionFunctionName": "BACKSTOP_RETENTION_POLICY"}
     for name in ("SnapshotFunctionName", "RetentionFunctionName"):
         conf = lam.get_function_configuration(FunctionName=outputs[name])
         assert conf["Runtime"] == "provided.al2023", conf
@@ -191,10 +614,16 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         assert env["BACKSTOP_CATALOG_TABLE"] == outputs["CatalogTableName"]
         assert env["BACKSTOP_TOPIC_ARN"] == outputs["NotificationTopicArn"]
         assert env["BACKSTOP_TABLE_TAG"] == "backup:plan=daily"
-    # One role per function.
+        # Each function gets only its own settings.
+        assert own[name] in env and not (set(own.values()) - {own[name]}) & set(env), env
+    # One role per function and one per schedule.
     iam = client("iam", moto_endpoint)
-    for logical in ("SnapshotFunctionRole", "RetentionFunctionRole"):
+    for logical in FUNCTION_ROLES + SCHEDULE_ROLES:
         assert iam.get_role(RoleName=physical[logical])["Role"]["Arn"]
+    # A log group per function, with the retention parameter's default.
+    groups = {g["logGroupName"]: g for g in client("logs", moto_endpoint).describe_log_groups()["logGroups"]}
+    for name in ("/aws/lambda/backstop-snapshot", "/aws/lambda/backstop-retention"):
+        assert int(groups[name]["retentionInDays"]) == 90, groups.get(name)
     # The dead-letter queue and the key.
     assert client("sqs", moto_endpoint).get_queue_url(QueueName=physical["DeadLetterQueue"].rsplit("/", 1)[-1])
     # (moto's DescribeKey fails on a key CloudFormation made with a policy document, so look for

@@ -12,7 +12,7 @@ use backstop::local::{self, Emulator, LocalStack, DEMO_TABLES};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
 use backstop::report::{DeliveryState, RunReport};
 use backstop::retention::{Decision, RetentionPolicy};
-use backstop::settings::{self, Environment, Settings};
+use backstop::settings::{self, Environment, JobKind, Settings};
 use backstop::Error;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -173,7 +173,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run { job, event, json } => {
             let payload = read_payload(&event)?;
             let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
-            let settings = Settings::resolve(&Environment::from_process(), &request.overrides)?;
+            let kind = match job {
+                Job::Snapshot => JobKind::Snapshot,
+                Job::Retention => JobKind::Retention,
+            };
+            let settings = Settings::resolve(kind, &Environment::from_process(), &request)?;
             let clients = Clients::from_config(&aws_config_for(cli.endpoint.as_deref()).await);
             let report = match job {
                 Job::Snapshot => snapshot::run(&clients, &settings, &request).await,
@@ -440,16 +444,18 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
     let config = emulator_config(&stack.endpoint).await;
     let clients = Clients::from_config(&config);
 
+    let demo_tables = DEMO_TABLES.join(",");
     let env = Environment::from_pairs([
         (settings::ENV_CATALOG_TABLE, stack.catalog_table.as_str()),
         (settings::ENV_TOPIC_ARN, stack.topic_arn.as_str()),
+        (settings::ENV_TABLES, demo_tables.as_str()),
         (settings::ENV_ENABLE_PITR, "true"),
     ]);
     // Today's 02:00 UTC slot, as the daily schedule would deliver it.
     let slot = format!("{}T02:00:00Z", jiff::Timestamp::now().strftime("%Y-%m-%d"));
     let payload = serde_json::json!({ "tables": DEMO_TABLES, "slot": slot });
     let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
-    let settings = Settings::resolve(&env, &request.overrides)?;
+    let settings = Settings::resolve(JobKind::Snapshot, &env, &request)?;
     println!("\nRunning snapshot for slot {slot} with payload {payload}\n");
     let report = snapshot::run(&clients, &settings, &request).await;
 
@@ -513,21 +519,22 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
         again.totals.already_done, again.totals.selected, again.totals.created
     );
 
-    println!(
-        "\n== 5. Retention, the second job of the daily cycle (policy: {}) ==\n",
-        {
-            settings
-                .retention_policy
-                .compile()
-                .map(|p| p.describe())
-                .unwrap_or_default()
-        }
-    );
+    // Retention takes its tables from the environment: a deleting payload may only narrow them.
     let retention_request = JobRequest::from_payload(
-        &serde_json::json!({ "tables": DEMO_TABLES, "slot": format!("{}T05:00:00Z", &slot[..10]) }),
+        &serde_json::json!({ "slot": format!("{}T05:00:00Z", &slot[..10]) }),
         jiff::Timestamp::now(),
     )?;
-    let pruned = retention::run(&clients, &settings, &retention_request).await;
+    let retention_settings = Settings::resolve(JobKind::Retention, &env, &retention_request)?;
+    println!(
+        "\n== 5. Retention, the second job of the daily cycle (policy: {}) ==\n",
+        retention_settings
+            .retention_policy
+            .as_ref()
+            .and_then(|p| p.compile().ok())
+            .map(|p| p.describe())
+            .unwrap_or_default()
+    );
+    let pruned = retention::run(&clients, &retention_settings, &retention_request).await;
     for t in &pruned.targets {
         let reasons = t
             .decisions

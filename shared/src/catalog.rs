@@ -5,13 +5,15 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at, deleted_at, legal_hold (BOOL, set by operators) |
+//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at, deleted_at, legal_hold (set by operators: any value but false holds) |
 //! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, selected, created, already_done, failed, bytes, items, errors |
 //!
 //! The guard: before any work on a (job, table, slot), a conditional write takes the target
-//! item from "absent" or `FAILED` (or a `CLAIMED` whose holder must be dead: older than
-//! [`CLAIM_LEASE`]) to `CLAIMED` by this run. Only the holder of the claim creates a backup.
-//! A redelivered event finds `DONE` and reports "already done for this slot".
+//! item from "absent" or `FAILED` (or a `CLAIMED` whose lease has run out: its holder is dead)
+//! to `CLAIMED` by this run, with a short lease that never outlives the holder's invocation
+//! deadline. The holder renews the lease just before it creates anything, and only the holder of
+//! the claim creates a backup. A redelivered event finds `DONE` and reports "already done for
+//! this slot".
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,9 +31,24 @@ use crate::error::{Error, Result};
 use crate::event::ScheduleSlot;
 use crate::report::{BackupInfo, RunReport};
 
-/// How long a claim protects a slot from other invocations. Longer than Lambda's 15-minute
-/// limit, so a live holder is never overtaken.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(20 * 60);
+/// How long a claim protects a slot at most, before its holder renews it (just before it creates
+/// anything). Short, so that a retry one to three minutes after a crash (Lambda's asynchronous
+/// retries) can take over; never past the holder's invocation deadline, after which the holder
+/// cannot be running. See [`lease_until`].
+pub const CLAIM_LEASE: Duration = Duration::from_secs(90);
+
+/// Claims made outside Lambda (the CLI) have no deadline; they are held at most this long.
+pub const DEFAULT_RUN_BUDGET: Duration = Duration::from_secs(15 * 60);
+
+/// Claims written before leases were recorded carry only `claimed_at`; they count as dead this
+/// long after it.
+const LEGACY_LEASE: Duration = Duration::from_secs(20 * 60);
+
+/// Pure: until when a claim taken at `now` by an invocation that must end by `deadline` holds.
+pub fn lease_until(now: Timestamp, deadline: Option<Timestamp>) -> Timestamp {
+    let budget = deadline.unwrap_or_else(|| now + DEFAULT_RUN_BUDGET);
+    (now + CLAIM_LEASE).min(budget)
+}
 
 pub const STATUS_CLAIMED: &str = "CLAIMED";
 pub const STATUS_DONE: &str = "DONE";
@@ -74,6 +91,12 @@ pub struct TargetRecord {
     /// Set by an operator on the catalog item; retention never deletes a held backup.
     #[serde(default)]
     pub legal_hold: bool,
+    /// The legal_hold attribute is of a kind that cannot be read as a hold or not (a list, a
+    /// map, a null...): retention deletes nothing of this table until it is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold_unreadable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
 }
 
 impl TargetRecord {
@@ -136,7 +159,9 @@ impl Catalog {
         format!("catalog table {}", self.table)
     }
 
-    /// Takes the claim on (job, table, slot) for `run_id`, or says why not.
+    /// Takes the claim on (job, table, slot) for `run_id` until `lease` (see [`lease_until`]),
+    /// recording the holder's `deadline`, or says why not.
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim(
         &self,
         job: &str,
@@ -144,8 +169,10 @@ impl Catalog {
         slot: &ScheduleSlot,
         run_id: &str,
         now: Timestamp,
+        lease: Timestamp,
+        deadline: Option<Timestamp>,
     ) -> Result<Claim> {
-        let stale_before = now.as_second() - CLAIM_LEASE.as_secs() as i64;
+        let stale_before = now.as_second() - LEGACY_LEASE.as_secs() as i64;
         let result = self
             .client
             .update_item()
@@ -153,10 +180,19 @@ impl Catalog {
             .set_key(Some(target_key(job, table, slot)))
             .update_expression(
                 "SET #kind = :kind, #job = :job, #table = :table, #slot = :slot, #status = :claimed, \
-                 #run = :run, #claimed_at = :now, #updated = :now_s ADD #attempts :one REMOVE #error",
+                 #run = :run, #claimed_at = :now, #lease = :lease, #deadline = :deadline, \
+                 #updated = :now_s ADD #attempts :one REMOVE #error",
             )
             .condition_expression(
-                "attribute_not_exists(pk) OR #status = :failed OR (#status = :claimed AND #claimed_at < :stale)",
+                "attribute_not_exists(pk) OR #status = :failed OR (#status = :claimed AND \
+                 (#lease < :now OR (attribute_not_exists(#lease) AND #claimed_at < :stale)))",
+            )
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#deadline", "deadline")
+            .expression_attribute_values(":lease", n(lease.as_second()))
+            .expression_attribute_values(
+                ":deadline",
+                n(deadline.unwrap_or(lease).as_second()),
             )
             .expression_attribute_names("#kind", "kind")
             .expression_attribute_names("#job", "job")
@@ -235,6 +271,46 @@ impl Catalog {
             .await
             .map_err(|e| Error::aws("GetItem", self.resource(), e))?;
         out.item.as_ref().map(record_from_item).transpose()
+    }
+
+    /// Extends the holder's lease to `lease` just before it creates something, so that nobody
+    /// takes the slot over while the creation is under way. `Ok(false)`: the claim is no longer
+    /// this run's (it was taken over after the lease ran out); create nothing.
+    pub async fn renew(
+        &self,
+        job: &str,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        lease: Timestamp,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .update_expression("SET #lease = :lease")
+            .condition_expression("#status = :claimed AND #run = :run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#run", "run_id")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":lease", n(lease.as_second()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::aws("UpdateItem (renew claim)", self.resource(), e)),
+        }
     }
 
     /// Marks a claimed target done with its backup. Only the claim holder may do so.
@@ -423,11 +499,13 @@ impl Catalog {
     }
 }
 
+/// Distinct errors, each clipped, at most 50: a run record stays far below DynamoDB's 400 KB.
 fn dedup(v: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in v {
-        if !out.contains(e) {
-            out.push(e.clone());
+        let e = crate::report::clip(e, 2000);
+        if !out.contains(&e) && out.len() < 50 {
+            out.push(e);
         }
     }
     out
@@ -453,6 +531,7 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
             hint: "the catalog item was not written by Backstop; fix or delete it".into(),
         })
     };
+    let hold = legal_hold_of(item.get("legal_hold"));
     Ok(TargetRecord {
         job: required("job")?,
         table: required("table")?,
@@ -468,12 +547,43 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         error: get_s("error"),
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),
-        legal_hold: item
-            .get("legal_hold")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
+        legal_hold: hold.unwrap_or(true),
+        legal_hold_unreadable: hold.is_none().then(|| {
+            format!(
+                "legal_hold is {}; set it to true or false",
+                kind_of(item.get("legal_hold"))
+            )
+        }),
+        lease_until: get_n("lease_until"),
     })
+}
+
+/// Pure: whether a `legal_hold` attribute holds. Fails safe: any value but false is a hold
+/// (`true`, `"true"`, `"yes"`, `1`, `"until 2027"`); absent, `false`, `"false"`, `"no"`, `"0"`
+/// and `0` are not. `None` for a value that is neither a boolean, a string nor a number.
+pub fn legal_hold_of(v: Option<&AttributeValue>) -> Option<bool> {
+    match v {
+        None => Some(false),
+        Some(AttributeValue::Bool(b)) => Some(*b),
+        Some(AttributeValue::S(text)) => {
+            let t = text.trim().to_ascii_lowercase();
+            Some(!matches!(t.as_str(), "false" | "no" | "0" | "off"))
+        }
+        Some(AttributeValue::N(num)) => Some(num.trim().parse::<f64>() != Ok(0.0)),
+        Some(_) => None,
+    }
+}
+
+fn kind_of(v: Option<&AttributeValue>) -> &'static str {
+    match v {
+        None => "absent",
+        Some(AttributeValue::Null(_)) => "NULL",
+        Some(AttributeValue::L(_)) => "a list",
+        Some(AttributeValue::M(_)) => "a map",
+        Some(AttributeValue::B(_)) => "binary",
+        Some(AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)) => "a set",
+        Some(_) => "of an unknown type",
+    }
 }
 
 /// Creates the catalog table (on-demand billing), as the SAM template does. Used by the local
@@ -519,4 +629,56 @@ fn key(name: &str, t: KeyType) -> Result<KeySchemaElement> {
         .key_type(t)
         .build()
         .map_err(|e| Error::Local(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_legal_hold_but_false_holds_and_odd_kinds_are_unreadable() {
+        let s = |v: &str| AttributeValue::S(v.into());
+        let n = |v: &str| AttributeValue::N(v.into());
+        for held in [
+            AttributeValue::Bool(true),
+            s("true"),
+            s("TRUE"),
+            s("yes"),
+            s("1"),
+            s("until 2027-06-30"),
+            s(""),
+            n("1"),
+            n("-2"),
+        ] {
+            assert_eq!(legal_hold_of(Some(&held)), Some(true), "{held:?}");
+        }
+        for free in [
+            AttributeValue::Bool(false),
+            s("false"),
+            s(" No "),
+            s("0"),
+            n("0"),
+        ] {
+            assert_eq!(legal_hold_of(Some(&free)), Some(false), "{free:?}");
+        }
+        assert_eq!(legal_hold_of(None), Some(false));
+        for odd in [
+            AttributeValue::Null(true),
+            AttributeValue::L(vec![]),
+            AttributeValue::M(HashMap::new()),
+            AttributeValue::Ss(vec!["true".into()]),
+        ] {
+            assert_eq!(legal_hold_of(Some(&odd)), None, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn a_lease_is_short_and_never_outlives_the_deadline() {
+        let now: Timestamp = "2026-11-22T02:00:00Z".parse().unwrap();
+        assert_eq!(lease_until(now, None), now + CLAIM_LEASE);
+        let far = now + Duration::from_secs(900);
+        assert_eq!(lease_until(now, Some(far)), now + CLAIM_LEASE);
+        let near = now + Duration::from_secs(20);
+        assert_eq!(lease_until(now, Some(near)), near);
+    }
 }

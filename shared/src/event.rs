@@ -43,6 +43,11 @@ impl ScheduleSlot {
         self.0
     }
 
+    /// The instant safety checks measure from: the later of the slot and `received_at`.
+    pub fn later_of(&self, received_at: Timestamp) -> Timestamp {
+        self.0.max(received_at)
+    }
+
     /// `20261122T020000Z`: for names, where ':' is not allowed.
     pub fn compact(&self) -> String {
         self.0.strftime("%Y%m%dT%H%M%SZ").to_string()
@@ -83,6 +88,12 @@ pub struct JobRequest {
     pub slot: ScheduleSlot,
     pub dry_run: bool,
     pub overrides: Overrides,
+    /// When the request arrived (the clock of the process, never the payload): safety checks
+    /// measure from the later of this and the slot, so an old slot cannot switch them off.
+    pub received_at: Timestamp,
+    /// When the invocation must end (Lambda's deadline); `None` outside Lambda. A claim on a
+    /// slot never outlives it.
+    pub deadline: Option<Timestamp>,
 }
 
 /// Fields both payloads may carry besides the overrides.
@@ -98,7 +109,7 @@ impl JobRequest {
             )));
         };
         if obj.contains_key("detail-type") || obj.contains_key("source") {
-            return Self::from_eventbridge(payload);
+            return Self::from_eventbridge(payload, now);
         }
         let (slot, dry_run, overrides) = split_fields(obj, "manual payload")?;
         let slot = match slot {
@@ -110,10 +121,12 @@ impl JobRequest {
             slot,
             dry_run,
             overrides,
+            received_at: now,
+            deadline: None,
         })
     }
 
-    fn from_eventbridge(payload: &Value) -> Result<JobRequest> {
+    fn from_eventbridge(payload: &Value, now: Timestamp) -> Result<JobRequest> {
         let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
             .map_err(|e| Error::Payload(format!("EventBridge event: {e}")))?;
         if event.detail_type != "Scheduled Event" {
@@ -151,6 +164,8 @@ impl JobRequest {
             slot: ScheduleSlot::new(ts),
             dry_run,
             overrides,
+            received_at: now,
+            deadline: None,
         })
     }
 }

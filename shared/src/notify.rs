@@ -153,7 +153,12 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
                 data.push(datum(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
                 data.push(datum(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
             }
-            Outcome::Retained { kept, deleted, .. } => {
+            Outcome::Retained {
+                kept,
+                deleted,
+                failed_deletes,
+                ..
+            } => {
                 data.push(datum(
                     METRIC_RETENTION_KEPT,
                     &t.table,
@@ -169,7 +174,7 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
                 data.push(datum(
                     METRIC_RETENTION_FAILURE,
                     &t.table,
-                    0.0,
+                    if *failed_deletes > 0 { 1.0 } else { 0.0 },
                     StandardUnit::Count,
                 ));
             }
@@ -270,6 +275,7 @@ mod tests {
             totals,
             errors: vec![],
             delivery: Delivery::default(),
+            truncated: None,
         }
     }
 

@@ -30,7 +30,16 @@ pub struct RunReport {
     #[serde(default)]
     pub errors: Vec<String>,
     pub delivery: Delivery,
+    /// Set when the report was cut to fit a limit (Lambda's response), saying what was left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
 }
+
+/// SNS takes messages up to 256 KiB; the body stays well under it with room for the subject and
+/// attributes.
+pub const MAX_EMAIL_BYTES: usize = 200 * 1024;
+/// Lambda's response limit is 6 MB; the report stays under this.
+pub const MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,14 +112,22 @@ pub enum Outcome {
     InProgress { held_by_run: String, note: String },
     /// Dry run: this backup would be made.
     Planned { backup_name: String },
-    /// Retention ran its plan for the table (in a dry run: only planned).
+    /// Retention ran its plan for the table (in a dry run: only planned). With failed deletes
+    /// the table is not done (a retry deletes the rest), but the counts stay exact.
     Retained {
+        /// Backups that still exist (kept by the plan, or whose delete failed).
         kept: usize,
         deleted: usize,
-        /// Deletes the plan asked for; more than `deleted` in a dry run, or when a floor blocked.
+        /// Deletes the plan asked for; more than `deleted` in a dry run, or when deletes failed.
         to_delete: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         blocked: Option<String>,
+        /// Deletes that failed; each backup's own error is in `decisions`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        failed_deletes: usize,
+        /// The first failures in words, when there were any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// The target failed; the error names the operation and says what to do.
     Failed {
@@ -120,12 +137,35 @@ pub enum Outcome {
     },
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Outcome {
     pub fn is_done(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Created { .. } | Outcome::AlreadyDone { .. } | Outcome::Retained { .. }
-        )
+        match self {
+            Outcome::Created { .. } | Outcome::AlreadyDone { .. } => true,
+            Outcome::Retained { failed_deletes, .. } => *failed_deletes == 0,
+            _ => false,
+        }
+    }
+
+    /// Why the target is not done, when it is not (for summaries).
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Outcome::Failed { error, .. } => Some(error.clone()),
+            Outcome::InProgress { note, .. } => Some(note.clone()),
+            Outcome::Retained {
+                failed_deletes,
+                to_delete,
+                error,
+                ..
+            } if *failed_deletes > 0 => Some(format!(
+                "{failed_deletes} of {to_delete} deletes failed: {}",
+                error.as_deref().unwrap_or("see the decisions")
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -223,8 +263,18 @@ impl Totals {
                 Outcome::InProgress { .. } => t.in_progress += 1,
                 Outcome::Planned { .. } => t.planned += 1,
                 Outcome::Failed { .. } => t.failed += 1,
-                Outcome::Retained { kept, deleted, .. } => {
-                    t.retained += 1;
+                Outcome::Retained {
+                    kept,
+                    deleted,
+                    failed_deletes,
+                    ..
+                } => {
+                    // Counts stay exact when some deletes failed; the table is then not done.
+                    if *failed_deletes > 0 {
+                        t.failed += 1;
+                    } else {
+                        t.retained += 1;
+                    }
                     t.kept += kept;
                     t.deleted += deleted;
                 }
@@ -267,13 +317,17 @@ impl RunReport {
 
     /// One line: what failed and why, for the Lambda error message.
     pub fn failure_summary(&self) -> String {
+        const MAX_PARTS: usize = 20;
         let mut parts: Vec<String> = self.errors.clone();
-        for t in &self.targets {
-            match &t.outcome {
-                Outcome::Failed { error, .. } => parts.push(format!("{}: {error}", t.table)),
-                Outcome::InProgress { note, .. } => parts.push(format!("{}: {note}", t.table)),
-                _ => {}
-            }
+        parts.extend(self.targets.iter().filter_map(|t| {
+            t.outcome
+                .failure()
+                .map(|why| format!("{}: {}", t.table, clip(&why, 1000)))
+        }));
+        let more = parts.len().saturating_sub(MAX_PARTS);
+        parts.truncate(MAX_PARTS);
+        if more > 0 {
+            parts.push(format!("and {more} more (see the report)"));
         }
         format!(
             "{} of {} targets not done; {}. A retry redoes only these.",
@@ -363,43 +417,126 @@ impl RunReport {
             ));
         }
         out.push('\n');
-        for target in &self.targets {
-            out.push_str(&format!(
-                "- {}: {}\n",
-                target.table,
-                outcome_line(&target.outcome)
-            ));
-            match &target.pitr {
-                Some(PitrState::Disabled) => {
-                    out.push_str("    point-in-time recovery is OFF for this table\n")
-                }
-                Some(PitrState::EnabledNow) => {
-                    out.push_str("    point-in-time recovery was off; Backstop turned it on\n")
-                }
-                Some(PitrState::Unknown { error }) => {
-                    out.push_str(&format!("    point-in-time recovery unknown: {error}\n"))
-                }
-                _ => {}
-            }
-            for w in &target.warnings {
-                out.push_str(&format!("    warning: {w}\n"));
-            }
-        }
-        for e in &self.excluded {
-            out.push_str(&format!("- {}: not backed up: {}\n", e.table, e.reason));
-        }
+        // Targets not done first when not all fit; then a count of the rest.
+        let mut blocks: Vec<(bool, String)> = self
+            .targets
+            .iter()
+            .map(|t| (t.outcome.is_done(), target_block(t)))
+            .collect();
+        blocks.extend(self.excluded.iter().map(|e| {
+            (
+                true,
+                format!(
+                    "- {}: not backed up: {}\n",
+                    clip(&e.table, 255),
+                    clip(&e.reason, 500)
+                ),
+            )
+        }));
+        let mut errors = String::new();
         if !self.errors.is_empty() {
-            out.push_str("\nErrors:\n");
-            for e in &self.errors {
-                out.push_str(&format!("- {e}\n"));
+            errors.push_str("\nErrors:\n");
+            for e in self.errors.iter().take(50) {
+                errors.push_str(&format!("- {}\n", clip(e, 1000)));
+            }
+            if self.errors.len() > 50 {
+                errors.push_str(&format!("- and {} more\n", self.errors.len() - 50));
             }
         }
+        let budget = MAX_EMAIL_BYTES.saturating_sub(out.len() + errors.len() + 1024);
+        if blocks.iter().map(|(_, b)| b.len()).sum::<usize>() <= budget {
+            for (_, b) in &blocks {
+                out.push_str(b);
+            }
+        } else {
+            let (mut used, mut left_done, mut left_not_done) = (0usize, 0usize, 0usize);
+            for pass_done in [false, true] {
+                for (done, b) in blocks.iter().filter(|(d, _)| *d == pass_done) {
+                    if used + b.len() <= budget {
+                        used += b.len();
+                        out.push_str(b);
+                    } else if *done {
+                        left_done += 1;
+                    } else {
+                        left_not_done += 1;
+                    }
+                }
+            }
+            out.push_str(&format!(
+                "- ... and {} more tables not listed here ({left_not_done} not done, {left_done} done); the function's response and log have them all\n",
+                left_done + left_not_done
+            ));
+        }
+        out.push_str(&errors);
         if self.needs_retry() {
             out.push_str(
                 "\nThe run ends in an error so that Lambda retries it; the retry redoes only what is not done.\n",
             );
         }
         out
+    }
+}
+
+fn target_block(target: &TargetReport) -> String {
+    let mut out = format!(
+        "- {}: {}\n",
+        clip(&target.table, 255),
+        clip(&outcome_line(&target.outcome), 2000)
+    );
+    match &target.pitr {
+        Some(PitrState::Disabled) => {
+            out.push_str("    point-in-time recovery is OFF for this table\n")
+        }
+        Some(PitrState::EnabledNow) => {
+            out.push_str("    point-in-time recovery was off; Backstop turned it on\n")
+        }
+        Some(PitrState::Unknown { error }) => out.push_str(&format!(
+            "    point-in-time recovery unknown: {}\n",
+            clip(error, 1000)
+        )),
+        _ => {}
+    }
+    for w in target.warnings.iter().take(10) {
+        out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
+    }
+    out
+}
+
+impl RunReport {
+    /// The report cut to Lambda's response limit: per-backup decisions go first (each is in the
+    /// log), then targets that are done (totals still count them all). Says what it left out.
+    pub fn fit_response(mut self) -> RunReport {
+        let size = |r: &RunReport| serde_json::to_vec(r).map_or(usize::MAX, |v| v.len());
+        if size(&self) <= MAX_RESPONSE_BYTES {
+            return self;
+        }
+        let decisions: usize = self.targets.iter().map(|t| t.decisions.len()).sum();
+        for t in &mut self.targets {
+            t.decisions.clear();
+        }
+        let mut note = format!(
+            "{decisions} per-backup decisions left out to stay under Lambda's 6 MB response limit; every decision is in the function's log"
+        );
+        if size(&self) > MAX_RESPONSE_BYTES {
+            let all = std::mem::take(&mut self.targets);
+            let total = all.len();
+            let mut budget = MAX_RESPONSE_BYTES.saturating_sub(size(&self) + 4096);
+            let (not_done, done): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|t| !t.outcome.is_done());
+            for t in not_done.into_iter().chain(done) {
+                let n = serde_json::to_vec(&t).map_or(usize::MAX, |v| v.len() + 1);
+                if n <= budget {
+                    budget -= n;
+                    self.targets.push(t);
+                }
+            }
+            note.push_str(&format!(
+                "; {} of {total} targets listed, those not done first (the totals count all)",
+                self.targets.len()
+            ));
+        }
+        self.truncated = Some(note);
+        self
     }
 }
 
@@ -425,9 +562,16 @@ fn outcome_line(o: &Outcome) -> String {
             deleted,
             to_delete,
             blocked,
+            failed_deletes,
+            error,
         } => {
             let mut line = format!("kept {kept}, deleted {deleted}");
-            if to_delete > deleted {
+            if *failed_deletes > 0 {
+                line.push_str(&format!(
+                    ", {failed_deletes} deletes FAILED ({})",
+                    error.as_deref().unwrap_or("see the report")
+                ));
+            } else if to_delete > deleted {
                 line.push_str(&format!(
                     ", {} more marked for deletion but kept",
                     to_delete - deleted
@@ -439,6 +583,16 @@ fn outcome_line(o: &Outcome) -> String {
             line
         }
         Outcome::Failed { error, .. } => format!("FAILED: {error}"),
+    }
+}
+
+/// At most `max` characters of `s`, marked when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(max).collect();
+        format!("{head}…")
     }
 }
 
@@ -501,6 +655,7 @@ mod tests {
             totals,
             errors: vec![],
             delivery: Delivery::default(),
+            truncated: None,
         }
     }
 
@@ -630,5 +785,83 @@ mod tests {
         assert_eq!(human_bytes(123), "123 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn the_sns_body_and_the_lambda_response_stay_under_their_limits_however_large_the_run() {
+        use crate::retention::{Decision, Reason};
+        // 4,000 tables, one in ten failed with a long error, each with 50 backups decided.
+        let targets: Vec<TargetReport> = (0..4_000)
+            .map(|i| {
+                let mut t = if i % 10 == 0 {
+                    target(
+                        &format!("Table{i:05}-{}", "x".repeat(200)),
+                        Outcome::Failed {
+                            operation: "ListBackups".into(),
+                            error: "e".repeat(5000),
+                            retryable: true,
+                        },
+                    )
+                } else {
+                    target(
+                        &format!("Table{i:05}"),
+                        Outcome::Created {
+                            backup: backup("b"),
+                        },
+                    )
+                };
+                t.warnings = vec!["w".repeat(1000); 2];
+                t.decisions = (0..50)
+                    .map(|j| PointDecision {
+                        backup_arn: format!(
+                            "arn:aws:dynamodb:us-east-1:1:table/T{i}/backup/{j:020}"
+                        ),
+                        backup_name: format!("T{i}-backstop-{j}"),
+                        created_at: Timestamp::UNIX_EPOCH,
+                        decision: Decision::Keep {
+                            reasons: vec![Reason {
+                                rule: "keep_daily 30".into(),
+                                detail: "newest of day 2026-11-22".into(),
+                            }],
+                        },
+                        result: None,
+                    })
+                    .collect();
+                t
+            })
+            .collect();
+        let r = report(targets);
+        let body = r.email_body();
+        assert!(body.len() <= MAX_EMAIL_BYTES, "{}", body.len());
+        assert!(body.contains("- Table00000-xxx"), "failures come first");
+        assert!(
+            body.contains("more tables not listed here (0 not done,") || body.contains("not done,"),
+            "{}",
+            &body[body.len() - 300..]
+        );
+        let totals_before = r.totals.clone();
+        let fitted = r.fit_response();
+        let size = serde_json::to_vec(&fitted).unwrap().len();
+        assert!(size <= MAX_RESPONSE_BYTES, "{size}");
+        assert_eq!(fitted.totals, totals_before, "totals count every target");
+        let note = fitted.truncated.as_deref().unwrap();
+        assert!(
+            note.contains("200000 per-backup decisions left out"),
+            "{note}"
+        );
+        assert!(
+            note.contains("of 4000 targets listed, those not done first"),
+            "{note}"
+        );
+        assert!(!fitted.targets[0].outcome.is_done());
+        // A small report is returned whole.
+        let small = report(vec![target(
+            "Aaa",
+            Outcome::Created {
+                backup: backup("a"),
+            },
+        )]);
+        assert_eq!(small.clone().fit_response(), small);
+        assert!(small.failure_summary().len() < 200);
     }
 }

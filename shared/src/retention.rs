@@ -213,6 +213,121 @@ impl RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Why this policy may keep fewer points than `base`, or `None` when it keeps at least
+    /// everything `base` keeps: each rule of `base` has a rule of the same kind here with at
+    /// least its count or span, in the same time zone. (Rules act on the same eligible points
+    /// independently, so a larger count or window keeps a superset.) Floors are not compared.
+    pub fn keeps_less_than(&self, base: &RetentionPolicy) -> Option<String> {
+        let counts = [
+            ("keep_last", self.keep_last, base.keep_last),
+            ("keep_hourly", self.keep_hourly, base.keep_hourly),
+            ("keep_daily", self.keep_daily, base.keep_daily),
+            ("keep_weekly", self.keep_weekly, base.keep_weekly),
+            ("keep_monthly", self.keep_monthly, base.keep_monthly),
+            ("keep_yearly", self.keep_yearly, base.keep_yearly),
+        ];
+        for (name, mine, theirs) in counts {
+            match (mine, theirs) {
+                (_, None) => {}
+                (None, Some(n)) => {
+                    return Some(format!(
+                        "it has no {name}, the configured policy has {name} {n}"
+                    ))
+                }
+                (Some(m), Some(n)) if m < n => {
+                    return Some(format!("{name} {m} keeps less than {name} {n}"))
+                }
+                _ => {}
+            }
+        }
+        let withins = [
+            ("keep_within", &self.keep_within, &base.keep_within),
+            (
+                "keep_within_hourly",
+                &self.keep_within_hourly,
+                &base.keep_within_hourly,
+            ),
+            (
+                "keep_within_daily",
+                &self.keep_within_daily,
+                &base.keep_within_daily,
+            ),
+            (
+                "keep_within_weekly",
+                &self.keep_within_weekly,
+                &base.keep_within_weekly,
+            ),
+            (
+                "keep_within_monthly",
+                &self.keep_within_monthly,
+                &base.keep_within_monthly,
+            ),
+            (
+                "keep_within_yearly",
+                &self.keep_within_yearly,
+                &base.keep_within_yearly,
+            ),
+        ];
+        for (name, mine, theirs) in withins {
+            let Some(theirs) = theirs else { continue };
+            let Some(mine) = mine else {
+                return Some(format!(
+                    "it has no {name}, the configured policy has {name} {theirs}"
+                ));
+            };
+            let at_least = match (parse_span(name, mine), parse_span(name, theirs)) {
+                (Ok(a), Ok(b)) => span_at_least(&a, &b),
+                _ => false,
+            };
+            if !at_least {
+                return Some(format!("{name} {mine} may keep less than {name} {theirs}"));
+            }
+        }
+        let tz = |p: &RetentionPolicy| p.time_zone.clone().unwrap_or_else(|| "UTC".into());
+        if tz(self) != tz(base) {
+            return Some(format!(
+                "time_zone {} differs from the configured {} (other calendar periods keep other backups)",
+                tz(self),
+                tz(base)
+            ));
+        }
+        None
+    }
+}
+
+/// Whether span `a` is at least `b` from any starting date: either no unit of `a` is smaller
+/// than `b`'s, or `a` at its shortest (28-day months, 365-day years, an hour lost to DST) still
+/// reaches `b` at its longest (31-day months, 366-day years, an hour gained).
+fn span_at_least(a: &Span, b: &Span) -> bool {
+    let units = |s: &Span| {
+        [
+            i64::from(s.get_years()),
+            i64::from(s.get_months()),
+            i64::from(s.get_weeks()),
+            i64::from(s.get_days()),
+            i64::from(s.get_hours()),
+            s.get_minutes(),
+            s.get_seconds(),
+            s.get_milliseconds(),
+            s.get_microseconds(),
+            s.get_nanoseconds(),
+        ]
+    };
+    if units(a).iter().zip(units(b)).all(|(x, y)| *x >= y) {
+        return true;
+    }
+    const DAY: f64 = 86_400.0;
+    const SHORT: [f64; 7] = [365.0 * DAY, 28.0 * DAY, 7.0 * DAY, DAY, 3600.0, 60.0, 1.0];
+    const LONG: [f64; 7] = [366.0 * DAY, 31.0 * DAY, 7.0 * DAY, DAY, 3600.0, 60.0, 1.0];
+    let secs = |s: &Span, per: &[f64; 7]| -> f64 {
+        let u = units(s);
+        let whole: f64 = u.iter().take(7).zip(per).map(|(n, p)| *n as f64 * p).sum();
+        whole + u[7] as f64 / 1e3 + u[8] as f64 / 1e6 + u[9] as f64 / 1e9
+    };
+    secs(a, &SHORT) - 3600.0 >= secs(b, &LONG) + 3600.0
+}
+
 fn parse_span(name: &str, text: &str) -> Result<Span, String> {
     let span: Span = text.trim().parse().map_err(|e| {
         format!("{name} {text:?} is not a duration such as 30d, 12w, 6mo, 1y or 48h ({e})")

@@ -2,7 +2,8 @@
 //! (the catalog, restore-drill tables) are never selected.
 
 use aws_sdk_dynamodb::Client as DynamoDb;
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -76,17 +77,30 @@ pub struct Excluded {
     pub reason: String,
 }
 
-/// The tables to work on, and those named but left out.
+/// A table whose selection could not be decided (its description or tags could not be read).
+/// It fails on its own; the other tables go ahead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub table: String,
+    pub operation: String,
+    pub error: String,
+    pub retryable: bool,
+}
+
+/// The tables to work on, those named but left out, and those that could not be checked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Selected {
     pub tables: Vec<String>,
     pub excluded: Vec<Excluded>,
+    #[serde(default)]
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// Resolves the selection against the account: ListTables (all pages) for patterns and tags,
 /// ListTagsOfResource (all pages) for tags. An explicit list is taken as given; a missing table
 /// then fails on its own, without stopping the others.
 pub async fn resolve(ddb: &DynamoDb, settings: &Settings) -> Result<Selected> {
+    let mut out = Selected::default();
     let candidates: Vec<String> = match &settings.selection {
         TableSelection::Names(names) => names.clone(),
         TableSelection::Pattern(_) => list_tables(ddb)
@@ -100,18 +114,33 @@ pub async fn resolve(ddb: &DynamoDb, settings: &Settings) -> Result<Selected> {
                 .into_iter()
                 .filter(|t| !settings.is_own_table(t))
                 .collect();
-            let tagged: Vec<Option<String>> = stream::iter(all)
-                .map(|t| async move {
-                    let has = table_has_tag(ddb, &t, key, value.as_deref()).await?;
-                    Ok::<_, Error>(has.then_some(t))
-                })
-                .buffered(settings.concurrency)
-                .try_collect()
-                .await?;
-            tagged.into_iter().flatten().collect()
+            keep_tagged(ddb, settings, all, key, value.as_deref(), &mut out, None).await
         }
     };
-    let mut out = Selected::default();
+    // A retention payload's list under a tag selection: only tables that carry the tag.
+    let candidates = match &settings.within {
+        Some(TableSelection::Tag { key, value }) => {
+            let why = format!(
+                "not in the configured selection ({}); a retention payload may only narrow it",
+                settings
+                    .within
+                    .as_ref()
+                    .map(TableSelection::describe)
+                    .unwrap_or_default()
+            );
+            keep_tagged(
+                ddb,
+                settings,
+                candidates,
+                key,
+                value.as_deref(),
+                &mut out,
+                Some(&why),
+            )
+            .await
+        }
+        _ => candidates,
+    };
     for t in candidates {
         if settings.is_own_table(&t) {
             out.excluded.push(Excluded {
@@ -125,6 +154,51 @@ pub async fn resolve(ddb: &DynamoDb, settings: &Settings) -> Result<Selected> {
         }
     }
     Ok(out)
+}
+
+/// The tables that carry the tag, in their order. A table whose tags cannot be read is recorded
+/// as unreadable (it fails alone); one without the tag is dropped, or excluded with `why_not`.
+async fn keep_tagged(
+    ddb: &DynamoDb,
+    settings: &Settings,
+    tables: Vec<String>,
+    key: &str,
+    value: Option<&str>,
+    out: &mut Selected,
+    why_not: Option<&str>,
+) -> Vec<String> {
+    let checked: Vec<(String, Result<bool>)> = stream::iter(tables)
+        .map(|t| async move {
+            let has = table_has_tag(ddb, &t, key, value).await;
+            (t, has)
+        })
+        .buffered(settings.concurrency)
+        .collect()
+        .await;
+    let mut kept = Vec::new();
+    for (table, has) in checked {
+        match has {
+            Ok(true) => kept.push(table),
+            Ok(false) => {
+                if let Some(why) = why_not {
+                    out.excluded.push(Excluded {
+                        table,
+                        reason: why.to_owned(),
+                    });
+                }
+            }
+            Err(e) => out.unreadable.push(Unreadable {
+                operation: match &e {
+                    Error::Aws { operation, .. } => (*operation).to_owned(),
+                    _ => "select".to_owned(),
+                },
+                error: format!("could not tell whether it is selected: {e}"),
+                retryable: e.is_retryable(),
+                table,
+            }),
+        }
+    }
+    kept
 }
 
 pub async fn list_tables(ddb: &DynamoDb) -> Result<Vec<String>> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::event::JobRequest;
 use crate::retention::RetentionPolicy;
 use crate::selection::TableSelection;
 
@@ -50,7 +51,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_ENABLE_PITR,
-        "optional; true to turn point-in-time recovery on where it is off, default false",
+        "snapshot only; true to turn point-in-time recovery on where it is off, default false",
     ),
     (
         ENV_CONCURRENCY,
@@ -60,7 +61,29 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_DRILL_TABLE_PREFIX,
         "optional; name prefix of Backstop's restore-drill tables, default backstop-drill-",
     ),
+    (
+        ENV_RETENTION_POLICY,
+        "retention only; keep_daily=30,keep_weekly=12,... and the floors min_complete, freshness_limit, include_unmanaged (default daily 30, weekly 12, monthly 12, yearly 7)",
+    ),
 ];
+
+/// The job a function runs. Each job validates only the settings it uses, so that a typo in one
+/// job's setting never stops another job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Snapshot,
+    Retention,
+}
+
+impl JobKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Snapshot => "snapshot",
+            JobKind::Retention => "retention",
+        }
+    }
+}
 
 /// The settings of one run, validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,11 +92,17 @@ pub struct Settings {
     pub topic_arn: Option<String>,
     pub metrics_namespace: String,
     pub selection: TableSelection,
+    /// Set when a retention payload narrowed a tag selection to a list: each listed table must
+    /// still carry this tag, checked when the selection is resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<TableSelection>,
+    /// Snapshot only (false for other jobs).
     pub enable_pitr: bool,
     pub concurrency: usize,
     pub drill_table_prefix: String,
-    /// Checked: it compiles (see [`RetentionPolicy::compile`]).
-    pub retention_policy: RetentionPolicy,
+    /// Retention only. Checked: it compiles (see [`RetentionPolicy::compile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_policy: Option<RetentionPolicy>,
 }
 
 /// Settings a payload may override. Unknown fields are refused so that a typo never silently
@@ -132,8 +161,22 @@ impl Environment {
 }
 
 impl Settings {
-    /// Merges the environment with a payload's overrides and validates the result.
-    pub fn resolve(env: &Environment, overrides: &Overrides) -> Result<Settings> {
+    /// Merges the environment with a request's overrides for one job and validates the result.
+    ///
+    /// A retention request that deletes (not a dry run) may loosen nothing: its policy must keep
+    /// at least as much as the configured one, the safety floors come from the environment alone,
+    /// its selection may only narrow the configured one, and the catalog cannot be swapped.
+    pub fn resolve(job: JobKind, env: &Environment, request: &JobRequest) -> Result<Settings> {
+        let overrides = &request.overrides;
+        let guarded = job == JobKind::Retention && !request.dry_run;
+        if guarded && overrides.catalog_table.is_some() {
+            return Err(Error::setting(
+                "catalog_table",
+                format!(
+                    "a retention payload may not name another catalog unless dry_run is true: the catalog decides which backups are Backstop's and which are on legal hold (set {ENV_CATALOG_TABLE} instead)"
+                ),
+            ));
+        }
         let catalog_table = match (&overrides.catalog_table, env.get(ENV_CATALOG_TABLE)) {
             (Some(v), _) => validate_table_name("catalog_table", v)?,
             (None, Some(v)) => validate_table_name(ENV_CATALOG_TABLE, v)?,
@@ -158,12 +201,28 @@ impl Settings {
             (None, None) => DEFAULT_METRICS_NAMESPACE.to_owned(),
         };
 
-        let selection = resolve_selection(env, overrides)?;
+        let (selection, within) = if guarded && payload_selects(overrides) {
+            narrowed_selection(env, overrides)?
+        } else {
+            (resolve_selection(env, overrides)?, None)
+        };
 
-        let enable_pitr = match (overrides.enable_pitr, env.get(ENV_ENABLE_PITR)) {
-            (Some(v), _) => v,
-            (None, Some(v)) => parse_bool(ENV_ENABLE_PITR, v)?,
-            (None, None) => false,
+        let enable_pitr = match job {
+            JobKind::Snapshot => match (overrides.enable_pitr, env.get(ENV_ENABLE_PITR)) {
+                (Some(v), _) => v,
+                (None, Some(v)) => parse_bool(ENV_ENABLE_PITR, v)?,
+                (None, None) => false,
+            },
+            _ if overrides.enable_pitr.is_some() => {
+                return Err(Error::setting(
+                    "enable_pitr",
+                    format!(
+                        "is a snapshot setting; the {} job does not take it",
+                        job.name()
+                    ),
+                ))
+            }
+            _ => false,
         };
 
         let concurrency = match (overrides.concurrency, env.get(ENV_CONCURRENCY)) {
@@ -191,10 +250,18 @@ impl Settings {
             ));
         }
 
-        let retention_policy = match (&overrides.policy, env.get(ENV_RETENTION_POLICY)) {
-            (Some(v), _) => check_policy("policy", policy_from_value(v))?,
-            (None, Some(v)) => check_policy(ENV_RETENTION_POLICY, RetentionPolicy::parse(v))?,
-            (None, None) => RetentionPolicy::runbook_default(),
+        let retention_policy = match job {
+            JobKind::Retention => Some(resolve_policy(env, overrides, guarded)?),
+            _ if overrides.policy.is_some() => {
+                return Err(Error::setting(
+                    "policy",
+                    format!(
+                        "is a retention setting; the {} job does not take it",
+                        job.name()
+                    ),
+                ))
+            }
+            _ => None,
         };
 
         Ok(Settings {
@@ -202,6 +269,7 @@ impl Settings {
             topic_arn,
             metrics_namespace,
             selection,
+            within,
             enable_pitr,
             concurrency,
             drill_table_prefix,
@@ -213,6 +281,94 @@ impl Settings {
     pub fn is_own_table(&self, table: &str) -> bool {
         table == self.catalog_table || table.starts_with(&self.drill_table_prefix)
     }
+}
+
+fn payload_selects(o: &Overrides) -> bool {
+    o.tables.is_some() || o.table_pattern.is_some() || o.table_tag.is_some()
+}
+
+/// The configured policy, and for a deleting retention request the payload's policy when it
+/// keeps at least as much, with the floors of the configured one.
+fn resolve_policy(env: &Environment, o: &Overrides, guarded: bool) -> Result<RetentionPolicy> {
+    let configured = match env.get(ENV_RETENTION_POLICY) {
+        Some(v) => check_policy(ENV_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+        None => RetentionPolicy::runbook_default(),
+    };
+    let Some(v) = &o.policy else {
+        return Ok(configured);
+    };
+    let asked = check_policy("policy", policy_from_value(v))?;
+    if !guarded {
+        return Ok(asked);
+    }
+    for (floor, set) in [
+        ("min_complete", asked.min_complete.is_some()),
+        ("freshness_limit", asked.freshness_limit.is_some()),
+        ("include_unmanaged", asked.include_unmanaged.is_some()),
+    ] {
+        if set {
+            return Err(Error::setting(
+                "policy",
+                format!(
+                    "{floor} is a safety floor and comes from {ENV_RETENTION_POLICY} alone; a payload may set it only with dry_run true"
+                ),
+            ));
+        }
+    }
+    if let Some(why) = asked.keeps_less_than(&configured) {
+        return Err(Error::setting(
+            "policy",
+            format!(
+                "{why}; a retention payload may only keep more than the configured policy ({ENV_RETENTION_POLICY}) unless dry_run is true"
+            ),
+        ));
+    }
+    Ok(RetentionPolicy {
+        min_complete: configured.min_complete,
+        freshness_limit: configured.freshness_limit.clone(),
+        include_unmanaged: configured.include_unmanaged,
+        ..asked
+    })
+}
+
+/// A deleting retention request may name a list of tables, each within the configured
+/// selection; it may not widen the selection with a pattern or a tag of its own.
+fn narrowed_selection(
+    env: &Environment,
+    o: &Overrides,
+) -> Result<(TableSelection, Option<TableSelection>)> {
+    const WHY: &str = "a retention payload may only narrow the configured selection to a list of its tables unless dry_run is true";
+    for (field, set) in [
+        ("table_pattern", o.table_pattern.is_some()),
+        ("table_tag", o.table_tag.is_some()),
+    ] {
+        if set {
+            return Err(Error::setting(field, WHY));
+        }
+    }
+    let configured = resolve_selection(env, &Overrides::default())
+        .map_err(|e| Error::setting("tables", format!("{WHY}, and none is configured ({e})")))?;
+    let TableSelection::Names(asked) = resolve_selection(env, o)? else {
+        return Err(Error::setting("tables", WHY));
+    };
+    for t in &asked {
+        let inside = match &configured {
+            TableSelection::Tag { .. } => true, // checked against the tags when resolved
+            other => other.matches_name(t),
+        };
+        if !inside {
+            return Err(Error::setting(
+                "tables",
+                format!(
+                    "table {:?} is not in the configured selection ({}); {WHY}",
+                    truncate_for_message(t),
+                    configured.describe()
+                ),
+            ));
+        }
+    }
+    let within = matches!(configured, TableSelection::Tag { .. }).then_some(configured);
+    Ok((TableSelection::Names(asked), within))
 }
 
 fn resolve_selection(env: &Environment, o: &Overrides) -> Result<TableSelection> {
@@ -249,10 +405,12 @@ fn resolve_selection(env: &Environment, o: &Overrides) -> Result<TableSelection>
                 if list.is_empty() {
                     return Err(Error::setting(names[0], "the table list is empty"));
                 }
+                // Linear in the list's length, whatever its length.
+                let mut seen = std::collections::HashSet::with_capacity(list.len());
                 let mut out: Vec<String> = Vec::with_capacity(list.len());
                 for t in &list {
                     let t = validate_table_name(names[0], t)?;
-                    if !out.contains(&t) {
+                    if seen.insert(t.clone()) {
                         out.push(t);
                     }
                 }
@@ -410,6 +568,25 @@ mod tests {
         Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
+    fn req(o: &Overrides, dry_run: bool) -> JobRequest {
+        JobRequest {
+            trigger: crate::event::Trigger::Manual,
+            slot: crate::event::ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap(),
+            dry_run,
+            overrides: o.clone(),
+            received_at: "2026-11-22T02:00:00Z".parse().unwrap(),
+            deadline: None,
+        }
+    }
+
+    fn snap(e: &Environment, o: &Overrides) -> Result<Settings> {
+        Settings::resolve(JobKind::Snapshot, e, &req(o, false))
+    }
+
+    fn retention(e: &Environment, o: &Overrides, dry_run: bool) -> Result<Settings> {
+        Settings::resolve(JobKind::Retention, e, &req(o, dry_run))
+    }
+
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
             (ENV_CATALOG_TABLE, "backstop-catalog"),
@@ -418,12 +595,12 @@ mod tests {
     }
 
     fn err_of(pairs: &[(&str, &str)], o: &Overrides) -> String {
-        Settings::resolve(&env(pairs), o).unwrap_err().to_string()
+        snap(&env(pairs), o).unwrap_err().to_string()
     }
 
     #[test]
     fn minimal_environment_gives_documented_defaults() {
-        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
+        let s = snap(&env(&base()), &Overrides::default()).unwrap();
         assert_eq!(s.catalog_table, "backstop-catalog");
         assert_eq!(s.metrics_namespace, "Backstop");
         assert_eq!(s.concurrency, 4);
@@ -511,7 +688,7 @@ mod tests {
             metrics_namespace: Some("Custom/NS".into()),
             ..Default::default()
         };
-        let s = Settings::resolve(&env(&base()), &o).unwrap();
+        let s = snap(&env(&base()), &o).unwrap();
         assert_eq!(
             s.selection,
             TableSelection::Tag {
@@ -540,15 +717,18 @@ mod tests {
 
     #[test]
     fn retention_policy_defaults_to_the_runbook_and_bad_policies_name_the_setting() {
-        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
-        assert_eq!(s.retention_policy, RetentionPolicy::runbook_default());
+        let policy = |s: Settings| s.retention_policy.unwrap();
+        let s = retention(&env(&base()), &Overrides::default(), false).unwrap();
+        assert_eq!(policy(s), RetentionPolicy::runbook_default());
         let mut p = base();
         p.push((ENV_RETENTION_POLICY, "keep_daily=7,keep_weekly=4"));
-        let s = Settings::resolve(&env(&p), &Overrides::default()).unwrap();
-        assert_eq!(s.retention_policy.keep_daily, Some(7));
+        let s = retention(&env(&p), &Overrides::default(), false).unwrap();
+        assert_eq!(policy(s).keep_daily, Some(7));
         let mut p = base();
         p.push((ENV_RETENTION_POLICY, "time_zone=UTC"));
-        let e = err_of(&p, &Overrides::default());
+        let e = retention(&env(&p), &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("BACKSTOP_RETENTION_POLICY") && e.contains("keeps nothing"),
             "{e}"
@@ -557,20 +737,144 @@ mod tests {
             policy: Some(serde_json::json!({"keep_last": 2})),
             ..Default::default()
         };
-        let s = Settings::resolve(&env(&base()), &o).unwrap();
-        assert_eq!(s.retention_policy.keep_last, Some(2));
+        let s = retention(&env(&base()), &o, true).unwrap();
+        assert_eq!(policy(s).keep_last, Some(2));
         let o = Overrides {
             policy: Some(serde_json::json!({"keep_lots": 2})),
             ..Default::default()
         };
+        assert!(retention(&env(&base()), &o, true)
+            .unwrap_err()
+            .to_string()
+            .starts_with("setting policy: policy: unknown field `keep_lots`"));
+    }
+
+    #[test]
+    fn snapshot_ignores_a_broken_retention_policy_and_refuses_retention_fields() {
+        let mut p = base();
+        p.push((ENV_RETENTION_POLICY, "keep_dialy=30,,garbage"));
+        let s = snap(&env(&p), &Overrides::default()).unwrap();
+        assert_eq!(s.retention_policy, None);
+        let o = Overrides {
+            policy: Some(serde_json::json!("keep_last=1")),
+            ..Default::default()
+        };
+        let e = snap(&env(&base()), &o).unwrap_err().to_string();
         assert!(
-            err_of(&base(), &o).starts_with("setting policy: policy: unknown field `keep_lots`")
+            e.starts_with("setting policy: is a retention setting"),
+            "{e}"
+        );
+        // And retention ignores a broken snapshot setting.
+        let mut p = base();
+        p.push((ENV_ENABLE_PITR, "perhaps"));
+        assert!(retention(&env(&p), &Overrides::default(), false).is_ok());
+    }
+
+    fn destructive() -> Overrides {
+        serde_json::from_value(serde_json::json!({
+            "table_pattern": "*",
+            "policy": {"keep_last": 1, "min_complete": 1, "include_unmanaged": true, "freshness_limit": "100y"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deleting_retention_payload_may_loosen_nothing() {
+        let e = retention(&env(&base()), &destructive(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("setting table_pattern:") && e.contains("only narrow"),
+            "{e}"
+        );
+        let floor_only: Overrides = serde_json::from_value(serde_json::json!({
+            "policy": "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7,min_complete=1"
+        }))
+        .unwrap();
+        let e = retention(&env(&base()), &floor_only, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("setting policy: min_complete is a safety floor")
+                && e.contains("BACKSTOP_RETENTION_POLICY alone"),
+            "{e}"
+        );
+        let fewer: Overrides = serde_json::from_value(serde_json::json!({
+            "policy": "keep_daily=7,keep_weekly=12,keep_monthly=12,keep_yearly=7"
+        }))
+        .unwrap();
+        let e = retention(&env(&base()), &fewer, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("keep_daily 7 keeps less than keep_daily 30"),
+            "{e}"
+        );
+        let other_catalog = Overrides {
+            catalog_table: Some("forged-catalog".into()),
+            ..Default::default()
+        };
+        let e = retention(&env(&base()), &other_catalog, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("setting catalog_table:"), "{e}");
+        let wider = Overrides {
+            tables: Some(vec!["SalesTable".into(), "Payroll".into()]),
+            ..Default::default()
+        };
+        let e = retention(&env(&base()), &wider, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("table \"Payroll\" is not in the configured selection"),
+            "{e}"
+        );
+        // The same payloads plan freely in a dry run.
+        for o in [destructive(), floor_only, fewer, other_catalog, wider] {
+            retention(&env(&base()), &o, true).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_deleting_retention_payload_may_keep_more_and_narrow() {
+        let more: Overrides = serde_json::from_value(serde_json::json!({
+            "tables": ["BuyersTable"],
+            "policy": {"keep_daily": 60, "keep_weekly": 12, "keep_monthly": 24, "keep_yearly": 7, "keep_last": 5}
+        }))
+        .unwrap();
+        let mut p = base();
+        p.push((ENV_RETENTION_POLICY, "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7,min_complete=5,freshness_limit=72h"));
+        let s = retention(&env(&p), &more, false).unwrap();
+        let policy = s.retention_policy.unwrap();
+        assert_eq!(policy.keep_daily, Some(60));
+        assert_eq!(policy.min_complete, Some(5), "floors from the environment");
+        assert_eq!(policy.freshness_limit.as_deref(), Some("72h"));
+        assert_eq!(
+            s.selection,
+            TableSelection::Names(vec!["BuyersTable".into()])
+        );
+        // Under a tag selection, the list is checked against the tag when resolved.
+        let tagged = env(&[
+            (ENV_CATALOG_TABLE, "cat"),
+            (ENV_TABLE_TAG, "backup:plan=daily"),
+        ]);
+        let o = Overrides {
+            tables: Some(vec!["AnyTable".into()]),
+            ..Default::default()
+        };
+        let s = retention(&tagged, &o, false).unwrap();
+        assert_eq!(
+            s.within,
+            Some(TableSelection::Tag {
+                key: "backup:plan".into(),
+                value: Some("daily".into())
+            })
         );
     }
 
     #[test]
     fn duplicate_tables_are_selected_once() {
-        let s = Settings::resolve(
+        let s = snap(
             &env(&[(ENV_CATALOG_TABLE, "cat"), (ENV_TABLES, "abc,abc, abd")]),
             &Overrides::default(),
         )
@@ -583,7 +887,7 @@ mod tests {
 
     #[test]
     fn own_tables_are_recognised() {
-        let s = Settings::resolve(&env(&base()), &Overrides::default()).unwrap();
+        let s = snap(&env(&base()), &Overrides::default()).unwrap();
         assert!(s.is_own_table("backstop-catalog"));
         assert!(s.is_own_table("backstop-drill-SalesTable-1"));
         assert!(!s.is_own_table("SalesTable"));

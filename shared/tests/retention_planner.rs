@@ -525,4 +525,57 @@ proptest! {
             }
         }
     }
+
+    /// The rule that lets a retention payload through: a policy that `keeps_less_than` finds
+    /// nothing against keeps at least every point the configured one keeps.
+    #[test]
+    fn a_payload_policy_that_passes_the_check_keeps_a_superset(points in arb_points(), configured in arb_policy(), other in arb_policy(), by in 0u32..5, extra in 0i64..47) {
+        // Widened, plus rules the configured policy lacks, with the configured floors and zone.
+        let mut asked = widen(&configured, by);
+        let fill = |mine: &mut Option<u32>, theirs: Option<u32>| if mine.is_none() { *mine = theirs };
+        fill(&mut asked.keep_last, other.keep_last);
+        fill(&mut asked.keep_weekly, other.keep_weekly);
+        if asked.keep_within_daily.is_none() { asked.keep_within_daily = other.keep_within_daily.clone() }
+        prop_assert_eq!(asked.keeps_less_than(&configured), None);
+        let now = now_after(&points, extra);
+        let base = kept_ids(&plan(&points, &configured.compile().unwrap(), now));
+        let more = kept_ids(&plan(&points, &asked.compile().unwrap(), now));
+        for id in &base {
+            prop_assert!(more.contains(id), "{} kept by the configured policy only", id);
+        }
+        // And any random pair that passes the check keeps a superset too.
+        let mut random = other.clone();
+        random.min_complete = configured.min_complete;
+        random.include_unmanaged = configured.include_unmanaged;
+        if random.keeps_less_than(&configured).is_none() {
+            let kept = kept_ids(&plan(&points, &random.compile().unwrap(), now));
+            for id in &base {
+                prop_assert!(kept.contains(id), "{} kept by the configured policy only", id);
+            }
+        }
+    }
+}
+
+#[test]
+fn keeps_less_than_names_the_rule_that_shrinks() {
+    let configured = policy("keep_daily=30,keep_weekly=12,keep_within=3mo");
+    assert_eq!(
+        policy("keep_daily=30,keep_weekly=12,keep_within=13w").keeps_less_than(&configured),
+        Some("keep_within 13w may keep less than keep_within 3mo".into()),
+        "13 weeks is 91 days, shorter than some 3-month windows"
+    );
+    assert_eq!(
+        policy("keep_daily=30,keep_weekly=12,keep_within=14w").keeps_less_than(&configured),
+        None
+    );
+    assert_eq!(
+        policy("keep_daily=30,keep_within=1y").keeps_less_than(&configured),
+        Some("it has no keep_weekly, the configured policy has keep_weekly 12".into())
+    );
+    assert_eq!(
+        policy("keep_daily=30,keep_weekly=12,keep_within=3mo,time_zone=Europe/Lisbon")
+            .keeps_less_than(&configured)
+            .map(|w| w.starts_with("time_zone Europe/Lisbon differs")),
+        Some(true)
+    );
 }

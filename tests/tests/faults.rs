@@ -5,14 +5,14 @@ use backstop::aws::{emulator_config, Clients};
 use backstop::event::JobRequest;
 use backstop::jobs::snapshot;
 use backstop::report::{Outcome, RunReport};
-use backstop::settings::Settings;
+use backstop::settings::{JobKind, Settings};
 use backstop_tests::fault_proxy::{Fault, FaultProxy};
 use backstop_tests::Harness;
 use serde_json::{json, Value};
 
 async fn run_via(clients: &Clients, h: &Harness, payload: Value) -> RunReport {
     let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
-    let settings = Settings::resolve(&h.env(&[]), &request.overrides).unwrap();
+    let settings = Settings::resolve(JobKind::Snapshot, &h.env(&[]), &request).unwrap();
     snapshot::run(clients, &settings, &request).await
 }
 

@@ -12,12 +12,14 @@ use backstop::local::{self, Emulator};
 use backstop::notify::{METRIC_RETENTION_DELETED, METRIC_RETENTION_KEPT};
 use backstop::report::{BackupInfo, Outcome, RunReport};
 use backstop::retention::Decision;
-use backstop::settings::{self, Environment, Settings};
+use backstop::settings::{self, Environment, JobKind, Settings};
 use jiff::civil::Date;
 use serde_json::{json, Value};
 
 const TABLE: &str = "History";
 const LAST_DAY: &str = "2026-11-21";
+/// The test's "now": when its requests arrive.
+const NOW: &str = "2026-11-22T03:00:00Z";
 
 struct Clocked {
     _emulator: Emulator,
@@ -25,7 +27,6 @@ struct Clocked {
     clients: Clients,
     config: aws_config::SdkConfig,
     stack: local::LocalStack,
-    env: Environment,
 }
 
 impl Clocked {
@@ -33,12 +34,40 @@ impl Clocked {
         std::fs::write(&self.clock, format!("{at}\n")).unwrap();
     }
 
+    /// Runs a job as if the request arrived at NOW, the test's clock.
     async fn run(&self, job: &str, payload: Value) -> RunReport {
-        let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
-        let settings = Settings::resolve(&self.env, &request.overrides).unwrap();
+        self.run_at(job, payload, NOW, &[]).await
+    }
+
+    async fn run_at(
+        &self,
+        job: &str,
+        payload: Value,
+        received_at: &str,
+        extra_env: &[(&str, &str)],
+    ) -> RunReport {
+        let request = JobRequest::from_payload(&payload, received_at.parse().unwrap()).unwrap();
+        let env = Environment::from_pairs(
+            [
+                (
+                    settings::ENV_CATALOG_TABLE,
+                    self.stack.catalog_table.as_str(),
+                ),
+                (settings::ENV_TOPIC_ARN, self.stack.topic_arn.as_str()),
+                (settings::ENV_TABLES, TABLE),
+            ]
+            .into_iter()
+            .chain(extra_env.iter().copied()),
+        );
         match job {
-            "snapshot" => snapshot::run(&self.clients, &settings, &request).await,
-            _ => retention::run(&self.clients, &settings, &request).await,
+            "snapshot" => {
+                let settings = Settings::resolve(JobKind::Snapshot, &env, &request).unwrap();
+                snapshot::run(&self.clients, &settings, &request).await
+            }
+            _ => {
+                let settings = Settings::resolve(JobKind::Retention, &env, &request).unwrap();
+                retention::run(&self.clients, &settings, &request).await
+            }
         }
     }
 
@@ -147,11 +176,6 @@ async fn build_history() -> Clocked {
         .await
         .unwrap();
     let clients = Clients::from_config(&config);
-    let env = Environment::from_pairs([
-        (settings::ENV_CATALOG_TABLE, stack.catalog_table.as_str()),
-        (settings::ENV_TOPIC_ARN, stack.topic_arn.as_str()),
-        (settings::ENV_TABLES, TABLE),
-    ]);
     local::seed_demo_table(&clients.dynamodb, TABLE, 3)
         .await
         .unwrap();
@@ -161,7 +185,6 @@ async fn build_history() -> Clocked {
         clients,
         config,
         stack,
-        env,
     };
     // Each day's backup, recorded in the catalog exactly as the snapshot job records it (claim,
     // CreateBackup, complete), with moto's clock at that day's 02:00.
@@ -170,7 +193,15 @@ async fn build_history() -> Clocked {
         h.set_clock(&format!("{day} 02:00:00"));
         let slot = ScheduleSlot::parse(&format!("{day}T02:00:00Z")).unwrap();
         let claim = catalog
-            .claim("snapshot", TABLE, &slot, "history", jiff::Timestamp::now())
+            .claim(
+                "snapshot",
+                TABLE,
+                &slot,
+                "history",
+                jiff::Timestamp::now(),
+                backstop::catalog::lease_until(jiff::Timestamp::now(), None),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(claim, Claim::Fresh);
@@ -310,11 +341,33 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
     assert!(rules_of(&name_of("2026-09-29".parse().unwrap()))[0]
         .starts_with("DELETE: matched no keep rule"));
 
+    // An old slot in a payload does not switch the freshness floor off: it measures from the
+    // later of the slot and the time the request arrived.
+    let late = h
+        .run_at(
+            "retention",
+            json!({"slot": "2026-11-22T03:00:00Z", "dry_run": true}),
+            "2026-11-30T00:00:00Z",
+            &[],
+        )
+        .await;
+    match &late.targets[0].outcome {
+        Outcome::Retained {
+            to_delete, blocked, ..
+        } => {
+            assert_eq!(*to_delete, 0, "{blocked:?}");
+            assert!(blocked.as_deref().unwrap().contains("freshness limit 48h"));
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Backups older than the freshness limit: nothing is deleted, and the report says why.
     let stale = h
-        .run(
+        .run_at(
             "retention",
-            json!({"slot": "2026-11-25T03:00:00Z", "policy": "keep_last=1,min_complete=1"}),
+            json!({"slot": "2026-11-25T03:00:00Z"}),
+            NOW,
+            &[(settings::ENV_RETENTION_POLICY, "keep_last=1,min_complete=1")],
         )
         .await;
     match &stale.targets[0].outcome {

@@ -10,7 +10,7 @@ use backstop::aws::Clients;
 use backstop::event::JobRequest;
 use backstop::jobs::{retention, snapshot};
 use backstop::report::{Outcome, RunReport};
-use backstop::settings::Settings;
+use backstop::settings::{self, JobKind, Settings};
 use backstop_tests::Harness;
 use serde_json::json;
 
@@ -23,7 +23,7 @@ async fn history(h: &Harness, table: &str) {
             jiff::Timestamp::now(),
         )
         .unwrap();
-        let settings = Settings::resolve(&h.env(&[]), &request.overrides).unwrap();
+        let settings = Settings::resolve(JobKind::Snapshot, &h.env(&[]), &request).unwrap();
         assert_eq!(
             snapshot::run(&h.clients, &settings, &request)
                 .await
@@ -50,10 +50,16 @@ fn with_rules(h: &Harness, rules: &[&Rule]) -> Clients {
     }
 }
 
+/// Retention of `tables` with the policy keep_last=1,min_complete=1, configured as a deployed
+/// function would be (a payload may not loosen the policy).
 async fn prune(h: &Harness, clients: &Clients, tables: &[&str]) -> RunReport {
-    let payload = json!({"tables": tables, "policy": "keep_last=1,min_complete=1"});
-    let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
-    let settings = Settings::resolve(&h.env(&[]), &request.overrides).unwrap();
+    let list = tables.join(",");
+    let env = h.env(&[
+        (settings::ENV_TABLES, &list),
+        (settings::ENV_RETENTION_POLICY, "keep_last=1,min_complete=1"),
+    ]);
+    let request = JobRequest::from_payload(&json!({}), jiff::Timestamp::now()).unwrap();
+    let settings = Settings::resolve(JobKind::Retention, &env, &request).unwrap();
     retention::run(clients, &settings, &request).await
 }
 

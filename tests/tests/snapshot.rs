@@ -6,7 +6,7 @@ use backstop::event::JobRequest;
 use backstop::jobs::snapshot::{self, backup_name, Context};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
 use backstop::report::{Outcome, PitrState, RunReport, RunStatus};
-use backstop::settings::{self, Settings};
+use backstop::settings::{self, JobKind, Settings};
 use backstop::{local, Error};
 use backstop_tests::Harness;
 use serde_json::{json, Value};
@@ -27,8 +27,13 @@ fn scheduled(time: &str, detail: Value) -> Value {
 
 async fn run_payload(h: &Harness, env: &[(&str, &str)], payload: Value) -> RunReport {
     let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
-    let settings = Settings::resolve(&h.env(env), &request.overrides).unwrap();
+    let settings = Settings::resolve(JobKind::Snapshot, &h.env(env), &request).unwrap();
     snapshot::run(&h.clients, &settings, &request).await
+}
+
+/// The Lambda handler's body, outside Lambda (no deadline).
+async fn handle(ctx: &Context, payload: Value) -> backstop::Result<RunReport> {
+    snapshot::handle(ctx, payload, None).await
 }
 
 fn outcome<'a>(r: &'a RunReport, table: &str) -> &'a Outcome {
@@ -106,10 +111,10 @@ async fn same_scheduled_event_delivered_three_times_makes_one_backup_per_table()
     };
     let event = scheduled("2026-11-21T02:00:00Z", json!({}));
 
-    let first = snapshot::handle(&ctx, event.clone()).await.unwrap();
+    let first = handle(&ctx, event.clone()).await.unwrap();
     assert_eq!(first.totals.created, 2);
     for _ in 0..2 {
-        let again = snapshot::handle(&ctx, event.clone()).await.unwrap();
+        let again = handle(&ctx, event.clone()).await.unwrap();
         assert_eq!(again.totals.created, 0, "{again:#?}");
         assert_eq!(again.totals.already_done, 2);
         for t in &tables {
@@ -127,7 +132,7 @@ async fn same_scheduled_event_delivered_three_times_makes_one_backup_per_table()
     }
 
     // A different slot is new work.
-    let next = snapshot::handle(&ctx, scheduled("2026-11-22T02:00:00Z", json!({})))
+    let next = handle(&ctx, scheduled("2026-11-22T02:00:00Z", json!({})))
         .await
         .unwrap();
     assert_eq!(next.totals.created, 2);
@@ -147,9 +152,9 @@ async fn concurrent_deliveries_of_one_slot_make_one_backup() {
     };
     let event = scheduled("2026-11-21T03:00:00Z", json!({}));
     let (a, b, c) = tokio::join!(
-        snapshot::handle(&ctx, event.clone()),
-        snapshot::handle(&ctx, event.clone()),
-        snapshot::handle(&ctx, event.clone())
+        handle(&ctx, event.clone()),
+        handle(&ctx, event.clone()),
+        handle(&ctx, event.clone())
     );
     let created: usize = [&a, &b, &c]
         .iter()
@@ -176,7 +181,7 @@ async fn one_missing_table_fails_alone_and_a_retry_redoes_only_it() {
     let event = scheduled("2026-11-21T02:00:00Z", json!({}));
 
     // The invocation fails (so Lambda retries), naming the missing table and the operation.
-    let err = snapshot::handle(&ctx, event.clone()).await.unwrap_err();
+    let err = handle(&ctx, event.clone()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::RunFailed { .. }), "{msg}");
     assert!(
@@ -212,7 +217,7 @@ async fn one_missing_table_fails_alone_and_a_retry_redoes_only_it() {
 
     // The report itself says which table failed and why.
     let request = JobRequest::from_payload(&event, jiff::Timestamp::now()).unwrap();
-    let settings = Settings::resolve(&ctx.env, &request.overrides).unwrap();
+    let settings = Settings::resolve(JobKind::Snapshot, &ctx.env, &request).unwrap();
     let dry = snapshot::run(
         &h.clients,
         &settings,
@@ -242,7 +247,7 @@ async fn one_missing_table_fails_alone_and_a_retry_redoes_only_it() {
 
     // The table appears; the retry of the same slot backs up only it.
     h.create_table(&missing, 2, &[]).await;
-    let retry = snapshot::handle(&ctx, event).await.unwrap();
+    let retry = handle(&ctx, event).await.unwrap();
     assert_eq!(retry.totals.created, 1, "{retry:#?}");
     assert_eq!(retry.totals.already_done, 2);
     assert!(matches!(outcome(&retry, &missing), Outcome::Created { .. }));
@@ -564,6 +569,8 @@ async fn a_live_claim_by_another_run_is_left_alone_and_the_invocation_fails_for_
             &slot,
             "other-run",
             jiff::Timestamp::now(),
+            backstop::catalog::lease_until(jiff::Timestamp::now(), None),
+            None,
         )
         .await
         .unwrap();
@@ -573,7 +580,7 @@ async fn a_live_claim_by_another_run_is_left_alone_and_the_invocation_fails_for_
         clients: h.clients.clone(),
         env: h.env(&[(settings::ENV_TABLES, &table)]),
     };
-    let err = snapshot::handle(&ctx, json!({"slot": slot.to_string()}))
+    let err = handle(&ctx, json!({"slot": slot.to_string()}))
         .await
         .unwrap_err();
     assert!(
@@ -594,7 +601,7 @@ async fn bad_settings_and_payloads_fail_the_invocation_with_a_clear_error() {
             (settings::ENV_CONCURRENCY, "500"),
         ]),
     };
-    let err = snapshot::handle(&ctx, json!({})).await.unwrap_err();
+    let err = handle(&ctx, json!({})).await.unwrap_err();
     assert_eq!(err.error_type(), "Backstop.InvalidSetting");
     assert!(
         err.to_string()
@@ -606,7 +613,7 @@ async fn bad_settings_and_payloads_fail_the_invocation_with_a_clear_error() {
         clients: h.clients.clone(),
         env: h.env(&[(settings::ENV_TABLES, "Fine-table")]),
     };
-    let err = snapshot::handle(&ctx, json!({"tables": ["bad name!"]}))
+    let err = handle(&ctx, json!({"tables": ["bad name!"]}))
         .await
         .unwrap_err();
     assert!(
@@ -614,8 +621,6 @@ async fn bad_settings_and_payloads_fail_the_invocation_with_a_clear_error() {
             .starts_with("setting tables: table name \"bad name!\""),
         "{err}"
     );
-    let err = snapshot::handle(&ctx, json!("snapshot please"))
-        .await
-        .unwrap_err();
+    let err = handle(&ctx, json!("snapshot please")).await.unwrap_err();
     assert_eq!(err.error_type(), "Backstop.InvalidPayload");
 }

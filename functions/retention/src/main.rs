@@ -1,7 +1,7 @@
 //! Lambda entry point for the retention job. All logic lives in the library.
 
 use backstop::jobs::retention::handle;
-use backstop::jobs::Context;
+use backstop::jobs::{deadline_of, Context};
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -13,10 +13,12 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<Value>| {
         let ctx = &ctx;
         async move {
-            handle(ctx, event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.error_type().to_owned(),
-                error_message: e.to_string(),
-            })
+            handle(ctx, event.payload, deadline_of(event.context.deadline))
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: e.error_type().to_owned(),
+                    error_message: e.to_string(),
+                })
         }
     }))
     .await

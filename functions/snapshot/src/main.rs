@@ -1,5 +1,6 @@
 //! Lambda entry point for the snapshot job. All logic lives in the library.
 
+use backstop::jobs::deadline_of;
 use backstop::jobs::snapshot::{handle, Context};
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
@@ -12,10 +13,12 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<Value>| {
         let ctx = &ctx;
         async move {
-            handle(ctx, event.payload).await.map_err(|e| Diagnostic {
-                error_type: e.error_type().to_owned(),
-                error_message: e.to_string(),
-            })
+            handle(ctx, event.payload, deadline_of(event.context.deadline))
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: e.error_type().to_owned(),
+                    error_message: e.to_string(),
+                })
         }
     }))
     .await

@@ -14,7 +14,7 @@ use crate::event::JobRequest;
 use crate::notify;
 use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport, Totals};
 use crate::selection::{self, Excluded};
-use crate::settings::Settings;
+use crate::settings::{JobKind, Settings};
 
 pub mod retention;
 pub mod snapshot;
@@ -27,10 +27,17 @@ pub struct Context {
 }
 
 impl Context {
-    /// Parses a payload and resolves the settings it overrides: the first step of every handler.
-    pub fn prepare(&self, payload: &serde_json::Value) -> crate::Result<(JobRequest, Settings)> {
-        let request = JobRequest::from_payload(payload, Timestamp::now())?;
-        let settings = Settings::resolve(&self.env, &request.overrides)?;
+    /// Parses a payload and resolves the settings of `job` it overrides: the first step of every
+    /// handler. `deadline` is the invocation's (Lambda's context), `None` elsewhere.
+    pub fn prepare(
+        &self,
+        job: JobKind,
+        payload: &serde_json::Value,
+        deadline: Option<Timestamp>,
+    ) -> crate::Result<(JobRequest, Settings)> {
+        let mut request = JobRequest::from_payload(payload, Timestamp::now())?;
+        request.deadline = deadline;
+        let settings = Settings::resolve(job, &self.env, &request)?;
         Ok((request, settings))
     }
 
@@ -43,9 +50,17 @@ impl Context {
     }
 }
 
+/// Lambda's invocation deadline (milliseconds since the epoch, from the context) as a time.
+pub fn deadline_of(deadline_ms: u64) -> Option<Timestamp> {
+    i64::try_from(deadline_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+}
+
 /// The last step of every handler: a run that left anything undone becomes an error (after its
 /// report was published), so that Lambda's retry and failure destination see it.
 pub fn into_result(report: RunReport) -> crate::Result<RunReport> {
+    let report = report.fit_response();
     if report.needs_retry() {
         return Err(crate::Error::RunFailed {
             job: report.job.clone(),
@@ -113,6 +128,22 @@ impl RunInProgress {
                     .buffered(settings.concurrency)
                     .collect()
                     .await;
+                // Tables whose selection could not be decided fail alone.
+                for u in selected.unreadable {
+                    warn!(table = %u.table, error = %u.error, "selection unreadable");
+                    self.targets.push(TargetReport {
+                        table: u.table,
+                        outcome: crate::report::Outcome::Failed {
+                            operation: u.operation,
+                            error: u.error,
+                            retryable: u.retryable,
+                        },
+                        pitr: None,
+                        duration_ms: 0,
+                        warnings: vec![],
+                        decisions: vec![],
+                    });
+                }
             }
             Err(e) => {
                 warn!(error = %e, "selection failed");
@@ -145,6 +176,7 @@ impl RunInProgress {
             totals,
             errors: self.errors,
             delivery: Delivery::default(),
+            truncated: None,
         };
         if report.dry_run {
             let skipped = || DeliveryState::Skipped {
@@ -158,12 +190,9 @@ impl RunInProgress {
             return report;
         }
 
-        report.delivery.catalog = match catalog.record_run(&report).await {
-            Ok(()) => DeliveryState::Sent { id: None },
-            Err(e) => DeliveryState::Failed {
-                error: e.to_string(),
-            },
-        };
+        // Metrics, then SNS (which can say whether the metrics landed), then the run record,
+        // last so that it keeps every delivery failure: a failed Publish or PutMetricData never
+        // costs the run its record.
         report.delivery.metrics = match notify::publish_metrics(
             &clients.cloudwatch,
             &settings.metrics_namespace,
@@ -174,19 +203,13 @@ impl RunInProgress {
             Ok(count) => DeliveryState::Sent {
                 id: Some(format!("{count} data points")),
             },
-            Err(e) => DeliveryState::Failed {
-                error: e.to_string(),
-            },
-        };
-        // SNS last, so that the message can say whether the metrics and the run record landed.
-        for (what, state) in [
-            ("metrics", &report.delivery.metrics),
-            ("catalog run record", &report.delivery.catalog),
-        ] {
-            if let DeliveryState::Failed { error } = state {
-                report.errors.push(format!("publishing {what}: {error}"));
+            Err(e) => {
+                report.errors.push(format!("publishing metrics: {e}"));
+                DeliveryState::Failed {
+                    error: e.to_string(),
+                }
             }
-        }
+        };
         report.delivery.sns = match &settings.topic_arn {
             None => DeliveryState::Skipped {
                 reason: "no topic configured (BACKSTOP_TOPIC_ARN)".into(),
@@ -200,6 +223,17 @@ impl RunInProgress {
                     }
                 }
             },
+        };
+        report.delivery.catalog = match catalog.record_run(&report).await {
+            Ok(()) => DeliveryState::Sent { id: None },
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("publishing catalog run record: {e}"));
+                DeliveryState::Failed {
+                    error: e.to_string(),
+                }
+            }
         };
         if report.errors.is_empty() {
             info!(status = ?report.status, created = report.totals.created, failed = report.totals.failed, "run finished");

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::event::JobRequest;
 use crate::report::{Outcome, PointDecision, RunReport, TargetReport};
 use crate::retention::{self, CompiledPolicy, Decision, RecoveryPoint, RetentionPlan};
-use crate::settings::Settings;
+use crate::settings::{JobKind, Settings};
 
 pub const JOB: &str = "retention";
 
@@ -27,18 +27,28 @@ pub const DELETES_PER_SECOND: u32 = 10;
 const DELETE_ATTEMPTS: u32 = 6;
 
 /// The Lambda handler's body (see `snapshot::handle`).
-pub async fn handle(ctx: &Context, payload: Value) -> Result<RunReport> {
-    let (request, settings) = ctx.prepare(&payload)?;
+pub async fn handle(
+    ctx: &Context,
+    payload: Value,
+    deadline: Option<Timestamp>,
+) -> Result<RunReport> {
+    let (request, settings) = ctx.prepare(JobKind::Retention, &payload, deadline)?;
     super::into_result(run(&ctx.clients, &settings, &request).await)
 }
 
-/// Runs retention for resolved settings. The policy is evaluated as of the request's slot.
+/// Runs retention for resolved settings. The policy is evaluated as of the request's slot; the
+/// freshness floor measures from the later of the slot and the time the request arrived, so an
+/// old slot in a payload cannot switch it off.
 pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
     let mut run = super::RunInProgress::start(JOB, settings, request);
     let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
     async {
         let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
-        let policy = match settings.retention_policy.compile() {
+        let compiled = match &settings.retention_policy {
+            Some(p) => p.compile(),
+            None => Err("the settings were resolved for another job and carry no policy".into()),
+        };
+        let policy = match compiled {
             Ok(p) => p,
             Err(e) => {
                 run.errors.push(format!("retention policy: {e}"));
@@ -74,9 +84,30 @@ pub async fn list_backups(
     catalog: &Catalog,
     table: &str,
 ) -> Result<Vec<ListedBackup>> {
-    let records: HashMap<String, TargetRecord> = catalog
+    let records = catalog
         .list_targets(super::snapshot::JOB, Some(table))
-        .await?
+        .await?;
+    // A hold that cannot be read might be a hold: delete nothing of this table until it is fixed.
+    if let Some((r, why)) = records
+        .iter()
+        .find_map(|r| Some((r, r.legal_hold_unreadable.as_ref()?)))
+    {
+        return Err(Error::Aws {
+            operation: "read catalog item",
+            resource: format!(
+                "catalog table {} item TARGET#{}#{} / SLOT#{}",
+                catalog.table_name(),
+                r.job,
+                r.table,
+                r.slot
+            ),
+            code: None,
+            message: format!("{why}; nothing of table {table} is deleted until then"),
+            retryable: false,
+            hint: "write legal_hold as a boolean".into(),
+        });
+    }
+    let records: HashMap<String, TargetRecord> = records
         .into_iter()
         .filter_map(|r| Some((r.backup_arn.clone()?, r)))
         .collect();
@@ -178,22 +209,34 @@ async fn retain_table(
         warnings: vec![],
         decisions: vec![],
     };
-    let (plan, listed) =
-        match plan_table(ddb, catalog, policy, &table, request.slot.timestamp()).await {
-            Ok(x) => x,
-            Err(e) => {
-                report.outcome = Outcome::Failed {
-                    operation: match &e {
-                        Error::Aws { operation, .. } => (*operation).to_owned(),
-                        _ => "ListBackups".into(),
-                    },
-                    error: format!("nothing deleted: the listing is incomplete: {e}"),
-                    retryable: e.is_retryable(),
-                };
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                return report;
-            }
-        };
+    let (plan, listed) = match plan_table(
+        ddb,
+        catalog,
+        policy,
+        &table,
+        request.slot.later_of(request.received_at),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            let operation = match &e {
+                Error::Aws { operation, .. } => (*operation).to_owned(),
+                _ => "ListBackups".into(),
+            };
+            report.outcome = Outcome::Failed {
+                error: if operation == "ListBackups" || operation == "Query" {
+                    format!("nothing deleted: the listing is incomplete: {e}")
+                } else {
+                    format!("nothing deleted: {e}")
+                },
+                operation,
+                retryable: e.is_retryable(),
+            };
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+    };
     let by_arn: HashMap<&str, &ListedBackup> =
         listed.iter().map(|l| (l.point.id.as_str(), l)).collect();
     let (mut deleted, mut failures) = (0usize, Vec::new());
@@ -213,7 +256,6 @@ async fn retain_table(
                                     .push(format!("deleted, but the catalog was not updated: {e}"));
                             }
                         }
-                        info!(backup = %planned.point.id, "deleted");
                         Some("deleted".to_owned())
                     }
                     Err(e) => {
@@ -225,6 +267,14 @@ async fn retain_table(
         } else {
             None
         };
+        // The full plan goes to the log, one line per backup, whatever the report keeps.
+        info!(
+            backup = %planned.point.id,
+            created_at = %planned.point.created_at,
+            decision = %decision_words(&planned.decision),
+            result = result.as_deref().unwrap_or("-"),
+            "decision"
+        );
         report.decisions.push(PointDecision {
             backup_arn: planned.point.id.clone(),
             backup_name: listed.map(|l| l.name.clone()).unwrap_or_default(),
@@ -234,26 +284,34 @@ async fn retain_table(
         });
     }
     let to_delete = plan.deletes().count();
-    report.outcome = if failures.is_empty() {
-        Outcome::Retained {
-            kept: plan.points.len() - deleted,
-            deleted,
-            to_delete,
-            blocked: plan.blocked.clone(),
-        }
-    } else {
-        Outcome::Failed {
-            operation: "DeleteBackup".into(),
-            error: format!(
-                "{} of {to_delete} deletes failed (deleted {deleted}): {}",
-                failures.len(),
-                failures.join("; ")
-            ),
-            retryable: true,
-        }
+    // Exact whatever failed: the counts of what was deleted and what still exists, and each
+    // failure on its backup's decision.
+    report.outcome = Outcome::Retained {
+        kept: plan.points.len() - deleted,
+        deleted,
+        to_delete,
+        blocked: plan.blocked.clone(),
+        failed_deletes: failures.len(),
+        error: (!failures.is_empty()).then(|| {
+            let mut first: Vec<String> = failures.iter().take(3).cloned().collect();
+            if failures.len() > 3 {
+                first.push(format!("and {} more", failures.len() - 3));
+            }
+            first.join("; ")
+        }),
     };
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+fn decision_words(d: &Decision) -> String {
+    match d {
+        Decision::Keep { reasons } => {
+            let rules: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
+            format!("keep ({})", rules.join(", "))
+        }
+        Decision::Delete { reason } => format!("delete ({reason})"),
+    }
 }
 
 /// Deletes one backup, retrying what can be retried with exponential backoff. A backup already

@@ -11,11 +11,11 @@ use serde_json::Value;
 use tracing::{info, info_span, Instrument};
 
 use crate::aws::Clients;
-use crate::catalog::{Catalog, Claim};
+use crate::catalog::{self, Catalog, Claim};
 use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{BackupInfo, Outcome, PitrState, RunReport, TargetReport};
-use crate::settings::Settings;
+use crate::settings::{JobKind, Settings};
 
 pub const JOB: &str = "snapshot";
 
@@ -27,8 +27,12 @@ pub use super::Context;
 /// The Lambda handler's body: parse the payload, run, and fail the invocation (after the report
 /// is published) when anything is left undone, so that Lambda's retry and failure destination
 /// see it.
-pub async fn handle(ctx: &Context, payload: Value) -> Result<RunReport> {
-    let (request, settings) = ctx.prepare(&payload)?;
+pub async fn handle(
+    ctx: &Context,
+    payload: Value,
+    deadline: Option<Timestamp>,
+) -> Result<RunReport> {
+    let (request, settings) = ctx.prepare(JobKind::Snapshot, &payload, deadline)?;
     super::into_result(run(&ctx.clients, &settings, &request).await)
 }
 
@@ -125,8 +129,10 @@ async fn snapshot_table(
         return report;
     }
 
+    let now = Timestamp::now();
+    let lease = catalog::lease_until(now, request.deadline);
     let claim = match catalog
-        .claim(JOB, &table, &slot, run_id, Timestamp::now())
+        .claim(JOB, &table, &slot, run_id, now, lease, request.deadline)
         .await
     {
         Ok(c) => c,
@@ -171,9 +177,15 @@ async fn snapshot_table(
         Claim::Retaken { .. } => true,
     };
 
+    let holder = Holder {
+        catalog,
+        run_id,
+        deadline: request.deadline,
+    };
     let result = make_backup(
         clients,
         settings,
+        &holder,
         &table,
         &slot,
         &name,
@@ -190,13 +202,23 @@ async fn snapshot_table(
             {
                 Ok(()) => report.outcome = Outcome::Created { backup },
                 Err(e) => {
-                    // The backup exists; the next attempt after the claim lease finds it by name.
+                    // The backup exists. Leave the target FAILED, never CLAIMED, so that the very
+                    // next attempt takes over at once and adopts the backup by its name.
+                    let error = format!(
+                        "backup {} was made but could not be recorded: {e}",
+                        backup.backup_name
+                    );
+                    if let Err(fe) = catalog
+                        .fail(JOB, &table, &slot, run_id, &error, Timestamp::now())
+                        .await
+                    {
+                        report.warnings.push(format!(
+                            "could not record the failure in the catalog either ({fe}); the claim lapses at its lease"
+                        ));
+                    }
                     report.outcome = Outcome::Failed {
                         operation: "UpdateItem (complete)".into(),
-                        error: format!(
-                            "backup {} was made but could not be recorded: {e}",
-                            backup.backup_name
-                        ),
+                        error,
                         retryable: true,
                     }
                 }
@@ -343,9 +365,18 @@ async fn ensure_pitr(clients: &Clients, settings: &Settings, table: &str) -> Pit
     }
 }
 
+/// The claim a snapshot works under.
+struct Holder<'a> {
+    catalog: &'a Catalog,
+    run_id: &'a str,
+    deadline: Option<Timestamp>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn make_backup(
     clients: &Clients,
     settings: &Settings,
+    holder: &Holder<'_>,
     table: &str,
     slot: &ScheduleSlot,
     name: &str,
@@ -360,33 +391,58 @@ async fn make_backup(
     let existing = if previous_attempt {
         find_backup_by_name(clients, table, slot, name).await?
     } else {
-        None
+        Found::default()
     };
-    let arn = match existing {
+    if let Some(created) = existing.too_early {
+        report.warnings.push(format!(
+            "a backup named {name} exists but was made at {created}, before the slot; it was not taken as this slot's backup"
+        ));
+    }
+    let arn = match existing.arn {
         Some(arn) => {
             report.warnings.push(
                 "an earlier attempt had made this backup; it was adopted, not made again".into(),
             );
             arn
         }
-        None => clients
-            .dynamodb
-            .create_backup()
-            .table_name(table)
-            .backup_name(name)
-            .send()
-            .await
-            .map_err(|e| Error::aws("CreateBackup", format!("table {table}"), e))?
-            .backup_details
-            .map(|d| d.backup_arn)
-            .ok_or_else(|| Error::Aws {
-                operation: "CreateBackup",
-                resource: format!("table {table}"),
-                code: None,
-                message: "the response named no backup".into(),
-                retryable: true,
-                hint: "a retry may succeed".into(),
-            })?,
+        None => {
+            // Nobody may take the slot over while the backup is being made.
+            let lease = catalog::lease_until(Timestamp::now(), holder.deadline);
+            if !holder
+                .catalog
+                .renew(JOB, table, slot, holder.run_id, lease)
+                .await?
+            {
+                return Err(Error::Aws {
+                    operation: "UpdateItem (renew claim)",
+                    resource: format!("catalog table {}", holder.catalog.table_name()),
+                    code: None,
+                    message: format!(
+                        "the claim on {table} at {slot} was taken over by another run after its lease ran out; nothing was created"
+                    ),
+                    retryable: true,
+                    hint: "a retry sees the other run's result".into(),
+                });
+            }
+            clients
+                .dynamodb
+                .create_backup()
+                .table_name(table)
+                .backup_name(name)
+                .send()
+                .await
+                .map_err(|e| Error::aws("CreateBackup", format!("table {table}"), e))?
+                .backup_details
+                .map(|d| d.backup_arn)
+                .ok_or_else(|| Error::Aws {
+                    operation: "CreateBackup",
+                    resource: format!("table {table}"),
+                    code: None,
+                    message: "the response named no backup".into(),
+                    retryable: true,
+                    hint: "a retry may succeed".into(),
+                })?
+        }
     };
 
     let described = clients
@@ -415,14 +471,30 @@ async fn make_backup(
     })
 }
 
+/// How much earlier than its slot a backup may have been made and still be the slot's: clock
+/// skew between the scheduler and DynamoDB, nothing more.
+pub const ADOPT_SKEW_SECS: i64 = 300;
+
+/// What a search by name found.
+#[derive(Debug, Default)]
+struct Found {
+    /// A backup with the name, made for this slot (not before it).
+    arn: Option<String>,
+    /// A backup with the name made before the slot: a look-alike, never adopted.
+    too_early: Option<Timestamp>,
+}
+
 async fn find_backup_by_name(
     clients: &Clients,
     table: &str,
     slot: &ScheduleSlot,
     name: &str,
-) -> Result<Option<String>> {
-    // Backups for a slot are made after the slot; an hour of slack covers clock skew.
-    let lower = aws_smithy_types::DateTime::from_secs(slot.timestamp().as_second() - 3600);
+) -> Result<Found> {
+    // A backup for a slot is made after the slot. One made earlier holds older data, whatever
+    // its name says: it is never adopted. (The time filter is checked here too, not only in the
+    // request.)
+    let earliest = slot.timestamp().as_second() - ADOPT_SKEW_SECS;
+    let mut found = Found::default();
     let mut start: Option<String> = None;
     loop {
         let page = clients
@@ -430,20 +502,30 @@ async fn find_backup_by_name(
             .list_backups()
             .table_name(table)
             .backup_type(BackupTypeFilter::User)
-            .time_range_lower_bound(lower)
+            // A day before: look-alikes made shortly before the slot are reported.
+            .time_range_lower_bound(aws_smithy_types::DateTime::from_secs(earliest - 86_400))
             .set_exclusive_start_backup_arn(start.take())
             .send()
             .await
             .map_err(|e| Error::aws("ListBackups", format!("table {table}"), e))?;
-        if let Some(found) = page.backup_summaries().iter().find(|b| {
-            b.backup_name() == Some(name)
-                && b.backup_status().is_some_and(|s| s.as_str() != "DELETED")
-        }) {
-            return Ok(found.backup_arn().map(str::to_owned));
+        for b in page.backup_summaries() {
+            if b.backup_name() != Some(name)
+                || b.backup_status().is_none_or(|s| s.as_str() == "DELETED")
+            {
+                continue;
+            }
+            let created = b.backup_creation_date_time().map(|d| d.secs());
+            match created {
+                Some(c) if c >= earliest => {
+                    found.arn = b.backup_arn().map(str::to_owned);
+                    return Ok(found);
+                }
+                _ => found.too_early = created.and_then(|c| Timestamp::from_second(c).ok()),
+            }
         }
         match page.last_evaluated_backup_arn {
             Some(arn) if !arn.is_empty() => start = Some(arn),
-            _ => return Ok(None),
+            _ => return Ok(found),
         }
     }
 }

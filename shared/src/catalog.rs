@@ -246,6 +246,11 @@ impl Catalog {
                     })?;
                 if current.status == STATUS_DONE || current.status == STATUS_DELETED {
                     Ok(Claim::Done(current))
+                } else if current.status == STATUS_CLAIMED && current.run_id == run_id {
+                    // Our own claim: the write took effect, its answer was lost, and the SDK's
+                    // retry found the condition failing. Carry on as the holder, looking first
+                    // for a backup an earlier holder may have made.
+                    Ok(Claim::Retaken { previous: current })
                 } else {
                     Ok(Claim::Held(current))
                 }
@@ -355,11 +360,53 @@ impl Catalog {
             req = req.expression_attribute_values(":items", n(i));
             set.push("item_count = :items");
         }
-        req.update_expression(format!("SET {}", set.join(", ")))
+        // Safe to repeat: when the condition fails because an earlier attempt of this very write
+        // took effect (its answer lost), the item shows it, and that is success.
+        match req
+            .update_expression(format!("SET {}", set.join(", ")))
             .send()
             .await
-            .map_err(|e| Error::aws("UpdateItem (complete)", self.resource(), e))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => {
+                let current = self.get(job, table, slot).await?;
+                match current {
+                    Some(c)
+                        if c.status == STATUS_DONE
+                            && c.run_id == run_id
+                            && c.backup_arn.as_deref() == Some(backup.backup_arn.as_str()) =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(self.not_ours("UpdateItem (complete)", table, slot, other)),
+                }
+            }
+            Err(e) => Err(Error::aws("UpdateItem (complete)", self.resource(), e)),
+        }
+    }
+
+    /// The error for a conditional write refused because the item is no longer this run's.
+    fn not_ours(
+        &self,
+        operation: &'static str,
+        table: &str,
+        slot: &ScheduleSlot,
+        current: Option<TargetRecord>,
+    ) -> Error {
+        let now = match current {
+            Some(c) => format!("it is {} by run {}", c.status, c.run_id),
+            None => "the record is gone".to_owned(),
+        };
+        Error::Aws {
+            operation,
+            resource: self.resource(),
+            code: Some("ConditionalCheckFailedException".into()),
+            message: format!(
+                "the claim on {table} at {slot} is no longer this run's ({now}); it was taken over after its lease ran out"
+            ),
+            retryable: true,
+            hint: "a retry sees the other run's result".into(),
+        }
     }
 
     /// Marks a claimed target failed, so that the next delivery retries it at once.
@@ -372,7 +419,8 @@ impl Catalog {
         error: &str,
         now: Timestamp,
     ) -> Result<()> {
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(target_key(job, table, slot)))
@@ -387,9 +435,16 @@ impl Catalog {
             .expression_attribute_values(":err", s(error))
             .expression_attribute_values(":now_s", s(now.to_string()))
             .send()
-            .await
-            .map_err(|e| Error::aws("UpdateItem (fail)", self.resource(), e))?;
-        Ok(())
+            .await;
+        // Safe to repeat, like `complete`.
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => match self.get(job, table, slot).await? {
+                Some(c) if c.status == STATUS_FAILED && c.run_id == run_id => Ok(()),
+                other => Err(self.not_ours("UpdateItem (fail)", table, slot, other)),
+            },
+            Err(e) => Err(Error::aws("UpdateItem (fail)", self.resource(), e)),
+        }
     }
 
     /// Marks a target's backup deleted by retention (kept as history).
@@ -500,6 +555,15 @@ impl Catalog {
 }
 
 /// Distinct errors, each clipped, at most 50: a run record stays far below DynamoDB's 400 KB.
+fn is_condition_failed<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<UpdateItemError, R>,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
 fn dedup(v: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in v {

@@ -1,9 +1,14 @@
 //! A small fault-injecting HTTP proxy in front of moto, for the errors moto never returns
-//! (access denied, throttling, backup in use). Requests that match a fault get AWS's JSON error
-//! response; every other request goes to moto unchanged. Loopback only; it serves until dropped.
+//! (access denied, throttling, backup in use) and for lost answers. Requests that match a fault
+//! get AWS's error response; under chaos, a seeded share of requests fails at random: answered
+//! with throttling or a 500 without reaching moto, or carried out by moto and then their answer
+//! lost (the connection is dropped), as a timeout does to a real request. Every other request
+//! goes to moto unchanged. Loopback only; it serves until dropped.
 
 use std::sync::{Arc, Mutex};
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -19,10 +24,41 @@ pub struct Fault {
     pub message: String,
 }
 
+/// Random faults: a share `rate` of the requests to `operations` (all when empty) fails; of the
+/// failed ones a share `lost_share` is carried out by moto and then loses its answer, the rest
+/// are answered with throttling or a 500 (alternately) without reaching moto.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub rate: f64,
+    pub lost_share: f64,
+    pub seed: u64,
+    pub operations: Vec<String>,
+}
+
+/// What chaos did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChaosCounts {
+    /// Requests that chaos could have touched.
+    pub calls: usize,
+    /// Requests failed (errors and lost answers).
+    pub faults: usize,
+    /// Of those, carried out by moto with the answer lost.
+    pub lost_answers: usize,
+}
+
 #[derive(Default)]
 struct State {
     faults: Vec<Fault>,
     injected: usize,
+    chaos: Option<(Chaos, StdRng)>,
+    counts: ChaosCounts,
+}
+
+/// What to do with one request.
+enum Verdict {
+    Answer(Fault),
+    Forward,
+    ForwardAndLose,
 }
 
 pub struct FaultProxy {
@@ -62,7 +98,21 @@ impl FaultProxy {
     }
 
     pub fn clear(&self) {
-        self.state.lock().unwrap().faults.clear();
+        let mut st = self.state.lock().unwrap();
+        st.faults.clear();
+        st.chaos = None;
+    }
+
+    /// Starts random faults (replacing any earlier chaos); the counts start from zero.
+    pub fn chaos(&self, chaos: Chaos) {
+        let mut st = self.state.lock().unwrap();
+        let rng = StdRng::seed_from_u64(chaos.seed);
+        st.chaos = Some((chaos, rng));
+        st.counts = ChaosCounts::default();
+    }
+
+    pub fn counts(&self) -> ChaosCounts {
+        self.state.lock().unwrap().counts
     }
 
     /// How many requests were answered with a fault so far.
@@ -85,42 +135,112 @@ async fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std
             return Ok(());
         };
         let head_text = String::from_utf8_lossy(&head).to_string();
-        let target = header(&head_text, "x-amz-target").unwrap_or_default();
-        let body_text = String::from_utf8_lossy(&body);
-        let fault = {
-            let mut st = state.lock().unwrap();
-            let f = st
-                .faults
-                .iter()
-                .find(|f| {
-                    target.ends_with(&format!(".{}", f.operation))
-                        && body_text.contains(&f.body_contains)
-                })
-                .cloned();
-            if f.is_some() {
-                st.injected += 1;
+        let body_text = String::from_utf8_lossy(&body).to_string();
+        let (operation, json) = operation_of(&head_text, &body_text);
+        let verdict = decide(state, &operation, &body_text, json);
+        let response = match verdict {
+            Verdict::Answer(f) => error_response(&f, json),
+            Verdict::Forward => forward(upstream, &head, &body).await?,
+            Verdict::ForwardAndLose => {
+                // Carried out, and then the answer is lost: the client sees the connection drop.
+                let _ = forward(upstream, &head, &body).await?;
+                return Ok(());
             }
-            f
-        };
-        let response = match fault {
-            Some(f) => {
-                let payload = serde_json::json!({
-                    "__type": format!("com.amazonaws.dynamodb.v20120810#{}", f.code),
-                    "message": f.message,
-                })
-                .to_string();
-                format!(
-                    "HTTP/1.1 {} Fault\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: fault-proxy\r\nContent-Length: {}\r\n\r\n{}",
-                    f.status,
-                    payload.len(),
-                    payload
-                )
-                .into_bytes()
-            }
-            None => forward(upstream, &head, &body).await?,
         };
         conn.write_all(&response).await?;
     }
+}
+
+/// The operation a request calls, and whether its protocol is JSON (X-Amz-Target, DynamoDB) or
+/// a query form (`Action=…`, SNS and CloudWatch's awsQuery).
+fn operation_of(head: &str, body: &str) -> (String, bool) {
+    if let Some(target) = header(head, "x-amz-target") {
+        let op = target.rsplit('.').next().unwrap_or_default().to_owned();
+        return (op, true);
+    }
+    let op = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or_default()
+        .to_owned();
+    (op, false)
+}
+
+fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verdict {
+    let mut st = state.lock().unwrap();
+    let fixed = st
+        .faults
+        .iter()
+        .find(|f| f.operation == operation && body.contains(&f.body_contains))
+        .cloned();
+    if let Some(f) = fixed {
+        st.injected += 1;
+        return Verdict::Answer(f);
+    }
+    let State { chaos, counts, .. } = &mut *st;
+    let Some((c, rng)) = chaos.as_mut() else {
+        return Verdict::Forward;
+    };
+    if !(c.operations.is_empty() || c.operations.iter().any(|o| o == operation)) {
+        return Verdict::Forward;
+    }
+    counts.calls += 1;
+    if rng.random::<f64>() >= c.rate {
+        return Verdict::Forward;
+    }
+    counts.faults += 1;
+    if rng.random::<f64>() < c.lost_share {
+        counts.lost_answers += 1;
+        return Verdict::ForwardAndLose;
+    }
+    let throttle = counts.faults % 2 == 0;
+    let (status, code) = match (throttle, json) {
+        (true, true) => (400, "ThrottlingException"),
+        (true, false) => (400, "Throttling"),
+        (false, true) => (500, "InternalServerError"),
+        (false, false) => (500, "InternalFailure"),
+    };
+    Verdict::Answer(Fault {
+        operation: operation.to_owned(),
+        body_contains: String::new(),
+        status,
+        code: code.into(),
+        message: format!("injected by chaos: {code}"),
+    })
+}
+
+/// AWS's error response for the request's protocol.
+fn error_response(f: &Fault, json: bool) -> Vec<u8> {
+    let (content_type, payload) = if json {
+        (
+            "application/x-amz-json-1.0",
+            serde_json::json!({
+                "__type": format!("com.amazonaws.dynamodb.v20120810#{}", f.code),
+                "message": f.message,
+            })
+            .to_string(),
+        )
+    } else {
+        let kind = if f.status >= 500 {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>",
+                f.code, f.message
+            ),
+        )
+    };
+    format!(
+        "HTTP/1.1 {} Fault\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: fault-proxy\r\nContent-Length: {}\r\n\r\n{}",
+        f.status,
+        payload.len(),
+        payload
+    )
+    .into_bytes()
 }
 
 /// Reads one request (head and Content-Length body); None when the client closed.

@@ -14,6 +14,21 @@ use backstop::aws::{emulator_config, Clients};
 use backstop::local::{self, LocalStack};
 use backstop::settings::{self, Environment};
 
+/// Clients that talk to AWS through a fault proxy, with the SDK's standard retries (3 attempts)
+/// but short backoffs, so that tests under many faults stay quick.
+pub async fn clients_through(proxy: &fault_proxy::FaultProxy) -> Clients {
+    let config = emulator_config(&proxy.endpoint)
+        .await
+        .into_builder()
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_initial_backoff(std::time::Duration::from_millis(20))
+                .with_max_backoff(std::time::Duration::from_millis(200)),
+        )
+        .build();
+    Clients::from_config(&config)
+}
+
 pub struct Harness {
     pub prefix: String,
     pub config: SdkConfig,

@@ -247,7 +247,7 @@ async fn retain_table(
                 Some("not deleted: dry run".to_owned())
             } else {
                 match delete_backup(ddb, limiter, &planned.point.id).await {
-                    Ok(()) => {
+                    Ok(how) => {
                         deleted += 1;
                         if let Some(record) = listed.and_then(|l| l.record.as_ref()) {
                             if let Err(e) = catalog.mark_deleted(record, Timestamp::now()).await {
@@ -256,7 +256,13 @@ async fn retain_table(
                                     .push(format!("deleted, but the catalog was not updated: {e}"));
                             }
                         }
-                        Some("deleted".to_owned())
+                        Some(match how {
+                            Deleted::Now => "deleted".to_owned(),
+                            Deleted::AlreadyGone => {
+                                "deleted (it was already gone: an earlier attempt's answer was lost)"
+                                    .to_owned()
+                            }
+                        })
                     }
                     Err(e) => {
                         failures.push(format!("{}: {e}", planned.point.id));
@@ -314,20 +320,29 @@ fn decision_words(d: &Decision) -> String {
     }
 }
 
-/// Deletes one backup, retrying what can be retried with exponential backoff. A backup already
-/// gone counts as deleted, so a redelivered run is harmless.
-async fn delete_backup(ddb: &DynamoDb, limiter: &RateLimiter, arn: &str) -> Result<()> {
+/// How a delete ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deleted {
+    Now,
+    /// DynamoDB no longer knows the backup: an earlier attempt (whose answer was lost, or a run
+    /// before) deleted it. Counted as deleted, and said so.
+    AlreadyGone,
+}
+
+/// Deletes one backup, retrying what can be retried with exponential backoff. Safe to repeat: a
+/// backup already gone counts as deleted, so a lost answer or a redelivered run is harmless.
+async fn delete_backup(ddb: &DynamoDb, limiter: &RateLimiter, arn: &str) -> Result<Deleted> {
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 1;
     loop {
         limiter.acquire().await;
         match ddb.delete_backup().backup_arn(arn).send().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Deleted::Now),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_backup_not_found_exception()) =>
             {
-                return Ok(())
+                return Ok(Deleted::AlreadyGone)
             }
             Err(e) => {
                 let err = Error::aws("DeleteBackup", format!("backup {arn}"), e);

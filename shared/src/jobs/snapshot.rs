@@ -424,24 +424,7 @@ async fn make_backup(
                     hint: "a retry sees the other run's result".into(),
                 });
             }
-            clients
-                .dynamodb
-                .create_backup()
-                .table_name(table)
-                .backup_name(name)
-                .send()
-                .await
-                .map_err(|e| Error::aws("CreateBackup", format!("table {table}"), e))?
-                .backup_details
-                .map(|d| d.backup_arn)
-                .ok_or_else(|| Error::Aws {
-                    operation: "CreateBackup",
-                    resource: format!("table {table}"),
-                    code: None,
-                    message: "the response named no backup".into(),
-                    retryable: true,
-                    hint: "a retry may succeed".into(),
-                })?
+            create_backup_once(clients, table, slot, name, &mut report.warnings).await?
         }
     };
 
@@ -469,6 +452,67 @@ async fn make_backup(
             .map(|d| d.backup_status.as_str().to_owned())
             .unwrap_or_else(|| "UNKNOWN".into()),
     })
+}
+
+/// CreateBackup attempts, each followed (after an error) by a look for what it may have made.
+const CREATE_ATTEMPTS: u32 = 4;
+
+/// Makes the slot's backup once. CreateBackup has no client token, so a request repeated after
+/// its answer was lost makes a second backup with the same name: the SDK never retries it. After
+/// an error that leaves in doubt whether it took effect (a timeout, a dropped connection, a 500,
+/// throttling), the job looks for the backup by its name and slot and adopts it; only when there
+/// is none does it create again. An error that says it did not happen (access denied, a missing
+/// table) ends it at once.
+async fn create_backup_once(
+    clients: &Clients,
+    table: &str,
+    slot: &ScheduleSlot,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String> {
+    let no_sdk_retries = aws_sdk_dynamodb::config::Builder::default()
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled());
+    let mut backoff = std::time::Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        let result = clients
+            .dynamodb
+            .create_backup()
+            .table_name(table)
+            .backup_name(name)
+            .customize()
+            .config_override(no_sdk_retries.clone())
+            .send()
+            .await;
+        let err = match result {
+            Ok(out) => match out.backup_details {
+                Some(d) => return Ok(d.backup_arn),
+                None => Error::Aws {
+                    operation: "CreateBackup",
+                    resource: format!("table {table}"),
+                    code: None,
+                    message: "the response named no backup".into(),
+                    retryable: true,
+                    hint: "a retry may succeed".into(),
+                },
+            },
+            Err(e) => Error::aws("CreateBackup", format!("table {table}"), e),
+        };
+        if !err.is_retryable() || attempt >= CREATE_ATTEMPTS {
+            return Err(err);
+        }
+        tracing::warn!(attempt, error = %err, "CreateBackup in doubt; looking for its backup");
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        if let Some(arn) = find_backup_by_name(clients, table, slot, name).await?.arn {
+            warnings.push(format!(
+                "CreateBackup's answer was lost ({}); the backup it made was found by name and adopted",
+                err
+            ));
+            return Ok(arn);
+        }
+        attempt += 1;
+    }
 }
 
 /// How much earlier than its slot a backup may have been made and still be the slot's: clock

@@ -539,6 +539,18 @@ def test_roles_carry_only_allow_listed_managed_policies_and_no_wildcard_actions(
                     assert a != "*" and not a.endswith(":*"), (name, s)
 
 
+def test_alarms_on_backstop_metrics_cannot_be_raised_or_hidden_by_a_duplicate_data_point():
+    # PutMetricData has no idempotency token: a retry after a lost answer may send a data point
+    # twice. Maximum (and Minimum) do not change when a value repeats; Sum, Average and
+    # SampleCount do.
+    res = yaml_parse(TEMPLATE.read_text())["Resources"]
+    alarms = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    ours = {k: p for k, p in alarms.items() if p.get("Namespace") == "Backstop"}
+    assert sorted(ours) == ["BackupDurationAlarm", "BackupFailureAlarm", "BackupFreshnessAlarm", "RetentionFailureAlarm"]
+    for name, p in ours.items():
+        assert p["Statistic"] in ("Maximum", "Minimum"), (name, p["Statistic"])
+
+
 def test_exports_bucket_has_versioning_lifecycle_tiers_and_no_public_access():
     props = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportsBucket"]["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}

@@ -24,6 +24,19 @@ pub struct Fault {
     pub message: String,
 }
 
+impl Fault {
+    /// Answers `operation` requests whose body contains `body_contains` with `code`.
+    pub fn new(operation: &str, body_contains: &str, status: u16, code: &str) -> Fault {
+        Fault {
+            operation: operation.into(),
+            body_contains: body_contains.into(),
+            status,
+            code: code.into(),
+            message: format!("injected {code}"),
+        }
+    }
+}
+
 /// Random faults: a share `rate` of the requests to `operations` (all when empty) fails; of the
 /// failed ones a share `lost_share` is carried out by moto and then loses its answer, the rest
 /// are answered with throttling or a 500 (alternately) without reaching moto.

@@ -29,15 +29,6 @@ async fn through_proxy(h: &Harness, f: Fault) -> (FaultProxy, Clients) {
     (proxy, clients)
 }
 
-fn fault(operation: &str, body_contains: &str, status: u16, code: &str) -> Fault {
-    Fault {
-        operation: operation.into(),
-        body_contains: body_contains.into(),
-        status,
-        code: code.into(),
-        message: format!("injected {code}"),
-    }
-}
 
 #[tokio::test]
 async fn access_denied_on_one_table_fails_it_alone_says_what_to_do_and_a_retry_redoes_only_it() {
@@ -47,7 +38,7 @@ async fn access_denied_on_one_table_fails_it_alone_says_what_to_do_and_a_retry_r
     h.create_table(&locked, 3, &[]).await;
     let (proxy, clients) = through_proxy(
         &h,
-        fault(
+        Fault::new(
             "CreateBackup",
             &format!("\"{locked}\""),
             400,
@@ -110,7 +101,7 @@ async fn throttling_past_the_sdk_retries_is_reported_as_retryable() {
     h.create_table(&table, 3, &[]).await;
     let (proxy, clients) = through_proxy(
         &h,
-        fault(
+        Fault::new(
             "CreateBackup",
             &format!("\"{table}\""),
             400,
@@ -153,7 +144,7 @@ async fn without_a_working_catalog_no_backup_is_made() {
     // The claim is an UpdateItem on the catalog; make it fail for good.
     let (_proxy, clients) = through_proxy(
         &h,
-        fault(
+        Fault::new(
             "UpdateItem",
             &h.stack.catalog_table,
             400,

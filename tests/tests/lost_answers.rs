@@ -79,33 +79,6 @@ async fn until_done(
     panic!("{slot} did not converge in {MAX_ATTEMPTS} attempts: {reports:#?}");
 }
 
-/// Every backup of `table` as (name, arn), all pages, straight from moto.
-async fn listed(h: &Harness, table: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut start: Option<String> = None;
-    loop {
-        let page = h
-            .clients
-            .dynamodb
-            .list_backups()
-            .table_name(table)
-            .set_exclusive_start_backup_arn(start.take())
-            .send()
-            .await
-            .unwrap();
-        out.extend(page.backup_summaries().iter().map(|b| {
-            (
-                b.backup_name().unwrap_or_default().to_owned(),
-                b.backup_arn().unwrap_or_default().to_owned(),
-            )
-        }));
-        match page.last_evaluated_backup_arn {
-            Some(a) if !a.is_empty() => start = Some(a),
-            _ => return out,
-        }
-    }
-}
-
 fn print_figures(job: &str, seed: u64, counts: ChaosCounts, attempts: &[(String, usize)]) {
     let retries: Vec<String> = attempts
         .iter()
@@ -157,7 +130,7 @@ async fn snapshot_makes_exactly_one_backup_per_slot_when_answers_are_lost() {
         // Exactly one backup per (table, slot), and the catalog agrees with ListBackups.
         let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
         for t in &tables {
-            let backups = listed(&h, t).await;
+            let backups = h.backups_of(t).await;
             let mut per_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for (name, arn) in &backups {
                 per_name.entry(name).or_default().push(arn);
@@ -229,7 +202,7 @@ async fn retention_deletes_only_what_the_policy_drops_when_answers_are_lost() {
             let now: BTreeSet<String> = {
                 let mut all = BTreeSet::new();
                 for t in &tables {
-                    all.extend(listed(&h, t).await.into_iter().map(|(_, arn)| arn));
+                    all.extend(h.backups_of(t).await.into_iter().map(|(_, arn)| arn));
                 }
                 all
             };
@@ -266,7 +239,7 @@ async fn retention_deletes_only_what_the_policy_drops_when_answers_are_lost() {
 
         // Only the kept backups remain, and a second run deletes nothing.
         for t in &tables {
-            let left: BTreeSet<String> = listed(&h, t).await.into_iter().map(|(_, a)| a).collect();
+            let left: BTreeSet<String> = h.backups_of(t).await.into_iter().map(|(_, a)| a).collect();
             assert_eq!(left.len(), 2, "seed {seed}: {t}");
             assert!(left.is_subset(&keep));
         }

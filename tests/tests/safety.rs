@@ -68,15 +68,6 @@ async fn through(proxy: &FaultProxy) -> Clients {
     Clients::from_config(&emulator_config(&proxy.endpoint).await)
 }
 
-fn fault(operation: &str, body_contains: &str, status: u16, code: &str) -> Fault {
-    Fault {
-        operation: operation.into(),
-        body_contains: body_contains.into(),
-        status,
-        code: code.into(),
-        message: format!("injected {code}"),
-    }
-}
 
 // ---------- 1. invoke rights are not delete rights ----------
 
@@ -258,7 +249,7 @@ async fn a_failed_write_of_done_leaves_the_target_failed_and_the_next_attempt_ad
     h.create_table(&table, 2, &[]).await;
     let proxy = FaultProxy::start(&h.stack.endpoint).await;
     // The DONE write is the only catalog write that carries "DONE".
-    proxy.inject(fault(
+    proxy.inject(Fault::new(
         "UpdateItem",
         "{\"S\":\"DONE\"}",
         400,
@@ -466,19 +457,19 @@ async fn delete_backup_failing_for_some_backups_leaves_the_report_exact() {
             .clone()
     };
     let proxy = FaultProxy::start(&h.stack.endpoint).await;
-    proxy.inject(fault(
+    proxy.inject(Fault::new(
         "DeleteBackup",
         &arn_of(1),
         400,
         "AccessDeniedException",
     ));
-    proxy.inject(fault(
+    proxy.inject(Fault::new(
         "DeleteBackup",
         &arn_of(2),
         400,
         "BackupInUseException",
     ));
-    proxy.inject(fault(
+    proxy.inject(Fault::new(
         "DeleteBackup",
         &arn_of(3),
         400,
@@ -578,7 +569,7 @@ async fn a_tag_selection_with_one_unreadable_table_backs_up_the_rest() {
         h.create_table(t, 2, &[(&tag_key, "daily")]).await;
     }
     let proxy = FaultProxy::start(&h.stack.endpoint).await;
-    proxy.inject(fault(
+    proxy.inject(Fault::new(
         "ListTagsOfResource",
         &format!("/{locked}\""),
         400,

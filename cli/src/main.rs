@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backstop::aws::{emulator_config, Clients};
 use backstop::catalog::Catalog;
-use backstop::event::JobRequest;
+use backstop::event::{JobRequest, ScheduleSlot};
 use backstop::jobs::{retention, snapshot};
 use backstop::local::{self, Emulator, LocalStack, DEMO_TABLES};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
@@ -438,6 +438,24 @@ async fn bring_up(
     Ok((emulator, stack))
 }
 
+/// The latest `hour`:00 UTC that has passed: a daily schedule's newest slot.
+fn latest_daily_slot(hour: i8) -> ScheduleSlot {
+    let now = jiff::Timestamp::now();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let at = |d: jiff::civil::Date| {
+        d.at(hour, 0, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .unwrap_or(now)
+    };
+    let slot = at(today);
+    ScheduleSlot::new(if slot <= now {
+        slot
+    } else {
+        today.yesterday().map(at).unwrap_or(now)
+    })
+}
+
 async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCode, Error> {
     println!("== Backstop demo: the daily cycle on a local emulator ==\n");
     let (emulator, stack) = bring_up(endpoint, items).await?;
@@ -452,7 +470,8 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
         (settings::ENV_ENABLE_PITR, "true"),
     ]);
     // Today's 02:00 UTC slot, as the daily schedule would deliver it.
-    let slot = format!("{}T02:00:00Z", jiff::Timestamp::now().strftime("%Y-%m-%d"));
+    // The latest 02:00 UTC slot that has passed, as the daily schedule would deliver it.
+    let slot = latest_daily_slot(2).to_string();
     let payload = serde_json::json!({ "tables": DEMO_TABLES, "slot": slot });
     let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
     let settings = Settings::resolve(JobKind::Snapshot, &env, &request)?;
@@ -521,7 +540,7 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
 
     // Retention takes its tables from the environment: a deleting payload may only narrow them.
     let retention_request = JobRequest::from_payload(
-        &serde_json::json!({ "slot": format!("{}T05:00:00Z", &slot[..10]) }),
+        &serde_json::json!({ "slot": latest_daily_slot(5).to_string() }),
         jiff::Timestamp::now(),
     )?;
     let retention_settings = Settings::resolve(JobKind::Retention, &env, &retention_request)?;

@@ -408,7 +408,10 @@ def test_only_the_function_roles_may_write_the_catalog():
     def deny(stack):
         statements = stack.props("CatalogTable")["ResourcePolicy"]["PolicyDocument"]["Statement"]
         assert all(s["Effect"] == "Deny" for s in statements), statements
-        (s,) = statements
+        ttl = [s for s in statements if s.get("Sid") == "NoTimeToLiveOnTheCatalog"]
+        assert len(ttl) == 1 and ttl[0]["Action"] == "dynamodb:UpdateTimeToLive", ttl
+        assert ttl[0]["Principal"] == "*" and "Condition" not in ttl[0]
+        (s,) = [s for s in statements if s.get("Sid") != "NoTimeToLiveOnTheCatalog"]
         assert s["Principal"] == "*"
         assert set(s["Action"]) == CATALOG_WRITES
         assert s["Resource"] == CATALOG_ARN

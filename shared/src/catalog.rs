@@ -447,6 +447,52 @@ impl Catalog {
         }
     }
 
+    /// Checks, in one conditional write just before a delete, that the record carries no legal
+    /// hold now (one may have been set since the listing). `Ok(false)`: it is held; do not
+    /// delete. Safe to repeat (it only stamps `hold_checked_at`).
+    pub async fn still_not_held(&self, record: &TargetRecord, now: Timestamp) -> Result<bool> {
+        let slot = ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
+            operation: "read catalog item",
+            resource: self.resource(),
+            code: None,
+            message: e,
+            retryable: false,
+            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+        })?;
+        let mut names = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(&record.job, &record.table, &slot)))
+            .update_expression("SET hold_checked_at = :now_s")
+            .expression_attribute_names("#hold", "legal_hold")
+            .expression_attribute_values(":now_s", s(now.to_string()))
+            .expression_attribute_values(":no_b", AttributeValue::Bool(false))
+            .expression_attribute_values(":no_n", AttributeValue::N("0".into()));
+        for (i, text) in NOT_HELD_STRINGS.iter().enumerate() {
+            let name = format!(":no_s{i}");
+            req = req.expression_attribute_values(&name, s(*text));
+            names.push(name);
+        }
+        let result = req
+            .condition_expression(format!(
+                "attribute_exists(pk) AND (attribute_not_exists(#hold) OR #hold IN (:no_b, :no_n, {}))",
+                names.join(", ")
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(Error::aws(
+                "UpdateItem (check legal hold)",
+                self.resource(),
+                e,
+            )),
+        }
+    }
+
     /// Marks a target's backup deleted by retention (kept as history).
     pub async fn mark_deleted(&self, record: &TargetRecord, now: Timestamp) -> Result<()> {
         let slot = ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
@@ -612,30 +658,51 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),
         legal_hold: hold.unwrap_or(true),
-        legal_hold_unreadable: hold.is_none().then(|| {
-            format!(
+        legal_hold_unreadable: match (hold, misspelled_hold(item)) {
+            (None, _) => Some(format!(
                 "legal_hold is {}; set it to true or false",
                 kind_of(item.get("legal_hold"))
-            )
-        }),
+            )),
+            (_, Some(k)) => Some(format!(
+                "attribute {:?} looks like a legal hold but Backstop reads only legal_hold; rename it",
+                crate::report::clip(k, 64)
+            )),
+            _ => None,
+        },
         lease_until: get_n("lease_until"),
     })
 }
 
+/// The strings that say "no hold". Exact: the check made just before a delete is a DynamoDB
+/// condition, which compares values as they are, and the two must agree.
+pub const NOT_HELD_STRINGS: &[&str] = &[
+    "false", "False", "FALSE", "no", "No", "NO", "0", "off", "Off", "OFF",
+];
+
 /// Pure: whether a `legal_hold` attribute holds. Fails safe: any value but false is a hold
-/// (`true`, `"true"`, `"yes"`, `1`, `"until 2027"`); absent, `false`, `"false"`, `"no"`, `"0"`
-/// and `0` are not. `None` for a value that is neither a boolean, a string nor a number.
+/// (`true`, `"true"`, `"yes"`, `1`, `"until 2027"`, `" no "`); absent, `false`, the strings of
+/// [`NOT_HELD_STRINGS`] and the number `0` are not. `None` for a value that is neither a boolean,
+/// a string nor a number.
 pub fn legal_hold_of(v: Option<&AttributeValue>) -> Option<bool> {
     match v {
         None => Some(false),
         Some(AttributeValue::Bool(b)) => Some(*b),
-        Some(AttributeValue::S(text)) => {
-            let t = text.trim().to_ascii_lowercase();
-            Some(!matches!(t.as_str(), "false" | "no" | "0" | "off"))
-        }
-        Some(AttributeValue::N(num)) => Some(num.trim().parse::<f64>() != Ok(0.0)),
+        Some(AttributeValue::S(text)) => Some(!NOT_HELD_STRINGS.contains(&text.as_str())),
+        Some(AttributeValue::N(num)) => Some(num != "0"),
         Some(_) => None,
     }
+}
+
+/// An attribute that looks like a legal hold but is not spelled `legal_hold` (`LegalHold`,
+/// `legal-hold`, ...): an operator meant a hold, and Backstop would not see it.
+fn misspelled_hold(item: &HashMap<String, AttributeValue>) -> Option<&str> {
+    item.keys().map(String::as_str).find(|k| {
+        *k != "legal_hold"
+            && k.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .eq_ignore_ascii_case("legalhold")
+    })
 }
 
 fn kind_of(v: Option<&AttributeValue>) -> &'static str {
@@ -711,6 +778,7 @@ mod tests {
             s("1"),
             s("until 2027-06-30"),
             s(""),
+            s(" no "),
             n("1"),
             n("-2"),
         ] {
@@ -719,7 +787,8 @@ mod tests {
         for free in [
             AttributeValue::Bool(false),
             s("false"),
-            s(" No "),
+            s("No"),
+            s("OFF"),
             s("0"),
             n("0"),
         ] {
@@ -734,6 +803,29 @@ mod tests {
         ] {
             assert_eq!(legal_hold_of(Some(&odd)), None, "{odd:?}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_legal_hold_makes_the_record_unreadable() {
+        let s = |v: &str| AttributeValue::S(v.into());
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s("TARGET#snapshot#T")),
+            ("job".to_owned(), s("snapshot")),
+            ("table".to_owned(), s("T")),
+            ("slot".to_owned(), s("2026-11-22T02:00:00Z")),
+            ("status".to_owned(), s("DONE")),
+            ("run_id".to_owned(), s("r")),
+        ]);
+        assert_eq!(record_from_item(&item).unwrap().legal_hold_unreadable, None);
+        item.insert("LegalHold".into(), AttributeValue::Bool(true));
+        let why = record_from_item(&item)
+            .unwrap()
+            .legal_hold_unreadable
+            .unwrap();
+        assert!(
+            why.contains("\"LegalHold\" looks like a legal hold"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -96,6 +96,21 @@ pub struct JobRequest {
     pub deadline: Option<Timestamp>,
 }
 
+/// How far ahead of the clock a slot may be (clock skew). A later slot would mark work done for
+/// a time that has not come: the real run of that slot would then find it "already done".
+pub const MAX_SLOT_AHEAD_SECS: i64 = 60;
+
+/// Refuses a slot in the future, unless the request only looks (dry run).
+fn check_not_ahead(slot: ScheduleSlot, dry_run: bool, now: Timestamp) -> Result<()> {
+    if !dry_run && slot.timestamp().as_second() > now.as_second() + MAX_SLOT_AHEAD_SECS {
+        return Err(Error::Payload(format!(
+            "slot {slot} is in the future (the clock says {}): a backup made now would stand for a time that has not come, and the real run of that slot would find it done; name a slot that has passed, or use dry_run",
+            ScheduleSlot::new(now)
+        )));
+    }
+    Ok(())
+}
+
 /// Fields both payloads may carry besides the overrides.
 const OWN_FIELDS: &[&str] = &["slot", "dry_run"];
 
@@ -116,6 +131,7 @@ impl JobRequest {
             Some(s) => ScheduleSlot::parse(&s).map_err(Error::Payload)?,
             None => ScheduleSlot::new(now),
         };
+        check_not_ahead(slot, dry_run, now)?;
         Ok(JobRequest {
             trigger: Trigger::Manual,
             slot,
@@ -159,6 +175,7 @@ impl JobRequest {
                     .into(),
             ));
         }
+        check_not_ahead(ScheduleSlot::new(ts), dry_run, now)?;
         Ok(JobRequest {
             trigger: Trigger::Schedule,
             slot: ScheduleSlot::new(ts),
@@ -264,6 +281,26 @@ mod tests {
     fn manual_payload_without_slot_uses_now_to_the_second() {
         let r = JobRequest::from_payload(&json!({}), now()).unwrap();
         assert_eq!(r.slot.to_string(), "2026-11-22T10:11:12Z");
+    }
+
+    #[test]
+    fn a_slot_in_the_future_is_refused_unless_dry_run() {
+        let e = JobRequest::from_payload(&json!({"slot": "2026-11-23T02:00:00Z"}), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is in the future"), "{e}");
+        let e = JobRequest::from_payload(&scheduled("2026-11-23T02:00:00Z"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is in the future"), "{e}");
+        let r = JobRequest::from_payload(
+            &json!({"slot": "2026-11-23T02:00:00Z", "dry_run": true}),
+            now(),
+        )
+        .unwrap();
+        assert!(r.dry_run);
+        // Clock skew of up to a minute is fine.
+        JobRequest::from_payload(&json!({"slot": "2026-11-22T10:12:00Z"}), now()).unwrap();
     }
 
     #[test]

@@ -111,9 +111,12 @@ impl RetentionPolicy {
         }
         let mut map = serde_json::Map::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("{part:?} is not name=value (such as keep_daily=30)"))?;
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                format!(
+                    "{:?} is not name=value (such as keep_daily=30)",
+                    crate::report::clip(part, 60)
+                )
+            })?;
             let (k, v) = (k.trim(), v.trim());
             let value =
                 if k.starts_with("keep_within") || k == "time_zone" || k == "freshness_limit" {
@@ -125,7 +128,13 @@ impl RetentionPolicy {
                 } else {
                     serde_json::Value::Number(
                         v.parse::<u32>()
-                            .map_err(|_| format!("{k} must be a whole number, got {v:?}"))?
+                            .map_err(|_| {
+                                format!(
+                                    "{} must be a whole number, got {:?}",
+                                    crate::report::clip(k, 40),
+                                    crate::report::clip(v, 40)
+                                )
+                            })?
                             .into(),
                     )
                 };
@@ -188,8 +197,12 @@ impl RetentionPolicy {
             );
         }
         let tz_name = self.time_zone.as_deref().unwrap_or("UTC");
-        let tz = TimeZone::get(tz_name)
-            .map_err(|e| format!("time_zone {tz_name:?} is not an IANA time zone ({e})"))?;
+        let tz = TimeZone::get(tz_name).map_err(|e| {
+            format!(
+                "time_zone {:?} is not an IANA time zone ({e})",
+                crate::report::clip(tz_name, 60)
+            )
+        })?;
         let min_complete = self.min_complete.unwrap_or(DEFAULT_MIN_COMPLETE);
         if min_complete == 0 {
             return Err(
@@ -281,14 +294,17 @@ impl RetentionPolicy {
                 _ => false,
             };
             if !at_least {
-                return Some(format!("{name} {mine} may keep less than {name} {theirs}"));
+                return Some(format!(
+                    "{name} {} may keep less than {name} {theirs}",
+                    crate::report::clip(mine, 40)
+                ));
             }
         }
         let tz = |p: &RetentionPolicy| p.time_zone.clone().unwrap_or_else(|| "UTC".into());
         if tz(self) != tz(base) {
             return Some(format!(
                 "time_zone {} differs from the configured {} (other calendar periods keep other backups)",
-                tz(self),
+                crate::report::clip(&tz(self), 40),
                 tz(base)
             ));
         }
@@ -329,8 +345,11 @@ fn span_at_least(a: &Span, b: &Span) -> bool {
 }
 
 fn parse_span(name: &str, text: &str) -> Result<Span, String> {
-    let span: Span = text.trim().parse().map_err(|e| {
-        format!("{name} {text:?} is not a duration such as 30d, 12w, 6mo, 1y or 48h ({e})")
+    let span: Span = text.trim().parse().map_err(|_| {
+        format!(
+            "{name} {:?} is not a duration such as 30d, 12w, 6mo, 1y or 48h",
+            crate::report::clip(text, 40)
+        )
     })?;
     if span.is_negative() || span.is_zero() {
         return Err(format!("{name} must be a positive duration, got {text:?}"));
@@ -374,6 +393,11 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
+    /// Whether the policy may delete backups Backstop did not make.
+    pub fn includes_unmanaged(&self) -> bool {
+        self.include_unmanaged
+    }
+
     /// The rules in words, for reports: `keep_daily 30, keep_weekly 12`.
     pub fn describe(&self) -> String {
         let rules: Vec<&str> = self.rules.iter().map(|r| r.name.as_str()).collect();

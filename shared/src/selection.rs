@@ -59,6 +59,10 @@ impl TableSelection {
 
     pub fn describe(&self) -> String {
         match self {
+            // Bounded: the description goes into every message and report.
+            TableSelection::Names(n) if n.len() > 20 => {
+                format!("tables {} and {} more", n[..20].join(", "), n.len() - 20)
+            }
             TableSelection::Names(n) => format!("tables {}", n.join(", ")),
             TableSelection::Pattern(p) => format!("tables matching {p}"),
             TableSelection::Tag {
@@ -267,6 +271,13 @@ mod tests {
         assert!(!s.matches_name("SalesTable-2"));
         let s = TableSelection::pattern("Sales?able").unwrap();
         assert!(s.matches_name("SalesTable"));
+    }
+
+    #[test]
+    fn a_long_list_is_described_in_bounded_words() {
+        let names: Vec<String> = (0..5000).map(|i| format!("Table{i:04}")).collect();
+        let d = TableSelection::Names(names).describe();
+        assert!(d.ends_with("and 4980 more") && d.len() < 300, "{d}");
     }
 
     #[test]

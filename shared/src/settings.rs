@@ -177,6 +177,18 @@ impl Settings {
                 ),
             ));
         }
+        // Where the report of a deleting run goes is not the caller's to change either.
+        for (field, set) in [
+            ("topic_arn", overrides.topic_arn.is_some()),
+            ("metrics_namespace", overrides.metrics_namespace.is_some()),
+        ] {
+            if guarded && set {
+                return Err(Error::setting(
+                    field,
+                    "a retention payload may not redirect the report of a run that deletes unless dry_run is true",
+                ));
+            }
+        }
         let catalog_table = match (&overrides.catalog_table, env.get(ENV_CATALOG_TABLE)) {
             (Some(v), _) => validate_table_name("catalog_table", v)?,
             (None, Some(v)) => validate_table_name(ENV_CATALOG_TABLE, v)?,
@@ -810,6 +822,14 @@ mod tests {
             e.contains("keep_daily 7 keeps less than keep_daily 30"),
             "{e}"
         );
+        let elsewhere = Overrides {
+            topic_arn: Some("arn:aws:sns:us-east-1:123456789012:somewhere-else".into()),
+            ..Default::default()
+        };
+        let e = retention(&env(&base()), &elsewhere, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("setting topic_arn:"), "{e}");
         let other_catalog = Overrides {
             catalog_table: Some("forged-catalog".into()),
             ..Default::default()
@@ -883,6 +903,25 @@ mod tests {
             s.selection,
             TableSelection::Names(vec!["abc".into(), "abd".into()])
         );
+    }
+
+    #[test]
+    fn a_long_table_list_is_deduplicated_keeping_the_first_of_each() {
+        // 200,000 names, each twice: linear work (a quadratic scan would take minutes here).
+        let names: Vec<String> = (0..200_000)
+            .map(|i| format!("Table{:06}", i % 100_000))
+            .collect();
+        let o = Overrides {
+            tables: Some(names),
+            ..Default::default()
+        };
+        let s = snap(&env(&base()), &o).unwrap();
+        let TableSelection::Names(got) = s.selection else {
+            panic!()
+        };
+        assert_eq!(got.len(), 100_000);
+        assert_eq!(got[0], "Table000000");
+        assert_eq!(got[99_999], "Table099999");
     }
 
     #[test]

@@ -29,7 +29,6 @@ async fn through_proxy(h: &Harness, f: Fault) -> (FaultProxy, Clients) {
     (proxy, clients)
 }
 
-
 #[tokio::test]
 async fn access_denied_on_one_table_fails_it_alone_says_what_to_do_and_a_retry_redoes_only_it() {
     let h = Harness::new().await;

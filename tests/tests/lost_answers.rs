@@ -239,7 +239,8 @@ async fn retention_deletes_only_what_the_policy_drops_when_answers_are_lost() {
 
         // Only the kept backups remain, and a second run deletes nothing.
         for t in &tables {
-            let left: BTreeSet<String> = h.backups_of(t).await.into_iter().map(|(_, a)| a).collect();
+            let left: BTreeSet<String> =
+                h.backups_of(t).await.into_iter().map(|(_, a)| a).collect();
             assert_eq!(left.len(), 2, "seed {seed}: {t}");
             assert!(left.is_subset(&keep));
         }

@@ -366,7 +366,7 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
         .run_at(
             "retention",
             json!({"slot": "2026-11-25T03:00:00Z"}),
-            NOW,
+            "2026-11-25T03:00:00Z",
             &[(settings::ENV_RETENTION_POLICY, "keep_last=1,min_complete=1")],
         )
         .await;

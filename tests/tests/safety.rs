@@ -68,7 +68,6 @@ async fn through(proxy: &FaultProxy) -> Clients {
     Clients::from_config(&emulator_config(&proxy.endpoint).await)
 }
 
-
 // ---------- 1. invoke rights are not delete rights ----------
 
 #[tokio::test]
@@ -293,31 +292,51 @@ async fn a_failed_write_of_done_leaves_the_target_failed_and_the_next_attempt_ad
 
 #[tokio::test]
 async fn a_look_alike_backup_made_before_the_slot_is_not_adopted() {
-    let h = Harness::new().await;
-    let table = h.name("LookAlike");
-    h.create_table(&table, 2, &[]).await;
-    // A slot half an hour from now; a backup with its name made now, before it.
-    let slot = ScheduleSlot::new(Timestamp::now() + jiff::SignedDuration::from_mins(30));
-    let name = snapshot::backup_name(&table, &slot);
-    let fake = h
-        .clients
+    // moto under libfaketime, its clock an hour behind: the look-alike is made "an hour ago".
+    let real_now = Timestamp::now();
+    let clock =
+        std::env::temp_dir().join(format!("backstop-clock-{}", uuid::Uuid::new_v4().simple()));
+    let stamp = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M:%S").to_string();
+    std::fs::write(
+        &clock,
+        format!(
+            "{}\n",
+            stamp(real_now - jiff::SignedDuration::from_hours(1))
+        ),
+    )
+    .unwrap();
+    let emulator = local::Emulator::start_with_clock(Some(&clock))
+        .expect("moto under libfaketime (apt-get install faketime)");
+    let config = emulator_config(emulator.endpoint()).await;
+    let stack = local::provision(&config, emulator.endpoint(), "la-")
+        .await
+        .unwrap();
+    let clients = Clients::from_config(&config);
+    let table = "LookAlike";
+    local::seed_demo_table(&clients.dynamodb, table, 3)
+        .await
+        .unwrap();
+    // The slot passed ten minutes ago; a backup with its name was made an hour ago.
+    let slot = ScheduleSlot::new(real_now - jiff::SignedDuration::from_mins(10));
+    let fake = clients
         .dynamodb
         .create_backup()
-        .table_name(&table)
-        .backup_name(&name)
+        .table_name(table)
+        .backup_name(snapshot::backup_name(table, &slot))
         .send()
         .await
         .unwrap()
         .backup_details
         .unwrap()
         .backup_arn;
+    std::fs::write(&clock, format!("@{}\n", stamp(Timestamp::now()))).unwrap();
     // An earlier attempt failed, so the next one looks for a backup to adopt.
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new(clients.dynamodb.clone(), &stack.catalog_table);
     let now = Timestamp::now();
     catalog
         .claim(
             snapshot::JOB,
-            &table,
+            table,
             &slot,
             "r0",
             now,
@@ -327,13 +346,16 @@ async fn a_look_alike_backup_made_before_the_slot_is_not_adopted() {
         .await
         .unwrap();
     catalog
-        .fail(snapshot::JOB, &table, &slot, "r0", "injected", now)
+        .fail(snapshot::JOB, table, &slot, "r0", "injected", now)
         .await
         .unwrap();
 
-    let env = h.env(&[(settings::ENV_TABLES, &table)]);
-    let r = snapshot_run(&h.clients, &env, json!({"slot": slot.to_string()})).await;
-    let Outcome::Created { backup } = outcome(&r, &table) else {
+    let env = Environment::from_pairs([
+        (settings::ENV_CATALOG_TABLE, stack.catalog_table.as_str()),
+        (settings::ENV_TABLES, table),
+    ]);
+    let r = snapshot_run(&clients, &env, json!({"slot": slot.to_string()})).await;
+    let Outcome::Created { backup } = outcome(&r, table) else {
         panic!("{r:#?}")
     };
     assert_ne!(backup.backup_arn, fake, "the look-alike was not taken");
@@ -342,7 +364,17 @@ async fn a_look_alike_backup_made_before_the_slot_is_not_adopted() {
         warnings.iter().any(|w| w.contains("before the slot")),
         "{warnings:?}"
     );
-    assert_eq!(h.backups_of(&table).await.len(), 2);
+    let names: Vec<_> = clients
+        .dynamodb
+        .list_backups()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .backup_summaries()
+        .to_vec();
+    assert_eq!(names.len(), 2);
+    let _ = std::fs::remove_file(&clock);
 }
 
 // ---------- 3. a bad retention setting does not stop snapshots ----------
@@ -438,6 +470,79 @@ async fn a_string_valued_legal_hold_keeps_its_backup_and_an_unreadable_one_stops
         other => panic!("{other:?}"),
     }
     assert_eq!(h.backups_of(&odd).await.len(), 4, "nothing deleted");
+}
+
+#[tokio::test]
+async fn a_hold_is_checked_again_in_the_catalog_just_before_each_delete() {
+    let h = Harness::new().await;
+    let table = h.name("Checked");
+    history(&h, &table, 3).await;
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let records = catalog
+        .list_targets(snapshot::JOB, Some(&table))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    // The condition DynamoDB evaluates agrees with how Backstop reads a hold.
+    for (value, free) in [
+        (None, true),
+        (Some(AttributeValue::Bool(false)), true),
+        (Some(AttributeValue::S("No".into())), true),
+        (Some(AttributeValue::N("0".into())), true),
+        (Some(AttributeValue::Bool(true)), false),
+        (Some(AttributeValue::S("until 2027-06".into())), false),
+        (Some(AttributeValue::S(" no ".into())), false),
+        (Some(AttributeValue::N("1".into())), false),
+    ] {
+        if let Some(v) = value.clone() {
+            set_legal_hold(&h, &table, 1, v).await;
+        }
+        let record = catalog
+            .list_targets(snapshot::JOB, Some(&table))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.slot == records[0].slot)
+            .unwrap();
+        assert_eq!(record.legal_hold, !free, "{value:?}");
+        assert_eq!(
+            catalog.still_not_held(&record, now).await.unwrap(),
+            free,
+            "{value:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_include_unmanaged_a_backup_named_as_backstops_but_unrecorded_stops_the_table() {
+    let h = Harness::new().await;
+    let table = h.name("Forgotten");
+    history(&h, &table, 3).await;
+    // A Backstop-named backup the catalog does not know: as after the catalog was replaced.
+    h.clients
+        .dynamodb
+        .create_backup()
+        .table_name(&table)
+        .backup_name(format!("{table}-backstop-20261001T020000Z"))
+        .send()
+        .await
+        .unwrap();
+    let env = h.env(&[
+        (settings::ENV_TABLES, &table),
+        (
+            settings::ENV_RETENTION_POLICY,
+            "keep_last=1,min_complete=1,include_unmanaged=true",
+        ),
+    ]);
+    let r = retention_run(&h.clients, &env, json!({})).await;
+    match outcome(&r, &table) {
+        Outcome::Failed { error, .. } => assert!(
+            error.starts_with("nothing deleted") && error.contains("has no record of it"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.backups_of(&table).await.len(), 5, "nothing deleted");
 }
 
 // ---------- 7. failures are reported exactly, one table alone ----------

@@ -107,10 +107,18 @@ pub async fn list_backups(
             hint: "write legal_hold as a boolean".into(),
         });
     }
-    let records: HashMap<String, TargetRecord> = records
-        .into_iter()
-        .filter_map(|r| Some((r.backup_arn.clone()?, r)))
-        .collect();
+    // Two records naming one backup: a hold on either holds it.
+    let mut by_arn: HashMap<String, TargetRecord> = HashMap::new();
+    for r in records {
+        let Some(arn) = r.backup_arn.clone() else {
+            continue;
+        };
+        by_arn
+            .entry(arn)
+            .and_modify(|kept| kept.legal_hold |= r.legal_hold)
+            .or_insert(r);
+    }
+    let records = by_arn;
     let mut out = Vec::new();
     let mut start: Option<String> = None;
     let mut pages = 0u32;
@@ -237,14 +245,49 @@ async fn retain_table(
             return report;
         }
     };
+    // With include_unmanaged on, a backup named as Backstop's that the catalog does not know
+    // would be deleted as a stranger's: the catalog may have been replaced or emptied. Stop.
+    if policy.includes_unmanaged() && !request.dry_run {
+        if let Some(l) = listed
+            .iter()
+            .find(|l| l.record.is_none() && super::snapshot::is_backstop_backup_name(&l.name))
+        {
+            report.outcome = Outcome::Failed {
+                operation: "read catalog".into(),
+                error: format!(
+                    "nothing deleted: backup {} is named as Backstop's but catalog {} has no record of it (was the catalog replaced or emptied?); with include_unmanaged on it would be deleted as another's. Restore the catalog's records, or delete that backup by hand",
+                    l.name,
+                    catalog.table_name()
+                ),
+                retryable: false,
+            };
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+    }
     let by_arn: HashMap<&str, &ListedBackup> =
         listed.iter().map(|l| (l.point.id.as_str(), l)).collect();
     let (mut deleted, mut failures) = (0usize, Vec::new());
     for planned in &plan.points {
         let listed = by_arn.get(planned.point.id.as_str());
         let result = if let Decision::Delete { .. } = planned.decision {
+            let record = listed.and_then(|l| l.record.as_ref());
+            let held_now = match record {
+                Some(r) if !request.dry_run => catalog
+                    .still_not_held(r, Timestamp::now())
+                    .await
+                    .map(|free| !free),
+                _ => Ok(false),
+            };
             if request.dry_run {
                 Some("not deleted: dry run".to_owned())
+            } else if let Err(e) = held_now {
+                failures.push(format!("{}: {e}", planned.point.id));
+                Some(format!(
+                    "delete failed: could not check its legal hold: {e}"
+                ))
+            } else if matches!(held_now, Ok(true)) {
+                Some("not deleted: a legal hold was set on it during the run".to_owned())
             } else {
                 match delete_backup(ddb, limiter, &planned.point.id).await {
                     Ok(how) => {

@@ -519,7 +519,7 @@ async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<ExitCo
                 &config,
                 &settings.metrics_namespace,
                 metric,
-                snapshot::JOB,
+                snapshot::JOB.name(),
                 Some(table),
             )
             .await?;

@@ -6,7 +6,7 @@
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
 //! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at, deleted_at, legal_hold (set by operators: any value but false holds) |
-//! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, selected, created, already_done, failed, bytes, items, errors |
+//! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, errors, and the job's counters ([`RunReport::run_counters`]): snapshot selected, created, already_done, in_progress, failed, bytes, items; retention selected, retained, kept, deleted, failed |
 //!
 //! The guard: before any work on a (job, table, slot), a conditional write takes the target
 //! item from "absent" or `FAILED` (or a `CLAIMED` whose lease has run out: its holder is dead)
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::event::ScheduleSlot;
 use crate::report::{BackupInfo, RunReport};
+use crate::settings::JobKind;
 
 /// How long a claim protects a slot at most, before its holder renews it (just before it creates
 /// anything). Short, so that a retry one to three minutes after a crash (Lambda's asynchronous
@@ -66,7 +67,7 @@ pub struct Catalog {
 /// One target's record for one slot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetRecord {
-    pub job: String,
+    pub job: JobKind,
     pub table: String,
     pub slot: String,
     pub status: String,
@@ -136,7 +137,11 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub fn target_key(job: &str, table: &str, slot: &ScheduleSlot) -> HashMap<String, AttributeValue> {
+pub fn target_key(
+    job: JobKind,
+    table: &str,
+    slot: &ScheduleSlot,
+) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".to_owned(), s(format!("TARGET#{job}#{table}"))),
         ("sk".to_owned(), s(format!("SLOT#{slot}"))),
@@ -164,7 +169,7 @@ impl Catalog {
     #[allow(clippy::too_many_arguments)]
     pub async fn claim(
         &self,
-        job: &str,
+        job: JobKind,
         table: &str,
         slot: &ScheduleSlot,
         run_id: &str,
@@ -205,7 +210,7 @@ impl Catalog {
             .expression_attribute_names("#attempts", "attempts")
             .expression_attribute_names("#error", "error")
             .expression_attribute_values(":kind", s("target"))
-            .expression_attribute_values(":job", s(job))
+            .expression_attribute_values(":job", s(job.name()))
             .expression_attribute_values(":table", s(table))
             .expression_attribute_values(":slot", s(slot.to_string()))
             .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
@@ -262,7 +267,7 @@ impl Catalog {
     /// Reads one target record (strongly consistent).
     pub async fn get(
         &self,
-        job: &str,
+        job: JobKind,
         table: &str,
         slot: &ScheduleSlot,
     ) -> Result<Option<TargetRecord>> {
@@ -283,7 +288,7 @@ impl Catalog {
     /// this run's (it was taken over after the lease ran out); create nothing.
     pub async fn renew(
         &self,
-        job: &str,
+        job: JobKind,
         table: &str,
         slot: &ScheduleSlot,
         run_id: &str,
@@ -321,7 +326,7 @@ impl Catalog {
     /// Marks a claimed target done with its backup. Only the claim holder may do so.
     pub async fn complete(
         &self,
-        job: &str,
+        job: JobKind,
         table: &str,
         slot: &ScheduleSlot,
         run_id: &str,
@@ -412,7 +417,7 @@ impl Catalog {
     /// Marks a claimed target failed, so that the next delivery retries it at once.
     pub async fn fail(
         &self,
-        job: &str,
+        job: JobKind,
         table: &str,
         slot: &ScheduleSlot,
         run_id: &str,
@@ -464,7 +469,7 @@ impl Catalog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(target_key(&record.job, &record.table, &slot)))
+            .set_key(Some(target_key(record.job, &record.table, &slot)))
             .update_expression("SET hold_checked_at = :now_s")
             .expression_attribute_names("#hold", "legal_hold")
             .expression_attribute_values(":now_s", s(now.to_string()))
@@ -506,7 +511,7 @@ impl Catalog {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(target_key(&record.job, &record.table, &slot)))
+            .set_key(Some(target_key(record.job, &record.table, &slot)))
             .update_expression("SET #status = :deleted, deleted_at = :now_s, updated_at = :now_s")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
@@ -520,7 +525,6 @@ impl Catalog {
 
     /// Records a finished run.
     pub async fn record_run(&self, report: &RunReport) -> Result<()> {
-        let t = &report.totals;
         let mut item = HashMap::from([
             ("pk".to_owned(), s(format!("RUN#{}", report.job))),
             (
@@ -528,7 +532,7 @@ impl Catalog {
                 s(format!("{}#{}", report.slot, report.run_id)),
             ),
             ("kind".to_owned(), s("run")),
-            ("job".to_owned(), s(&report.job)),
+            ("job".to_owned(), s(report.job.name())),
             ("slot".to_owned(), s(report.slot.to_string())),
             ("run_id".to_owned(), s(&report.run_id)),
             ("status".to_owned(), s(format!("{:?}", report.status))),
@@ -537,13 +541,14 @@ impl Catalog {
             ("started_at".to_owned(), s(report.started_at.to_string())),
             ("finished_at".to_owned(), s(report.finished_at.to_string())),
             ("duration_ms".to_owned(), n(report.duration_ms as i64)),
-            ("selected".to_owned(), n(t.selected as i64)),
-            ("created".to_owned(), n(t.created as i64)),
-            ("already_done".to_owned(), n(t.already_done as i64)),
-            ("failed".to_owned(), n(t.failed as i64)),
-            ("bytes".to_owned(), n(t.bytes)),
-            ("items".to_owned(), n(t.items)),
         ]);
+        // Each job's own counters.
+        item.extend(
+            report
+                .run_counters()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), n(value))),
+        );
         if !report.errors.is_empty() {
             item.insert(
                 "errors".to_owned(),
@@ -561,7 +566,11 @@ impl Catalog {
     }
 
     /// Backups recorded for one table (all slots), or for every table, oldest slot first.
-    pub async fn list_targets(&self, job: &str, table: Option<&str>) -> Result<Vec<TargetRecord>> {
+    pub async fn list_targets(
+        &self,
+        job: JobKind,
+        table: Option<&str>,
+    ) -> Result<Vec<TargetRecord>> {
         let items: Vec<HashMap<String, AttributeValue>> = match table {
             Some(t) => self
                 .client
@@ -583,7 +592,7 @@ impl Catalog {
                 .expression_attribute_names("#kind", "kind")
                 .expression_attribute_names("#job", "job")
                 .expression_attribute_values(":kind", s("target"))
-                .expression_attribute_values(":job", s(job))
+                .expression_attribute_values(":job", s(job.name()))
                 .into_paginator()
                 .items()
                 .send()
@@ -643,7 +652,17 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
     };
     let hold = legal_hold_of(item.get("legal_hold"));
     Ok(TargetRecord {
-        job: required("job")?,
+        job: required("job")?.parse().map_err(|e: String| Error::Aws {
+            operation: "read catalog item",
+            resource: format!(
+                "catalog item {}",
+                get_s("pk").unwrap_or_else(|| "(no pk)".into())
+            ),
+            code: None,
+            message: e,
+            retryable: false,
+            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+        })?,
         table: required("table")?,
         slot: required("slot")?,
         status: required("status")?,

@@ -6,6 +6,7 @@ use aws_smithy_types::DateTime;
 
 use crate::error::{Error, Result};
 use crate::report::{Outcome, RunReport};
+use crate::settings::JobKind;
 
 pub const METRIC_SUCCESS: &str = "BackupSuccess";
 pub const METRIC_FAILURE: &str = "BackupFailure";
@@ -44,7 +45,7 @@ pub async fn publish_sns(
         .subject(report.subject())
         .message(report.email_body())
         .message_attributes("severity", attr(report.status.severity())?)
-        .message_attributes("job", attr(&report.job)?)
+        .message_attributes("job", attr(report.job.name())?)
         .message_attributes("status", attr(&format!("{:?}", report.status))?)
         .send()
         .await
@@ -61,97 +62,116 @@ pub async fn publish_sns(
 /// - and the run's totals of the same metrics with the Job dimension alone (BackupDuration:
 ///   the run's duration), which the template's alarms and dashboard read.
 pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
-    let at = DateTime::from_secs(report.finished_at.as_second());
-    let job_datum = |name: &str, value: f64, unit: StandardUnit| {
-        MetricDatum::builder()
-            .metric_name(name)
-            .dimensions(Dimension::builder().name("Job").value(&report.job).build())
-            .timestamp(at)
-            .value(value)
-            .unit(unit)
-            .build()
-    };
-    let datum = |name: &str, table: &str, value: f64, unit: StandardUnit| {
-        MetricDatum::builder()
-            .metric_name(name)
-            .dimensions(Dimension::builder().name("Job").value(&report.job).build())
-            .dimensions(Dimension::builder().name("Table").value(table).build())
-            .timestamp(at)
-            .value(value)
-            .unit(unit)
-            .build()
-    };
-    let mut data = Vec::new();
-    // Run-level totals (dimension Job alone), for the alarms and the dashboard. Only for runs
-    // that worked on something, so a redelivery adds no data points.
-    let t = &report.totals;
-    if report.job == "retention" {
-        if t.retained + t.failed > 0 {
-            data.push(job_datum(
-                METRIC_RETENTION_KEPT,
-                t.kept as f64,
-                StandardUnit::Count,
-            ));
-            data.push(job_datum(
-                METRIC_RETENTION_DELETED,
-                t.deleted as f64,
-                StandardUnit::Count,
-            ));
-            data.push(job_datum(
-                METRIC_RETENTION_FAILURE,
-                t.failed as f64,
-                StandardUnit::Count,
-            ));
+    let data = MetricData::of(report);
+    match report.job {
+        JobKind::Snapshot => snapshot_metrics(report, &data),
+        JobKind::Retention => retention_metrics(report, &data),
+    }
+}
+
+/// Builds the data points of one run: its time, and its Job dimension.
+struct MetricData<'a> {
+    report: &'a RunReport,
+    at: DateTime,
+}
+
+impl<'a> MetricData<'a> {
+    fn of(report: &'a RunReport) -> Self {
+        MetricData {
+            report,
+            at: DateTime::from_secs(report.finished_at.as_second()),
         }
-    } else if t.created + t.failed > 0 {
-        data.push(job_datum(
-            METRIC_SUCCESS,
-            t.created as f64,
-            StandardUnit::Count,
-        ));
-        data.push(job_datum(
-            METRIC_FAILURE,
-            t.failed as f64,
-            StandardUnit::Count,
-        ));
-        data.push(job_datum(
+    }
+
+    /// A run total: dimension Job alone.
+    fn total(&self, name: &str, value: f64, unit: StandardUnit) -> MetricDatum {
+        self.datum(name, None, value, unit)
+    }
+
+    /// A table's datum: dimensions Job and Table.
+    fn table(&self, name: &str, table: &str, value: f64, unit: StandardUnit) -> MetricDatum {
+        self.datum(name, Some(table), value, unit)
+    }
+
+    fn datum(
+        &self,
+        name: &str,
+        table: Option<&str>,
+        value: f64,
+        unit: StandardUnit,
+    ) -> MetricDatum {
+        let mut b = MetricDatum::builder().metric_name(name).dimensions(
+            Dimension::builder()
+                .name("Job")
+                .value(self.report.job.name())
+                .build(),
+        );
+        if let Some(t) = table {
+            b = b.dimensions(Dimension::builder().name("Table").value(t).build());
+        }
+        b.timestamp(self.at).value(value).unit(unit).build()
+    }
+}
+
+fn snapshot_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = Vec::new();
+    // Run totals only for runs that worked on something, so a redelivery adds no data points.
+    let t = &report.totals;
+    if t.created + t.failed > 0 {
+        data.push(m.total(METRIC_SUCCESS, t.created as f64, StandardUnit::Count));
+        data.push(m.total(METRIC_FAILURE, t.failed as f64, StandardUnit::Count));
+        data.push(m.total(
             METRIC_DURATION,
             report.duration_ms as f64 / 1000.0,
             StandardUnit::Seconds,
         ));
-        data.push(job_datum(METRIC_SIZE, t.bytes as f64, StandardUnit::Bytes));
+        data.push(m.total(METRIC_SIZE, t.bytes as f64, StandardUnit::Bytes));
     }
     for t in &report.targets {
         match &t.outcome {
             Outcome::Created { backup } => {
-                data.push(datum(METRIC_SUCCESS, &t.table, 1.0, StandardUnit::Count));
-                data.push(datum(METRIC_FAILURE, &t.table, 0.0, StandardUnit::Count));
-                data.push(datum(
+                data.push(m.table(METRIC_SUCCESS, &t.table, 1.0, StandardUnit::Count));
+                data.push(m.table(METRIC_FAILURE, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.table(
                     METRIC_DURATION,
                     &t.table,
                     t.duration_ms as f64 / 1000.0,
                     StandardUnit::Seconds,
                 ));
                 if let Some(size) = backup.size_bytes {
-                    data.push(datum(
-                        METRIC_SIZE,
-                        &t.table,
-                        size as f64,
-                        StandardUnit::Bytes,
-                    ));
+                    data.push(m.table(METRIC_SIZE, &t.table, size as f64, StandardUnit::Bytes));
                 }
             }
-            Outcome::Failed { .. } if report.job == "retention" => {
-                data.push(datum(
-                    METRIC_RETENTION_FAILURE,
-                    &t.table,
-                    1.0,
-                    StandardUnit::Count,
-                ));
-            }
             Outcome::Failed { .. } => {
-                data.push(datum(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
-                data.push(datum(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
+                data.push(m.table(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.table(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
+            }
+            _ => {}
+        }
+    }
+    data
+}
+
+fn retention_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = Vec::new();
+    let t = &report.totals;
+    if t.retained + t.failed > 0 {
+        data.push(m.total(METRIC_RETENTION_KEPT, t.kept as f64, StandardUnit::Count));
+        data.push(m.total(
+            METRIC_RETENTION_DELETED,
+            t.deleted as f64,
+            StandardUnit::Count,
+        ));
+        data.push(m.total(
+            METRIC_RETENTION_FAILURE,
+            t.failed as f64,
+            StandardUnit::Count,
+        ));
+    }
+    for t in &report.targets {
+        match &t.outcome {
+            Outcome::Failed { .. } => {
+                data.push(m.table(METRIC_RETENTION_FAILURE, &t.table, 1.0, StandardUnit::Count));
             }
             Outcome::Retained {
                 kept,
@@ -159,26 +179,27 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
                 failed_deletes,
                 ..
             } => {
-                data.push(datum(
+                data.push(m.table(
                     METRIC_RETENTION_KEPT,
                     &t.table,
                     *kept as f64,
                     StandardUnit::Count,
                 ));
-                data.push(datum(
+                data.push(m.table(
                     METRIC_RETENTION_DELETED,
                     &t.table,
                     *deleted as f64,
                     StandardUnit::Count,
                 ));
-                data.push(datum(
+                let failed = if *failed_deletes > 0 { 1.0 } else { 0.0 };
+                data.push(m.table(
                     METRIC_RETENTION_FAILURE,
                     &t.table,
-                    if *failed_deletes > 0 { 1.0 } else { 0.0 },
+                    failed,
                     StandardUnit::Count,
                 ));
             }
-            Outcome::AlreadyDone { .. } | Outcome::InProgress { .. } | Outcome::Planned { .. } => {}
+            _ => {}
         }
     }
     data
@@ -261,7 +282,7 @@ mod tests {
         let totals = Totals::from_targets(&targets);
         RunReport {
             run_id: "r".into(),
-            job: "snapshot".into(),
+            job: JobKind::Snapshot,
             slot: ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap(),
             trigger: Trigger::Manual,
             dry_run: false,

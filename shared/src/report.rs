@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::event::{ScheduleSlot, Trigger};
 use crate::retention::Decision;
 use crate::selection::Excluded;
+use crate::settings::JobKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
-    pub job: String,
+    pub job: JobKind,
     pub slot: ScheduleSlot,
     pub trigger: Trigger,
     pub dry_run: bool,
@@ -365,7 +366,6 @@ impl RunReport {
 
     /// A plain-text body that reads well in an e-mail client.
     pub fn email_body(&self) -> String {
-        let t = &self.totals;
         let mut out = String::new();
         out.push_str(&format!(
             "Backstop {} run {}{}\n\n",
@@ -384,38 +384,7 @@ impl RunReport {
             "Duration:   {:.1} s\n",
             self.duration_ms as f64 / 1000.0
         ));
-        if self.job == "retention" {
-            out.push_str(&format!(
-                "Targets:    {} selected, {} planned, {} failed\n",
-                t.selected, t.retained, t.failed
-            ));
-            out.push_str(&format!(
-                "Backups:    {} kept, {} deleted{}\n",
-                t.kept,
-                t.deleted,
-                if self.dry_run { " (dry run)" } else { "" }
-            ));
-        } else {
-            out.push_str(&format!(
-                "Targets:    {} selected, {} backed up now, {} already done for this slot, {} failed{}\n",
-                t.selected,
-                t.created,
-                t.already_done,
-                t.failed,
-                if t.in_progress > 0 {
-                    format!(", {} in progress elsewhere", t.in_progress)
-                } else {
-                    String::new()
-                }
-            ));
-        }
-        if t.created > 0 {
-            out.push_str(&format!(
-                "New data:   {} in {} items\n",
-                human_bytes(t.bytes),
-                t.items
-            ));
-        }
+        out.push_str(&self.totals_lines());
         out.push('\n');
         // Targets not done first when not all fit; then a count of the rest.
         let mut blocks: Vec<(bool, String)> = self
@@ -474,6 +443,70 @@ impl RunReport {
             );
         }
         out
+    }
+}
+
+impl RunReport {
+    /// The job's own counters, as its run record keeps them.
+    pub fn run_counters(&self) -> Vec<(&'static str, i64)> {
+        let t = &self.totals;
+        let c = |n: usize| n as i64;
+        match self.job {
+            JobKind::Snapshot => vec![
+                ("selected", c(t.selected)),
+                ("created", c(t.created)),
+                ("already_done", c(t.already_done)),
+                ("in_progress", c(t.in_progress)),
+                ("failed", c(t.failed)),
+                ("bytes", t.bytes),
+                ("items", t.items),
+            ],
+            JobKind::Retention => vec![
+                ("selected", c(t.selected)),
+                ("retained", c(t.retained)),
+                ("kept", c(t.kept)),
+                ("deleted", c(t.deleted)),
+                ("failed", c(t.failed)),
+            ],
+        }
+    }
+
+    /// The job's own lines of totals in the e-mail.
+    fn totals_lines(&self) -> String {
+        let t = &self.totals;
+        match self.job {
+            JobKind::Snapshot => {
+                let mut out = format!(
+                    "Targets:    {} selected, {} backed up now, {} already done for this slot, {} failed{}\n",
+                    t.selected,
+                    t.created,
+                    t.already_done,
+                    t.failed,
+                    if t.in_progress > 0 {
+                        format!(", {} in progress elsewhere", t.in_progress)
+                    } else {
+                        String::new()
+                    }
+                );
+                if t.created > 0 {
+                    out.push_str(&format!(
+                        "New data:   {} in {} items\n",
+                        human_bytes(t.bytes),
+                        t.items
+                    ));
+                }
+                out
+            }
+            JobKind::Retention => format!(
+                "Targets:    {} selected, {} planned, {} failed\nBackups:    {} kept, {} deleted{}\n",
+                t.selected,
+                t.retained,
+                t.failed,
+                t.kept,
+                t.deleted,
+                if self.dry_run { " (dry run)" } else { "" }
+            ),
+        }
     }
 }
 
@@ -641,7 +674,7 @@ mod tests {
         let totals = Totals::from_targets(&targets);
         RunReport {
             run_id: "r1".into(),
-            job: "snapshot".into(),
+            job: JobKind::Snapshot,
             slot: ScheduleSlot::parse("2026-11-22T02:00:00Z").unwrap(),
             trigger: Trigger::Schedule,
             dry_run: false,
@@ -724,7 +757,9 @@ mod tests {
                 backup: backup("a"),
             },
         )]);
-        r.job = "snapshot-ünïcode-".repeat(10);
+        r.job = JobKind::Retention;
+        r.dry_run = true;
+        r.totals.selected = usize::MAX;
         let s = r.subject();
         assert!(s.len() < 100 && s.is_ascii(), "{s}");
         let r = report(vec![target(

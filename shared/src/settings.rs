@@ -68,8 +68,9 @@ pub const ALL_ENV: &[(&str, &str)] = &[
 ];
 
 /// The job a function runs. Each job validates only the settings it uses, so that a typo in one
-/// job's setting never stops another job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// job's setting never stops another job. Code that differs per job matches on it without a
+/// wildcard, so a new job does not compile until each of those places says what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Snapshot,
@@ -77,11 +78,30 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::Snapshot, JobKind::Retention];
+
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Snapshot => "snapshot",
             JobKind::Retention => "retention",
         }
+    }
+}
+
+impl std::str::FromStr for JobKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        JobKind::ALL
+            .into_iter()
+            .find(|j| j.name() == s)
+            .ok_or_else(|| format!("{:?} is not a Backstop job", truncate_for_message(s)))
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -187,7 +187,7 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
         "retention",
         "events/retention-dry-run.json",
     ));
-    assert_eq!(plan.job, "retention");
+    assert_eq!(plan.job, backstop::settings::JobKind::Retention);
     assert!(plan.dry_run);
     assert_eq!(plan.totals.retained, 3, "{plan:#?}");
     assert_eq!(plan.totals.deleted, 0);

@@ -194,7 +194,7 @@ async fn build_history() -> Clocked {
         let slot = ScheduleSlot::parse(&format!("{day}T02:00:00Z")).unwrap();
         let claim = catalog
             .claim(
-                "snapshot",
+                snapshot::JOB,
                 TABLE,
                 &slot,
                 "history",
@@ -226,7 +226,7 @@ async fn build_history() -> Clocked {
         };
         catalog
             .complete(
-                "snapshot",
+                snapshot::JOB,
                 TABLE,
                 &slot,
                 "history",
@@ -430,7 +430,10 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
         .filter(|d| d.decision.is_delete())
         .all(|d| d.result.as_deref() == Some("deleted")));
     let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
-    let records = catalog.list_targets("snapshot", Some(TABLE)).await.unwrap();
+    let records = catalog
+        .list_targets(snapshot::JOB, Some(TABLE))
+        .await
+        .unwrap();
     assert_eq!(
         records.iter().filter(|r| r.status == "DELETED").count(),
         352

@@ -86,7 +86,7 @@ async fn backups_exist_in_list_backups_and_restore_brings_back_the_same_items() 
     let catalog =
         backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
     let records = catalog
-        .list_targets("snapshot", Some(&table))
+        .list_targets(snapshot::JOB, Some(&table))
         .await
         .unwrap();
     assert_eq!(records.len(), 1);
@@ -500,7 +500,7 @@ async fn a_retry_after_a_dead_attempt_adopts_its_backup_instead_of_making_anothe
     h.create_table(&table, 2, &[]).await;
     let slot = backstop::event::ScheduleSlot::parse("2026-11-21T02:00:00Z").unwrap();
     // A run claimed the slot 30 minutes ago, made the backup, and died before recording it.
-    let mut key = backstop::catalog::target_key("snapshot", &table, &slot);
+    let mut key = backstop::catalog::target_key(snapshot::JOB, &table, &slot);
     let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
     key.extend([
         ("kind".to_owned(), s("target")),
@@ -564,7 +564,7 @@ async fn a_live_claim_by_another_run_is_left_alone_and_the_invocation_fails_for_
         backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
     let claim = catalog
         .claim(
-            "snapshot",
+            snapshot::JOB,
             &table,
             &slot,
             "other-run",

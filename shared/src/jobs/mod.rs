@@ -63,7 +63,7 @@ pub fn into_result(report: RunReport) -> crate::Result<RunReport> {
     let report = report.fit_response();
     if report.needs_retry() {
         return Err(crate::Error::RunFailed {
-            job: report.job.clone(),
+            job: report.job.to_string(),
             run_id: report.run_id.clone(),
             slot: report.slot.to_string(),
             summary: report.failure_summary(),
@@ -75,7 +75,7 @@ pub fn into_result(report: RunReport) -> crate::Result<RunReport> {
 /// A run between its start and its report.
 pub(crate) struct RunInProgress {
     pub run_id: String,
-    pub job: &'static str,
+    pub job: JobKind,
     pub request: JobRequest,
     pub selection: String,
     pub started_at: Timestamp,
@@ -86,7 +86,7 @@ pub(crate) struct RunInProgress {
 }
 
 impl RunInProgress {
-    pub fn start(job: &'static str, settings: &Settings, request: &JobRequest) -> Self {
+    pub fn start(job: JobKind, settings: &Settings, request: &JobRequest) -> Self {
         RunInProgress {
             run_id: uuid::Uuid::new_v4().to_string(),
             job,
@@ -162,7 +162,7 @@ impl RunInProgress {
         let totals = Totals::from_targets(&self.targets);
         let mut report = RunReport {
             run_id: self.run_id,
-            job: self.job.to_owned(),
+            job: self.job,
             slot: self.request.slot,
             trigger: self.request.trigger,
             dry_run: self.request.dry_run,

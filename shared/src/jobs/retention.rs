@@ -20,7 +20,7 @@ use crate::report::{Outcome, PointDecision, RunReport, TargetReport};
 use crate::retention::{self, CompiledPolicy, Decision, RecoveryPoint, RetentionPlan};
 use crate::settings::{JobKind, Settings};
 
-pub const JOB: &str = "retention";
+pub const JOB: JobKind = JobKind::Retention;
 
 /// DeleteBackup allows 10 calls per second per account.
 pub const DELETES_PER_SECOND: u32 = 10;
@@ -41,7 +41,7 @@ pub async fn handle(
 /// old slot in a payload cannot switch it off.
 pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
     let mut run = super::RunInProgress::start(JOB, settings, request);
-    let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
+    let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
     async {
         let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
         let compiled = match &settings.retention_policy {

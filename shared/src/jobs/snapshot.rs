@@ -17,7 +17,7 @@ use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{BackupInfo, Outcome, PitrState, RunReport, TargetReport};
 use crate::settings::{JobKind, Settings};
 
-pub const JOB: &str = "snapshot";
+pub const JOB: JobKind = JobKind::Snapshot;
 
 /// Marks names of backups Backstop made: `<table>-backstop-<slot>`.
 const NAME_MARK: &str = "-backstop-";
@@ -41,7 +41,7 @@ pub async fn handle(
 /// Never fails as a whole: every error lands in the report.
 pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
     let mut run = super::RunInProgress::start(JOB, settings, request);
-    let span = info_span!("run", run_id = %run.run_id, job = JOB, slot = %request.slot);
+    let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
     async {
         let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
         let run_id = run.run_id.clone();

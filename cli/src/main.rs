@@ -179,10 +179,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             };
             let settings = Settings::resolve(kind, &Environment::from_process(), &request)?;
             let clients = Clients::from_config(&aws_config_for(cli.endpoint.as_deref()).await);
-            let report = match job {
-                Job::Snapshot => snapshot::run(&clients, &settings, &request).await,
-                Job::Retention => retention::run(&clients, &settings, &request).await,
-            };
+            let report = backstop::jobs::run(kind, &clients, &settings, &request).await;
             print_report(&report, json);
             Ok(exit_for(&report))
         }

@@ -4,6 +4,7 @@
 //! take the concrete SDK clients from [`aws::Clients`], built once per process.
 
 pub mod aws;
+pub mod backups;
 pub mod catalog;
 pub mod error;
 pub mod event;
@@ -16,5 +17,8 @@ pub mod settings;
 
 #[cfg(feature = "local")]
 pub mod local;
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 pub use error::{Error, Result};

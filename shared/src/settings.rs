@@ -945,6 +945,28 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_in_help_and_in_the_readme() {
+        let source = include_str!("settings.rs");
+        let readme = include_str!("../../README.md");
+        let names: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const ENV_"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert!(names.len() >= 10, "{names:?}");
+        for name in names {
+            assert!(
+                ALL_ENV.iter().any(|(n, _)| *n == name),
+                "{name} is missing from ALL_ENV (backstop --help)"
+            );
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} is missing from the README's settings"
+            );
+        }
+    }
+
+    #[test]
     fn own_tables_are_recognised() {
         let s = snap(&env(&base()), &Overrides::default()).unwrap();
         assert!(s.is_own_table("backstop-catalog"));

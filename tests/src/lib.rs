@@ -131,29 +131,12 @@ impl Harness {
 
     /// The backups DynamoDB lists for a table (every page), as (name, ARN).
     pub async fn backups_of(&self, table: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let page = self
-                .clients
-                .dynamodb
-                .list_backups()
-                .table_name(table)
-                .set_exclusive_start_backup_arn(start.take())
-                .send()
-                .await
-                .unwrap();
-            out.extend(page.backup_summaries().iter().map(|b| {
-                (
-                    b.backup_name().unwrap_or_default().to_owned(),
-                    b.backup_arn().unwrap_or_default().to_owned(),
-                )
-            }));
-            match page.last_evaluated_backup_arn {
-                Some(a) if !a.is_empty() => start = Some(a),
-                _ => return out,
-            }
-        }
+        backstop::backups::list(&self.clients.dynamodb, table, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.name, b.arn))
+            .collect()
     }
 
     /// Every item of a table, as sorted JSON-ish strings, for comparing contents.

@@ -72,28 +72,12 @@ impl Clocked {
     }
 
     async fn backup_names(&self) -> BTreeSet<String> {
-        let mut names = BTreeSet::new();
-        let mut start: Option<String> = None;
-        loop {
-            let page = self
-                .clients
-                .dynamodb
-                .list_backups()
-                .table_name(TABLE)
-                .set_exclusive_start_backup_arn(start.take())
-                .send()
-                .await
-                .unwrap();
-            names.extend(
-                page.backup_summaries()
-                    .iter()
-                    .filter_map(|b| b.backup_name().map(String::from)),
-            );
-            match page.last_evaluated_backup_arn {
-                Some(a) => start = Some(a),
-                None => return names,
-            }
-        }
+        backstop::backups::list(&self.clients.dynamodb, TABLE, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect()
     }
 }
 

@@ -50,6 +50,35 @@ impl Context {
     }
 }
 
+/// Runs `job` for resolved settings: the one path the functions, the CLI and the tests share
+/// once a request is parsed.
+pub async fn run(
+    job: JobKind,
+    clients: &Clients,
+    settings: &Settings,
+    request: &JobRequest,
+) -> RunReport {
+    // Boxed: each job's future is deep, and a binary that nests both would pass the
+    // compiler's type-depth limit.
+    match job {
+        JobKind::Snapshot => Box::pin(snapshot::run(clients, settings, request)).await,
+        JobKind::Retention => Box::pin(retention::run(clients, settings, request)).await,
+    }
+}
+
+/// The handler's body for any job: parse the payload, resolve the job's settings, run, and fail
+/// the invocation (after the report is published) when anything is left undone, so that
+/// Lambda's retry and failure destination see it.
+pub async fn handle(
+    job: JobKind,
+    ctx: &Context,
+    payload: serde_json::Value,
+    deadline: Option<Timestamp>,
+) -> crate::Result<RunReport> {
+    let (request, settings) = ctx.prepare(job, &payload, deadline)?;
+    into_result(run(job, &ctx.clients, &settings, &request).await)
+}
+
 /// Lambda's invocation deadline (milliseconds since the epoch, from the context) as a time.
 pub fn deadline_of(deadline_ms: u64) -> Option<Timestamp> {
     i64::try_from(deadline_ms)

@@ -3,16 +3,16 @@
 //! 10 calls per second. Anything short of a complete listing deletes nothing for that table.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{BackupStatus, BackupTypeFilter};
 use aws_sdk_dynamodb::Client as DynamoDb;
 use jiff::Timestamp;
 use serde_json::Value;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use super::Context;
 use crate::aws::Clients;
+use crate::backups;
 use crate::catalog::{Catalog, TargetRecord};
 use crate::error::{Error, Result};
 use crate::event::JobRequest;
@@ -22,9 +22,7 @@ use crate::settings::{JobKind, Settings};
 
 pub const JOB: JobKind = JobKind::Retention;
 
-/// DeleteBackup allows 10 calls per second per account.
-pub const DELETES_PER_SECOND: u32 = 10;
-const DELETE_ATTEMPTS: u32 = 6;
+pub use crate::backups::{RateLimiter, DELETES_PER_SECOND};
 
 /// The Lambda handler's body (see `snapshot::handle`).
 pub async fn handle(
@@ -32,8 +30,7 @@ pub async fn handle(
     payload: Value,
     deadline: Option<Timestamp>,
 ) -> Result<RunReport> {
-    let (request, settings) = ctx.prepare(JobKind::Retention, &payload, deadline)?;
-    super::into_result(run(&ctx.clients, &settings, &request).await)
+    super::handle(JOB, ctx, payload, deadline).await
 }
 
 /// Runs retention for resolved settings. The policy is evaluated as of the request's slot; the
@@ -119,68 +116,25 @@ pub async fn list_backups(
             .or_insert(r);
     }
     let records = by_arn;
-    let mut out = Vec::new();
-    let mut start: Option<String> = None;
-    let mut pages = 0u32;
-    loop {
-        pages += 1;
-        let page = ddb
-            .list_backups()
-            .table_name(table)
-            .backup_type(BackupTypeFilter::User)
-            .set_exclusive_start_backup_arn(start.take())
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = Error::aws("ListBackups", format!("table {table}"), e);
-                if let Error::Aws { message, .. } = &mut err {
-                    message.push_str(&format!(" (on page {pages}; the listing is incomplete)"));
-                }
-                err
-            })?;
-        for b in page.backup_summaries() {
-            let (Some(arn), Some(created)) = (b.backup_arn(), b.backup_creation_date_time()) else {
-                return Err(Error::Aws {
-                    operation: "ListBackups",
-                    resource: format!("table {table}"),
-                    code: None,
-                    message: "a backup summary has no ARN or creation time; the listing cannot be trusted".into(),
-                    retryable: true,
-                    hint: "a retry may succeed".into(),
-                });
-            };
-            let status = b.backup_status();
-            if status == Some(&BackupStatus::Deleted) {
-                continue;
-            }
-            let created_at = Timestamp::new(created.secs(), created.subsec_nanos() as i32)
-                .map_err(|e| Error::Aws {
-                    operation: "ListBackups",
-                    resource: format!("backup {arn}"),
-                    code: None,
-                    message: format!("creation time out of range: {e}"),
-                    retryable: false,
-                    hint: String::new(),
-                })?;
-            let record = records.get(arn).cloned();
-            out.push(ListedBackup {
+    Ok(backups::list(ddb, table, None)
+        .await?
+        .into_iter()
+        .map(|b| {
+            let record = records.get(&b.arn).cloned();
+            ListedBackup {
                 point: RecoveryPoint {
-                    id: arn.to_owned(),
+                    id: b.arn,
                     source: table.to_owned(),
-                    created_at,
-                    complete: status == Some(&BackupStatus::Available),
+                    created_at: b.created_at,
+                    complete: b.available,
                     legal_hold: record.as_ref().is_some_and(|r| r.legal_hold),
                     managed: record.is_some(),
                 },
-                name: b.backup_name().unwrap_or_default().to_owned(),
+                name: b.name,
                 record,
-            });
-        }
-        match page.last_evaluated_backup_arn {
-            Some(arn) if !arn.is_empty() => start = Some(arn),
-            _ => return Ok(out),
-        }
-    }
+            }
+        })
+        .collect())
 }
 
 /// Lists and plans one table, deleting nothing.
@@ -289,7 +243,7 @@ async fn retain_table(
             } else if matches!(held_now, Ok(true)) {
                 Some("not deleted: a legal hold was set on it during the run".to_owned())
             } else {
-                match delete_backup(ddb, limiter, &planned.point.id).await {
+                match backups::delete(ddb, limiter, &planned.point.id).await {
                     Ok(how) => {
                         deleted += 1;
                         if let Some(record) = listed.and_then(|l| l.record.as_ref()) {
@@ -300,8 +254,8 @@ async fn retain_table(
                             }
                         }
                         Some(match how {
-                            Deleted::Now => "deleted".to_owned(),
-                            Deleted::AlreadyGone => {
+                            backups::Deleted::Now => "deleted".to_owned(),
+                            backups::Deleted::AlreadyGone => {
                                 "deleted (it was already gone: an earlier attempt's answer was lost)"
                                     .to_owned()
                             }
@@ -360,88 +314,5 @@ fn decision_words(d: &Decision) -> String {
             format!("keep ({})", rules.join(", "))
         }
         Decision::Delete { reason } => format!("delete ({reason})"),
-    }
-}
-
-/// How a delete ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deleted {
-    Now,
-    /// DynamoDB no longer knows the backup: an earlier attempt (whose answer was lost, or a run
-    /// before) deleted it. Counted as deleted, and said so.
-    AlreadyGone,
-}
-
-/// Deletes one backup, retrying what can be retried with exponential backoff. Safe to repeat: a
-/// backup already gone counts as deleted, so a lost answer or a redelivered run is harmless.
-async fn delete_backup(ddb: &DynamoDb, limiter: &RateLimiter, arn: &str) -> Result<Deleted> {
-    let mut backoff = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        limiter.acquire().await;
-        match ddb.delete_backup().backup_arn(arn).send().await {
-            Ok(_) => return Ok(Deleted::Now),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_backup_not_found_exception()) =>
-            {
-                return Ok(Deleted::AlreadyGone)
-            }
-            Err(e) => {
-                let err = Error::aws("DeleteBackup", format!("backup {arn}"), e);
-                if !err.is_retryable() || attempt >= DELETE_ATTEMPTS {
-                    return Err(err);
-                }
-                warn!(attempt, error = %err, "retrying DeleteBackup");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                attempt += 1;
-            }
-        }
-    }
-}
-
-/// Spaces calls evenly: at most `n` per second across every task that shares it.
-pub struct RateLimiter {
-    next: tokio::sync::Mutex<tokio::time::Instant>,
-    interval: Duration,
-}
-
-impl RateLimiter {
-    pub fn per_second(n: u32) -> RateLimiter {
-        RateLimiter {
-            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
-            interval: Duration::from_secs(1) / n.max(1),
-        }
-    }
-
-    pub async fn acquire(&self) {
-        let mut next = self.next.lock().await;
-        let now = tokio::time::Instant::now();
-        if *next > now {
-            tokio::time::sleep_until(*next).await;
-        }
-        *next = (*next).max(now) + self.interval;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_rate_limiter_never_lets_calls_closer_than_its_interval() {
-        // A lower bound only: sleeps never end early, so this cannot flake.
-        let limiter = RateLimiter::per_second(100);
-        let start = tokio::time::Instant::now();
-        for _ in 0..11 {
-            limiter.acquire().await;
-        }
-        // 11 calls: the first at once, then one every 10 ms at the earliest.
-        assert!(
-            start.elapsed() >= Duration::from_millis(100),
-            "{:?}",
-            start.elapsed()
-        );
     }
 }

@@ -3,14 +3,13 @@
 
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{
-    BackupTypeFilter, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
-};
+use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, PointInTimeRecoveryStatus};
 use jiff::Timestamp;
 use serde_json::Value;
 use tracing::{info, info_span, Instrument};
 
 use crate::aws::Clients;
+use crate::backups;
 use crate::catalog::{self, Catalog, Claim};
 use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
@@ -32,8 +31,7 @@ pub async fn handle(
     payload: Value,
     deadline: Option<Timestamp>,
 ) -> Result<RunReport> {
-    let (request, settings) = ctx.prepare(JobKind::Snapshot, &payload, deadline)?;
-    super::into_result(run(&ctx.clients, &settings, &request).await)
+    super::handle(JOB, ctx, payload, deadline).await
 }
 
 /// Runs the job for already resolved settings (the same path as the Lambda; the CLI calls it
@@ -428,30 +426,10 @@ async fn make_backup(
         }
     };
 
-    let described = clients
-        .dynamodb
-        .describe_backup()
-        .backup_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| Error::aws("DescribeBackup", format!("backup {arn}"), e))?
-        .backup_description;
-    let details = described.as_ref().and_then(|d| d.backup_details.as_ref());
-    let source = described
-        .as_ref()
-        .and_then(|d| d.source_table_details.as_ref());
-    Ok(BackupInfo {
-        backup_arn: arn.clone(),
-        backup_name: name.to_owned(),
-        created_at: details.and_then(|d| to_timestamp(&d.backup_creation_date_time)),
-        size_bytes: details
-            .and_then(|d| d.backup_size_bytes)
-            .or(facts.size_bytes),
-        item_count: source.and_then(|s| s.item_count).or(facts.item_count),
-        backup_status: details
-            .map(|d| d.backup_status.as_str().to_owned())
-            .unwrap_or_else(|| "UNKNOWN".into()),
-    })
+    let mut info = backups::describe(&clients.dynamodb, &arn, name).await?;
+    info.size_bytes = info.size_bytes.or(facts.size_bytes);
+    info.item_count = info.item_count.or(facts.item_count);
+    Ok(info)
 }
 
 /// CreateBackup attempts, each followed (after an error) by a look for what it may have made.
@@ -470,33 +448,12 @@ async fn create_backup_once(
     name: &str,
     warnings: &mut Vec<String>,
 ) -> Result<String> {
-    let no_sdk_retries = aws_sdk_dynamodb::config::Builder::default()
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled());
     let mut backoff = std::time::Duration::from_millis(250);
     let mut attempt = 1;
     loop {
-        let result = clients
-            .dynamodb
-            .create_backup()
-            .table_name(table)
-            .backup_name(name)
-            .customize()
-            .config_override(no_sdk_retries.clone())
-            .send()
-            .await;
-        let err = match result {
-            Ok(out) => match out.backup_details {
-                Some(d) => return Ok(d.backup_arn),
-                None => Error::Aws {
-                    operation: "CreateBackup",
-                    resource: format!("table {table}"),
-                    code: None,
-                    message: "the response named no backup".into(),
-                    retryable: true,
-                    hint: "a retry may succeed".into(),
-                },
-            },
-            Err(e) => Error::aws("CreateBackup", format!("table {table}"), e),
+        let err = match backups::create(&clients.dynamodb, table, name).await {
+            Ok(arn) => return Ok(arn),
+            Err(e) => e,
         };
         if !err.is_retryable() || attempt >= CREATE_ATTEMPTS {
             return Err(err);
@@ -538,44 +495,20 @@ async fn find_backup_by_name(
     // its name says: it is never adopted. (The time filter is checked here too, not only in the
     // request.)
     let earliest = slot.timestamp().as_second() - ADOPT_SKEW_SECS;
+    // A day before: look-alikes made shortly before the slot are reported.
+    let since = Timestamp::from_second(earliest - 86_400).ok();
     let mut found = Found::default();
-    let mut start: Option<String> = None;
-    loop {
-        let page = clients
-            .dynamodb
-            .list_backups()
-            .table_name(table)
-            .backup_type(BackupTypeFilter::User)
-            // A day before: look-alikes made shortly before the slot are reported.
-            .time_range_lower_bound(aws_smithy_types::DateTime::from_secs(earliest - 86_400))
-            .set_exclusive_start_backup_arn(start.take())
-            .send()
-            .await
-            .map_err(|e| Error::aws("ListBackups", format!("table {table}"), e))?;
-        for b in page.backup_summaries() {
-            if b.backup_name() != Some(name)
-                || b.backup_status().is_none_or(|s| s.as_str() == "DELETED")
-            {
-                continue;
-            }
-            let created = b.backup_creation_date_time().map(|d| d.secs());
-            match created {
-                Some(c) if c >= earliest => {
-                    found.arn = b.backup_arn().map(str::to_owned);
-                    return Ok(found);
-                }
-                _ => found.too_early = created.and_then(|c| Timestamp::from_second(c).ok()),
-            }
+    for b in backups::list(&clients.dynamodb, table, since).await? {
+        if b.name != name {
+            continue;
         }
-        match page.last_evaluated_backup_arn {
-            Some(arn) if !arn.is_empty() => start = Some(arn),
-            _ => return Ok(found),
+        if b.created_at.as_second() >= earliest {
+            found.arn = Some(b.arn);
+            return Ok(found);
         }
+        found.too_early = Some(b.created_at);
     }
-}
-
-fn to_timestamp(dt: &aws_smithy_types::DateTime) -> Option<Timestamp> {
-    Timestamp::new(dt.secs(), dt.subsec_nanos() as i32).ok()
+    Ok(found)
 }
 
 #[cfg(test)]

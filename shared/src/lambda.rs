@@ -1,0 +1,34 @@
+//! The one Lambda entry point every function binary uses: tracing the Lambda way, clients and
+//! settings built once per process, then each event through [`crate::jobs::handle`].
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+use crate::jobs::{deadline_of, handle, Context};
+use crate::settings::JobKind;
+
+/// Errors become the function's error response: a machine-readable type
+/// (`Backstop.InvalidSetting`, `Backstop.RunFailed`, ...) and the message, which names the
+/// resource and the operation and says what to do.
+impl From<crate::Error> for Diagnostic {
+    fn from(e: crate::Error) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Serves `job` until the Lambda runtime stops the process.
+pub async fn serve(job: JobKind) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    // Built once per process, outside the handler: warm invocations reuse clients and connections.
+    let ctx = Context::from_env().await;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(job, ctx, event.payload, deadline_of(event.context.deadline))
+            .await
+            .map_err(Diagnostic::from)
+    }))
+    .await
+}

@@ -8,12 +8,12 @@ use backstop::aws::{emulator_config, Clients};
 use backstop::catalog::Catalog;
 use backstop::event::{JobRequest, ScheduleSlot};
 use backstop::jobs::{retention, snapshot};
-use backstop::local::{self, Emulator, LocalStack, DEMO_TABLES};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
 use backstop::report::{DeliveryState, RunReport};
 use backstop::retention::{Decision, RetentionPolicy};
 use backstop::settings::{self, Environment, JobKind, Settings};
 use backstop::Error;
+use backstop_testkit::local::{self, Emulator, LocalStack, DEMO_TABLES};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]

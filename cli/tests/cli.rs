@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use backstop::aws::emulator_config;
-use backstop::local;
+use backstop_testkit::local;
 
 fn backstop(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));

@@ -15,9 +15,6 @@ pub mod retention;
 pub mod selection;
 pub mod settings;
 
-#[cfg(feature = "local")]
-pub mod local;
-
 #[cfg(feature = "lambda")]
 pub mod lambda;
 

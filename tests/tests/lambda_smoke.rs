@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use backstop::local::{self, DEMO_TABLES};
 use backstop::report::RunReport;
+use backstop_testkit::local::{self, DEMO_TABLES};
 use backstop_tests::Harness;
 
 fn workspace_root() -> PathBuf {

@@ -8,11 +8,11 @@ use backstop::aws::{emulator_config, Clients};
 use backstop::catalog::{Catalog, Claim};
 use backstop::event::{JobRequest, ScheduleSlot};
 use backstop::jobs::{retention, snapshot};
-use backstop::local::{self, Emulator};
 use backstop::notify::{METRIC_RETENTION_DELETED, METRIC_RETENTION_KEPT};
 use backstop::report::{BackupInfo, Outcome, RunReport};
 use backstop::retention::Decision;
 use backstop::settings::{self, Environment, JobKind, Settings};
+use backstop_testkit::local::{self, Emulator};
 use jiff::civil::Date;
 use serde_json::{json, Value};
 

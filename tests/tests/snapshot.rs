@@ -7,7 +7,8 @@ use backstop::jobs::snapshot::{self, backup_name, Context};
 use backstop::notify::{METRIC_DURATION, METRIC_FAILURE, METRIC_SIZE, METRIC_SUCCESS};
 use backstop::report::{Outcome, PitrState, RunReport, RunStatus};
 use backstop::settings::{self, JobKind, Settings};
-use backstop::{local, Error};
+use backstop::Error;
+use backstop_testkit::local;
 use backstop_tests::Harness;
 use serde_json::{json, Value};
 

@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Serialize;
 
-use crate::catalog::create_catalog_table;
-use crate::error::{Error, Result};
+use backstop::catalog::create_catalog_table;
+use backstop::error::{Error, Result};
 
 /// The environment variable naming an already running emulator for the tests.
 pub const ENV_TEST_ENDPOINT: &str = "BACKSTOP_TEST_ENDPOINT";

@@ -1,0 +1,187 @@
+//! Backstop's test kit: the local emulator stack (moto, started on first use unless
+//! BACKSTOP_TEST_ENDPOINT names one), the fault proxy, and a stack per test with unique names so
+//! that tests run in parallel. The tests, the demo and `backstop local up` use it; no Lambda
+//! binary does.
+
+pub mod fault_proxy;
+pub mod local;
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::local::LocalStack;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
+    ScalarAttributeType, Tag, WriteRequest,
+};
+use backstop::aws::{emulator_config, Clients};
+use backstop::settings::{self, Environment};
+
+/// Clients that talk to AWS through a fault proxy, with the SDK's standard retries (3 attempts)
+/// but short backoffs, so that tests under many faults stay quick.
+pub async fn clients_through(proxy: &fault_proxy::FaultProxy) -> Clients {
+    let config = emulator_config(&proxy.endpoint)
+        .await
+        .into_builder()
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_initial_backoff(std::time::Duration::from_millis(20))
+                .with_max_backoff(std::time::Duration::from_millis(200)),
+        )
+        .build();
+    Clients::from_config(&config)
+}
+
+pub struct Harness {
+    pub prefix: String,
+    pub config: SdkConfig,
+    pub clients: Clients,
+    pub stack: LocalStack,
+}
+
+impl Harness {
+    /// A fresh stack (catalog, topic, subscribed queue) with names unique to this test.
+    pub async fn new() -> Harness {
+        let endpoint = local::test_endpoint()
+            .expect("the local emulator starts (pip install -r requirements-dev.txt)");
+        let config = emulator_config(&endpoint).await;
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let stack = local::provision(&config, &endpoint, &prefix)
+            .await
+            .expect("provision the local stack");
+        Harness {
+            prefix,
+            clients: Clients::from_config(&config),
+            config,
+            stack,
+        }
+    }
+
+    /// A table name unique to this test.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    /// The environment a deployed function would have for this stack.
+    pub fn env(&self, extra: &[(&str, &str)]) -> Environment {
+        let mut pairs: Vec<(String, String)> = vec![
+            (
+                settings::ENV_CATALOG_TABLE.into(),
+                self.stack.catalog_table.clone(),
+            ),
+            (settings::ENV_TOPIC_ARN.into(), self.stack.topic_arn.clone()),
+            (
+                settings::ENV_METRICS_NAMESPACE.into(),
+                format!("Backstop/{}", self.prefix.trim_end_matches('-')),
+            ),
+        ];
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Environment::from_pairs(pairs)
+    }
+
+    pub fn namespace(&self) -> String {
+        format!("Backstop/{}", self.prefix.trim_end_matches('-'))
+    }
+
+    /// Creates a table keyed by `id` with `items` items, optionally tagged.
+    pub async fn create_table(&self, name: &str, items: usize, tags: &[(&str, &str)]) {
+        let ddb = &self.clients.dynamodb;
+        let mut req = ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            );
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(*k).value(*v).build().unwrap());
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+        let writes: Vec<WriteRequest> = (0..items)
+            .map(|i| {
+                let item = HashMap::from([
+                    ("id".to_owned(), AttributeValue::S(format!("item-{i:05}"))),
+                    ("n".to_owned(), AttributeValue::N(i.to_string())),
+                    (
+                        "note".to_owned(),
+                        AttributeValue::S(format!("row {i} of {name}")),
+                    ),
+                ]);
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        for chunk in writes.chunks(25) {
+            local::batch_write_all(ddb, name, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The backups DynamoDB lists for a table (every page), as (name, ARN).
+    pub async fn backups_of(&self, table: &str) -> Vec<(String, String)> {
+        backstop::backups::list(&self.clients.dynamodb, table, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.name, b.arn))
+            .collect()
+    }
+
+    /// Every item of a table, as sorted JSON-ish strings, for comparing contents.
+    pub async fn scan_all(&self, table: &str) -> BTreeSet<String> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .unwrap();
+        items
+            .into_iter()
+            .map(|item| {
+                let mut fields: Vec<String> =
+                    item.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                fields.sort();
+                fields.join(",")
+            })
+            .collect()
+    }
+
+    /// A metric's sum for one table, or for the run totals (Job dimension alone) with `None`.
+    pub async fn metric_of(&self, metric: &str, table: Option<&str>) -> Option<f64> {
+        local::metric_sum(&self.config, &self.namespace(), metric, "snapshot", table)
+            .await
+            .unwrap()
+    }
+
+    pub async fn metric(&self, metric: &str, table: &str) -> Option<f64> {
+        local::metric_sum(
+            &self.config,
+            &self.namespace(),
+            metric,
+            "snapshot",
+            Some(table),
+        )
+        .await
+        .unwrap()
+    }
+}

@@ -51,11 +51,54 @@ pub fn lease_until(now: Timestamp, deadline: Option<Timestamp>) -> Timestamp {
     (now + CLAIM_LEASE).min(budget)
 }
 
-pub const STATUS_CLAIMED: &str = "CLAIMED";
-pub const STATUS_DONE: &str = "DONE";
-pub const STATUS_FAILED: &str = "FAILED";
-/// The backup was made, and later deleted by retention.
-pub const STATUS_DELETED: &str = "DELETED";
+/// Where one (job, table, slot) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetStatus {
+    /// A run holds the slot (until its lease runs out).
+    Claimed,
+    /// The backup is made and recorded.
+    Done,
+    /// The last attempt failed; the next one may go ahead at once.
+    Failed,
+    /// The backup was made, and later deleted by retention.
+    Deleted,
+}
+
+impl TargetStatus {
+    pub const ALL: [TargetStatus; 4] = [
+        TargetStatus::Claimed,
+        TargetStatus::Done,
+        TargetStatus::Failed,
+        TargetStatus::Deleted,
+    ];
+
+    /// As stored in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Claimed => "CLAIMED",
+            TargetStatus::Done => "DONE",
+            TargetStatus::Failed => "FAILED",
+            TargetStatus::Deleted => "DELETED",
+        }
+    }
+
+    /// Done for its slot: the backup was made (and may have been deleted since by retention).
+    pub fn is_done(self) -> bool {
+        matches!(self, TargetStatus::Done | TargetStatus::Deleted)
+    }
+}
+
+impl std::fmt::Display for TargetStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+const STATUS_CLAIMED: &str = "CLAIMED";
+const STATUS_DONE: &str = "DONE";
+const STATUS_FAILED: &str = "FAILED";
+const STATUS_DELETED: &str = "DELETED";
 
 /// The catalog table, seen through one client.
 #[derive(Debug, Clone)]
@@ -70,7 +113,7 @@ pub struct TargetRecord {
     pub job: JobKind,
     pub table: String,
     pub slot: String,
-    pub status: String,
+    pub status: TargetStatus,
     pub run_id: String,
     pub attempts: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,9 +292,9 @@ impl Catalog {
                         retryable: true,
                         hint: "a retry may succeed".into(),
                     })?;
-                if current.status == STATUS_DONE || current.status == STATUS_DELETED {
+                if current.status.is_done() {
                     Ok(Claim::Done(current))
-                } else if current.status == STATUS_CLAIMED && current.run_id == run_id {
+                } else if current.status == TargetStatus::Claimed && current.run_id == run_id {
                     // Our own claim: the write took effect, its answer was lost, and the SDK's
                     // retry found the condition failing. Carry on as the holder, looking first
                     // for a backup an earlier holder may have made.
@@ -377,7 +420,7 @@ impl Catalog {
                 let current = self.get(job, table, slot).await?;
                 match current {
                     Some(c)
-                        if c.status == STATUS_DONE
+                        if c.status == TargetStatus::Done
                             && c.run_id == run_id
                             && c.backup_arn.as_deref() == Some(backup.backup_arn.as_str()) =>
                     {
@@ -445,7 +488,7 @@ impl Catalog {
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failed(&e) => match self.get(job, table, slot).await? {
-                Some(c) if c.status == STATUS_FAILED && c.run_id == run_id => Ok(()),
+                Some(c) if c.status == TargetStatus::Failed && c.run_id == run_id => Ok(()),
                 other => Err(self.not_ours("UpdateItem (fail)", table, slot, other)),
             },
             Err(e) => Err(Error::aws("UpdateItem (fail)", self.resource(), e)),
@@ -665,7 +708,26 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         })?,
         table: required("table")?,
         slot: required("slot")?,
-        status: required("status")?,
+        status: {
+            let text = required("status")?;
+            TargetStatus::ALL
+                .into_iter()
+                .find(|st| st.as_str() == text)
+                .ok_or_else(|| Error::Aws {
+                    operation: "read catalog item",
+                    resource: format!(
+                        "catalog item {}",
+                        get_s("pk").unwrap_or_else(|| "(no pk)".into())
+                    ),
+                    code: None,
+                    message: format!(
+                        "status {:?} is none of CLAIMED, DONE, FAILED, DELETED",
+                        crate::report::clip(&text, 40)
+                    ),
+                    retryable: false,
+                    hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+                })?
+        },
         run_id: required("run_id")?,
         attempts: get_n("attempts").unwrap_or(0),
         backup_arn: get_s("backup_arn"),

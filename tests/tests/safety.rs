@@ -230,7 +230,7 @@ async fn a_retry_two_minutes_after_the_holders_deadline_backs_the_slot_up() {
     assert!(h.backups_of(&live).await.is_empty());
     for t in [&dead, &made] {
         let rec = catalog.get(snapshot::JOB, t, &slot).await.unwrap().unwrap();
-        assert_eq!(rec.status, "DONE");
+        assert_eq!(rec.status, backstop::catalog::TargetStatus::Done);
     }
     // The claim records the holder's lease, and it never outlives its deadline.
     let rec = catalog
@@ -278,7 +278,7 @@ async fn a_failed_write_of_done_leaves_the_target_failed_and_the_next_attempt_ad
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(rec.status, "FAILED", "never left CLAIMED");
+    assert_eq!(rec.status, backstop::catalog::TargetStatus::Failed, "never left CLAIMED");
 
     // The very next attempt (no lease to wait for) adopts the backup.
     proxy.clear();
@@ -632,7 +632,7 @@ async fn delete_backup_failing_for_some_backups_leaves_the_report_exact() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|t| t.status == "DELETED")
+        .filter(|t| t.status == backstop::catalog::TargetStatus::Deleted)
         .count();
     assert_eq!(deleted_in_catalog, 2);
     let namespace = h.namespace();

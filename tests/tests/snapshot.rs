@@ -91,7 +91,7 @@ async fn backups_exist_in_list_backups_and_restore_brings_back_the_same_items() 
         .await
         .unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].status, "DONE");
+    assert_eq!(records[0].status, backstop::catalog::TargetStatus::Done);
     assert_eq!(
         records[0].backup_arn.as_deref(),
         Some(backup.backup_arn.as_str())

@@ -259,8 +259,7 @@ async fn dry_run_outcome(
     report: &mut TargetReport,
 ) -> Result<Outcome> {
     if let Some(rec) = catalog.get(JOB, table, slot).await? {
-        let done = rec.status == crate::catalog::STATUS_DONE
-            || rec.status == crate::catalog::STATUS_DELETED;
+        let done = rec.status.is_done();
         if let (true, Some(backup)) = (done, rec.backup_info()) {
             return Ok(Outcome::AlreadyDone {
                 backup,

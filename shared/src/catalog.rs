@@ -338,17 +338,9 @@ impl Catalog {
         lease: Timestamp,
     ) -> Result<bool> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(target_key(job, table, slot)))
+            .holder_update(job, table, slot, run_id)
             .update_expression("SET #lease = :lease")
-            .condition_expression("#status = :claimed AND #run = :run")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#run", "run_id")
             .expression_attribute_names("#lease", "lease_until")
-            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
-            .expression_attribute_values(":run", s(run_id))
             .expression_attribute_values(":lease", n(lease.as_second()))
             .send()
             .await;
@@ -377,15 +369,7 @@ impl Catalog {
         now: Timestamp,
     ) -> Result<()> {
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(target_key(job, table, slot)))
-            .condition_expression("#status = :claimed AND #run = :run")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#run", "run_id")
-            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
-            .expression_attribute_values(":run", s(run_id))
+            .holder_update(job, table, slot, run_id)
             .expression_attribute_values(":done", s(STATUS_DONE))
             .expression_attribute_values(":arn", s(&backup.backup_arn))
             .expression_attribute_values(":name", s(&backup.backup_name))
@@ -433,6 +417,37 @@ impl Catalog {
         }
     }
 
+    /// The slot a record names, which Backstop wrote and reads back.
+    fn slot_of(&self, record: &TargetRecord) -> Result<ScheduleSlot> {
+        ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
+            operation: "read catalog item",
+            resource: self.resource(),
+            code: None,
+            message: e,
+            retryable: false,
+            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+        })
+    }
+
+    /// An UpdateItem on a target that only the run holding its claim may make.
+    fn holder_update(
+        &self,
+        job: JobKind,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(job, table, slot)))
+            .condition_expression("#status = :claimed AND #run = :run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#run", "run_id")
+            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
+            .expression_attribute_values(":run", s(run_id))
+    }
+
     /// The error for a conditional write refused because the item is no longer this run's.
     fn not_ours(
         &self,
@@ -468,18 +483,10 @@ impl Catalog {
         now: Timestamp,
     ) -> Result<()> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(target_key(job, table, slot)))
+            .holder_update(job, table, slot, run_id)
             .update_expression("SET #status = :failed, #error = :err, updated_at = :now_s")
-            .condition_expression("#status = :claimed AND #run = :run")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#run", "run_id")
             .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
             .expression_attribute_values(":failed", s(STATUS_FAILED))
-            .expression_attribute_values(":run", s(run_id))
             .expression_attribute_values(":err", s(error))
             .expression_attribute_values(":now_s", s(now.to_string()))
             .send()
@@ -499,14 +506,7 @@ impl Catalog {
     /// hold now (one may have been set since the listing). `Ok(false)`: it is held; do not
     /// delete. Safe to repeat (it only stamps `hold_checked_at`).
     pub async fn still_not_held(&self, record: &TargetRecord, now: Timestamp) -> Result<bool> {
-        let slot = ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
-            operation: "read catalog item",
-            resource: self.resource(),
-            code: None,
-            message: e,
-            retryable: false,
-            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
-        })?;
+        let slot = self.slot_of(record)?;
         let mut names = Vec::new();
         let mut req = self
             .client
@@ -543,14 +543,7 @@ impl Catalog {
 
     /// Marks a target's backup deleted by retention (kept as history).
     pub async fn mark_deleted(&self, record: &TargetRecord, now: Timestamp) -> Result<()> {
-        let slot = ScheduleSlot::parse(&record.slot).map_err(|e| Error::Aws {
-            operation: "read catalog item",
-            resource: self.resource(),
-            code: None,
-            message: e,
-            retryable: false,
-            hint: "the catalog item was not written by Backstop; fix or delete it".into(),
-        })?;
+        let slot = self.slot_of(record)?;
         self.client
             .update_item()
             .table_name(&self.table)

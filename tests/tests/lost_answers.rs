@@ -142,7 +142,11 @@ async fn snapshot_makes_exactly_one_backup_per_slot_when_answers_are_lost() {
                 let arns = per_name.get(name.as_str()).cloned().unwrap_or_default();
                 assert_eq!(arns.len(), 1, "seed {seed}: {name}: {arns:?}");
                 let record = catalog.get(snapshot::JOB, t, &slot).await.unwrap().unwrap();
-                assert_eq!(record.status, backstop::catalog::TargetStatus::Done, "seed {seed}: {record:?}");
+                assert_eq!(
+                    record.status,
+                    backstop::catalog::TargetStatus::Done,
+                    "seed {seed}: {record:?}"
+                );
                 assert_eq!(record.backup_arn.as_deref(), Some(arns[0]), "seed {seed}");
             }
             let claimed = catalog

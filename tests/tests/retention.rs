@@ -419,7 +419,10 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
         .await
         .unwrap();
     assert_eq!(
-        records.iter().filter(|r| r.status == backstop::catalog::TargetStatus::Deleted).count(),
+        records
+            .iter()
+            .filter(|r| r.status == backstop::catalog::TargetStatus::Deleted)
+            .count(),
         352
     );
 

@@ -83,7 +83,7 @@ async fn the_destructive_payload_is_refused_and_nothing_is_deleted() {
     let attack = json!({"table_pattern": "*", "policy": {"keep_last": 1, "min_complete": 1,
         "include_unmanaged": true, "freshness_limit": "100y"}});
 
-    let err = retention::handle(&ctx, attack.clone(), None)
+    let err = backstop::jobs::handle(JobKind::Retention, &ctx, attack.clone(), None)
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Backstop.InvalidSetting");
@@ -97,7 +97,7 @@ async fn the_destructive_payload_is_refused_and_nothing_is_deleted() {
     // Without the pattern, the policy is refused by name and reason.
     let mut policy_only = attack.clone();
     policy_only.as_object_mut().unwrap().remove("table_pattern");
-    let err = retention::handle(&ctx, policy_only, None)
+    let err = backstop::jobs::handle(JobKind::Retention, &ctx, policy_only, None)
         .await
         .unwrap_err();
     assert!(
@@ -105,9 +105,14 @@ async fn the_destructive_payload_is_refused_and_nothing_is_deleted() {
             .starts_with("setting policy: min_complete is a safety floor"),
         "{err}"
     );
-    let err = retention::handle(&ctx, json!({"policy": "keep_last=1"}), None)
-        .await
-        .unwrap_err();
+    let err = backstop::jobs::handle(
+        JobKind::Retention,
+        &ctx,
+        json!({"policy": "keep_last=1"}),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("it has no keep_daily, the configured policy has keep_daily 30"),
@@ -120,7 +125,9 @@ async fn the_destructive_payload_is_refused_and_nothing_is_deleted() {
     dry["dry_run"] = json!(true);
     dry.as_object_mut().unwrap().remove("table_pattern");
     dry["tables"] = json!([table]);
-    let planned = retention::handle(&ctx, dry, None).await.unwrap();
+    let planned = backstop::jobs::handle(JobKind::Retention, &ctx, dry, None)
+        .await
+        .unwrap();
     assert!(
         matches!(
             outcome(&planned, &table),
@@ -135,7 +142,8 @@ async fn the_destructive_payload_is_refused_and_nothing_is_deleted() {
     assert_eq!(h.backups_of(&table).await.len(), 5, "nothing deleted");
 
     // A payload that keeps more than the configured policy is accepted.
-    let kept = retention::handle(
+    let kept = backstop::jobs::handle(
+        JobKind::Retention,
         &ctx,
         json!({"policy": "keep_daily=60,keep_weekly=12,keep_monthly=12,keep_yearly=7"}),
         None,
@@ -278,7 +286,11 @@ async fn a_failed_write_of_done_leaves_the_target_failed_and_the_next_attempt_ad
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(rec.status, backstop::catalog::TargetStatus::Failed, "never left CLAIMED");
+    assert_eq!(
+        rec.status,
+        backstop::catalog::TargetStatus::Failed,
+        "never left CLAIMED"
+    );
 
     // The very next attempt (no lease to wait for) adopts the backup.
     proxy.clear();
@@ -394,13 +406,20 @@ async fn snapshot_works_with_a_garbage_retention_policy_set() {
             ),
         ]),
     };
-    let r = snapshot::handle(&ctx, json!({"slot": "2026-11-21T02:00:00Z"}), None)
-        .await
-        .unwrap();
+    let r = backstop::jobs::handle(
+        JobKind::Snapshot,
+        &ctx,
+        json!({"slot": "2026-11-21T02:00:00Z"}),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(matches!(outcome(&r, &table), Outcome::Created { .. }));
     assert_eq!(h.backups_of(&table).await.len(), 1);
     // Retention, whose setting it is, refuses it by name.
-    let err = retention::handle(&ctx, json!({}), None).await.unwrap_err();
+    let err = backstop::jobs::handle(JobKind::Retention, &ctx, json!({}), None)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("setting BACKSTOP_RETENTION_POLICY:"),

@@ -34,7 +34,7 @@ async fn run_payload(h: &Harness, env: &[(&str, &str)], payload: Value) -> RunRe
 
 /// The Lambda handler's body, outside Lambda (no deadline).
 async fn handle(ctx: &Context, payload: Value) -> backstop::Result<RunReport> {
-    snapshot::handle(ctx, payload, None).await
+    backstop::jobs::handle(JobKind::Snapshot, ctx, payload, None).await
 }
 
 fn outcome<'a>(r: &'a RunReport, table: &str) -> &'a Outcome {

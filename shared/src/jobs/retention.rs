@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::Client as DynamoDb;
 use jiff::Timestamp;
-use serde_json::Value;
 use tracing::{info, info_span, Instrument};
 
-use super::Context;
 use crate::aws::Clients;
 use crate::backups;
 use crate::catalog::{Catalog, TargetRecord};
@@ -23,15 +21,6 @@ use crate::settings::{JobKind, Settings};
 pub const JOB: JobKind = JobKind::Retention;
 
 pub use crate::backups::{RateLimiter, DELETES_PER_SECOND};
-
-/// The Lambda handler's body (see `snapshot::handle`).
-pub async fn handle(
-    ctx: &Context,
-    payload: Value,
-    deadline: Option<Timestamp>,
-) -> Result<RunReport> {
-    super::handle(JOB, ctx, payload, deadline).await
-}
 
 /// Runs retention for resolved settings. The policy is evaluated as of the request's slot; the
 /// freshness floor measures from the later of the slot and the time the request arrived, so an

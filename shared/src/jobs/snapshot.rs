@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{PointInTimeRecoverySpecification, PointInTimeRecoveryStatus};
 use jiff::Timestamp;
-use serde_json::Value;
 use tracing::{info, info_span, Instrument};
 
 use crate::aws::Clients;
@@ -22,17 +21,6 @@ pub const JOB: JobKind = JobKind::Snapshot;
 const NAME_MARK: &str = "-backstop-";
 
 pub use super::Context;
-
-/// The Lambda handler's body: parse the payload, run, and fail the invocation (after the report
-/// is published) when anything is left undone, so that Lambda's retry and failure destination
-/// see it.
-pub async fn handle(
-    ctx: &Context,
-    payload: Value,
-    deadline: Option<Timestamp>,
-) -> Result<RunReport> {
-    super::handle(JOB, ctx, payload, deadline).await
-}
 
 /// Runs the job for already resolved settings (the same path as the Lambda; the CLI calls it
 /// directly): select, back up each table with bounded concurrency, then publish the report.

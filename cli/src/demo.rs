@@ -129,7 +129,7 @@ pub async fn demo(endpoint: Option<&str>, items: usize, json: bool) -> Result<Ex
     )?;
     let retention_settings = Settings::resolve(JobKind::Retention, &env, &retention_request)?;
     let pruned = retention::run(&clients, &retention_settings, &retention_request).await;
-    render::demo_retention(retention_settings.retention_policy.as_ref(), &pruned);
+    render::demo_retention(retention_settings.retention_policy(), &pruned);
 
     match emulator {
         Some(e) => {

@@ -116,13 +116,40 @@ pub struct Settings {
     /// still carry this tag, checked when the selection is resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<TableSelection>,
-    /// Snapshot only (false for other jobs).
-    pub enable_pitr: bool,
     pub concurrency: usize,
     pub drill_table_prefix: String,
-    /// Retention only. Checked: it compiles (see [`RetentionPolicy::compile`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_policy: Option<RetentionPolicy>,
+    /// The settings only this job reads.
+    pub job: JobSettings,
+}
+
+/// The settings each job owns. Resolved only for the job that runs, so a broken setting of one
+/// job never stops another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum JobSettings {
+    Snapshot {
+        /// Turn point-in-time recovery on where it is off.
+        enable_pitr: bool,
+    },
+    Retention {
+        /// Checked: it compiles (see [`RetentionPolicy::compile`]). Boxed: it is large.
+        policy: Box<RetentionPolicy>,
+    },
+}
+
+impl Settings {
+    /// The snapshot's PITR switch (false for any other job).
+    pub fn enable_pitr(&self) -> bool {
+        matches!(self.job, JobSettings::Snapshot { enable_pitr: true })
+    }
+
+    /// The retention policy (`None` for any other job).
+    pub fn retention_policy(&self) -> Option<&RetentionPolicy> {
+        match &self.job {
+            JobSettings::Retention { policy } => Some(policy.as_ref()),
+            _ => None,
+        }
+    }
 }
 
 /// Settings a payload may override. Unknown fields are refused so that a typo never silently
@@ -239,24 +266,6 @@ impl Settings {
             (resolve_selection(env, overrides)?, None)
         };
 
-        let enable_pitr = match job {
-            JobKind::Snapshot => match (overrides.enable_pitr, env.get(ENV_ENABLE_PITR)) {
-                (Some(v), _) => v,
-                (None, Some(v)) => parse_bool(ENV_ENABLE_PITR, v)?,
-                (None, None) => false,
-            },
-            _ if overrides.enable_pitr.is_some() => {
-                return Err(Error::setting(
-                    "enable_pitr",
-                    format!(
-                        "is a snapshot setting; the {} job does not take it",
-                        job.name()
-                    ),
-                ))
-            }
-            _ => false,
-        };
-
         let concurrency = match (overrides.concurrency, env.get(ENV_CONCURRENCY)) {
             (Some(v), _) => check_concurrency("concurrency", v)?,
             (None, Some(v)) => {
@@ -282,18 +291,37 @@ impl Settings {
             ));
         }
 
-        let retention_policy = match job {
-            JobKind::Retention => Some(resolve_policy(env, overrides, guarded)?),
-            _ if overrides.policy.is_some() => {
-                return Err(Error::setting(
-                    "policy",
-                    format!(
-                        "is a retention setting; the {} job does not take it",
-                        job.name()
-                    ),
-                ))
+        // Each job resolves its own settings and refuses those of another job by name.
+        let foreign = |field: &str, owner: JobKind| {
+            Error::setting(
+                field,
+                format!(
+                    "is a {owner} setting; the {} job does not take it",
+                    job.name()
+                ),
+            )
+        };
+        let job_settings = match job {
+            JobKind::Snapshot => {
+                if overrides.policy.is_some() {
+                    return Err(foreign("policy", JobKind::Retention));
+                }
+                JobSettings::Snapshot {
+                    enable_pitr: match (overrides.enable_pitr, env.get(ENV_ENABLE_PITR)) {
+                        (Some(v), _) => v,
+                        (None, Some(v)) => parse_bool(ENV_ENABLE_PITR, v)?,
+                        (None, None) => false,
+                    },
+                }
             }
-            _ => None,
+            JobKind::Retention => {
+                if overrides.enable_pitr.is_some() {
+                    return Err(foreign("enable_pitr", JobKind::Snapshot));
+                }
+                JobSettings::Retention {
+                    policy: Box::new(resolve_policy(env, overrides, guarded)?),
+                }
+            }
         };
 
         Ok(Settings {
@@ -302,10 +330,9 @@ impl Settings {
             metrics_namespace,
             selection,
             within,
-            enable_pitr,
             concurrency,
             drill_table_prefix,
-            retention_policy,
+            job: job_settings,
         })
     }
 
@@ -636,7 +663,7 @@ mod tests {
         assert_eq!(s.catalog_table, "backstop-catalog");
         assert_eq!(s.metrics_namespace, "Backstop");
         assert_eq!(s.concurrency, 4);
-        assert!(!s.enable_pitr);
+        assert!(!s.enable_pitr());
         assert_eq!(s.topic_arn, None);
         assert_eq!(
             s.selection,
@@ -728,7 +755,7 @@ mod tests {
                 value: Some("daily".into())
             }
         );
-        assert!(s.enable_pitr);
+        assert!(s.enable_pitr());
         assert_eq!(s.concurrency, 10);
         assert_eq!(s.metrics_namespace, "Custom/NS");
     }
@@ -749,7 +776,7 @@ mod tests {
 
     #[test]
     fn retention_policy_defaults_to_the_runbook_and_bad_policies_name_the_setting() {
-        let policy = |s: Settings| s.retention_policy.unwrap();
+        let policy = |s: Settings| s.retention_policy().cloned().unwrap();
         let s = retention(&env(&base()), &Overrides::default(), false).unwrap();
         assert_eq!(policy(s), RetentionPolicy::runbook_default());
         let mut p = base();
@@ -786,7 +813,7 @@ mod tests {
         let mut p = base();
         p.push((ENV_RETENTION_POLICY, "keep_dialy=30,,garbage"));
         let s = snap(&env(&p), &Overrides::default()).unwrap();
-        assert_eq!(s.retention_policy, None);
+        assert_eq!(s.retention_policy(), None);
         let o = Overrides {
             policy: Some(serde_json::json!("keep_last=1")),
             ..Default::default()
@@ -885,7 +912,7 @@ mod tests {
         let mut p = base();
         p.push((ENV_RETENTION_POLICY, "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7,min_complete=5,freshness_limit=72h"));
         let s = retention(&env(&p), &more, false).unwrap();
-        let policy = s.retention_policy.unwrap();
+        let policy = s.retention_policy().cloned().unwrap();
         assert_eq!(policy.keep_daily, Some(60));
         assert_eq!(policy.min_complete, Some(5), "floors from the environment");
         assert_eq!(policy.freshness_limit.as_deref(), Some("72h"));

@@ -30,7 +30,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
     async {
         let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
-        let compiled = match &settings.retention_policy {
+        let compiled = match settings.retention_policy() {
             Some(p) => p.compile(),
             None => Err("the settings were resolved for another job and carry no policy".into()),
         };

@@ -259,7 +259,7 @@ async fn dry_run_outcome(
     // A dry run reads PITR but never changes it.
     report.pitr = Some(match pitr_status(clients, table).await {
         Ok(true) => PitrState::Enabled,
-        Ok(false) if settings.enable_pitr => {
+        Ok(false) if settings.enable_pitr() => {
             report
                 .warnings
                 .push("point-in-time recovery is off; a real run would turn it on".into());
@@ -313,7 +313,7 @@ async fn pitr_status(clients: &Clients, table: &str) -> Result<bool> {
 async fn ensure_pitr(clients: &Clients, settings: &Settings, table: &str) -> PitrState {
     match pitr_status(clients, table).await {
         Ok(true) => PitrState::Enabled,
-        Ok(false) if !settings.enable_pitr => PitrState::Disabled,
+        Ok(false) if !settings.enable_pitr() => PitrState::Disabled,
         Ok(false) => {
             let spec = match PointInTimeRecoverySpecification::builder()
                 .point_in_time_recovery_enabled(true)

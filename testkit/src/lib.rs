@@ -142,6 +142,29 @@ impl Harness {
             .collect()
     }
 
+    /// The catalog's run record of one run, straight from DynamoDB.
+    pub async fn run_record(
+        &self,
+        report: &backstop::report::RunReport,
+    ) -> HashMap<String, AttributeValue> {
+        let items = self
+            .clients
+            .dynamodb
+            .query()
+            .table_name(&self.stack.catalog_table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{}", report.job)))
+            .send()
+            .await
+            .unwrap();
+        items
+            .items()
+            .iter()
+            .find(|i| i.get("run_id").and_then(|v| v.as_s().ok()) == Some(&report.run_id))
+            .cloned()
+            .expect("the run record")
+    }
+
     /// Every item of a table, as sorted JSON-ish strings, for comparing contents.
     pub async fn scan_all(&self, table: &str) -> BTreeSet<String> {
         let items: Vec<HashMap<String, AttributeValue>> = self

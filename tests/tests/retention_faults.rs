@@ -133,24 +133,7 @@ async fn an_error_partway_through_pagination_deletes_nothing_for_that_table_only
     assert!(r.email_body().contains("the listing is incomplete"));
 
     // The run record keeps retention's own counters.
-    let items = h
-        .clients
-        .dynamodb
-        .query()
-        .table_name(&h.stack.catalog_table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("RUN#retention".into()),
-        )
-        .send()
-        .await
-        .unwrap();
-    let record = items
-        .items()
-        .iter()
-        .find(|i| i.get("run_id").and_then(|v| v.as_s().ok()) == Some(&r.run_id))
-        .expect("the run record");
+    let record = h.run_record(&r).await;
     let number = |k: &str| record.get(k).and_then(|v| v.as_n().ok()).cloned();
     assert_eq!(number("deleted").as_deref(), Some("4"));
     assert_eq!(

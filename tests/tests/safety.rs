@@ -755,21 +755,7 @@ async fn sns_and_metrics_failing_are_reported_and_the_run_record_keeps_them() {
     );
 
     // The run record exists and names both failures.
-    let items = h
-        .clients
-        .dynamodb
-        .query()
-        .table_name(&h.stack.catalog_table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S("RUN#snapshot".into()))
-        .send()
-        .await
-        .unwrap();
-    let record = items
-        .items()
-        .iter()
-        .find(|i| i.get("run_id").and_then(|v| v.as_s().ok()) == Some(&r.run_id))
-        .expect("the run record");
+    let record = h.run_record(&r).await;
     let errors = record.get("errors").and_then(|v| v.as_ss().ok()).unwrap();
     assert!(
         errors

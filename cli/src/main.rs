@@ -133,6 +133,8 @@ enum LocalCommand {
 enum Job {
     /// On-demand DynamoDB backups of the selected tables, once per schedule slot.
     Snapshot,
+    /// Native or logical exports of the selected tables to S3, once per schedule slot.
+    Export,
     /// Delete the backups the retention policy no longer keeps (dry_run: only plan).
     Retention,
 }
@@ -141,6 +143,7 @@ impl Job {
     fn kind(self) -> JobKind {
         match self {
             Job::Snapshot => JobKind::Snapshot,
+            Job::Export => JobKind::Export,
             Job::Retention => JobKind::Retention,
         }
     }

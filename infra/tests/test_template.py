@@ -82,7 +82,11 @@ def client(name, endpoint):
     )
 
 
-CODE_URIS = {"SnapshotFunction": "s3://a/s.zip", "RetentionFunction": "s3://a/r.zip"}
+CODE_URIS = {
+    "SnapshotFunction": "s3://a/s.zip",
+    "RetentionFunction": "s3://a/r.zip",
+    "ExportFunction": "s3://a/e.zip",
+}
 PSEUDO = {
     "AWS::Region": "us-east-1",
     "AWS::AccountId": "123456789012",
@@ -90,9 +94,10 @@ PSEUDO = {
     "AWS::StackName": "backstop",
 }
 ACCOUNT = PSEUDO["AWS::AccountId"]
-FUNCTIONS = ("SnapshotFunction", "RetentionFunction")
-FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole")
-SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole")
+FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction")
+FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole", "ExportFunctionRole")
+SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole", "ExportScheduleRole")
+EXPORT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:backstop-export"
 CATALOG_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"
 CATALOG_WRITES = {
     "dynamodb:PutItem",
@@ -108,8 +113,14 @@ CATALOG_WRITES = {
 ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
 # Actions the Service Authorization Reference lists with no resource type: they can only be
 # granted on "*". (dynamodb:ListBackups cannot be scoped to a table ARN: its TableName is a
-# request filter, not a resource; on a table ARN the grant would never match.)
-NO_RESOURCE_LEVEL = {"dynamodb:ListTables", "dynamodb:ListBackups", "cloudwatch:PutMetricData"}
+# request filter, not a resource; on a table ARN the grant would never match. The same holds for
+# dynamodb:ListExports and its TableArn.)
+NO_RESOURCE_LEVEL = {
+    "dynamodb:ListTables",
+    "dynamodb:ListBackups",
+    "dynamodb:ListExports",
+    "cloudwatch:PutMetricData",
+}
 
 
 def translated(code_uris, params=None):
@@ -250,6 +261,7 @@ PARAM_SETS = [
     {"EnablePitr": "true"},
     {"TableNames": "SalesTable,BuyersTable"},
     {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
+    {"ExportBucketName": "corp-dynamo-exports", "ExportPrefix": "teams/orders"},
 ]
 
 
@@ -257,7 +269,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
     out = translated(CODE_URIS)
     res = out["Resources"]
     schedules = {k: v for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-    assert len(schedules) == 2, sorted(res)
+    assert len(schedules) == 3, sorted(res)
     for s in schedules.values():
         target = s["Properties"]["Target"]
         assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
@@ -281,9 +293,14 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
         deletes = {
             name: sorted(a for a in stack.grants(name) if "Delete" in a) for name in FUNCTION_ROLES
         }
-        assert deletes == {"SnapshotFunctionRole": [], "RetentionFunctionRole": ["dynamodb:DeleteBackup"]}
-        for name in FUNCTION_ROLES:
+        assert deletes == {
+            "SnapshotFunctionRole": [],
+            "RetentionFunctionRole": ["dynamodb:DeleteBackup", "s3:DeleteObject"],
+            "ExportFunctionRole": [],
+        }
+        for name in ("SnapshotFunctionRole", "RetentionFunctionRole"):
             assert stack.grants(name)["dynamodb:ListBackups"] == ["*"], name
+        assert stack.grants("ExportFunctionRole")["dynamodb:ListExports"] == ["*"]
     retention_delete = Stack().grants("RetentionFunctionRole")["dynamodb:DeleteBackup"]
     assert retention_delete == ["arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"]
 
@@ -291,7 +308,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
 def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_dead_letter_queue():
     stack = Stack()
     schedules = stack.of_type("AWS::Scheduler::Schedule")
-    assert len(schedules) == 2
+    assert len(schedules) == 3
     seen = set()
     for name, schedule in schedules.items():
         target = schedule["Target"]
@@ -319,7 +336,7 @@ def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_d
         ], role
     assert seen == set(SCHEDULE_ROLES)
     functions = {s["Target"]["Arn"] for s in schedules.values()}
-    assert functions == {"<SnapshotFunction.Arn>", "<RetentionFunction.Arn>"}
+    assert functions == {"<SnapshotFunction.Arn>", "<RetentionFunction.Arn>", "<ExportFunction.Arn>"}
 
 
 def test_schedule_names_start_with_the_stack_name():
@@ -329,6 +346,7 @@ def test_schedule_names_start_with_the_stack_name():
         assert names == {
             "SnapshotFunctionDaily": f"{stack_name}-snapshot",
             "RetentionFunctionDaily": f"{stack_name}-retention",
+            "ExportFunctionWeekly": f"{stack_name}-export",
         }
 
 
@@ -384,7 +402,25 @@ def test_update_continuous_backups_only_for_snapshot_and_only_when_pitr_is_enabl
 def test_each_function_gets_only_its_own_environment():
     assert "Environment" not in yaml_parse(TEMPLATE.read_text())["Globals"]["Function"]
     common = {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_TOPIC_ARN", "BACKSTOP_METRICS_NAMESPACE"}
-    own = {"SnapshotFunction": {"BACKSTOP_ENABLE_PITR"}, "RetentionFunction": {"BACKSTOP_RETENTION_POLICY"}}
+    own = {
+        "SnapshotFunction": {"BACKSTOP_ENABLE_PITR"},
+        "RetentionFunction": {
+            "BACKSTOP_RETENTION_POLICY",
+            # Retention prunes the exports too.
+            "BACKSTOP_EXPORT_BUCKET",
+            "BACKSTOP_EXPORT_PREFIX",
+            "BACKSTOP_EXPORT_RETENTION_POLICY",
+        },
+        # BACKSTOP_EXPORT_SEGMENTS and BACKSTOP_EXPORT_NATIVE_THRESHOLD only when set.
+        "ExportFunction": {
+            "BACKSTOP_EXPORT_BUCKET",
+            "BACKSTOP_EXPORT_PREFIX",
+            "BACKSTOP_EXPORT_KMS_KEY",
+            "BACKSTOP_EXPORT_MODE",
+            "BACKSTOP_EXPORT_FULL_EVERY",
+            "BACKSTOP_EXPORT_FAN_OUT",
+        },
+    }
     selections = (({}, "BACKSTOP_TABLE_TAG"), ({"TableNames": "SalesTable,BuyersTable"}, "BACKSTOP_TABLES"))
     for params, selection in selections:
         stack = Stack(params)
@@ -420,11 +456,12 @@ def test_only_the_function_roles_may_write_the_catalog():
         assert list(keys) == ["aws:PrincipalArn"]
         return as_list(keys["aws:PrincipalArn"])
 
-    assert deny(stack) == ["<SnapshotFunctionRole.Arn>", "<RetentionFunctionRole.Arn>"]
+    assert deny(stack) == ["<SnapshotFunctionRole.Arn>", "<RetentionFunctionRole.Arn>", "<ExportFunctionRole.Arn>"]
     holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
         "<SnapshotFunctionRole.Arn>",
         "<RetentionFunctionRole.Arn>",
+        "<ExportFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
         "arn:aws:iam::123456789012:role/ops-*",
     ]
@@ -441,6 +478,7 @@ def test_only_the_function_roles_may_write_the_catalog():
     assert catalog == {
         "SnapshotFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
         "RetentionFunctionRole": ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+        "ExportFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
@@ -459,7 +497,7 @@ def test_function_log_groups_have_retention_and_the_stack_key():
             group = groups[name]
             assert str(group["RetentionInDays"]) == days, (fn, group)
             assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
-        assert len(used) == 2 and used == set(groups)
+        assert len(used) == 3 and used == set(groups)
 
 
 def test_key_policy_lets_services_use_the_key_only_under_conditions():
@@ -549,7 +587,13 @@ def test_alarms_on_backstop_metrics_cannot_be_raised_or_hidden_by_a_duplicate_da
     res = yaml_parse(TEMPLATE.read_text())["Resources"]
     alarms = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
     ours = {k: p for k, p in alarms.items() if p.get("Namespace") == "Backstop"}
-    assert sorted(ours) == ["BackupDurationAlarm", "BackupFailureAlarm", "BackupFreshnessAlarm", "RetentionFailureAlarm"]
+    assert sorted(ours) == [
+        "BackupDurationAlarm",
+        "BackupFailureAlarm",
+        "BackupFreshnessAlarm",
+        "ExportFailureAlarm",
+        "RetentionFailureAlarm",
+    ]
     for name, p in ours.items():
         assert p["Statistic"] in ("Maximum", "Minimum"), (name, p["Statistic"])
 
@@ -564,9 +608,226 @@ def test_exports_bucket_has_versioning_lifecycle_tiers_and_no_public_access():
         ("DEEP_ARCHIVE", 365),
     ]
     assert rule["ExpirationInDays"] == 7 * 365
+    # Exports are large multipart uploads: a part left by a failed upload goes after 7 days.
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]},
+    }
     assert all(props["PublicAccessBlockConfiguration"].values())
     policy = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportsBucketPolicy"]["Properties"]["PolicyDocument"]
     assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_exports_bucket_denies_requests_without_tls_and_is_made_only_without_export_bucket_name():
+    stack = Stack()
+    (statement,) = stack.props("ExportsBucketPolicy")["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Resource"] == ["<ExportsBucket.Arn>", "<ExportsBucket.Arn>/*"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    for name in ("ExportsBucket", "ExportsBucketPolicy"):
+        assert stack.resources[name]["Condition"] == "CreateExportsBucket", name
+    assert stack.condition("CreateExportsBucket")
+    assert stack.resolve(stack.out["Outputs"]["ExportsBucketName"]["Value"]) == "<ExportsBucket>"
+
+    named = Stack({"ExportBucketName": "corp-dynamo-exports"})
+    assert not named.condition("CreateExportsBucket")
+    assert named.resolve(named.out["Outputs"]["ExportsBucketName"]["Value"]) == "corp-dynamo-exports"
+    for fn in ("ExportFunction", "RetentionFunction"):
+        assert named.props(fn)["Environment"]["Variables"]["BACKSTOP_EXPORT_BUCKET"] == "corp-dynamo-exports", fn
+    pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["ExportBucketName"]["AllowedPattern"]
+    for good in ("", "corp-dynamo-exports", "a.b-c"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("Corp", "a*", "a/b", "-ab", "a"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_export_prefix_parameter_cannot_widen_the_s3_grants():
+    pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["ExportPrefix"]["AllowedPattern"]
+    for good in ("backstop", "teams/orders", "a.b-c_D9"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("", "*", "a*", "a?", "/a", "a/", "a//b", "a b"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+EXPORT_ENV_CASES = [
+    ({}, "<ExportsBucket>", "backstop"),
+    (
+        {"ExportBucketName": "corp-dynamo-exports", "ExportPrefix": "teams/orders"},
+        "corp-dynamo-exports",
+        "teams/orders",
+    ),
+]
+
+
+def test_export_function_runs_weekly_with_its_own_settings():
+    stack = Stack()
+    props = stack.props("ExportFunction")
+    assert props["FunctionName"] == "backstop-export"
+    assert props["MemorySize"] == 1024 and props["Timeout"] == 900
+    assert props["Architectures"] == ["arm64"] and props["Runtime"] == "provided.al2023"
+    assert props["LoggingConfig"] == {"LogGroup": "<ExportLogGroup>"}
+    assert stack.props("ExportLogGroup")["LogGroupName"] == "/aws/lambda/backstop-export"
+    metadata = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportFunction"]["Metadata"]
+    assert metadata["BuildMethod"] == "rust-cargolambda" and metadata["BuildProperties"] == {"Binary": "export"}
+    # Lambda retries a failed invocation twice, then the dead-letter queue.
+    configs = stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+    (invoke_config,) = [c for c in configs if c["FunctionName"] == "<ExportFunction>"]
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == "<DeadLetterQueue.Arn>"
+
+    (schedule,) = [s for s in stack.of_type("AWS::Scheduler::Schedule").values() if s["Name"] == "backstop-export"]
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * SUN *)"
+    assert schedule["ScheduleExpressionTimezone"] == "UTC"
+    target = schedule["Target"]
+    assert target["Arn"] == "<ExportFunction.Arn>" and target["RoleArn"] == "<ExportScheduleRole.Arn>"
+    assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert target["DeadLetterConfig"] == {"Arn": "<DeadLetterQueue.Arn>"}
+    weekly = Stack({"ExportSchedule": "cron(30 1 ? * SAT *)"}).of_type("AWS::Scheduler::Schedule")
+    assert "cron(30 1 ? * SAT *)" in [s["ScheduleExpression"] for s in weekly.values()]
+
+    for params, bucket, prefix in EXPORT_ENV_CASES:
+        env = Stack(params).props("ExportFunction")["Environment"]["Variables"]
+        assert env["BACKSTOP_EXPORT_BUCKET"] == bucket, params
+        assert env["BACKSTOP_EXPORT_PREFIX"] == prefix, params
+        assert env["BACKSTOP_EXPORT_KMS_KEY"] == "<Key.Arn>"
+        assert env["BACKSTOP_EXPORT_MODE"] == "auto"
+        assert env["BACKSTOP_EXPORT_FULL_EVERY"] == "7d"
+        assert env["BACKSTOP_EXPORT_FAN_OUT"] == "1"
+        assert "BACKSTOP_EXPORT_SEGMENTS" not in env and "BACKSTOP_EXPORT_NATIVE_THRESHOLD" not in env
+        retention = Stack(params).props("RetentionFunction")["Environment"]["Variables"]
+        assert retention["BACKSTOP_EXPORT_BUCKET"] == bucket and retention["BACKSTOP_EXPORT_PREFIX"] == prefix
+        assert retention["BACKSTOP_EXPORT_RETENTION_POLICY"] == "keep_weekly=13,keep_monthly=12,keep_yearly=7"
+        assert not {k for k in retention if k.startswith("BACKSTOP_EXPORT_")} - {
+            "BACKSTOP_EXPORT_BUCKET",
+            "BACKSTOP_EXPORT_PREFIX",
+            "BACKSTOP_EXPORT_RETENTION_POLICY",
+        }, retention
+
+    tuned = Stack(
+        {
+            "ExportMode": "logical",
+            "ExportFullEvery": "14d",
+            "ExportSegments": "8",
+            "ExportFanOut": "4",
+            "ExportNativeThreshold": "1073741824",
+        }
+    )
+    props = tuned.props("ExportFunction")
+    env = props["Environment"]["Variables"]
+    assert env["BACKSTOP_EXPORT_MODE"] == "logical"
+    assert env["BACKSTOP_EXPORT_FULL_EVERY"] == "14d"
+    assert env["BACKSTOP_EXPORT_SEGMENTS"] == "8"
+    assert env["BACKSTOP_EXPORT_FAN_OUT"] == "4"
+    assert env["BACKSTOP_EXPORT_NATIVE_THRESHOLD"] == "1073741824"
+    # One run at a time, or as many invocations as the fan-out asks for.
+    assert str(props["ReservedConcurrentExecutions"]) == "4"
+    assert str(Stack().props("ExportFunction")["ReservedConcurrentExecutions"]) == "1"
+    params = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    assert params["ExportMode"]["AllowedValues"] == ["native", "logical", "auto"]
+    # The ranges the export job accepts (shared/src/settings.rs).
+    for good in ("0d", "7d", "35d"):
+        assert re.fullmatch(params["ExportFullEvery"]["AllowedPattern"], good), good
+    for bad in ("36d", "7", "-1d", "1w"):
+        assert not re.fullmatch(params["ExportFullEvery"]["AllowedPattern"], bad), bad
+    for good in ("", "1", "64", "1000"):
+        assert re.fullmatch(params["ExportSegments"]["AllowedPattern"], good), good
+    for bad in ("0", "1001", "-1"):
+        assert not re.fullmatch(params["ExportSegments"]["AllowedPattern"], bad), bad
+    assert (params["ExportFanOut"]["MinValue"], params["ExportFanOut"]["MaxValue"]) == (1, 20)
+    assert not re.fullmatch(params["ExportNativeThreshold"]["AllowedPattern"], "0")
+
+
+def test_export_role_invokes_only_itself_and_deletes_nothing():
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        grants = stack.grants("ExportFunctionRole")
+        # It goes on with a long export in a new invocation of itself, by its exact ARN.
+        assert grants["lambda:InvokeFunction"] == [EXPORT_FUNCTION_ARN], params
+        assert not [a for a in grants if a.startswith("lambda:") and a != "lambda:InvokeFunction"], params
+        # Nothing that deletes, tables, backups, items or objects.
+        for action in ("dynamodb:DeleteBackup", "dynamodb:DeleteTable", "dynamodb:DeleteItem", "s3:DeleteObject"):
+            assert action not in grants, (params, action)
+        assert not [a for a in grants if "Delete" in a], params
+        # Only the export function's own role and its schedule role may invoke it.
+        for role in stack.of_type("AWS::IAM::Role"):
+            invokes = stack.grants(role).get("lambda:InvokeFunction", [])
+            if role == "ExportFunctionRole":
+                continue
+            assert EXPORT_FUNCTION_ARN not in invokes, role
+            if "<ExportFunction.Arn>" in invokes:
+                assert role == "ExportScheduleRole", role
+    # The stack name is part of the ARN.
+    other = Stack(stack_name="backstop-eu")
+    assert other.grants("ExportFunctionRole")["lambda:InvokeFunction"] == [
+        "arn:aws:lambda:us-east-1:123456789012:function:backstop-eu-export"
+    ]
+    assert other.props("ExportFunction")["FunctionName"] == "backstop-eu-export"
+
+
+def test_export_role_reads_and_writes_only_under_the_export_prefix():
+    for params, bucket, prefix in EXPORT_ENV_CASES:
+        stack = Stack(params)
+        grants = stack.grants("ExportFunctionRole")
+        objects = f"arn:aws:s3:::{bucket}/{prefix}/*"
+        s3 = {a: r for a, r in grants.items() if a.startswith("s3:")}
+        assert s3 == {
+            "s3:PutObject": [objects],
+            "s3:PutObjectAcl": [objects],
+            "s3:GetObject": [objects],
+            "s3:AbortMultipartUpload": [objects],
+            "s3:ListMultipartUploadParts": [objects],
+            "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
+        }, params
+        (listing,) = stack.statements_with("ExportFunctionRole", "s3:ListBucket")
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
+        assert grants["kms:GenerateDataKey"] == ["<Key.Arn>"] and grants["kms:Decrypt"] == ["<Key.Arn>"]
+        assert grants["kms:Encrypt"] == ["<Key.Arn>"]
+        assert grants["dynamodb:DescribeExport"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*/export/*"]
+        assert grants["sns:Publish"] == ["<Topic>"]
+        (metrics,) = stack.statements_with("ExportFunctionRole", "cloudwatch:PutMetricData")
+        assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Backstop"}}
+
+
+def test_export_scans_and_exports_only_the_named_tables():
+    named = Stack({"TableNames": "SalesTable,BuyersTable"})
+    for action in ("dynamodb:Scan", "dynamodb:ExportTableToPointInTime"):
+        (statement,) = named.statements_with("ExportFunctionRole", action)
+        assert table_names(as_list(statement["Resource"])) == ["SalesTable", "BuyersTable"], action
+        assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    (statement,) = named.statements_with("ExportFunctionRole", "dynamodb:DescribeExport")
+    assert table_names(as_list(statement["Resource"]), "/export/*") == ["SalesTable", "BuyersTable"]
+    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    by_tag = Stack().grants("ExportFunctionRole")
+    assert by_tag["dynamodb:Scan"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*"]
+    assert by_tag["dynamodb:ExportTableToPointInTime"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*"]
+    # No other role reads items or exports.
+    for role in named.of_type("AWS::IAM::Role"):
+        if role != "ExportFunctionRole":
+            grants = named.grants(role)
+            assert "dynamodb:Scan" not in grants and "dynamodb:ExportTableToPointInTime" not in grants, role
+
+
+def test_retention_may_delete_objects_only_under_the_export_prefix():
+    for params, bucket, prefix in EXPORT_ENV_CASES:
+        stack = Stack(params)
+        grants = stack.grants("RetentionFunctionRole")
+        objects = f"arn:aws:s3:::{bucket}/{prefix}/*"
+        s3 = {a: r for a, r in grants.items() if a.startswith("s3:")}
+        assert s3 == {
+            "s3:DeleteObject": [objects],
+            "s3:GetObject": [objects],
+            "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
+        }, params
+        (listing,) = stack.statements_with("RetentionFunctionRole", "s3:ListBucket")
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
+        # No other role deletes objects at all.
+        for role in stack.of_type("AWS::IAM::Role"):
+            if role != "RetentionFunctionRole":
+                assert not [a for a in stack.grants(role) if a.startswith("s3:Delete")], role
 
 
 def test_template_deploys_to_moto_cloudformation(moto_endpoint):
@@ -575,19 +836,21 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    for key in ("snapshot.zip", "retention.zip"):
+    for key in ("snapshot.zip", "retention.zip", "export.zip"):
         s3.put_object(Bucket="backstop-artifacts", Key=key, Body=buf.getvalue())
     out = translated(
         {
             "SnapshotFunction": "s3://backstop-artifacts/snapshot.zip",
             "RetentionFunction": "s3://backstop-artifacts/retention.zip",
+            "ExportFunction": "s3://backstop-artifacts/export.zip",
         }
     )
-    for fn in ("SnapshotFunction", "RetentionFunction"):
+    for fn in FUNCTIONS:
         assert out["Resources"][fn]["Properties"]["Architectures"] == ["arm64"]
     left_out = sorted(k for k, v in out["Resources"].items() if v["Type"] in NOT_IN_MOTO)
     out["Resources"] = {k: v for k, v in out["Resources"].items() if v["Type"] not in NOT_IN_MOTO}
-    assert {"BackupFailureAlarm", "SnapshotFunctionDaily", "TopicPolicy"} <= set(left_out), left_out
+    expected_left_out = {"BackupFailureAlarm", "SnapshotFunctionDaily", "ExportFunctionWeekly", "TopicPolicy"}
+    assert expected_left_out <= set(left_out), left_out
 
     cfn = client("cloudformation", moto_endpoint)
     cfn.create_stack(
@@ -621,8 +884,12 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     # The functions (moto records the runtime, not the architecture, checked above), configured
     # with the catalog and the topic.
     lam = client("lambda", moto_endpoint)
-    own = {"SnapshotFunctionName": "BACKSTOP_ENABLE_PITR", "RetentionFunctionName": "BACKSTOP_RETENTION_POLICY"}
-    for name in ("SnapshotFunctionName", "RetentionFunctionName"):
+    own = {
+        "SnapshotFunctionName": "BACKSTOP_ENABLE_PITR",
+        "RetentionFunctionName": "BACKSTOP_RETENTION_POLICY",
+        "ExportFunctionName": "BACKSTOP_EXPORT_MODE",
+    }
+    for name in ("SnapshotFunctionName", "RetentionFunctionName", "ExportFunctionName"):
         conf = lam.get_function_configuration(FunctionName=outputs[name])
         assert conf["Runtime"] == "provided.al2023", conf
         env = conf["Environment"]["Variables"]
@@ -631,13 +898,17 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         assert env["BACKSTOP_TABLE_TAG"] == "backup:plan=daily"
         # Each function gets only its own settings.
         assert own[name] in env and not (set(own.values()) - {own[name]}) & set(env), env
+        if name != "SnapshotFunctionName":
+            assert env["BACKSTOP_EXPORT_BUCKET"] == bucket and env["BACKSTOP_EXPORT_PREFIX"] == "backstop", env
+    # The export function by its fixed name, the one its role may invoke.
+    assert outputs["ExportFunctionName"] == "backstop-export"
     # One role per function and one per schedule.
     iam = client("iam", moto_endpoint)
     for logical in FUNCTION_ROLES + SCHEDULE_ROLES:
         assert iam.get_role(RoleName=physical[logical])["Role"]["Arn"]
     # A log group per function, with the retention parameter's default.
     groups = {g["logGroupName"]: g for g in client("logs", moto_endpoint).describe_log_groups()["logGroups"]}
-    for name in ("/aws/lambda/backstop-snapshot", "/aws/lambda/backstop-retention"):
+    for name in ("/aws/lambda/backstop-snapshot", "/aws/lambda/backstop-retention", "/aws/lambda/backstop-export"):
         assert int(groups[name]["retentionInDays"]) == 90, groups.get(name)
     # The dead-letter queue and the key.
     assert client("sqs", moto_endpoint).get_queue_url(QueueName=physical["DeadLetterQueue"].rsplit("/", 1)[-1])

@@ -9,6 +9,9 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// For the export's continuation: a new invocation of the running function.
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Clients {
@@ -23,6 +26,13 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            // Path-style addressing where an endpoint is set (an emulator has no bucket DNS).
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(config.endpoint_url().is_some())
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::new(config),
         }
     }
 }

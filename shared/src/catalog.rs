@@ -63,14 +63,18 @@ pub enum TargetStatus {
     Failed,
     /// The backup was made, and later deleted by retention.
     Deleted,
+    /// Work goes on outside any invocation (AWS runs a native export) or continues in a later
+    /// one (a logical export's checkpoints): the next claim finalizes or resumes it.
+    Started,
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 4] = [
+    pub const ALL: [TargetStatus; 5] = [
         TargetStatus::Claimed,
         TargetStatus::Done,
         TargetStatus::Failed,
         TargetStatus::Deleted,
+        TargetStatus::Started,
     ];
 
     /// As stored in the catalog.
@@ -80,6 +84,7 @@ impl TargetStatus {
             TargetStatus::Done => "DONE",
             TargetStatus::Failed => "FAILED",
             TargetStatus::Deleted => "DELETED",
+            TargetStatus::Started => "STARTED",
         }
     }
 
@@ -99,6 +104,7 @@ const STATUS_CLAIMED: &str = "CLAIMED";
 const STATUS_DONE: &str = "DONE";
 const STATUS_FAILED: &str = "FAILED";
 const STATUS_DELETED: &str = "DELETED";
+const STATUS_STARTED: &str = "STARTED";
 
 /// The catalog table, seen through one client.
 #[derive(Debug, Clone)]
@@ -141,6 +147,9 @@ pub struct TargetRecord {
     pub legal_hold_unreadable: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<i64>,
+    /// Exports: what was exported, where, and its fingerprint (attribute `export`, JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportMeta>,
 }
 
 impl TargetRecord {
@@ -203,6 +212,78 @@ impl Catalog {
         &self.table
     }
 
+    /// The client, for the records a job keeps beside its targets (export checkpoints).
+    pub fn client(&self) -> &DynamoDb {
+        &self.client
+    }
+
+    /// Records what the holder is exporting (attribute `export`), before or as it completes.
+    /// Safe to repeat: it writes the same value again.
+    pub async fn set_export(
+        &self,
+        job: JobKind,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        meta: &crate::export::ExportMeta,
+    ) -> Result<()> {
+        let text = serde_json::to_string(meta).map_err(|e| Error::Local(e.to_string()))?;
+        let result = self
+            .holder_update(job, table, slot, run_id)
+            .update_expression("SET #export = :export")
+            .expression_attribute_names("#export", "export")
+            .expression_attribute_values(":export", s(text))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => {
+                let current = self.get(job, table, slot).await?;
+                Err(self.not_ours("UpdateItem (record export)", table, slot, current))
+            }
+            Err(e) => Err(Error::aws("UpdateItem (record export)", self.resource(), e)),
+        }
+    }
+
+    /// Lets go of a claim whose work goes on elsewhere: status STARTED with what was started,
+    /// lease ended, so that the next run (a continuation, a retry, the next schedule) claims it
+    /// at once and finalizes or resumes it. Safe to repeat.
+    pub async fn hand_off(
+        &self,
+        job: JobKind,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        meta: &crate::export::ExportMeta,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let text = serde_json::to_string(meta).map_err(|e| Error::Local(e.to_string()))?;
+        let result = self
+            .holder_update(job, table, slot, run_id)
+            .update_expression(
+                "SET #status = :started, #export = :export, #lease = :now, #error = :note, updated_at = :now_s",
+            )
+            .expression_attribute_names("#export", "export")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":started", s(STATUS_STARTED))
+            .expression_attribute_values(":export", s(text))
+            .expression_attribute_values(":now", n(now.as_second()))
+            .expression_attribute_values(":note", s(note))
+            .expression_attribute_values(":now_s", s(now.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => match self.get(job, table, slot).await? {
+                Some(c) if c.status == TargetStatus::Started && c.run_id == run_id => Ok(()),
+                other => Err(self.not_ours("UpdateItem (hand off)", table, slot, other)),
+            },
+            Err(e) => Err(Error::aws("UpdateItem (hand off)", self.resource(), e)),
+        }
+    }
+
     fn resource(&self) -> String {
         format!("catalog table {}", self.table)
     }
@@ -232,7 +313,8 @@ impl Catalog {
                  #updated = :now_s ADD #attempts :one REMOVE #error",
             )
             .condition_expression(
-                "attribute_not_exists(pk) OR #status = :failed OR (#status = :claimed AND \
+                "attribute_not_exists(pk) OR #status = :failed OR #status = :started OR \
+                 (#status = :claimed AND \
                  (#lease < :now OR (attribute_not_exists(#lease) AND #claimed_at < :stale)))",
             )
             .expression_attribute_names("#lease", "lease_until")
@@ -258,6 +340,7 @@ impl Catalog {
             .expression_attribute_values(":slot", s(slot.to_string()))
             .expression_attribute_values(":claimed", s(STATUS_CLAIMED))
             .expression_attribute_values(":failed", s(STATUS_FAILED))
+            .expression_attribute_values(":started", s(STATUS_STARTED))
             .expression_attribute_values(":run", s(run_id))
             .expression_attribute_values(":now", n(now.as_second()))
             .expression_attribute_values(":now_s", s(now.to_string()))
@@ -714,7 +797,7 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
                     ),
                     code: None,
                     message: format!(
-                        "status {:?} is none of CLAIMED, DONE, FAILED, DELETED",
+                        "status {:?} is none of CLAIMED, DONE, FAILED, DELETED, STARTED",
                         crate::report::clip(&text, 40)
                     ),
                     retryable: false,
@@ -744,6 +827,20 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
             _ => None,
         },
         lease_until: get_n("lease_until"),
+        export: match get_s("export") {
+            None => None,
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| Error::Aws {
+                operation: "read catalog item",
+                resource: format!(
+                    "catalog item {}",
+                    get_s("pk").unwrap_or_else(|| "(no pk)".into())
+                ),
+                code: None,
+                message: format!("attribute export is not an export record: {e}"),
+                retryable: false,
+                hint: "the catalog item was not written by Backstop; fix or delete it".into(),
+            })?),
+        },
     })
 }
 

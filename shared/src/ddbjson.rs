@@ -66,7 +66,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
     let n = B64
         .encode_slice(bytes, &mut out[start..])
         .unwrap_or_default();
@@ -90,7 +93,11 @@ pub fn write_value(out: &mut Vec<u8>, v: &AttributeValue, path: &str) -> Result<
             write_b64(out, b.as_ref());
         }
         AttributeValue::Bool(b) => {
-            out.extend_from_slice(if *b { b"{\"BOOL\":true" } else { b"{\"BOOL\":false" });
+            out.extend_from_slice(if *b {
+                b"{\"BOOL\":true"
+            } else {
+                b"{\"BOOL\":false"
+            });
         }
         AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
         AttributeValue::Ss(set) | AttributeValue::Ns(set) => {
@@ -131,7 +138,12 @@ pub fn write_value(out: &mut Vec<u8>, v: &AttributeValue, path: &str) -> Result<
             out.extend_from_slice(b"{\"M\":");
             write_map(out, map, path)?;
         }
-        _ => return Err(err(path, "an attribute type this version of Backstop does not know")),
+        _ => {
+            return Err(err(
+                path,
+                "an attribute type this version of Backstop does not know",
+            ))
+        }
     }
     out.push(b'}');
     Ok(())
@@ -233,7 +245,10 @@ pub fn value_from_json(v: &Value, path: &str) -> Result<AttributeValue, FormatEr
     if obj.len() != 1 {
         return Err(err(
             path,
-            format!("a typed value has exactly one type key, this has {}", obj.len()),
+            format!(
+                "a typed value has exactly one type key, this has {}",
+                obj.len()
+            ),
         ));
     }
     let (ty, inner) = obj.iter().next().expect("one entry");
@@ -306,7 +321,10 @@ mod tests {
 
     fn every_type() -> Item {
         let mut inner = HashMap::new();
-        inner.insert("bin".to_owned(), AttributeValue::B(Blob::new(vec![0, 1, 255])));
+        inner.insert(
+            "bin".to_owned(),
+            AttributeValue::B(Blob::new(vec![0, 1, 255])),
+        );
         inner.insert("empty".to_owned(), AttributeValue::M(HashMap::new()));
         HashMap::from([
             ("pk".to_owned(), AttributeValue::S("a\"b\\c\n\u{1}é".into())),
@@ -315,8 +333,14 @@ mod tests {
                 AttributeValue::N("12345678901234567890123456789012345678".into()),
             ),
             ("b".to_owned(), AttributeValue::B(Blob::new(vec![]))),
-            ("ss".to_owned(), AttributeValue::Ss(vec!["x".into(), "y".into()])),
-            ("ns".to_owned(), AttributeValue::Ns(vec!["1".into(), "-2.5E3".into()])),
+            (
+                "ss".to_owned(),
+                AttributeValue::Ss(vec!["x".into(), "y".into()]),
+            ),
+            (
+                "ns".to_owned(),
+                AttributeValue::Ns(vec!["1".into(), "-2.5E3".into()]),
+            ),
             (
                 "bs".to_owned(),
                 AttributeValue::Bs(vec![Blob::new(vec![1]), Blob::new(vec![2, 3])]),
@@ -344,7 +368,10 @@ mod tests {
         assert_eq!(item_from_line(text.trim_end()).unwrap(), item);
         // serde_json agrees with the hand-written writer.
         let v: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(v["Item"]["n"]["N"], "12345678901234567890123456789012345678");
+        assert_eq!(
+            v["Item"]["n"]["N"],
+            "12345678901234567890123456789012345678"
+        );
     }
 
     #[test]
@@ -355,9 +382,18 @@ mod tests {
             ("{\"Itm\":{}}", "no \"Item\""),
             ("{\"Item\":{\"a\":{\"X\":1}}}", "a: unknown type"),
             ("{\"Item\":{\"a\":{\"N\":\"1e\"}}}", "a: N is not a number"),
-            ("{\"Item\":{\"a\":{\"M\":{\"b\":{\"B\":\"!!\"}}}}}", "a.b: B is not base64"),
-            ("{\"Item\":{\"a\":{\"L\":[{\"S\":1}]}}}", "a[0]: S must hold a string"),
-            ("{\"Item\":{\"a\":{\"S\":\"x\",\"N\":\"1\"}}}", "exactly one type key"),
+            (
+                "{\"Item\":{\"a\":{\"M\":{\"b\":{\"B\":\"!!\"}}}}}",
+                "a.b: B is not base64",
+            ),
+            (
+                "{\"Item\":{\"a\":{\"L\":[{\"S\":1}]}}}",
+                "a[0]: S must hold a string",
+            ),
+            (
+                "{\"Item\":{\"a\":{\"S\":\"x\",\"N\":\"1\"}}}",
+                "exactly one type key",
+            ),
         ] {
             let e = item_from_line(line).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");

@@ -126,9 +126,11 @@ fn canonical_value(
             out.extend_from_slice(b64.encode(b.as_ref()).as_bytes());
             out.push(b'"');
         }
-        AttributeValue::Bool(b) => {
-            out.extend_from_slice(if *b { b"{\"BOOL\":true" } else { b"{\"BOOL\":false" })
-        }
+        AttributeValue::Bool(b) => out.extend_from_slice(if *b {
+            b"{\"BOOL\":true"
+        } else {
+            b"{\"BOOL\":false"
+        }),
         AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
         AttributeValue::Ss(set) => {
             let mut s: Vec<&str> = set.iter().map(String::as_str).collect();
@@ -197,7 +199,13 @@ fn canonical_value(
             };
             canonical_map(out, map, &sub)?;
         }
-        _ => return Err(bad(path, key, "an attribute type this version does not know")),
+        _ => {
+            return Err(bad(
+                path,
+                key,
+                "an attribute type this version does not know",
+            ))
+        }
     }
     out.push(b'}');
     Ok(())
@@ -255,7 +263,12 @@ impl std::str::FromStr for Fingerprint {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{:?} is not a fingerprint (v1:<items>:<bytes>:<64 hex>)", crate::report::clip(s, 90));
+        let bad = || {
+            format!(
+                "{:?} is not a fingerprint (v1:<items>:<bytes>:<64 hex>)",
+                crate::report::clip(s, 90)
+            )
+        };
         let mut parts = s.split(':');
         if parts.next() != Some("v1") {
             return Err(bad());
@@ -341,7 +354,18 @@ mod tests {
             normalize_number("12345678901234567890123456789012345678").unwrap(),
             "1.2345678901234567890123456789012345678E37"
         );
-        for bad in ["", "-", "e5", "1e", "1.2.3", "abc", "1e+", "1e9999999999", "--1", "0x10"] {
+        for bad in [
+            "",
+            "-",
+            "e5",
+            "1e",
+            "1.2.3",
+            "abc",
+            "1e+",
+            "1e9999999999",
+            "--1",
+            "0x10",
+        ] {
             assert_eq!(normalize_number(bad), None, "{bad}");
         }
         assert_ne!(normalize_number("1"), normalize_number("-1"));
@@ -349,7 +373,10 @@ mod tests {
     }
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -357,10 +384,16 @@ mod tests {
         let a = item(&[
             ("pk", AttributeValue::S("a".into())),
             ("ns", AttributeValue::Ns(vec!["1.0".into(), "2".into()])),
-            ("bs", AttributeValue::Bs(vec![Blob::new(vec![2]), Blob::new(vec![1])])),
+            (
+                "bs",
+                AttributeValue::Bs(vec![Blob::new(vec![2]), Blob::new(vec![1])]),
+            ),
         ]);
         let a2 = item(&[
-            ("bs", AttributeValue::Bs(vec![Blob::new(vec![1]), Blob::new(vec![2])])),
+            (
+                "bs",
+                AttributeValue::Bs(vec![Blob::new(vec![1]), Blob::new(vec![2])]),
+            ),
             ("ns", AttributeValue::Ns(vec!["2".into(), "1".into()])),
             ("pk", AttributeValue::S("a".into())),
         ]);
@@ -377,14 +410,18 @@ mod tests {
         // A string "1" is not the number 1; binary [] is not string "".
         let s1 = item(&[("x", AttributeValue::S("1".into()))]);
         let n1 = item(&[("x", AttributeValue::N("1".into()))]);
-        assert!(!of_items([&s1]).unwrap().same_content(&of_items([&n1]).unwrap()));
+        assert!(!of_items([&s1])
+            .unwrap()
+            .same_content(&of_items([&n1]).unwrap()));
     }
 
     fn value() -> impl Strategy<Value = AttributeValue> {
         let leaf = prop_oneof![
             any::<String>().prop_map(AttributeValue::S),
-            (any::<i64>(), 0u32..6).prop_map(|(n, scale)| AttributeValue::N(format!("{n}e-{scale}"))),
-            proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| AttributeValue::B(Blob::new(b))),
+            (any::<i64>(), 0u32..6)
+                .prop_map(|(n, scale)| AttributeValue::N(format!("{n}e-{scale}"))),
+            proptest::collection::vec(any::<u8>(), 0..8)
+                .prop_map(|b| AttributeValue::B(Blob::new(b))),
             any::<bool>().prop_map(AttributeValue::Bool),
             Just(AttributeValue::Null(true)),
             proptest::collection::btree_set("[a-z]{0,4}", 1..4)
@@ -393,7 +430,8 @@ mod tests {
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(AttributeValue::L),
-                proptest::collection::hash_map("[a-z]{1,3}", inner, 0..4).prop_map(AttributeValue::M),
+                proptest::collection::hash_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(AttributeValue::M),
             ]
         })
     }

@@ -6,8 +6,11 @@
 pub mod aws;
 pub mod backups;
 pub mod catalog;
+pub mod ddbjson;
 pub mod error;
 pub mod event;
+pub mod export;
+pub mod fingerprint;
 pub mod jobs;
 pub mod notify;
 pub mod report;

@@ -12,6 +12,11 @@ pub const METRIC_SUCCESS: &str = "BackupSuccess";
 pub const METRIC_FAILURE: &str = "BackupFailure";
 pub const METRIC_DURATION: &str = "BackupDuration";
 pub const METRIC_SIZE: &str = "BackupSize";
+pub const METRIC_EXPORT_SUCCESS: &str = "ExportSuccess";
+pub const METRIC_EXPORT_FAILURE: &str = "ExportFailure";
+pub const METRIC_EXPORT_DURATION: &str = "ExportDuration";
+pub const METRIC_EXPORT_ITEMS: &str = "ExportItems";
+pub const METRIC_EXPORT_BYTES: &str = "ExportBytes";
 pub const METRIC_RETENTION_KEPT: &str = "RetentionKept";
 pub const METRIC_RETENTION_DELETED: &str = "RetentionDeleted";
 pub const METRIC_RETENTION_FAILURE: &str = "RetentionFailure";
@@ -57,6 +62,9 @@ pub async fn publish_sns(
 /// - snapshot: BackupSuccess and BackupFailure (Count) for every table worked on in this run;
 ///   BackupDuration (Seconds) and BackupSize (Bytes) for every backup made. Tables already done
 ///   for the slot add nothing, so a redelivery counts nothing twice.
+/// - export: ExportSuccess and ExportFailure (Count) for every table whose export finished or
+///   failed in this run; ExportDuration (Seconds), ExportItems (Count) and ExportBytes (Bytes,
+///   as stored) for every export finished. An export still under way adds nothing yet.
 /// - retention: RetentionKept and RetentionDeleted (Count) per table whose plan ran (a dry run
 ///   publishes nothing); RetentionFailure (Count) 1 for a failed table, 0 otherwise.
 /// - and the run's totals of the same metrics with the Job dimension alone (BackupDuration:
@@ -65,6 +73,7 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
     let data = MetricData::of(report);
     match report.job {
         JobKind::Snapshot => snapshot_metrics(report, &data),
+        JobKind::Export => export_metrics(report, &data),
         JobKind::Retention => retention_metrics(report, &data),
     }
 }
@@ -145,6 +154,46 @@ fn snapshot_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             Outcome::Failed { .. } => {
                 data.push(m.table(METRIC_SUCCESS, &t.table, 0.0, StandardUnit::Count));
                 data.push(m.table(METRIC_FAILURE, &t.table, 1.0, StandardUnit::Count));
+            }
+            _ => {}
+        }
+    }
+    data
+}
+
+fn export_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = Vec::new();
+    let t = &report.totals;
+    if t.created + t.failed > 0 {
+        data.push(m.total(METRIC_EXPORT_SUCCESS, t.created as f64, StandardUnit::Count));
+        data.push(m.total(METRIC_EXPORT_FAILURE, t.failed as f64, StandardUnit::Count));
+        data.push(m.total(
+            METRIC_EXPORT_DURATION,
+            report.duration_ms as f64 / 1000.0,
+            StandardUnit::Seconds,
+        ));
+        data.push(m.total(METRIC_EXPORT_ITEMS, t.items as f64, StandardUnit::Count));
+        data.push(m.total(METRIC_EXPORT_BYTES, t.bytes as f64, StandardUnit::Bytes));
+    }
+    for t in &report.targets {
+        match &t.outcome {
+            Outcome::Created { backup } => {
+                data.push(m.table(METRIC_EXPORT_SUCCESS, &t.table, 1.0, StandardUnit::Count));
+                data.push(m.table(METRIC_EXPORT_FAILURE, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.table(
+                    METRIC_EXPORT_DURATION,
+                    &t.table,
+                    t.duration_ms as f64 / 1000.0,
+                    StandardUnit::Seconds,
+                ));
+                let items = backup.item_count.unwrap_or(0) as f64;
+                data.push(m.table(METRIC_EXPORT_ITEMS, &t.table, items, StandardUnit::Count));
+                let bytes = backup.size_bytes.unwrap_or(0) as f64;
+                data.push(m.table(METRIC_EXPORT_BYTES, &t.table, bytes, StandardUnit::Bytes));
+            }
+            Outcome::Failed { .. } => {
+                data.push(m.table(METRIC_EXPORT_SUCCESS, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.table(METRIC_EXPORT_FAILURE, &t.table, 1.0, StandardUnit::Count));
             }
             _ => {}
         }
@@ -247,6 +296,8 @@ mod tests {
                 duration_ms: 2500,
                 warnings: vec![],
                 decisions: vec![],
+                export: None,
+                export_retention: None,
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -259,6 +310,8 @@ mod tests {
                 duration_ms: 1,
                 warnings: vec![],
                 decisions: vec![],
+                export: None,
+                export_retention: None,
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -277,6 +330,8 @@ mod tests {
                 duration_ms: 1,
                 warnings: vec![],
                 decisions: vec![],
+                export: None,
+                export_retention: None,
             },
         ];
         let totals = Totals::from_targets(&targets);

@@ -87,6 +87,27 @@ pub struct TargetReport {
     /// Retention: every backup of the table with its decision and reasons, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<PointDecision>,
+    /// Export: what was exported, where, and its fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportMeta>,
+    /// Retention: what became of the table's exports (their decisions are in `decisions`,
+    /// named `export …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_retention: Option<ExportsRetained>,
+}
+
+/// Retention of one table's exports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExportsRetained {
+    pub kept: usize,
+    pub deleted: usize,
+    pub to_delete: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// Set when the exports could not be listed or some deletes failed: nothing (or not
+    /// everything planned) was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One backup's retention decision, and what was done about it.
@@ -113,6 +134,9 @@ pub enum Outcome {
     InProgress { held_by_run: String, note: String },
     /// Dry run: this backup would be made.
     Planned { backup_name: String },
+    /// The work goes on beyond this invocation: AWS runs the native export, or the logical
+    /// export continues in a new invocation from its checkpoints. The next run finalizes it.
+    Started { export_id: String, note: String },
     /// Retention ran its plan for the table (in a dry run: only planned). With failed deletes
     /// the table is not done (a retry deletes the rest), but the counts stay exact.
     Retained {
@@ -145,7 +169,7 @@ fn is_zero(n: &usize) -> bool {
 impl Outcome {
     pub fn is_done(&self) -> bool {
         match self {
-            Outcome::Created { .. } | Outcome::AlreadyDone { .. } => true,
+            Outcome::Created { .. } | Outcome::AlreadyDone { .. } | Outcome::Started { .. } => true,
             Outcome::Retained { failed_deletes, .. } => *failed_deletes == 0,
             _ => false,
         }
@@ -213,6 +237,9 @@ pub struct Totals {
     pub items: i64,
     pub pitr_disabled: usize,
     pub pitr_enabled_now: usize,
+    /// Export: exports under way beyond this invocation (native, or continued).
+    #[serde(default)]
+    pub started: usize,
     /// Retention: tables whose plan ran, backups kept, backups deleted.
     #[serde(default)]
     pub retained: usize,
@@ -220,6 +247,11 @@ pub struct Totals {
     pub kept: usize,
     #[serde(default)]
     pub deleted: usize,
+    /// Retention: exports kept and deleted.
+    #[serde(default)]
+    pub exports_kept: usize,
+    #[serde(default)]
+    pub exports_deleted: usize,
 }
 
 /// Where the report went.
@@ -263,6 +295,7 @@ impl Totals {
                 Outcome::AlreadyDone { .. } => t.already_done += 1,
                 Outcome::InProgress { .. } => t.in_progress += 1,
                 Outcome::Planned { .. } => t.planned += 1,
+                Outcome::Started { .. } => t.started += 1,
                 Outcome::Failed { .. } => t.failed += 1,
                 Outcome::Retained {
                     kept,
@@ -280,6 +313,22 @@ impl Totals {
                     t.deleted += deleted;
                 }
             }
+            if let Some(e) = &target.export_retention {
+                t.exports_kept += e.kept;
+                t.exports_deleted += e.deleted;
+                if e.error.is_some()
+                    && matches!(
+                        target.outcome,
+                        Outcome::Retained {
+                            failed_deletes: 0,
+                            ..
+                        }
+                    )
+                {
+                    t.retained -= 1;
+                    t.failed += 1;
+                }
+            }
             match target.pitr {
                 Some(PitrState::Disabled) => t.pitr_disabled += 1,
                 Some(PitrState::EnabledNow) => t.pitr_enabled_now += 1,
@@ -292,7 +341,8 @@ impl Totals {
 
 /// Pure: the run's status from its targets and run-level errors.
 pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
-    let done = totals.created + totals.already_done + totals.planned + totals.retained;
+    let done =
+        totals.created + totals.already_done + totals.planned + totals.retained + totals.started;
     let not_done = totals.failed + totals.in_progress;
     if totals.selected == 0 {
         if run_errors.is_empty() {
@@ -324,6 +374,10 @@ impl RunReport {
             t.outcome
                 .failure()
                 .map(|why| format!("{}: {}", t.table, clip(&why, 1000)))
+        }));
+        parts.extend(self.targets.iter().filter_map(|t| {
+            let e = t.export_retention.as_ref()?.error.as_ref()?;
+            Some(format!("{} exports: {}", t.table, clip(e, 1000)))
         }));
         let more = parts.len().saturating_sub(MAX_PARTS);
         parts.truncate(MAX_PARTS);
@@ -461,6 +515,16 @@ impl RunReport {
                 ("bytes", t.bytes),
                 ("items", t.items),
             ],
+            JobKind::Export => vec![
+                ("selected", c(t.selected)),
+                ("created", c(t.created)),
+                ("started", c(t.started)),
+                ("already_done", c(t.already_done)),
+                ("in_progress", c(t.in_progress)),
+                ("failed", c(t.failed)),
+                ("bytes", t.bytes),
+                ("items", t.items),
+            ],
             JobKind::Retention => vec![
                 ("selected", c(t.selected)),
                 ("retained", c(t.retained)),
@@ -497,15 +561,49 @@ impl RunReport {
                 }
                 out
             }
-            JobKind::Retention => format!(
-                "Targets:    {} selected, {} planned, {} failed\nBackups:    {} kept, {} deleted{}\n",
-                t.selected,
-                t.retained,
-                t.failed,
-                t.kept,
-                t.deleted,
-                if self.dry_run { " (dry run)" } else { "" }
-            ),
+            JobKind::Export => {
+                let mut out = format!(
+                    "Targets:    {} selected, {} exported now, {} under way, {} already done for this slot, {} failed{}\n",
+                    t.selected,
+                    t.created,
+                    t.started,
+                    t.already_done,
+                    t.failed,
+                    if t.in_progress > 0 {
+                        format!(", {} in progress elsewhere", t.in_progress)
+                    } else {
+                        String::new()
+                    }
+                );
+                if t.created > 0 {
+                    out.push_str(&format!(
+                        "Exported:   {} items, {} stored\n",
+                        t.items,
+                        human_bytes(t.bytes)
+                    ));
+                }
+                out
+            }
+            JobKind::Retention => {
+                let mut out = format!(
+                    "Targets:    {} selected, {} planned, {} failed\nBackups:    {} kept, {} deleted{}\n",
+                    t.selected,
+                    t.retained,
+                    t.failed,
+                    t.kept,
+                    t.deleted,
+                    if self.dry_run { " (dry run)" } else { "" }
+                );
+                if self.targets.iter().any(|x| x.export_retention.is_some()) {
+                    out.push_str(&format!(
+                        "Exports:    {} kept, {} deleted{}\n",
+                        t.exports_kept,
+                        t.exports_deleted,
+                        if self.dry_run { " (dry run)" } else { "" }
+                    ));
+                }
+                out
+            }
         }
     }
 }
@@ -528,6 +626,27 @@ fn target_block(target: &TargetReport) -> String {
             clip(error, 1000)
         )),
         _ => {}
+    }
+    if let Some(e) = &target.export_retention {
+        out.push_str(&format!(
+            "    exports: kept {}, deleted {}{}{}\n",
+            e.kept,
+            e.deleted,
+            e.blocked
+                .as_ref()
+                .map(|b| format!(" ({})", clip(b, 500)))
+                .unwrap_or_default(),
+            e.error
+                .as_ref()
+                .map(|b| format!("; FAILED: {}", clip(b, 1000)))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(m) = &target.export {
+        if let Some(fp) = &m.fingerprint {
+            out.push_str(&format!("    fingerprint {fp}\n"));
+        }
+        out.push_str(&format!("    at {}\n", clip(&m.uri(), 1100)));
     }
     for w in target.warnings.iter().take(10) {
         out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
@@ -590,6 +709,8 @@ fn outcome_line(o: &Outcome) -> String {
         Outcome::AlreadyDone { backup, note } => format!("{note} ({})", backup.backup_name),
         Outcome::InProgress { note, .. } => note.clone(),
         Outcome::Planned { backup_name } => format!("would back up as {backup_name}"),
+
+        Outcome::Started { export_id, note } => format!("{note} ({export_id})"),
         Outcome::Retained {
             kept,
             deleted,
@@ -667,6 +788,8 @@ mod tests {
             duration_ms: 5,
             warnings: vec![],
             decisions: vec![],
+            export: None,
+            export_retention: None,
         }
     }
 

@@ -102,8 +102,21 @@ impl RetentionPolicy {
         }
     }
 
+    /// The runbooks' export retention: weekly 13, monthly 12, yearly 7. Exports are weekly, so
+    /// the freshness floor allows a newest export up to 8 days old (192 h).
+    pub fn export_default() -> RetentionPolicy {
+        RetentionPolicy {
+            keep_weekly: Some(13),
+            keep_monthly: Some(12),
+            keep_yearly: Some(7),
+            freshness_limit: Some("192h".into()),
+            ..RetentionPolicy::default()
+        }
+    }
+
     /// Parses `keep_daily=30,keep_weekly=12,time_zone=Europe/Lisbon` (the environment's form) or
     /// a JSON object.
+
     pub fn parse(text: &str) -> Result<RetentionPolicy, String> {
         let text = text.trim();
         if text.starts_with('{') {

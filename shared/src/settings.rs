@@ -20,6 +20,17 @@ pub const ENV_ENABLE_PITR: &str = "BACKSTOP_ENABLE_PITR";
 pub const ENV_CONCURRENCY: &str = "BACKSTOP_CONCURRENCY";
 pub const ENV_DRILL_TABLE_PREFIX: &str = "BACKSTOP_DRILL_TABLE_PREFIX";
 pub const ENV_RETENTION_POLICY: &str = "BACKSTOP_RETENTION_POLICY";
+pub const ENV_EXPORT_BUCKET: &str = "BACKSTOP_EXPORT_BUCKET";
+pub const ENV_EXPORT_PREFIX: &str = "BACKSTOP_EXPORT_PREFIX";
+pub const ENV_EXPORT_KMS_KEY: &str = "BACKSTOP_EXPORT_KMS_KEY";
+pub const ENV_EXPORT_MODE: &str = "BACKSTOP_EXPORT_MODE";
+pub const ENV_EXPORT_FULL_EVERY: &str = "BACKSTOP_EXPORT_FULL_EVERY";
+pub const ENV_EXPORT_SEGMENTS: &str = "BACKSTOP_EXPORT_SEGMENTS";
+pub const ENV_EXPORT_FAN_OUT: &str = "BACKSTOP_EXPORT_FAN_OUT";
+pub const ENV_EXPORT_NATIVE_THRESHOLD: &str = "BACKSTOP_EXPORT_NATIVE_THRESHOLD";
+pub const ENV_EXPORT_FILE_BYTES: &str = "BACKSTOP_EXPORT_FILE_BYTES";
+pub const ENV_EXPORT_PAGE_ITEMS: &str = "BACKSTOP_EXPORT_PAGE_ITEMS";
+pub const ENV_EXPORT_RETENTION_POLICY: &str = "BACKSTOP_EXPORT_RETENTION_POLICY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -65,6 +76,50 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_RETENTION_POLICY,
         "retention only; keep_daily=30,keep_weekly=12,... and the floors min_complete, freshness_limit, include_unmanaged (default daily 30, weekly 12, monthly 12, yearly 7)",
     ),
+    (
+        ENV_EXPORT_BUCKET,
+        "export: required; S3 bucket the exports go to. Retention: set it to prune exports too",
+    ),
+    (
+        ENV_EXPORT_PREFIX,
+        "export and retention; key prefix in the bucket, default backstop (exports land in <prefix>/<table>/<slot>/)",
+    ),
+    (
+        ENV_EXPORT_KMS_KEY,
+        "export only; KMS key ARN or alias for SSE-KMS, default SSE-S3 (AES256)",
+    ),
+    (
+        ENV_EXPORT_MODE,
+        "export only; native, logical or auto (native when PITR is on and for tables over the threshold), default auto",
+    ),
+    (
+        ENV_EXPORT_FULL_EVERY,
+        "export only; native: days between full exports, incrementals between them (0: always full), default 7",
+    ),
+    (
+        ENV_EXPORT_SEGMENTS,
+        "export only; logical: parallel scan segments, 1 to 1000, default one per GiB of table (at least 1, at most 64)",
+    ),
+    (
+        ENV_EXPORT_FAN_OUT,
+        "export only; logical: invocations that share a table's segments; only 1 today (segments run in parallel inside one invocation)",
+    ),
+    (
+        ENV_EXPORT_NATIVE_THRESHOLD,
+        "export only; bytes above which auto prefers a native export, default 10000000000 (10 GB)",
+    ),
+    (
+        ENV_EXPORT_FILE_BYTES,
+        "export only; logical: uncompressed bytes per data file before a new one starts (and a checkpoint), default 67108864 (64 MiB), at least 1024",
+    ),
+    (
+        ENV_EXPORT_PAGE_ITEMS,
+        "export only; logical: items per Scan page (Limit), default unset (DynamoDB's 1 MB pages)",
+    ),
+    (
+        ENV_EXPORT_RETENTION_POLICY,
+        "retention only; the policy for exports, same form as the backup policy, default keep_weekly=13,keep_monthly=12,keep_yearly=7",
+    ),
 ];
 
 /// The job a function runs. Each job validates only the settings it uses, so that a typo in one
@@ -74,15 +129,17 @@ pub const ALL_ENV: &[(&str, &str)] = &[
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Snapshot,
+    Export,
     Retention,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::Snapshot, JobKind::Retention];
+    pub const ALL: [JobKind; 3] = [JobKind::Snapshot, JobKind::Export, JobKind::Retention];
 
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Snapshot => "snapshot",
+            JobKind::Export => "export",
             JobKind::Retention => "retention",
         }
     }
@@ -131,11 +188,84 @@ pub enum JobSettings {
         /// Turn point-in-time recovery on where it is off.
         enable_pitr: bool,
     },
+    Export(Box<ExportSettings>),
     Retention {
         /// Checked: it compiles (see [`RetentionPolicy::compile`]). Boxed: it is large.
         policy: Box<RetentionPolicy>,
+        /// Set when an export bucket is configured: retention prunes exports too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exports: Option<Box<ExportRetention>>,
     },
 }
+
+/// How a table is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportMode {
+    /// `ExportTableToPointInTime`: AWS writes the export; needs PITR.
+    Native,
+    /// Backstop scans the table and writes the same layout itself.
+    Logical,
+    /// Native when PITR is on or the table is over the threshold, logical otherwise.
+    Auto,
+}
+
+impl std::str::FromStr for ExportMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "native" => Ok(ExportMode::Native),
+            "logical" => Ok(ExportMode::Logical),
+            "auto" => Ok(ExportMode::Auto),
+            other => Err(format!(
+                "must be native, logical or auto, got {:?}",
+                truncate_for_message(other)
+            )),
+        }
+    }
+}
+
+/// Where exports live: the bucket and the key prefix under which `<table>/<slot>/` sits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportLocation {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// The export job's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportSettings {
+    pub location: ExportLocation,
+    pub kms_key: Option<String>,
+    pub mode: ExportMode,
+    /// Days between native full exports (0: every export is full).
+    pub full_every_days: u32,
+    /// Scan segments (None: from the table's size).
+    pub segments: Option<u32>,
+    pub fan_out: u32,
+    pub native_threshold: u64,
+    pub file_bytes: u64,
+    pub page_items: Option<u32>,
+    /// Set by a continuation payload: how many invocations came before this one.
+    pub continuation: u32,
+}
+
+/// What retention needs to prune exports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportRetention {
+    pub location: ExportLocation,
+    pub policy: RetentionPolicy,
+}
+
+pub const DEFAULT_EXPORT_PREFIX: &str = "backstop";
+pub const DEFAULT_FULL_EVERY_DAYS: u32 = 7;
+pub const DEFAULT_NATIVE_THRESHOLD: u64 = 10_000_000_000;
+pub const DEFAULT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_SEGMENTS: u32 = 1000;
+pub const MAX_FAN_OUT: u32 = 20;
+/// A continuation chain longer than this stops with an error instead of invoking itself again.
+pub const MAX_CONTINUATIONS: u32 = 200;
 
 impl Settings {
     /// The snapshot's PITR switch (false for any other job).
@@ -146,7 +276,23 @@ impl Settings {
     /// The retention policy (`None` for any other job).
     pub fn retention_policy(&self) -> Option<&RetentionPolicy> {
         match &self.job {
-            JobSettings::Retention { policy } => Some(policy.as_ref()),
+            JobSettings::Retention { policy, .. } => Some(policy.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The export settings (`None` for any other job).
+    pub fn export(&self) -> Option<&ExportSettings> {
+        match &self.job {
+            JobSettings::Export(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Export pruning, when the retention job is configured for it.
+    pub fn export_retention(&self) -> Option<&ExportRetention> {
+        match &self.job {
+            JobSettings::Retention { exports, .. } => exports.as_deref(),
             _ => None,
         }
     }
@@ -176,6 +322,15 @@ pub struct Overrides {
     /// The retention policy: an object, or the compact `keep_daily=30,…` form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<serde_json::Value>,
+    /// Export: `native`, `logical` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Export: scan segments for a logical export that has not started yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<u32>,
+    /// Export: set by the export itself when it continues in a new invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<u32>,
 }
 
 /// The environment as read once at start-up (only the `BACKSTOP_*` variables are kept).
@@ -301,7 +456,26 @@ impl Settings {
                 ),
             )
         };
+        let export_fields = [
+            ("mode", overrides.mode.is_some()),
+            ("segments", overrides.segments.is_some()),
+            ("continuation", overrides.continuation.is_some()),
+        ];
+        if job != JobKind::Export {
+            if let Some((field, _)) = export_fields.iter().find(|(_, set)| *set) {
+                return Err(foreign(field, JobKind::Export));
+            }
+        }
         let job_settings = match job {
+            JobKind::Export => {
+                if overrides.policy.is_some() {
+                    return Err(foreign("policy", JobKind::Retention));
+                }
+                if overrides.enable_pitr.is_some() {
+                    return Err(foreign("enable_pitr", JobKind::Snapshot));
+                }
+                JobSettings::Export(Box::new(resolve_export(env, overrides)?))
+            }
             JobKind::Snapshot => {
                 if overrides.policy.is_some() {
                     return Err(foreign("policy", JobKind::Retention));
@@ -320,6 +494,7 @@ impl Settings {
                 }
                 JobSettings::Retention {
                     policy: Box::new(resolve_policy(env, overrides, guarded)?),
+                    exports: resolve_export_retention(env)?.map(Box::new),
                 }
             }
         };
@@ -340,6 +515,136 @@ impl Settings {
     pub fn is_own_table(&self, table: &str) -> bool {
         table == self.catalog_table || table.starts_with(&self.drill_table_prefix)
     }
+}
+
+fn resolve_location(env: &Environment) -> Result<Option<ExportLocation>> {
+    let Some(bucket) = env.get(ENV_EXPORT_BUCKET) else {
+        return Ok(None);
+    };
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if !ok {
+        return Err(Error::setting(
+            ENV_EXPORT_BUCKET,
+            format!(
+                "must be an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.'), got {:?}",
+                truncate_for_message(bucket)
+            ),
+        ));
+    }
+    let prefix = env
+        .get(ENV_EXPORT_PREFIX)
+        .unwrap_or(DEFAULT_EXPORT_PREFIX)
+        .trim_matches('/')
+        .to_owned();
+    if prefix.is_empty() || prefix.len() > 200 || prefix.contains("//") {
+        return Err(Error::setting(
+            ENV_EXPORT_PREFIX,
+            "must be 1 to 200 characters, without empty path segments",
+        ));
+    }
+    Ok(Some(ExportLocation {
+        bucket: bucket.to_owned(),
+        prefix,
+    }))
+}
+
+fn resolve_export_retention(env: &Environment) -> Result<Option<ExportRetention>> {
+    let Some(location) = resolve_location(env)? else {
+        return Ok(None);
+    };
+    let policy = match env.get(ENV_EXPORT_RETENTION_POLICY) {
+        Some(v) => check_policy(ENV_EXPORT_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+        None => RetentionPolicy::export_default(),
+    };
+    Ok(Some(ExportRetention { location, policy }))
+}
+
+fn number<T: std::str::FromStr>(
+    name: &str,
+    v: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    match v.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::setting(
+            name,
+            format!(
+                "must be a whole number from {} to {}, got {:?}",
+                range.start(),
+                range.end(),
+                truncate_for_message(v)
+            ),
+        )),
+    }
+}
+
+fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
+    let location = resolve_location(env)?.ok_or_else(|| {
+        Error::setting(
+            ENV_EXPORT_BUCKET,
+            "is required for the export job: name the S3 bucket exports go to",
+        )
+    })?;
+    let mode = match (&o.mode, env.get(ENV_EXPORT_MODE)) {
+        (Some(m), _) => m.parse().map_err(|rule| Error::setting("mode", rule))?,
+        (None, Some(m)) => m
+            .parse()
+            .map_err(|rule| Error::setting(ENV_EXPORT_MODE, rule))?,
+        (None, None) => ExportMode::Auto,
+    };
+    let full_every_days = match env.get(ENV_EXPORT_FULL_EVERY) {
+        Some(v) => number(ENV_EXPORT_FULL_EVERY, v.trim_end_matches('d'), 0..=35)?,
+        None => DEFAULT_FULL_EVERY_DAYS,
+    };
+    let segments = match (o.segments, env.get(ENV_EXPORT_SEGMENTS)) {
+        (Some(n), _) => Some(number("segments", &n.to_string(), 1..=MAX_SEGMENTS)?),
+        (None, Some(v)) => Some(number(ENV_EXPORT_SEGMENTS, v, 1..=MAX_SEGMENTS)?),
+        (None, None) => None,
+    };
+    let fan_out = match env.get(ENV_EXPORT_FAN_OUT) {
+        Some(v) => number(ENV_EXPORT_FAN_OUT, v, 1..=MAX_FAN_OUT)?,
+        None => 1,
+    };
+    if fan_out > 1 {
+        return Err(Error::setting(
+            ENV_EXPORT_FAN_OUT,
+            "spreading one table's segments over several invocations is not built yet; set 1 (segments still run in parallel inside one invocation)",
+        ));
+    }
+    let native_threshold = match env.get(ENV_EXPORT_NATIVE_THRESHOLD) {
+        Some(v) => number(ENV_EXPORT_NATIVE_THRESHOLD, v, 1..=u64::MAX)?,
+        None => DEFAULT_NATIVE_THRESHOLD,
+    };
+    let file_bytes = match env.get(ENV_EXPORT_FILE_BYTES) {
+        Some(v) => number(ENV_EXPORT_FILE_BYTES, v, 1024..=(4u64 << 30))?,
+        None => DEFAULT_FILE_BYTES,
+    };
+    let page_items = match env.get(ENV_EXPORT_PAGE_ITEMS) {
+        Some(v) => Some(number(ENV_EXPORT_PAGE_ITEMS, v, 1..=100_000)?),
+        None => None,
+    };
+    let continuation = match o.continuation {
+        Some(n) => number("continuation", &n.to_string(), 1..=MAX_CONTINUATIONS)?,
+        None => 0,
+    };
+    Ok(ExportSettings {
+        location,
+        kms_key: env.get(ENV_EXPORT_KMS_KEY).map(str::to_owned),
+        mode,
+        full_every_days,
+        segments,
+        fan_out,
+        native_threshold,
+        file_bytes,
+        page_items,
+        continuation,
+    })
 }
 
 fn payload_selects(o: &Overrides) -> bool {

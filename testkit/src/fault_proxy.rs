@@ -61,6 +61,8 @@ pub struct ChaosCounts {
 
 #[derive(Default)]
 struct State {
+    /// Every request seen: (operation, body; S3 object bodies are left out).
+    log: Vec<(String, String)>,
     faults: Vec<Fault>,
     injected: usize,
     chaos: Option<(Chaos, StdRng)>,
@@ -128,6 +130,18 @@ impl FaultProxy {
         self.state.lock().unwrap().counts
     }
 
+    /// The bodies of the requests to `operation` seen so far, oldest first.
+    pub fn requests(&self, operation: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
     /// How many requests were answered with a fault so far.
     pub fn injected(&self) -> usize {
         self.state.lock().unwrap().injected
@@ -150,8 +164,14 @@ async fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std
         let head_text = String::from_utf8_lossy(&head).to_string();
         let body_text = String::from_utf8_lossy(&body).to_string();
         let (operation, json) = operation_of(&head_text, &body_text);
+        let s3 = !json && !body_text.contains("Action=") && !head_text.contains("x-amz-target");
+        {
+            let logged = if s3 { String::new() } else { body_text.clone() };
+            state.lock().unwrap().log.push((operation.clone(), logged));
+        }
         let verdict = decide(state, &operation, &body_text, json);
         let response = match verdict {
+            Verdict::Answer(f) if s3 => s3_error_response(&f),
             Verdict::Answer(f) => error_response(&f, json),
             Verdict::Forward => forward(upstream, &head, &body).await?,
             Verdict::ForwardAndLose => {
@@ -171,12 +191,58 @@ fn operation_of(head: &str, body: &str) -> (String, bool) {
         let op = target.rsplit('.').next().unwrap_or_default().to_owned();
         return (op, true);
     }
-    let op = body
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .unwrap_or_default()
-        .to_owned();
-    (op, false)
+    if let Some(op) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return (op.to_owned(), false);
+    }
+    (s3_operation(head), false)
+}
+
+/// The S3 operation of a REST request, from its method and query.
+fn s3_operation(head: &str) -> String {
+    let line = head.split("\r\n").next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let has = |k: &str| {
+        query
+            .split('&')
+            .any(|kv| kv == k || kv.starts_with(&format!("{k}=")))
+    };
+    match method {
+        "PUT" if has("partNumber") => "UploadPart",
+        "PUT" if has("tagging") => "PutObjectTagging",
+        "PUT" => "PutObject",
+        "POST" if has("uploads") => "CreateMultipartUpload",
+        "POST" if has("uploadId") => "CompleteMultipartUpload",
+        "POST" if has("delete") => "DeleteObjects",
+        "DELETE" if has("uploadId") => "AbortMultipartUpload",
+        "DELETE" => "DeleteObject",
+        "GET" if has("list-type") => "ListObjectsV2",
+        "GET" => "GetObject",
+        "HEAD" => "HeadObject",
+        _ => "",
+    }
+    .to_owned()
+}
+
+/// S3's error response (REST XML, no wrapper).
+fn s3_error_response(f: &Fault) -> Vec<u8> {
+    let (status, code) = match f.code.as_str() {
+        "Throttling" | "ThrottlingException" => (503, "SlowDown"),
+        "InternalFailure" | "InternalServerError" => (500, "InternalError"),
+        other => (f.status, other),
+    };
+    let payload = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message><RequestId>fault-proxy</RequestId></Error>",
+        f.message
+    );
+    format!(
+        "HTTP/1.1 {status} Fault\r\nContent-Type: application/xml\r\nx-amz-request-id: fault-proxy\r\nContent-Length: {}\r\n\r\n{}",
+        payload.len(),
+        payload
+    )
+    .into_bytes()
 }
 
 fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verdict {

@@ -57,6 +57,24 @@ impl Harness {
         }
     }
 
+    /// An S3 bucket for this test's exports, with the environment that points the export job
+    /// (and retention) at it.
+    pub async fn export_bucket(&self) -> (String, Vec<(&'static str, String)>) {
+        let bucket = format!("{}exports", self.prefix);
+        self.clients
+            .s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+        let env = vec![
+            (settings::ENV_EXPORT_BUCKET, bucket.clone()),
+            (settings::ENV_EXPORT_PREFIX, "backstop".to_owned()),
+        ];
+        (bucket, env)
+    }
+
     /// A table name unique to this test.
     pub fn name(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)

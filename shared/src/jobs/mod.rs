@@ -16,6 +16,7 @@ use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport
 use crate::selection::{self, Excluded};
 use crate::settings::{JobKind, Settings};
 
+pub mod export;
 pub mod retention;
 pub mod snapshot;
 
@@ -62,6 +63,7 @@ pub async fn run(
     // compiler's type-depth limit.
     match job {
         JobKind::Snapshot => Box::pin(snapshot::run(clients, settings, request)).await,
+        JobKind::Export => Box::pin(export::run(clients, settings, request)).await,
         JobKind::Retention => Box::pin(retention::run(clients, settings, request)).await,
     }
 }
@@ -171,6 +173,8 @@ impl RunInProgress {
                         duration_ms: 0,
                         warnings: vec![],
                         decisions: vec![],
+                        export: None,
+                        export_retention: None,
                     });
                 }
             }

@@ -43,8 +43,32 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         };
         let limiter = RateLimiter::per_second(DELETES_PER_SECOND);
         let (policy, limiter, catalog) = (&policy, &limiter, &catalog);
-        run.over_selected_tables(clients, settings, |table| {
-            retain_table(&clients.dynamodb, catalog, policy, request, limiter, table)
+        let exports = match settings
+            .export_retention()
+            .map(|e| e.policy.compile().map(|p| (e, p)))
+        {
+            None => None,
+            Some(Ok(x)) => Some(x),
+            Some(Err(e)) => {
+                run.errors.push(format!("export retention policy: {e}"));
+                return run.finish(clients, settings, catalog).await;
+            }
+        };
+        let exports = exports.as_ref();
+        run.over_selected_tables(clients, settings, |table| async move {
+            let mut report = retain_table(
+                &clients.dynamodb,
+                catalog,
+                policy,
+                request,
+                limiter,
+                table.clone(),
+            )
+            .await;
+            if let Some((e, p)) = exports {
+                retain_exports(clients, catalog, e, p, request, &table, &mut report).await;
+            }
+            report
         })
         .await;
         run.finish(clients, settings, catalog).await
@@ -159,6 +183,8 @@ async fn retain_table(
         duration_ms: 0,
         warnings: vec![],
         decisions: vec![],
+        export: None,
+        export_retention: None,
     };
     let (plan, listed) = match plan_table(
         ddb,
@@ -303,5 +329,285 @@ fn decision_words(d: &Decision) -> String {
             format!("keep ({})", rules.join(", "))
         }
         Decision::Delete { reason } => format!("delete ({reason})"),
+    }
+}
+
+/// The chain floor, pure: every export that a kept incremental builds on (the links before it,
+/// back to its full export) is kept too, with the reason. `links` are (id, full?, export time,
+/// window start) of every export of the table.
+pub fn keep_chain_bases(
+    plan: &mut RetentionPlan,
+    links: &[(String, bool, Timestamp, Option<Timestamp>)],
+) {
+    let kept: Vec<String> = plan.keeps().map(|p| p.point.id.clone()).collect();
+    let mut needed: Vec<(String, String)> = Vec::new();
+    for id in kept {
+        let Some(mut link) = links.iter().find(|l| l.0 == id) else {
+            continue;
+        };
+        while !link.1 {
+            let Some(from) = link.3 else { break };
+            let Some(prev) = links.iter().find(|l| l.2 == from) else {
+                break;
+            };
+            needed.push((prev.0.clone(), id.clone()));
+            link = prev;
+        }
+    }
+    for p in plan.points.iter_mut() {
+        let Some((_, by)) = needed.iter().find(|(n, _)| *n == p.point.id) else {
+            continue;
+        };
+        let reason = retention::Reason {
+            rule: RULE_CHAIN_BASE.into(),
+            detail: format!("the kept incremental export {by} builds on it"),
+        };
+        match &mut p.decision {
+            Decision::Keep { reasons } => {
+                if !reasons.iter().any(|r| r.rule == RULE_CHAIN_BASE) {
+                    reasons.push(reason)
+                }
+            }
+            Decision::Delete { .. } => {
+                p.decision = Decision::Keep {
+                    reasons: vec![reason],
+                }
+            }
+        }
+    }
+}
+
+pub const RULE_CHAIN_BASE: &str = "floor:chain_base";
+
+/// Plans and prunes one table's exports with the export policy: the same planner and floors as
+/// backups, plus the chain floor. Deleting an export deletes its whole prefix, and only a
+/// prefix under the configured `<prefix>/<table>/`. Anything short of a complete listing
+/// deletes nothing.
+async fn retain_exports(
+    clients: &Clients,
+    catalog: &Catalog,
+    settings: &crate::settings::ExportRetention,
+    policy: &CompiledPolicy,
+    request: &JobRequest,
+    table: &str,
+    report: &mut TargetReport,
+) {
+    let mut out = crate::report::ExportsRetained::default();
+    let records = match catalog.list_targets(JobKind::Export, Some(table)).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(format!(
+                "nothing deleted: the export listing is incomplete: {e}"
+            ));
+            report.export_retention = Some(out);
+            return;
+        }
+    };
+    if let Some((r, why)) = records
+        .iter()
+        .find_map(|r| Some((r, r.legal_hold_unreadable.as_ref()?)))
+    {
+        out.error = Some(format!(
+            "nothing deleted: the hold on the export of slot {} cannot be read: {why}",
+            r.slot
+        ));
+        report.export_retention = Some(out);
+        return;
+    }
+    let with_meta: Vec<(&TargetRecord, &crate::export::ExportMeta)> = records
+        .iter()
+        .filter(|r| r.status != crate::catalog::TargetStatus::Deleted)
+        .filter_map(|r| Some((r, r.export.as_ref()?)))
+        .collect();
+    let points: Vec<RecoveryPoint> = with_meta
+        .iter()
+        .map(|(r, m)| RecoveryPoint {
+            id: m.uri(),
+            source: table.to_owned(),
+            created_at: m.export_time,
+            complete: r.status == crate::catalog::TargetStatus::Done,
+            legal_hold: r.legal_hold,
+            managed: true,
+        })
+        .collect();
+    let links: Vec<(String, bool, Timestamp, Option<Timestamp>)> = with_meta
+        .iter()
+        .map(|(_, m)| {
+            (
+                m.uri(),
+                m.export_type == crate::export::ExportType::FullExport,
+                m.export_time,
+                m.from,
+            )
+        })
+        .collect();
+    let mut plan = retention::plan(&points, policy, request.slot.later_of(request.received_at));
+    keep_chain_bases(&mut plan, &links);
+    out.blocked = plan.blocked.clone();
+    out.to_delete = plan.deletes().count();
+    let allowed = format!("{}/{}/", settings.location.prefix, table);
+    let mut failures = Vec::new();
+    for planned in &plan.points {
+        let Some((record, meta)) = with_meta.iter().find(|(_, m)| m.uri() == planned.point.id)
+        else {
+            continue;
+        };
+        let result = if planned.decision.is_delete() {
+            let root = format!("{}/", meta.root);
+            if request.dry_run {
+                Some("not deleted: dry run".to_owned())
+            } else if meta.bucket != settings.location.bucket || !root.starts_with(&allowed) {
+                failures.push(format!(
+                    "{}: outside the configured prefix",
+                    planned.point.id
+                ));
+                Some(format!(
+                    "not deleted: it lies outside s3://{}/{allowed}, the only place retention deletes exports",
+                    settings.location.bucket
+                ))
+            } else {
+                match catalog.still_not_held(record, Timestamp::now()).await {
+                    Ok(false) => {
+                        Some("not deleted: a legal hold was set on it during the run".into())
+                    }
+                    Err(e) => {
+                        failures.push(format!("{}: {e}", planned.point.id));
+                        Some(format!(
+                            "delete failed: could not check its legal hold: {e}"
+                        ))
+                    }
+                    Ok(true) => {
+                        match crate::export::s3io::delete_prefix(&clients.s3, &meta.bucket, &root)
+                            .await
+                        {
+                            Ok(n) => {
+                                out.deleted += 1;
+                                if let Err(e) = catalog.mark_deleted(record, Timestamp::now()).await
+                                {
+                                    report.warnings.push(format!(
+                                        "export {} deleted, but the catalog was not updated: {e}",
+                                        planned.point.id
+                                    ));
+                                }
+                                Some(format!("deleted ({n} objects)"))
+                            }
+                            Err(e) => {
+                                failures.push(format!("{}: {e}", planned.point.id));
+                                Some(format!("delete failed: {e}"))
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        info!(export = %planned.point.id, decision = %decision_words(&planned.decision), result = result.as_deref().unwrap_or("-"), "export decision");
+        report.decisions.push(PointDecision {
+            backup_arn: planned.point.id.clone(),
+            backup_name: format!("export {}", record.slot),
+            created_at: planned.point.created_at,
+            decision: planned.decision.clone(),
+            result,
+        });
+    }
+    out.kept = plan.points.len() - out.deleted;
+    if !failures.is_empty() {
+        out.error = Some(format!(
+            "{} deletes failed: {}",
+            failures.len(),
+            failures
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    report.export_retention = Some(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::PlannedPoint;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_full_export_that_a_kept_incremental_needs_is_kept_with_the_reason() {
+        let point = |id: &str, at: &str| RecoveryPoint {
+            id: id.into(),
+            source: "T".into(),
+            created_at: t(at),
+            complete: true,
+            legal_hold: false,
+            managed: true,
+        };
+        let delete = Decision::Delete {
+            reason: "not kept by any rule".into(),
+        };
+        let keep = Decision::Keep { reasons: vec![] };
+        let mut plan = RetentionPlan {
+            now: t("2026-11-25T00:00:00Z"),
+            policy: "keep_last=1".into(),
+            points: vec![
+                PlannedPoint {
+                    point: point("inc2", "2026-11-24T03:00:00Z"),
+                    decision: keep,
+                },
+                PlannedPoint {
+                    point: point("inc1", "2026-11-23T03:00:00Z"),
+                    decision: delete.clone(),
+                },
+                PlannedPoint {
+                    point: point("full", "2026-11-22T03:00:00Z"),
+                    decision: delete.clone(),
+                },
+                PlannedPoint {
+                    point: point("old", "2026-11-15T03:00:00Z"),
+                    decision: delete,
+                },
+            ],
+            blocked: None,
+        };
+        let links = vec![
+            (
+                "inc2".to_owned(),
+                false,
+                t("2026-11-24T03:00:00Z"),
+                Some(t("2026-11-23T03:00:00Z")),
+            ),
+            (
+                "inc1".to_owned(),
+                false,
+                t("2026-11-23T03:00:00Z"),
+                Some(t("2026-11-22T03:00:00Z")),
+            ),
+            ("full".to_owned(), true, t("2026-11-22T03:00:00Z"), None),
+            ("old".to_owned(), true, t("2026-11-15T03:00:00Z"), None),
+        ];
+        keep_chain_bases(&mut plan, &links);
+        let d: Vec<(&str, bool)> = plan
+            .points
+            .iter()
+            .map(|p| (p.point.id.as_str(), p.decision.is_delete()))
+            .collect();
+        assert_eq!(
+            d,
+            vec![
+                ("inc2", false),
+                ("inc1", false),
+                ("full", false),
+                ("old", true)
+            ]
+        );
+        let Decision::Keep { reasons } = &plan.points[2].decision else {
+            panic!()
+        };
+        assert_eq!(reasons[0].rule, RULE_CHAIN_BASE);
+        assert!(reasons[0].detail.contains("inc2"));
     }
 }

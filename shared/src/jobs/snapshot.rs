@@ -94,6 +94,8 @@ async fn snapshot_table(
         duration_ms: 0,
         warnings: vec![],
         decisions: vec![],
+        export: None,
+        export_retention: None,
     };
 
     if request.dry_run {

@@ -1,0 +1,536 @@
+//! The logical export: a parallel scan written as gzip DynamoDB JSON in the layout of a native
+//! export, checkpointed per data file so that it continues in a later invocation, fingerprinted
+//! as it goes. An item is never dropped: a page either lands whole in a completed data file, or
+//! the file is redone from the checkpoint before it; the export is complete only when every
+//! segment reached the end of its scan.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::TableDescription;
+use futures::{stream, StreamExt};
+use jiff::Timestamp;
+use tracing::{info, warn};
+
+use super::checkpoint::{self, Segment};
+use super::manifest::{self, BackstopManifest, SegmentFigures, Summary};
+use super::s3io::{self, DataFile, Encryption};
+use super::{export_dir, ExportMeta};
+use crate::aws::Clients;
+use crate::catalog::{lease_until, Catalog};
+use crate::ddbjson::{self, Item};
+use crate::error::{Error, Result};
+use crate::event::ScheduleSlot;
+use crate::fingerprint::{Fingerprint, Fingerprinter};
+use crate::settings::ExportSettings;
+
+/// A new data file is not started with less than this left before the invocation's deadline.
+pub const HANDOFF_MARGIN: Duration = Duration::from_secs(120);
+/// Segments scanned at once by one invocation.
+pub const SEGMENTS_AT_ONCE: usize = 8;
+/// One segment per this many bytes of table (DescribeTable's TableSizeBytes), 1 to 64.
+pub const BYTES_PER_SEGMENT: i64 = 1 << 30;
+/// Attempts at one Scan page (each after the SDK's own retries) before the segment fails.
+pub const SCAN_ATTEMPTS: u32 = 8;
+
+/// What the running export has done, for a progress bar (the CLI reads it).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub items: AtomicU64,
+    pub bytes: AtomicU64,
+    pub segments_done: AtomicU64,
+    pub segments_total: AtomicU64,
+}
+
+pub static PROGRESS: Progress = Progress {
+    items: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    segments_done: AtomicU64::new(0),
+    segments_total: AtomicU64::new(0),
+};
+
+/// Where a logical export stands when an invocation stops working on it.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// Every segment is done and the manifests are written.
+    Complete(ExportMeta),
+    /// Time ran low (or other invocations hold segments): `left` segments remain.
+    Unfinished { left: u32, note: String },
+}
+
+/// Scan segments for a table of `size_bytes`, unless set.
+pub fn segments_for(size_bytes: i64, setting: Option<u32>) -> u32 {
+    setting.unwrap_or_else(|| (size_bytes / BYTES_PER_SEGMENT + 1).clamp(1, 64) as u32)
+}
+
+fn data_key(dir: &str, segment: u32, file: u32) -> String {
+    format!("{dir}/data/{segment:04}-{file:06}.json.gz")
+}
+
+fn time_low(deadline: Option<Timestamp>) -> bool {
+    deadline.is_some_and(|d| Timestamp::now() + HANDOFF_MARGIN > d)
+}
+
+/// The inputs of one invocation's work on one table's logical export.
+pub struct Logical<'a> {
+    pub clients: &'a Clients,
+    pub catalog: &'a Catalog,
+    pub settings: &'a ExportSettings,
+    pub table: &'a str,
+    pub description: &'a TableDescription,
+    pub slot: &'a ScheduleSlot,
+    pub run_id: &'a str,
+    pub deadline: Option<Timestamp>,
+    /// What the catalog records of this export (root, id, start time).
+    pub meta: ExportMeta,
+    pub started_at: Timestamp,
+}
+
+impl Logical<'_> {
+    fn enc(&self) -> Encryption {
+        Encryption {
+            kms_key: self.settings.kms_key.clone(),
+        }
+    }
+
+    /// Works on the export until it is complete or time runs low.
+    pub async fn run(&self) -> Result<Finished> {
+        let mut segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
+        if segments.is_empty() {
+            let total = segments_for(
+                self.description.table_size_bytes.unwrap_or(0),
+                self.settings.segments,
+            );
+            checkpoint::create_all(self.catalog, self.table, self.slot, total).await?;
+            segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
+        }
+        let total = segments.len() as u64;
+        PROGRESS.segments_total.fetch_add(total, Ordering::Relaxed);
+        PROGRESS.segments_done.fetch_add(
+            segments.iter().filter(|s| s.done).count() as u64,
+            Ordering::Relaxed,
+        );
+        let pending: Vec<Segment> = segments.into_iter().filter(|s| !s.done).collect();
+        let results: Vec<Result<bool>> = stream::iter(pending)
+            .map(|seg| self.segment(seg))
+            .buffer_unordered(SEGMENTS_AT_ONCE)
+            .collect()
+            .await;
+        // The first error, after every segment stopped: checkpoints already written stay.
+        for r in &results {
+            if let Err(e) = r {
+                return Err(Error::Aws {
+                    operation: match e {
+                        Error::Aws { operation, .. } => operation,
+                        _ => "logical export",
+                    },
+                    resource: match e {
+                        Error::Aws { resource, .. } => resource.clone(),
+                        _ => format!("table {}", self.table),
+                    },
+                    code: e.code().map(str::to_owned),
+                    message: format!(
+                        "{}; the export is incomplete and is not used: completed data files are kept and the next attempt resumes from the last checkpoint",
+                        match e {
+                            Error::Aws { message, hint, .. } if !hint.is_empty() => format!("{message} ({hint})"),
+                            Error::Aws { message, .. } => message.clone(),
+                            other => other.to_string(),
+                        }
+                    ),
+                    retryable: e.is_retryable(),
+                    hint: String::new(),
+                });
+            }
+        }
+        let segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
+        let left = segments.iter().filter(|s| !s.done).count() as u32;
+        if left > 0 {
+            let held = segments
+                .iter()
+                .filter(|s| !s.done && s.owner.as_deref().is_some_and(|o| o != self.run_id))
+                .count();
+            return Ok(Finished::Unfinished {
+                left,
+                note: if held > 0 {
+                    format!(
+                        "{left} of {} segments left ({held} held by other invocations)",
+                        segments.len()
+                    )
+                } else {
+                    format!(
+                        "{left} of {} segments left when the invocation's time ran low",
+                        segments.len()
+                    )
+                },
+            });
+        }
+        self.write_manifests(&segments)
+            .await
+            .map(Finished::Complete)
+    }
+
+    /// Works on one segment; `Ok(true)` when it is done.
+    async fn segment(&self, mut seg: Segment) -> Result<bool> {
+        let now = Timestamp::now();
+        let lease = lease_until(now, self.deadline);
+        let sole = self.settings.fan_out <= 1;
+        if !checkpoint::claim(
+            self.catalog,
+            self.table,
+            self.slot,
+            seg.segment,
+            self.run_id,
+            now,
+            lease,
+            sole,
+        )
+        .await?
+        {
+            info!(segment = seg.segment, "segment held by another invocation");
+            return Ok(false);
+        }
+        let dir = export_dir(&self.meta.root, &self.meta.export_id);
+        let enc = self.enc();
+        loop {
+            let previous = seg.next_file;
+            let mut file = DataFile::new(
+                &self.clients.s3,
+                &self.meta.bucket,
+                data_key(&dir, seg.segment, previous),
+                &enc,
+            );
+            let mut fp = Fingerprinter::default();
+            let mut resume_at = seg.resume_at.clone();
+            let mut lines = Vec::with_capacity(1 << 20);
+            let mut end = false;
+            let written = async {
+                loop {
+                    let (items, next) = self.scan_page(&seg, resume_at.clone()).await?;
+                    lines.clear();
+                    for item in &items {
+                        ddbjson::write_item_line(&mut lines, item)
+                            .map_err(|e| self.item_error("write", &e.to_string()))?;
+                        fp.add(item)
+                            .map_err(|e| self.item_error("fingerprint", &e.to_string()))?;
+                    }
+                    file.write(&lines, items.len() as u64).await?;
+                    PROGRESS
+                        .items
+                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    PROGRESS
+                        .bytes
+                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                    resume_at = next;
+                    if resume_at.is_none() {
+                        end = true;
+                        break;
+                    }
+                    if file.bytes >= self.settings.file_bytes {
+                        break;
+                    }
+                }
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(e) = written {
+                file.abandon().await;
+                return Err(e);
+            }
+            let (file_items, file_bytes) = (file.items, file.bytes);
+            if file_items > 0 {
+                let entry = file.finish().await?;
+                seg.files.push(entry);
+                seg.next_file += 1;
+            }
+            seg.items += file_items;
+            seg.bytes += file_bytes;
+            seg.fingerprint.merge(&fp.fingerprint);
+            seg.resume_at = resume_at;
+            seg.done = end;
+            let lease = lease_until(Timestamp::now(), self.deadline);
+            checkpoint::save(
+                self.catalog,
+                self.table,
+                self.slot,
+                &seg,
+                previous,
+                self.run_id,
+                lease,
+            )
+            .await?;
+            // The table's claim is renewed with each checkpoint; losing it stops the work.
+            if !self
+                .catalog
+                .renew(
+                    crate::settings::JobKind::Export,
+                    self.table,
+                    self.slot,
+                    self.run_id,
+                    lease,
+                )
+                .await?
+            {
+                return Err(Error::Aws {
+                    operation: "UpdateItem (renew claim)",
+                    resource: format!("catalog table {}", self.catalog.table_name()),
+                    code: Some("ConditionalCheckFailedException".into()),
+                    message: format!(
+                        "the export of {} at {} was taken over by another run",
+                        self.table, self.slot
+                    ),
+                    retryable: true,
+                    hint: "the other run carries it on".into(),
+                });
+            }
+            if seg.done {
+                PROGRESS.segments_done.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    segment = seg.segment,
+                    items = seg.items,
+                    files = seg.files.len(),
+                    "segment done"
+                );
+                return Ok(true);
+            }
+            if time_low(self.deadline) {
+                checkpoint::release(
+                    self.catalog,
+                    self.table,
+                    self.slot,
+                    seg.segment,
+                    self.run_id,
+                )
+                .await;
+                info!(
+                    segment = seg.segment,
+                    next_file = seg.next_file,
+                    "time low: segment checkpointed"
+                );
+                return Ok(false);
+            }
+        }
+    }
+
+    fn item_error(&self, what: &str, e: &str) -> Error {
+        Error::Aws {
+            operation: "Scan",
+            resource: format!("table {}", self.table),
+            code: None,
+            message: format!("an item could not be {what}n: {e}"),
+            retryable: false,
+            hint: "report this: Backstop reads every DynamoDB type".into(),
+        }
+    }
+
+    /// One Scan page, retried with backoff beyond the SDK's own retries for throttling and
+    /// server errors. Consistent reads: the export holds every write acknowledged before it.
+    async fn scan_page(
+        &self,
+        seg: &Segment,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(self.table)
+                .consistent_read(true)
+                .segment(seg.segment as i32)
+                .total_segments(seg.total as i32)
+                .set_limit(self.settings.page_items.map(|n| n as i32))
+                .set_exclusive_start_key(start.clone())
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let next = out.last_evaluated_key.filter(|k| !k.is_empty());
+                    return Ok((out.items.unwrap_or_default(), next));
+                }
+                Err(e) => {
+                    let err = Error::aws(
+                        "Scan",
+                        format!(
+                            "table {} segment {} of {}",
+                            self.table, seg.segment, seg.total
+                        ),
+                        e,
+                    );
+                    if !err.is_retryable() || attempt >= SCAN_ATTEMPTS {
+                        return Err(err);
+                    }
+                    let wait = Duration::from_millis(100 * (1 << attempt.min(6)));
+                    warn!(segment = seg.segment, attempt, error = %err, "scan page failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Writes manifest-files.json, manifest-summary.json and then backstop-manifest.json (last:
+    /// its presence says the export is whole).
+    async fn write_manifests(&self, segments: &[Segment]) -> Result<ExportMeta> {
+        let dir = export_dir(&self.meta.root, &self.meta.export_id);
+        let enc = self.enc();
+        let s3 = &self.clients.s3;
+        let bucket = &self.meta.bucket;
+        let mut sorted: Vec<&Segment> = segments.iter().collect();
+        sorted.sort_by_key(|s| s.segment);
+        let files: Vec<manifest::FileEntry> = sorted.iter().flat_map(|s| s.files.clone()).collect();
+        let mut fingerprint = Fingerprint::default();
+        for s in &sorted {
+            fingerprint.merge(&s.fingerprint);
+        }
+        let items: u64 = sorted.iter().map(|s| s.items).sum();
+        let bytes: u64 = sorted.iter().map(|s| s.bytes).sum();
+        let files_key = format!("{dir}/manifest-files.json");
+        let summary_key = format!("{dir}/manifest-summary.json");
+        s3io::put_small(
+            s3,
+            bucket,
+            &files_key,
+            manifest::files_text(&files).into_bytes(),
+            "application/json",
+            &enc,
+        )
+        .await?;
+        let mut stored = 0u64;
+        for (key, size) in s3io::list(s3, bucket, &format!("{dir}/data/")).await? {
+            if files.iter().any(|f| f.data_file_s3_key == key) {
+                stored += size as u64;
+            }
+        }
+        let table_arn = self.description.table_arn.clone().unwrap_or_default();
+        let now = Timestamp::now();
+        let export_arn = format!("{table_arn}/export/{}", self.meta.export_id);
+        let summary = Summary {
+            version: "2020-06-30".into(),
+            export_arn,
+            start_time: self.started_at.to_string(),
+            end_time: now.to_string(),
+            table_arn: table_arn.clone(),
+            table_id: self.description.table_id.clone(),
+            export_time: Some(self.slot.timestamp().to_string()),
+            export_from_time: None,
+            export_to_time: None,
+            export_view_type: None,
+            s3_bucket: bucket.clone(),
+            s3_prefix: Some(self.meta.root.clone()),
+            s3_sse_algorithm: Some(enc.algorithm_name().into()),
+            s3_sse_kms_key_id: enc.kms_key.clone(),
+            manifest_files_s3_key: files_key,
+            billed_size_bytes: Some(0),
+            item_count: items,
+            output_format: "DYNAMODB_JSON".into(),
+            export_type: Some("FULL_EXPORT".into()),
+        };
+        s3io::put_small(
+            s3,
+            bucket,
+            &summary_key,
+            serde_json::to_vec(&summary).expect("plain struct"),
+            "application/json",
+            &enc,
+        )
+        .await?;
+        let backstop = BackstopManifest {
+            format: 1,
+            table: self.table.to_owned(),
+            table_arn,
+            slot: self.slot.to_string(),
+            mode: super::Made::Logical,
+            export_type: super::ExportType::FullExport,
+            export_id: self.meta.export_id.clone(),
+            export_arn: None,
+            manifest_summary_key: summary_key.clone(),
+            key_schema: schema_of(self.description),
+            item_count: items,
+            bytes,
+            stored_bytes: stored,
+            fingerprint: Some(fingerprint),
+            segments: sorted
+                .iter()
+                .map(|s| SegmentFigures {
+                    segment: s.segment,
+                    items: s.items,
+                    bytes: s.bytes,
+                    files: s.files.len() as u32,
+                    fingerprint: s.fingerprint,
+                })
+                .collect(),
+            started_at: self.started_at.to_string(),
+            finished_at: now.to_string(),
+        };
+        s3io::put_small(
+            s3,
+            bucket,
+            &super::backstop_manifest_key(&self.meta.root),
+            serde_json::to_vec_pretty(&backstop).expect("plain struct"),
+            "application/json",
+            &enc,
+        )
+        .await?;
+        Ok(ExportMeta {
+            manifest_key: Some(summary_key),
+            fingerprint: Some(fingerprint),
+            item_count: Some(items),
+            stored_bytes: Some(stored),
+            ..self.meta.clone()
+        })
+    }
+}
+
+/// The table's keys and indexes in AWS's JSON shapes, for restores (ImportTable, CreateTable).
+pub fn schema_of(d: &TableDescription) -> serde_json::Value {
+    use serde_json::json;
+    let keys = |ks: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        ks.iter()
+            .map(|k| json!({"AttributeName": k.attribute_name(), "KeyType": k.key_type().as_str()}))
+            .collect::<Vec<_>>()
+    };
+    let projection = |p: Option<&aws_sdk_dynamodb::types::Projection>| {
+        json!({
+            "ProjectionType": p.and_then(|p| p.projection_type()).map(|t| t.as_str()),
+            "NonKeyAttributes": p.map(|p| p.non_key_attributes()).unwrap_or_default(),
+        })
+    };
+    json!({
+        "KeySchema": keys(d.key_schema()),
+        "AttributeDefinitions": d.attribute_definitions().iter().map(|a| json!({
+            "AttributeName": a.attribute_name(),
+            "AttributeType": a.attribute_type().as_str(),
+        })).collect::<Vec<_>>(),
+        "GlobalSecondaryIndexes": d.global_secondary_indexes().iter().map(|g| json!({
+            "IndexName": g.index_name(),
+            "KeySchema": keys(g.key_schema()),
+            "Projection": projection(g.projection()),
+        })).collect::<Vec<_>>(),
+        "LocalSecondaryIndexes": d.local_secondary_indexes().iter().map(|l| json!({
+            "IndexName": l.index_name(),
+            "KeySchema": keys(l.key_schema()),
+            "Projection": projection(l.projection()),
+        })).collect::<Vec<_>>(),
+        "BillingMode": d.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str()),
+    })
+}
+
+/// The fingerprint of a table as a scan reads it now (every segment, consistent reads): what an
+/// export of a table nobody writes to must match.
+pub async fn fingerprint_table(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Fingerprint> {
+    let mut fp = Fingerprinter::default();
+    let mut pages = ddb
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| Error::aws("Scan", format!("table {table}"), e))?;
+        fp.add(&item)
+            .map_err(|e| Error::Local(format!("table {table}: {e}")))?;
+    }
+    Ok(fp.fingerprint)
+}

@@ -1,0 +1,385 @@
+//! S3 for exports: a gzip data file streamed in parts (multipart above one part, so memory
+//! stays at one part per file being written), small JSON objects, reads, listings and deletes.
+
+use std::io::Write;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::Client as S3;
+use base64::Engine;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use md5::{Digest, Md5};
+
+use super::manifest::FileEntry;
+use crate::error::{Error, Result};
+
+/// Compressed bytes held before a part is sent: above S3's 5 MiB minimum part size.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Server-side encryption for everything an export writes.
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    pub kms_key: Option<String>,
+}
+
+impl Encryption {
+    fn algorithm(&self) -> ServerSideEncryption {
+        if self.kms_key.is_some() {
+            ServerSideEncryption::AwsKms
+        } else {
+            ServerSideEncryption::Aes256
+        }
+    }
+
+    pub fn algorithm_name(&self) -> &'static str {
+        if self.kms_key.is_some() {
+            "KMS"
+        } else {
+            "AES256"
+        }
+    }
+}
+
+fn resource(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+/// One gzip data file being written.
+pub struct DataFile<'a> {
+    s3: &'a S3,
+    bucket: String,
+    key: String,
+    enc: Encryption,
+    gz: GzEncoder<Vec<u8>>,
+    md5: Md5,
+    stored: u64,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    pub items: u64,
+    /// Uncompressed bytes written.
+    pub bytes: u64,
+}
+
+impl<'a> DataFile<'a> {
+    pub fn new(s3: &'a S3, bucket: &str, key: String, enc: &Encryption) -> DataFile<'a> {
+        DataFile {
+            s3,
+            bucket: bucket.to_owned(),
+            key,
+            enc: enc.clone(),
+            gz: GzEncoder::new(Vec::with_capacity(1 << 16), Compression::fast()),
+            md5: Md5::new(),
+            stored: 0,
+            upload_id: None,
+            parts: Vec::new(),
+            items: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Appends lines (one item each, `items` of them); sends a part when enough is held.
+    pub async fn write(&mut self, lines: &[u8], items: u64) -> Result<()> {
+        self.gz
+            .write_all(lines)
+            .map_err(|e| Error::Local(format!("gzip: {e}")))?;
+        self.items += items;
+        self.bytes += lines.len() as u64;
+        if self.gz.get_ref().len() >= PART_BYTES {
+            let part = std::mem::take(self.gz.get_mut());
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, body: Vec<u8>) -> Result<()> {
+        self.md5.update(&body);
+        self.stored += body.len() as u64;
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let mut req = self
+                    .s3
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type("application/gzip")
+                    .server_side_encryption(self.enc.algorithm());
+                if let Some(k) = &self.enc.kms_key {
+                    req = req.ssekms_key_id(k);
+                }
+                let out = req.send().await.map_err(|e| {
+                    Error::aws(
+                        "CreateMultipartUpload",
+                        resource(&self.bucket, &self.key),
+                        e,
+                    )
+                })?;
+                let id = out.upload_id.ok_or_else(|| Error::Aws {
+                    operation: "CreateMultipartUpload",
+                    resource: resource(&self.bucket, &self.key),
+                    code: None,
+                    message: "no UploadId in the answer".into(),
+                    retryable: true,
+                    hint: "a retry may succeed".into(),
+                })?;
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let out = self
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| Error::aws("UploadPart", resource(&self.bucket, &self.key), e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Ends the file: the last bytes go up (one PutObject when it never grew past a part,
+    /// otherwise the last part and CompleteMultipartUpload). Returns its manifest line.
+    pub async fn finish(mut self) -> Result<FileEntry> {
+        self.gz
+            .try_finish()
+            .map_err(|e| Error::Local(format!("gzip: {e}")))?;
+        let tail = std::mem::take(self.gz.get_mut());
+        let etag = if self.upload_id.is_none() {
+            self.md5.update(&tail);
+            self.stored += tail.len() as u64;
+            let md5 = base64::engine::general_purpose::STANDARD.encode(self.md5.clone().finalize());
+            let mut req = self
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/gzip")
+                .content_md5(&md5)
+                .server_side_encryption(self.enc.algorithm())
+                .body(ByteStream::from(tail));
+            if let Some(k) = &self.enc.kms_key {
+                req = req.ssekms_key_id(k);
+            }
+            req.send()
+                .await
+                .map_err(|e| Error::aws("PutObject", resource(&self.bucket, &self.key), e))?
+                .e_tag
+                .unwrap_or_default()
+        } else {
+            if !tail.is_empty() {
+                self.send_part(tail).await?;
+            }
+            let upload_id = self.upload_id.clone().unwrap_or_default();
+            let result = self
+                .s3
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(self.parts.clone()))
+                        .build(),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(out) => out.e_tag.unwrap_or_default(),
+                // An earlier attempt completed it and its answer was lost: the object is there
+                // when it has exactly our length.
+                Err(e)
+                    if e.as_service_error().and_then(|s| {
+                        aws_smithy_types::error::metadata::ProvideErrorMetadata::code(s)
+                    }) == Some("NoSuchUpload") =>
+                {
+                    let head = self
+                        .s3
+                        .head_object()
+                        .bucket(&self.bucket)
+                        .key(&self.key)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Error::aws("HeadObject", resource(&self.bucket, &self.key), e)
+                        })?;
+                    if head.content_length != Some(self.stored as i64) {
+                        return Err(Error::Aws {
+                            operation: "CompleteMultipartUpload",
+                            resource: resource(&self.bucket, &self.key),
+                            code: Some("NoSuchUpload".into()),
+                            message: format!(
+                                "the upload is gone and the object holds {:?} bytes, not the {} written",
+                                head.content_length, self.stored
+                            ),
+                            retryable: true,
+                            hint: "the export redoes this file on its next attempt".into(),
+                        });
+                    }
+                    head.e_tag.unwrap_or_default()
+                }
+                Err(e) => {
+                    return Err(Error::aws(
+                        "CompleteMultipartUpload",
+                        resource(&self.bucket, &self.key),
+                        e,
+                    ))
+                }
+            }
+        };
+        Ok(FileEntry {
+            item_count: self.items,
+            md5_checksum: base64::engine::general_purpose::STANDARD.encode(self.md5.finalize()),
+            etag: etag.trim_matches('"').to_owned(),
+            data_file_s3_key: self.key.clone(),
+        })
+    }
+
+    /// Gives up on the file: an unfinished multipart upload is aborted (best effort; the bucket's
+    /// lifecycle rule removes any left over).
+    pub async fn abandon(self) {
+        if let Some(id) = &self.upload_id {
+            let _ = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+
+    /// Bytes stored so far (compressed).
+    pub fn stored(&self) -> u64 {
+        self.stored + self.gz.get_ref().len() as u64
+    }
+}
+
+/// Writes a small object (a manifest) in one PutObject.
+pub async fn put_small(
+    s3: &S3,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+    enc: &Encryption,
+) -> Result<String> {
+    let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
+    let mut req = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .content_md5(md5)
+        .server_side_encryption(enc.algorithm())
+        .body(ByteStream::from(body));
+    if let Some(k) = &enc.kms_key {
+        req = req.ssekms_key_id(k);
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| Error::aws("PutObject", resource(bucket, key), e))?;
+    Ok(out.e_tag.unwrap_or_default())
+}
+
+/// Reads a whole object. `Ok(None)` when there is no such key.
+pub async fn get(s3: &S3, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => o,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(Error::aws("GetObject", resource(bucket, key), e)),
+    };
+    let bytes = out.body.collect().await.map_err(|e| Error::Aws {
+        operation: "GetObject",
+        resource: resource(bucket, key),
+        code: None,
+        message: format!("reading the body: {e}"),
+        retryable: true,
+        hint: "a retry may succeed".into(),
+    })?;
+    Ok(Some(bytes.into_bytes().to_vec()))
+}
+
+/// Every key under `prefix` (all pages) with its size.
+pub async fn list(s3: &S3, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::aws("ListObjectsV2", resource(bucket, prefix), e))?;
+        for o in page.contents() {
+            if let Some(k) = o.key() {
+                out.push((k.to_owned(), o.size().unwrap_or(0)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes every object under `prefix` (which must end in `/`), 1,000 keys a call. Returns how
+/// many keys were deleted. Safe to repeat: keys already gone are not errors.
+pub async fn delete_prefix(s3: &S3, bucket: &str, prefix: &str) -> Result<usize> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    if !prefix.ends_with('/') || prefix.len() < 2 {
+        return Err(Error::Local(format!(
+            "refusing to delete under {prefix:?}: an export root ends in '/'"
+        )));
+    }
+    let keys = list(s3, bucket, prefix).await?;
+    for chunk in keys.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|(k, _)| ObjectIdentifier::builder().key(k).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Local(e.to_string()))?;
+        let out = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Error::Local(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| Error::aws("DeleteObjects", resource(bucket, prefix), e))?;
+        if let Some(first) = out.errors().first() {
+            return Err(Error::Aws {
+                operation: "DeleteObjects",
+                resource: resource(bucket, first.key().unwrap_or(prefix)),
+                code: first.code().map(str::to_owned),
+                message: format!(
+                    "{} of {} keys were not deleted: {}",
+                    out.errors().len(),
+                    chunk.len(),
+                    first.message().unwrap_or("no message")
+                ),
+                retryable: true,
+                hint: "the next retention run deletes the rest".into(),
+            });
+        }
+    }
+    Ok(keys.len())
+}

@@ -1,0 +1,744 @@
+//! The export job: for each selected table, once per slot (the catalog's claim, as for
+//! snapshots), a native or logical export into `s3://<bucket>/<prefix>/<table>/<slot>/`.
+//!
+//! - Native exports run in AWS for minutes to hours: the job starts one (a ClientToken derived
+//!   from table and window, so a redelivered event never starts a second), records it as
+//!   STARTED, and a later run finalizes it from DescribeExport and the manifests. Between full
+//!   exports, incrementals continue the chain from its last finished link.
+//! - Logical exports scan the table; when the invocation's time runs low they checkpoint, hand
+//!   the claim off (STARTED) and continue in a new invocation of the function.
+
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::{PointInTimeRecoveryStatus, TableDescription};
+use jiff::Timestamp;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::aws::Clients;
+use crate::catalog::{self, Catalog, Claim, TargetRecord, TargetStatus};
+use crate::error::{Error, Result};
+use crate::event::{JobRequest, ScheduleSlot};
+use crate::export::logical::{Finished, Logical};
+use crate::export::native::{self, ChainPlan, NativeState};
+use crate::export::{self, ExportMeta, ExportType, Made};
+use crate::report::{BackupInfo, Outcome, RunReport, TargetReport};
+use crate::settings::{ExportMode, ExportSettings, JobKind, Settings};
+
+pub const JOB: JobKind = JobKind::Export;
+
+/// Environment variable Lambda sets to the running function's name: a logical export continues
+/// by invoking it.
+pub const ENV_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
+pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
+    let mut run = super::RunInProgress::start(JOB, settings, request);
+    let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
+    async {
+        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        let Some(export) = settings.export() else {
+            run.errors
+                .push("export settings: the settings were resolved for another job".into());
+            return run.finish(clients, settings, &catalog).await;
+        };
+        let run_id = run.run_id.clone();
+        let ctx = TableCtx {
+            clients,
+            catalog: &catalog,
+            settings: export,
+            request,
+            run_id: &run_id,
+        };
+        run.over_selected_tables(clients, settings, |table| ctx.export_table(table))
+            .await;
+        // Logical exports handed off for lack of time continue in a new invocation.
+        let unfinished: Vec<String> = run
+            .targets
+            .iter()
+            .filter(|t| {
+                matches!(t.outcome, Outcome::Started { .. })
+                    && t.export.as_ref().is_some_and(|m| m.made == Made::Logical)
+            })
+            .map(|t| t.table.clone())
+            .collect();
+        if !unfinished.is_empty() && !request.dry_run {
+            match continue_elsewhere(clients, export, request, &unfinished).await {
+                Ok(Some(how)) => info!(tables = unfinished.len(), how = %how, "continuation"),
+                Ok(None) => {}
+                Err(e) => run
+                    .errors
+                    .push(format!("continuing the unfinished exports: {e}")),
+            }
+        }
+        run.finish(clients, settings, &catalog).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Invokes this function again (asynchronously) with a continuation payload for `tables`.
+/// Outside Lambda there is no function to invoke: the next run (or `backstop run export` with
+/// the same slot) resumes from the checkpoints.
+async fn continue_elsewhere(
+    clients: &Clients,
+    settings: &ExportSettings,
+    request: &JobRequest,
+    tables: &[String],
+) -> Result<Option<String>> {
+    let Ok(function) = std::env::var(ENV_FUNCTION_NAME) else {
+        return Ok(None);
+    };
+    let next = settings.continuation + 1;
+    if next > crate::settings::MAX_CONTINUATIONS {
+        return Err(Error::Local(format!(
+            "{next} invocations in a row did not finish the export; stopping the chain (raise BACKSTOP_EXPORT_SEGMENTS or the memory, or use a native export)"
+        )));
+    }
+    let payload = serde_json::json!({
+        "slot": request.slot.to_string(),
+        "tables": tables,
+        "continuation": next,
+    });
+    clients
+        .lambda
+        .invoke()
+        .function_name(&function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+        .send()
+        .await
+        .map_err(|e| Error::aws("Invoke (continuation)", format!("function {function}"), e))?;
+    Ok(Some(format!("invoked {function} (continuation {next})")))
+}
+
+struct TableCtx<'a> {
+    clients: &'a Clients,
+    catalog: &'a Catalog,
+    settings: &'a ExportSettings,
+    request: &'a JobRequest,
+    run_id: &'a str,
+}
+
+fn failed(e: &Error) -> Outcome {
+    Outcome::Failed {
+        operation: match e {
+            Error::Aws { operation, .. } => (*operation).to_owned(),
+            _ => "export".into(),
+        },
+        error: e.to_string(),
+        retryable: e.is_retryable(),
+    }
+}
+
+/// What the report and the catalog say of a finished export.
+pub fn export_info(meta: &ExportMeta) -> BackupInfo {
+    BackupInfo {
+        backup_arn: meta.uri(),
+        backup_name: meta.export_id.clone(),
+        created_at: Some(meta.export_time),
+        size_bytes: meta.stored_bytes.map(|b| b as i64),
+        item_count: meta.item_count.map(|n| n as i64),
+        backup_status: "COMPLETED".into(),
+    }
+}
+
+impl TableCtx<'_> {
+    async fn export_table(&self, table: String) -> TargetReport {
+        let started = Instant::now();
+        let mut report = TargetReport {
+            table: table.clone(),
+            outcome: Outcome::Failed {
+                operation: "export".into(),
+                error: String::new(),
+                retryable: true,
+            },
+            pitr: None,
+            duration_ms: 0,
+            warnings: vec![],
+            decisions: vec![],
+            export: None,
+            export_retention: None,
+        };
+        report.outcome = match self.export(&table, &mut report).await {
+            Ok(o) => o,
+            Err(e) => failed(&e),
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    fn location_root(&self, table: &str, slot: &ScheduleSlot) -> String {
+        export::root_of(&self.settings.location, table, slot)
+    }
+
+    async fn describe(&self, table: &str) -> Result<(TableDescription, bool)> {
+        let d = self
+            .clients
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeTable", format!("table {table}"), e))?
+            .table
+            .ok_or_else(|| Error::Local(format!("DescribeTable of {table} returned no table")))?;
+        let pitr = self
+            .clients
+            .dynamodb
+            .describe_continuous_backups()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeContinuousBackups", format!("table {table}"), e))?
+            .continuous_backups_description
+            .and_then(|c| c.point_in_time_recovery_description)
+            .and_then(|p| p.point_in_time_recovery_status)
+            == Some(PointInTimeRecoveryStatus::Enabled);
+        Ok((d, pitr))
+    }
+
+    /// Native or logical for this table, and why.
+    fn choose(&self, d: &TableDescription, pitr: bool, report: &mut TargetReport) -> Result<Made> {
+        let size = d.table_size_bytes.unwrap_or(0).max(0) as u64;
+        report.pitr = Some(if pitr {
+            crate::report::PitrState::Enabled
+        } else {
+            crate::report::PitrState::Disabled
+        });
+        match self.settings.mode {
+            ExportMode::Logical => Ok(Made::Logical),
+            ExportMode::Native if !pitr => Err(Error::Aws {
+                operation: "ExportTableToPointInTime",
+                resource: format!("table {}", report.table),
+                code: Some("PointInTimeRecoveryUnavailableException".into()),
+                message: "a native export needs point-in-time recovery, which is off for this table".into(),
+                retryable: false,
+                hint: "turn PITR on (BACKSTOP_ENABLE_PITR=true on the snapshot job) or set BACKSTOP_EXPORT_MODE to logical or auto".into(),
+            }),
+            ExportMode::Native => Ok(Made::Native),
+            ExportMode::Auto if pitr => Ok(Made::Native),
+            ExportMode::Auto => {
+                if size > self.settings.native_threshold {
+                    report.warnings.push(format!(
+                        "the table holds {} (over the {} threshold for native exports) but PITR is off, so it is exported by scan; turn PITR on for a native export",
+                        crate::report::human_bytes(size as i64),
+                        crate::report::human_bytes(self.settings.native_threshold as i64)
+                    ));
+                }
+                Ok(Made::Logical)
+            }
+        }
+    }
+
+    async fn export(&self, table: &str, report: &mut TargetReport) -> Result<Outcome> {
+        let slot = self.request.slot;
+        if self.request.dry_run {
+            let (d, pitr) = self.describe(table).await?;
+            let made = self.choose(&d, pitr, report)?;
+            let what = match made {
+                Made::Logical => "logical full export".to_owned(),
+                Made::Native => {
+                    let records = self.catalog.list_targets(JOB, Some(table)).await?;
+                    match native::plan_chain(
+                        &records,
+                        slot.timestamp(),
+                        self.settings.full_every_days,
+                    ) {
+                        ChainPlan::Full { why } => format!(
+                            "native full export{}",
+                            why.map(|w| format!(" ({w})")).unwrap_or_default()
+                        ),
+                        ChainPlan::Incremental { windows, .. } => {
+                            format!("native incremental export ({} windows)", windows.len())
+                        }
+                    }
+                }
+            };
+            return Ok(Outcome::Planned {
+                backup_name: format!(
+                    "{what} to s3://{}/{}/",
+                    self.settings.location.bucket,
+                    self.location_root(table, &slot)
+                ),
+            });
+        }
+        // Native exports of earlier slots still running: finalize them first, so that the chain
+        // decision below sees them finished (or failed).
+        let records = self.catalog.list_targets(JOB, Some(table)).await?;
+        for r in records.iter().filter(|r| {
+            r.status == TargetStatus::Started
+                && r.slot != slot.to_string()
+                && r.export.as_ref().is_some_and(|m| m.made == Made::Native)
+        }) {
+            if let Err(e) = self.finalize_other(table, r).await {
+                report
+                    .warnings
+                    .push(format!("finalizing the export of slot {}: {e}", r.slot));
+            }
+        }
+        self.slot_export(table, &slot, report, true).await
+    }
+
+    /// Claims (table, slot) and finishes, resumes or starts its export.
+    async fn slot_export(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        report: &mut TargetReport,
+        main: bool,
+    ) -> Result<Outcome> {
+        let now = Timestamp::now();
+        let lease = catalog::lease_until(now, self.request.deadline);
+        let claim = self
+            .catalog
+            .claim(
+                JOB,
+                table,
+                slot,
+                self.run_id,
+                now,
+                lease,
+                self.request.deadline,
+            )
+            .await?;
+        let previous = match claim {
+            Claim::Done(rec) => {
+                report.export = rec.export.clone();
+                return Ok(match rec.export.as_ref() {
+                    Some(m) => Outcome::AlreadyDone {
+                        backup: export_info(m),
+                        note: format!("already exported for this slot (run {})", rec.run_id),
+                    },
+                    None => Outcome::Failed {
+                        operation: "read catalog".into(),
+                        error: format!(
+                            "catalog {} says {table} is exported for {slot} but records no export; fix the catalog item",
+                            self.catalog.table_name()
+                        ),
+                        retryable: false,
+                    },
+                });
+            }
+            Claim::Held(rec) => {
+                return Ok(Outcome::InProgress {
+                    held_by_run: rec.run_id.clone(),
+                    note: format!(
+                        "run {} is working on this slot now (status {}); left alone, a retry will see its result",
+                        rec.run_id, rec.status
+                    ),
+                })
+            }
+            Claim::Fresh => None,
+            Claim::Retaken { previous } => Some(previous),
+        };
+        let result = self.claimed(table, slot, previous, report, main).await;
+        match result {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let msg = e.to_string();
+                if let Err(fe) = self
+                    .catalog
+                    .fail(JOB, table, slot, self.run_id, &msg, Timestamp::now())
+                    .await
+                {
+                    report
+                        .warnings
+                        .push(format!("could not record the failure in the catalog: {fe}"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The holder's work on (table, slot).
+    async fn claimed(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        previous: Option<TargetRecord>,
+        report: &mut TargetReport,
+        main: bool,
+    ) -> Result<Outcome> {
+        // Something was started for this slot before: finish it rather than start anew.
+        if let Some(prev) = &previous {
+            if let Some(meta) = &prev.export {
+                match meta.made {
+                    Made::Native
+                        if meta.export_arn.is_some() && prev.status != TargetStatus::Failed =>
+                    {
+                        return self.follow_native(table, slot, meta.clone(), report).await;
+                    }
+                    Made::Logical => {
+                        let (d, _) = self.describe(table).await?;
+                        return self.logical(table, slot, &d, meta.clone(), report).await;
+                    }
+                    Made::Native => {}
+                }
+            }
+        }
+        let (d, pitr) = self.describe(table).await?;
+        let made = if main {
+            self.choose(&d, pitr, report)?
+        } else {
+            Made::Native
+        };
+        let root = self.location_root(table, slot);
+        match made {
+            Made::Logical => {
+                let meta = ExportMeta {
+                    made,
+                    export_type: ExportType::FullExport,
+                    export_id: export::logical_export_id(table, slot),
+                    export_arn: None,
+                    bucket: self.settings.location.bucket.clone(),
+                    root,
+                    export_time: slot.timestamp(),
+                    from: None,
+                    base_slot: None,
+                    manifest_key: None,
+                    fingerprint: None,
+                    item_count: None,
+                    stored_bytes: None,
+                    note: None,
+                };
+                self.catalog
+                    .set_export(JOB, table, slot, self.run_id, &meta)
+                    .await?;
+                self.logical(table, slot, &d, meta, report).await
+            }
+            Made::Native => {
+                let table_arn = d.table_arn.clone().unwrap_or_default();
+                let records = self.catalog.list_targets(JOB, Some(table)).await?;
+                let plan = if main {
+                    native::plan_chain(&records, slot.timestamp(), self.settings.full_every_days)
+                } else {
+                    ChainPlan::Full { why: None }
+                };
+                let mut meta = ExportMeta {
+                    made,
+                    export_type: ExportType::FullExport,
+                    export_id: String::new(),
+                    export_arn: None,
+                    bucket: self.settings.location.bucket.clone(),
+                    root,
+                    export_time: slot.timestamp(),
+                    from: None,
+                    base_slot: None,
+                    manifest_key: None,
+                    fingerprint: None,
+                    item_count: None,
+                    stored_bytes: None,
+                    note: None,
+                };
+                match plan {
+                    ChainPlan::Full { why } => {
+                        if let Some(w) = &why {
+                            report.warnings.push(format!("full export: {w}"));
+                        }
+                        meta.note = why;
+                    }
+                    ChainPlan::Incremental { base_slot, windows } => {
+                        // Earlier windows (a gap over 24 hours) become links of their own.
+                        let (last, earlier) = windows.split_last().expect("at least one window");
+                        for (from, to) in earlier {
+                            let link_slot = ScheduleSlot::new(*to);
+                            let outcome = self
+                                .start_link(
+                                    table,
+                                    &table_arn,
+                                    &link_slot,
+                                    *from,
+                                    &base_slot,
+                                    prev_failed_arn(&records, &link_slot),
+                                )
+                                .await;
+                            if let Err(e) = outcome {
+                                return Err(Error::Local(format!(
+                                    "the incremental window ending {to} could not be started ({e}); this slot's export is not started either, so the chain stays whole"
+                                )));
+                            }
+                        }
+                        meta.export_type = ExportType::IncrementalExport;
+                        meta.from = Some(last.0);
+                        meta.base_slot = Some(base_slot);
+                    }
+                }
+                let salt = previous
+                    .as_ref()
+                    .filter(|p| p.status == TargetStatus::Failed)
+                    .and_then(|p| p.export.as_ref())
+                    .and_then(|m| m.export_arn.clone());
+                // Recorded before the request, so a lost answer leaves a record of what was asked.
+                self.catalog
+                    .set_export(JOB, table, slot, self.run_id, &meta)
+                    .await?;
+                let arn = native::start(
+                    self.clients,
+                    &table_arn,
+                    table,
+                    &meta,
+                    self.settings.kms_key.as_deref(),
+                    salt.as_deref(),
+                )
+                .await?;
+                meta.export_id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+                meta.export_arn = Some(arn);
+                self.follow_native(table, slot, meta, report).await
+            }
+        }
+    }
+
+    /// Starts one intermediate incremental link (its own slot, its own claim).
+    async fn start_link(
+        &self,
+        table: &str,
+        table_arn: &str,
+        link_slot: &ScheduleSlot,
+        from: Timestamp,
+        base_slot: &str,
+        salt: Option<String>,
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let lease = catalog::lease_until(now, self.request.deadline);
+        match self
+            .catalog
+            .claim(
+                JOB,
+                table,
+                link_slot,
+                self.run_id,
+                now,
+                lease,
+                self.request.deadline,
+            )
+            .await?
+        {
+            Claim::Done(_) | Claim::Held(_) => return Ok(()),
+            Claim::Retaken { previous }
+                if previous.status != TargetStatus::Failed
+                    && previous
+                        .export
+                        .as_ref()
+                        .is_some_and(|m| m.export_arn.is_some()) =>
+            {
+                let meta = previous.export.clone().expect("checked");
+                return self
+                    .catalog
+                    .hand_off(
+                        JOB,
+                        table,
+                        link_slot,
+                        self.run_id,
+                        &meta,
+                        "native export running in AWS",
+                        Timestamp::now(),
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+        let mut meta = ExportMeta {
+            made: Made::Native,
+            export_type: ExportType::IncrementalExport,
+            export_id: String::new(),
+            export_arn: None,
+            bucket: self.settings.location.bucket.clone(),
+            root: self.location_root(table, link_slot),
+            export_time: link_slot.timestamp(),
+            from: Some(from),
+            base_slot: Some(base_slot.to_owned()),
+            manifest_key: None,
+            fingerprint: None,
+            item_count: None,
+            stored_bytes: None,
+            note: Some("a window of a gap over 24 hours".into()),
+        };
+        self.catalog
+            .set_export(JOB, table, link_slot, self.run_id, &meta)
+            .await?;
+        let arn = native::start(
+            self.clients,
+            table_arn,
+            table,
+            &meta,
+            self.settings.kms_key.as_deref(),
+            salt.as_deref(),
+        )
+        .await;
+        let arn = match arn {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self
+                    .catalog
+                    .fail(
+                        JOB,
+                        table,
+                        link_slot,
+                        self.run_id,
+                        &e.to_string(),
+                        Timestamp::now(),
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
+        meta.export_id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+        meta.export_arn = Some(arn);
+        self.catalog
+            .hand_off(
+                JOB,
+                table,
+                link_slot,
+                self.run_id,
+                &meta,
+                "native export running in AWS",
+                Timestamp::now(),
+            )
+            .await
+    }
+
+    /// Asks AWS where a native export stands and records it: done (with its manifest figures),
+    /// still running (handed off: the next run looks again), or failed.
+    async fn follow_native(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        meta: ExportMeta,
+        report: &mut TargetReport,
+    ) -> Result<Outcome> {
+        report.export = Some(meta.clone());
+        match native::check(self.clients, table, &meta).await {
+            Ok(NativeState::Completed(done)) => self.complete(table, slot, done, report).await,
+            Ok(NativeState::Running) => {
+                self.catalog
+                    .hand_off(JOB, table, slot, self.run_id, &meta, "native export running in AWS", Timestamp::now())
+                    .await?;
+                Ok(Outcome::Started {
+                    export_id: meta.export_id.clone(),
+                    note: format!(
+                        "native {} export running in AWS; the next run finalizes it",
+                        if meta.export_type == ExportType::FullExport { "full" } else { "incremental" }
+                    ),
+                })
+            }
+            Ok(NativeState::Failed { reason }) => Err(Error::Aws {
+                operation: "DescribeExport",
+                resource: meta.export_arn.clone().unwrap_or_default(),
+                code: Some("ExportFailed".into()),
+                message: format!("the native export failed: {reason}"),
+                retryable: true,
+                hint: "the next attempt starts a new export; the chain after it starts with a full export".into(),
+            }),
+            // Could not ask: the export may still be fine; the next run asks again.
+            Err(e) if e.is_retryable() => {
+                self.catalog
+                    .hand_off(JOB, table, slot, self.run_id, &meta, &format!("could not check the export: {e}"), Timestamp::now())
+                    .await?;
+                report.warnings.push(format!("could not check the native export: {e}"));
+                Ok(Outcome::Started {
+                    export_id: meta.export_id.clone(),
+                    note: "native export started; its state could not be read, the next run looks again".into(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn logical(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        d: &TableDescription,
+        meta: ExportMeta,
+        report: &mut TargetReport,
+    ) -> Result<Outcome> {
+        report.export = Some(meta.clone());
+        let job = Logical {
+            clients: self.clients,
+            catalog: self.catalog,
+            settings: self.settings,
+            table,
+            description: d,
+            slot,
+            run_id: self.run_id,
+            deadline: self.request.deadline,
+            started_at: Timestamp::now(),
+            meta: meta.clone(),
+        };
+        match job.run().await? {
+            Finished::Complete(done) => self.complete(table, slot, done, report).await,
+            Finished::Unfinished { left, note } => {
+                self.catalog
+                    .hand_off(
+                        JOB,
+                        table,
+                        slot,
+                        self.run_id,
+                        &meta,
+                        &note,
+                        Timestamp::now(),
+                    )
+                    .await?;
+                info!(left, "logical export continues later");
+                Ok(Outcome::Started {
+                    export_id: meta.export_id.clone(),
+                    note: format!(
+                        "logical export checkpointed: {note}; it continues in a new invocation"
+                    ),
+                })
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        meta: ExportMeta,
+        report: &mut TargetReport,
+    ) -> Result<Outcome> {
+        self.catalog
+            .set_export(JOB, table, slot, self.run_id, &meta)
+            .await?;
+        let info = export_info(&meta);
+        self.catalog
+            .complete(JOB, table, slot, self.run_id, &info, Timestamp::now())
+            .await?;
+        report.export = Some(meta);
+        Ok(Outcome::Created { backup: info })
+    }
+
+    /// Finalizes the native export of another slot (a link still running when this run began).
+    async fn finalize_other(&self, table: &str, record: &TargetRecord) -> Result<()> {
+        let slot = ScheduleSlot::parse(&record.slot).map_err(Error::Local)?;
+        let mut scratch = TargetReport {
+            table: table.to_owned(),
+            outcome: Outcome::Planned {
+                backup_name: String::new(),
+            },
+            pitr: None,
+            duration_ms: 0,
+            warnings: vec![],
+            decisions: vec![],
+            export: None,
+            export_retention: None,
+        };
+        match self.slot_export(table, &slot, &mut scratch, false).await {
+            Ok(o) => {
+                info!(slot = %slot, outcome = ?o, "earlier export followed");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(slot = %slot, error = %e, "earlier export failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn prev_failed_arn(records: &[TargetRecord], slot: &ScheduleSlot) -> Option<String> {
+    records
+        .iter()
+        .find(|r| r.slot == slot.to_string() && r.status == TargetStatus::Failed)
+        .and_then(|r| r.export.as_ref())
+        .and_then(|m| m.export_arn.clone())
+}

@@ -1,0 +1,557 @@
+//! The export job against moto: logical exports exact for every DynamoDB type, read back and
+//! imported with ImportTable; interrupted and resumed; under faults; native exports' requests,
+//! finalization from manifests in AWS's format, and chains; retention over exports.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue as A;
+use backstop::aws::Clients;
+use backstop::ddbjson::Item;
+use backstop::event::JobRequest;
+use backstop::export::logical::fingerprint_table;
+use backstop::export::{reader, ExportMeta};
+use backstop::jobs;
+use backstop::report::{Outcome, RunReport};
+use backstop::settings::{JobKind, Settings};
+use backstop_tests::fault_proxy::{Chaos, Fault, FaultProxy};
+use backstop_tests::{clients_through, Harness};
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+async fn export_run(
+    clients: &Clients,
+    h: &Harness,
+    env: &[(&str, String)],
+    payload: Value,
+    deadline: Option<Timestamp>,
+) -> RunReport {
+    let mut request = JobRequest::from_payload(&payload, Timestamp::now()).unwrap();
+    request.deadline = deadline;
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = Settings::resolve(JobKind::Export, &h.env(&pairs), &request).unwrap();
+    jobs::run(JobKind::Export, clients, &settings, &request).await
+}
+
+fn target<'a>(r: &'a RunReport, table: &str) -> &'a backstop::report::TargetReport {
+    r.targets
+        .iter()
+        .find(|t| t.table == table)
+        .unwrap_or_else(|| panic!("no target {table}: {r:#?}"))
+}
+
+fn meta_of(r: &RunReport, table: &str) -> ExportMeta {
+    target(r, table).export.clone().expect("export meta")
+}
+
+async fn scan_items(clients: &Clients, table: &str) -> HashMap<String, Item> {
+    let items: Vec<Item> = clients
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    items
+        .into_iter()
+        .map(|i| (i["id"].as_s().unwrap().clone(), i))
+        .collect()
+}
+
+/// Reads an export back with Backstop's reader, refusing duplicate items.
+async fn read_back(
+    clients: &Clients,
+    meta: &ExportMeta,
+) -> (HashMap<String, Item>, reader::ReadBack) {
+    let mut items = HashMap::new();
+    let mut dups = Vec::new();
+    let rb = reader::read_export(
+        &clients.s3,
+        &meta.bucket,
+        meta.manifest_key.as_deref().expect("manifest key"),
+        |item| {
+            let id = item["id"].as_s().unwrap().clone();
+            if items.insert(id.clone(), item).is_some() {
+                dups.push(id);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(dups.is_empty(), "duplicate items in the export: {dups:?}");
+    (items, rb)
+}
+
+/// Items of every DynamoDB type, in maps and lists too, and one near the 400 KB limit.
+/// `moto_import`: leave out what moto's ImportTable parser (py_partiql_parser) gets wrong on
+/// valid JSON: escaped quotes and backslashes in strings, and empty maps (it drops the rest of
+/// the file). AWS's ImportTable reads standard JSON; the read-back test covers these values.
+async fn put_every_type(clients: &Clients, table: &str, moto_import: bool) {
+    let big: String = (0..350_000)
+        .map(|i| (b'a' + (i * 7 % 26) as u8) as char)
+        .collect();
+    let nested = HashMap::from([
+        ("bin".to_owned(), A::B(Blob::new(vec![0u8, 255, 1, 254]))),
+        (
+            "empty_map".to_owned(),
+            if moto_import {
+                A::L(vec![])
+            } else {
+                A::M(HashMap::new())
+            },
+        ),
+        ("empty_list".to_owned(), A::L(vec![])),
+        (
+            "bs".to_owned(),
+            A::Bs(vec![Blob::new(vec![9]), Blob::new(vec![0, 0])]),
+        ),
+    ]);
+    let items = vec![
+        HashMap::from([
+            ("id".to_owned(), A::S("all-types".into())),
+            (
+                "s".to_owned(),
+                A::S(if moto_import {
+                    "unicode é 🦀".into()
+                } else {
+                    "quote \" backslash \\ newline \n tab \t unicode é 🦀".into()
+                }),
+            ),
+            ("empty_s".to_owned(), A::S(String::new())),
+            (
+                "n38".to_owned(),
+                A::N("12345678901234567890123456789012345678".into()),
+            ),
+            (
+                "n_small".to_owned(),
+                A::N("-0.00000000000000000000000000000000000123".into()),
+            ),
+            (
+                "n_big".to_owned(),
+                A::N("9.9999999999999999999999999999999999999E+125".into()),
+            ),
+            (
+                "b".to_owned(),
+                A::B(Blob::new((0u8..=255).collect::<Vec<u8>>())),
+            ),
+            (
+                "ss".to_owned(),
+                A::Ss(vec!["x".into(), "y".into(), "z".into()]),
+            ),
+            (
+                "ns".to_owned(),
+                A::Ns(vec!["1".into(), "2.5".into(), "-3E10".into()]),
+            ),
+            (
+                "bs".to_owned(),
+                A::Bs(vec![Blob::new(vec![1, 2]), Blob::new(vec![3])]),
+            ),
+            ("m".to_owned(), A::M(nested.clone())),
+            (
+                "l".to_owned(),
+                A::L(vec![
+                    A::B(Blob::new(vec![7, 7])),
+                    A::M(nested),
+                    A::L(vec![A::Null(true), A::Bool(true), A::Bool(false)]),
+                    A::Ns(vec!["0.1".into()]),
+                ]),
+            ),
+            ("null".to_owned(), A::Null(true)),
+            ("t".to_owned(), A::Bool(true)),
+        ]),
+        HashMap::from([
+            ("id".to_owned(), A::S("near-400kb".into())),
+            ("payload".to_owned(), A::S(big)),
+            ("b".to_owned(), A::B(Blob::new(vec![42; 20_000]))),
+        ]),
+    ];
+    for item in items {
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_logical_export_of_every_type_reads_back_exactly_imports_and_is_made_once() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".into()));
+    let table = h.name("Types");
+    h.create_table(&table, 400, &[]).await;
+    put_every_type(&h.clients, &table, false).await;
+    let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z", "segments": 3});
+
+    let r = export_run(&h.clients, &h, &env, payload.clone(), None).await;
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Created { .. }),
+        "{r:#?}"
+    );
+    let meta = meta_of(&r, &table);
+    assert_eq!(meta.bucket, bucket);
+    assert_eq!(meta.root, format!("backstop/{table}/20261122T030000Z"));
+    let fp = meta.fingerprint.expect("fingerprint");
+    assert_eq!(fp.items, 402);
+
+    // Read back: exactly the table's items, every type unchanged.
+    let (exported, rb) = read_back(&h.clients, &meta).await;
+    let scanned = scan_items(&h.clients, &table).await;
+    assert_eq!(exported.len(), scanned.len());
+    for (id, item) in &scanned {
+        assert_eq!(exported.get(id), Some(item), "item {id} differs");
+    }
+    let of_table = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+    assert!(
+        rb.fingerprint.same_content(&of_table),
+        "{} vs {}",
+        rb.fingerprint,
+        of_table
+    );
+    assert!(fp.same_content(&of_table));
+    assert!(
+        rb.files.len() >= 3,
+        "one file per segment at least: {:?}",
+        rb.files.len()
+    );
+
+    // The Backstop manifest sits beside AWS's, with the same fingerprint.
+    let manifest = backstop::export::s3io::get(
+        &h.clients.s3,
+        &bucket,
+        &backstop::export::backstop_manifest_key(&meta.root),
+    )
+    .await
+    .unwrap()
+    .expect("backstop-manifest.json");
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["fingerprint"], fp.to_string());
+    assert_eq!(manifest["item_count"], 402);
+    assert_eq!(manifest["segments"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        manifest["key_schema"]["KeySchema"][0]["AttributeName"],
+        "id"
+    );
+
+    // ImportTable takes the data prefix as it takes a native export's (a table of every type
+    // but the two moto's import parser mangles, see put_every_type).
+    let source = h.name("Importable");
+    h.create_table(&source, 300, &[]).await;
+    put_every_type(&h.clients, &source, true).await;
+    let r = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [source], "slot": "2026-11-22T03:00:00Z", "segments": 3}),
+        None,
+    )
+    .await;
+    let source_meta = meta_of(&r, &source);
+    let source_fp = fingerprint_table(&h.clients.dynamodb, &source)
+        .await
+        .unwrap();
+    assert!(source_meta.fingerprint.unwrap().same_content(&source_fp));
+    let imported = h.name("Imported");
+    let dir = backstop::export::export_dir(&source_meta.root, &source_meta.export_id);
+    let out = h
+        .clients
+        .dynamodb
+        .import_table()
+        .s3_bucket_source(
+            aws_sdk_dynamodb::types::S3BucketSource::builder()
+                .s3_bucket(&bucket)
+                .s3_key_prefix(format!("{dir}/data/"))
+                .build()
+                .unwrap(),
+        )
+        .input_format(aws_sdk_dynamodb::types::InputFormat::DynamodbJson)
+        .input_compression_type(aws_sdk_dynamodb::types::InputCompressionType::Gzip)
+        .table_creation_parameters(
+            aws_sdk_dynamodb::types::TableCreationParameters::builder()
+                .table_name(&imported)
+                .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                        .attribute_name("id")
+                        .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                        .attribute_name("id")
+                        .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = out.import_table_description.unwrap().import_arn.unwrap();
+    let mut status = String::new();
+    for _ in 0..100 {
+        let d = h
+            .clients
+            .dynamodb
+            .describe_import()
+            .import_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        let d = d.import_table_description.unwrap();
+        status = d
+            .import_status
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        if status != "IN_PROGRESS" {
+            assert_eq!(d.error_count, 0);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "COMPLETED");
+    let of_import = fingerprint_table(&h.clients.dynamodb, &imported)
+        .await
+        .unwrap();
+    assert!(
+        of_import.same_content(&source_fp),
+        "imported {of_import} vs export {source_fp}"
+    );
+    assert_eq!(of_import.items, 302);
+
+    // A redelivered event makes no second export: same report, no new object.
+    let before = backstop::export::s3io::list(&h.clients.s3, &bucket, "backstop/")
+        .await
+        .unwrap();
+    let again = export_run(&h.clients, &h, &env, payload, None).await;
+    assert!(
+        matches!(&target(&again, &table).outcome, Outcome::AlreadyDone { note, .. } if note.contains("already exported")),
+        "{again:#?}"
+    );
+    let after = backstop::export::s3io::list(&h.clients.s3, &bucket, "backstop/")
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    let record = h.run_record(&again).await;
+    assert_eq!(record["already_done"], A::N("1".into()), "{record:?}");
+}
+
+#[tokio::test]
+async fn an_interrupted_export_resumes_to_the_same_items_and_fingerprint_without_duplicates() {
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "4096".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "40".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "2".to_owned()),
+    ]);
+    let table = h.name("Long");
+    h.create_table(&table, 900, &[]).await;
+
+    // Uninterrupted, for one slot.
+    let whole = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": "2026-11-15T03:00:00Z"}),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(target(&whole, &table).outcome, Outcome::Created { .. }),
+        "{whole:#?}"
+    );
+    let whole_meta = meta_of(&whole, &table);
+
+    // Interrupted: every invocation has no time left, so each segment writes one data file,
+    // checkpoints and hands off; the next invocation resumes.
+    let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z"});
+    let mut invocations = 0;
+    let meta = loop {
+        invocations += 1;
+        assert!(invocations < 60, "the export never finished");
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            payload.clone(),
+            Some(Timestamp::now()),
+        )
+        .await;
+        match &target(&r, &table).outcome {
+            Outcome::Started { note, .. } => assert!(note.contains("checkpointed"), "{note}"),
+            Outcome::Created { .. } => break meta_of(&r, &table),
+            other => panic!("unexpected {other:?}"),
+        }
+        // The catalog says where it stands: STARTED, claimable by the next invocation.
+        let rec =
+            backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table)
+                .get(
+                    JobKind::Export,
+                    &table,
+                    &backstop::event::ScheduleSlot::parse("2026-11-22T03:00:00Z").unwrap(),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(rec.status, backstop::catalog::TargetStatus::Started);
+    };
+    let (resumed, rb) = read_back(&h.clients, &meta).await;
+    let (uninterrupted, _) = read_back(&h.clients, &whole_meta).await;
+    assert!(
+        invocations > 5,
+        "it was interrupted: {invocations} invocations"
+    );
+    assert!(rb.files.len() > 5, "{} files", rb.files.len());
+    assert_eq!(resumed, uninterrupted);
+    assert_eq!(resumed.len(), 900);
+    assert!(meta
+        .fingerprint
+        .unwrap()
+        .same_content(&whole_meta.fingerprint.unwrap()));
+    println!(
+        "interrupted export: {invocations} invocations, {} data files, fingerprint {}",
+        rb.files.len(),
+        meta.fingerprint.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn under_faults_on_scans_uploads_and_the_catalog_an_export_ends_exact_or_failed_never_short()
+{
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "10".to_owned()),
+    ]);
+    let (small, big) = (h.name("Small"), h.name("Big"));
+    h.create_table(&small, 300, &[]).await;
+    h.create_table(&big, 0, &[]).await;
+    // About 11 MB of data that does not compress: the data file goes up in multipart parts.
+    let mut seed = 7u64;
+    for i in 0..32 {
+        let noise: String = (0..350_000)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (b'!' + ((seed >> 33) % 90) as u8) as char
+            })
+            .collect();
+        h.clients
+            .dynamodb
+            .put_item()
+            .table_name(&big)
+            .item("id", A::S(format!("big-{i:02}")))
+            .item("noise", A::S(noise))
+            .send()
+            .await
+            .unwrap();
+    }
+    let expected_small = fingerprint_table(&h.clients.dynamodb, &small)
+        .await
+        .unwrap();
+    let expected_big = fingerprint_table(&h.clients.dynamodb, &big).await.unwrap();
+
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let clients = clients_through(&proxy).await;
+    // Fixed faults first: the first part upload is refused and the first checkpoint write
+    // fails; the export retries within the run or fails precisely.
+    proxy.inject(Fault::new("UploadPart", "", 503, "SlowDown"));
+    let payload = json!({"tables": [small, big], "slot": "2026-11-22T03:00:00Z"});
+    let first = export_run(&clients, &h, &env, payload.clone(), None).await;
+    match &target(&first, &big).outcome {
+        Outcome::Failed {
+            operation, error, ..
+        } => {
+            assert_eq!(operation, "UploadPart", "{error}");
+            assert!(
+                error.contains("s3://") && error.contains("resumes"),
+                "{error}"
+            );
+        }
+        other => panic!("UploadPart refused every time must fail the export: {other:?}"),
+    }
+    proxy.clear();
+    proxy.chaos(Chaos {
+        rate: 0.3,
+        lost_share: 0.3,
+        seed: 11,
+        operations: [
+            "Scan",
+            "UploadPart",
+            "CreateMultipartUpload",
+            "CompleteMultipartUpload",
+            "PutObject",
+            "UpdateItem",
+            "PutItem",
+            "Query",
+            "GetItem",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    });
+    let mut attempts = 0;
+    let mut done = std::collections::BTreeMap::new();
+    while done.len() < 2 {
+        attempts += 1;
+        assert!(attempts <= 40, "no convergence: {done:?}");
+        let r = export_run(&clients, &h, &env, payload.clone(), None).await;
+        for t in &r.targets {
+            match &t.outcome {
+                Outcome::Created { .. } | Outcome::AlreadyDone { .. } => {
+                    if let Some(m) = &t.export {
+                        done.insert(t.table.clone(), m.clone());
+                    }
+                }
+                Outcome::Failed {
+                    operation, error, ..
+                } => {
+                    println!("attempt {attempts}: {}: {operation}: {error}", t.table);
+                    // Precise: the operation and the resource are named.
+                    assert!(
+                        !operation.is_empty()
+                            && (error.contains("table")
+                                || error.contains("s3://")
+                                || error.contains("catalog")),
+                        "{error}"
+                    );
+                }
+                Outcome::InProgress { .. } | Outcome::Started { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let counts = proxy.counts();
+    proxy.clear();
+    for (table, expected) in [(&small, expected_small), (&big, expected_big)] {
+        let meta = &done[table];
+        let (_, rb) = read_back(&h.clients, meta).await;
+        assert!(
+            rb.fingerprint.same_content(&expected),
+            "{table}: {} vs {expected}",
+            rb.fingerprint
+        );
+        assert!(meta.fingerprint.unwrap().same_content(&expected));
+    }
+    println!(
+        "chaos: {} calls, {} faults ({} lost answers), {attempts} attempts to converge",
+        counts.calls, counts.faults, counts.lost_answers
+    );
+    assert!(counts.faults > 10, "{counts:?}");
+}

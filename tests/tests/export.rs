@@ -555,3 +555,366 @@ async fn under_faults_on_scans_uploads_and_the_catalog_an_export_ends_exact_or_f
     );
     assert!(counts.faults > 10, "{counts:?}");
 }
+
+/// Writes the manifests AWS writes beside a native export's data (moto writes only the data
+/// file), in the documented format, for the export at `root` with ARN `arn`.
+async fn place_native_manifests(
+    h: &Harness,
+    bucket: &str,
+    root: &str,
+    arn: &str,
+    table: &str,
+) -> u64 {
+    use base64::Engine;
+    use md5::Digest;
+    use std::io::Read;
+    let keys = backstop::export::s3io::list(&h.clients.s3, bucket, &format!("{root}/AWSDynamoDB/"))
+        .await
+        .unwrap();
+    let (data_key, _) = keys
+        .iter()
+        .find(|(k, _)| k.contains("/data/"))
+        .cloned()
+        .unwrap_or_else(|| panic!("moto wrote no data file under {root}: {keys:?}"));
+    let body = backstop::export::s3io::get(&h.clients.s3, bucket, &data_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let count = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let dir = data_key.split("/data/").next().unwrap().to_owned();
+    let files = json!({
+        "itemCount": count,
+        "md5Checksum": base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body)),
+        "etag": "0123456789abcdef0123456789abcdef-1",
+        "dataFileS3Key": data_key,
+    });
+    let summary = json!({
+        "version": "2020-06-30", "exportArn": arn,
+        "startTime": "2026-11-10T03:00:01.000Z", "endTime": "2026-11-10T03:05:00.000Z",
+        "tableArn": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}"),
+        "tableId": "12345a12-abcd-123a-ab12-1234abc12345",
+        "exportTime": "2026-11-10T03:00:00.000Z", "s3Bucket": bucket, "s3Prefix": root,
+        "s3SseAlgorithm": "KMS", "s3SseKmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/test",
+        "manifestFilesS3Key": format!("{dir}/manifest-files.json"),
+        "billedSizeBytes": body.len(), "itemCount": count,
+        "outputFormat": "DYNAMODB_JSON", "exportType": "FULL_EXPORT",
+    });
+    let enc = backstop::export::s3io::Encryption { kms_key: None };
+    for (key, v) in [
+        ("manifest-files.json", format!("{files}\n")),
+        ("manifest-summary.json", summary.to_string()),
+    ] {
+        backstop::export::s3io::put_small(
+            &h.clients.s3,
+            bucket,
+            &format!("{dir}/{key}"),
+            v.into_bytes(),
+            "application/json",
+            &enc,
+        )
+        .await
+        .unwrap();
+    }
+    count
+}
+
+fn epoch(s: &str) -> f64 {
+    s.parse::<Timestamp>().unwrap().as_second() as f64
+}
+
+#[tokio::test]
+async fn native_exports_ask_once_per_slot_chain_incrementals_and_start_full_after_a_broken_link() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    let key = "arn:aws:kms:us-east-1:123456789012:key/backstop-test";
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "native".to_owned()),
+        ("BACKSTOP_EXPORT_KMS_KEY", key.to_owned()),
+    ]);
+    let table = h.name("Native");
+    h.create_table(&table, 50, &[]).await;
+    h.clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let clients = clients_through(&proxy).await;
+    let run = |slot: &str| {
+        export_run(
+            &clients,
+            &h,
+            &env,
+            json!({"tables": [table], "slot": slot}),
+            None,
+        )
+    };
+    let requests = || -> Vec<Value> {
+        proxy
+            .requests("ExportTableToPointInTime")
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
+    };
+
+    // A full export at the slot: the request as the issue asks.
+    let s1 = "2026-11-10T03:00:00Z";
+    let r = run(s1).await;
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Started { .. }),
+        "{r:#?}"
+    );
+    let req = &requests()[0];
+    assert_eq!(req["ExportTime"].as_f64(), Some(epoch(s1)));
+    assert_eq!(
+        req["ClientToken"],
+        backstop::export::client_token(&table, s1.parse().unwrap(), None)
+    );
+    assert_eq!(req["S3SseAlgorithm"], "KMS");
+    assert_eq!(req["S3SseKmsKeyId"], key);
+    assert_eq!(req["S3Bucket"], bucket.as_str());
+    assert_eq!(
+        req["S3Prefix"],
+        format!("backstop/{table}/20261110T030000Z")
+    );
+    assert_eq!(req["ExportType"], "FULL_EXPORT");
+    assert_eq!(req["ExportFormat"], "DYNAMODB_JSON");
+    assert!(req.get("IncrementalExportSpecification").is_none());
+    let meta = meta_of(&r, &table);
+    let arn = meta.export_arn.clone().unwrap();
+
+    // Redelivered while AWS still works on it: followed, never started again.
+    let again = run(s1).await;
+    assert!(
+        matches!(target(&again, &table).outcome, Outcome::Started { .. }),
+        "{again:#?}"
+    );
+    assert_eq!(requests().len(), 1);
+
+    // AWS finishes and writes its manifests: the next run finalizes from them.
+    let count = place_native_manifests(&h, &bucket, &meta.root, &arn, &table).await;
+    assert_eq!(count, 50);
+    let done = run(s1).await;
+    match &target(&done, &table).outcome {
+        Outcome::Created { backup } => assert_eq!(backup.item_count, Some(50)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(requests().len(), 1);
+    assert!(matches!(
+        target(&run(s1).await, &table).outcome,
+        Outcome::AlreadyDone { .. }
+    ));
+
+    // The next day: an incremental from the last export's time to the slot.
+    let s2 = "2026-11-11T03:00:00Z";
+    let r2 = run(s2).await;
+    assert!(
+        matches!(target(&r2, &table).outcome, Outcome::Started { .. }),
+        "{r2:#?}"
+    );
+    let req = &requests()[1];
+    assert_eq!(req["ExportType"], "INCREMENTAL_EXPORT");
+    assert!(req.get("ExportTime").is_none(), "{req}");
+    let spec = &req["IncrementalExportSpecification"];
+    assert_eq!(spec["ExportFromTime"].as_f64(), Some(epoch(s1)));
+    assert_eq!(spec["ExportToTime"].as_f64(), Some(epoch(s2)));
+    assert_eq!(spec["ExportViewType"], "NEW_AND_OLD_IMAGES");
+    let m2 = meta_of(&r2, &table);
+    assert_eq!(m2.base_slot.as_deref(), Some(s1));
+    place_native_manifests(
+        &h,
+        &bucket,
+        &m2.root,
+        m2.export_arn.as_deref().unwrap(),
+        &table,
+    )
+    .await;
+    assert!(matches!(
+        target(&run(s2).await, &table).outcome,
+        Outcome::Created { .. }
+    ));
+
+    // A link fails: the chain is broken and the next export is full, saying why.
+    proxy.inject(Fault::new(
+        "ExportTableToPointInTime",
+        "",
+        400,
+        "AccessDeniedException",
+    ));
+    let s3 = "2026-11-12T03:00:00Z";
+    assert!(matches!(
+        target(&run(s3).await, &table).outcome,
+        Outcome::Failed { .. }
+    ));
+    proxy.clear();
+    let s4 = "2026-11-13T03:00:00Z";
+    let r4 = run(s4).await;
+    let req = requests().last().cloned().unwrap();
+    assert_eq!(req["ExportType"], "FULL_EXPORT", "{req}");
+    assert_eq!(req["ExportTime"].as_f64(), Some(epoch(s4)));
+    let t4 = target(&r4, &table);
+    assert!(
+        t4.warnings.iter().any(|w| w.contains("full export")
+            && w.contains("2026-11-12T03:00:00Z")
+            && w.contains("failed")),
+        "{:?}",
+        t4.warnings
+    );
+    assert!(t4
+        .export
+        .as_ref()
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("broken chain"));
+    let m4 = meta_of(&r4, &table);
+    place_native_manifests(
+        &h,
+        &bucket,
+        &m4.root,
+        m4.export_arn.as_deref().unwrap(),
+        &table,
+    )
+    .await;
+    assert!(matches!(
+        target(&run(s4).await, &table).outcome,
+        Outcome::Created { .. }
+    ));
+
+    // 36 hours later: two windows of 18 hours (03:00 to 21:00 to 15:00), chained.
+    let before = requests().len();
+    let s5 = "2026-11-14T15:00:00Z";
+    assert!(matches!(
+        target(&run(s5).await, &table).outcome,
+        Outcome::Started { .. }
+    ));
+    let new: Vec<Value> = requests()[before..].to_vec();
+    assert_eq!(new.len(), 2, "{new:#?}");
+    let w = |i: usize, k: &str| {
+        new[i]["IncrementalExportSpecification"][k]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(w(0, "ExportFromTime"), epoch(s4));
+    assert_eq!(w(0, "ExportToTime"), epoch("2026-11-13T21:00:00Z"));
+    assert_eq!(w(1, "ExportFromTime"), epoch("2026-11-13T21:00:00Z"));
+    assert_eq!(w(1, "ExportToTime"), epoch(s5));
+}
+
+#[tokio::test]
+async fn retention_prunes_weekly_exports_to_the_policy_with_reasons_and_dry_run_deletes_nothing() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Weekly");
+    h.create_table(&table, 5, &[]).await;
+    // Ten weekly exports, the newest last Sunday.
+    let newest: Timestamp = "2026-11-22T03:00:00Z".parse().unwrap();
+    let mut roots = Vec::new();
+    for week in (0..10).rev() {
+        let slot = newest - jiff::SignedDuration::from_hours(24 * 7 * week);
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            json!({"tables": [table], "slot": slot.to_string()}),
+            None,
+        )
+        .await;
+        assert!(
+            matches!(target(&r, &table).outcome, Outcome::Created { .. }),
+            "{r:#?}"
+        );
+        roots.push(meta_of(&r, &table).root);
+    }
+    let retention = |dry_run: bool| retention_run(&h, &bucket, &table, dry_run);
+    let objects = |root: String| objects_under(&h, &bucket, root);
+
+    let plan = retention(true).await;
+    let t = target(&plan, &table);
+    let e = t.export_retention.clone().expect("export retention ran");
+    assert_eq!((e.kept, e.deleted, e.to_delete), (10, 0, 6), "{t:#?}");
+    for root in &roots {
+        assert!(objects(root.clone()).await > 0);
+    }
+
+    let r = retention(false).await;
+    let t = target(&r, &table);
+    let e = t.export_retention.clone().unwrap();
+    assert_eq!((e.kept, e.deleted, e.error.clone()), (4, 6, None), "{t:#?}");
+    for (i, root) in roots.iter().enumerate() {
+        let left = objects(root.clone()).await;
+        if i < 6 {
+            assert_eq!(left, 0, "{root} should be deleted");
+        } else {
+            assert!(left >= 4, "{root} should be kept whole: {left} objects");
+        }
+    }
+    // Every export has its decision and reason.
+    let exports: Vec<_> = t
+        .decisions
+        .iter()
+        .filter(|d| d.backup_name.starts_with("export "))
+        .collect();
+    assert_eq!(exports.len(), 10);
+    assert!(
+        exports
+            .iter()
+            .filter(|d| d
+                .result
+                .as_deref()
+                .is_some_and(|r| r.starts_with("deleted")))
+            .count()
+            == 6
+    );
+    assert!(
+        r.email_body().contains("Exports:    4 kept, 6 deleted"),
+        "{}",
+        r.email_body()
+    );
+    // The catalog says DELETED for the six.
+    let records =
+        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table)
+            .list_targets(JobKind::Export, Some(&table))
+            .await
+            .unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.status == backstop::catalog::TargetStatus::Deleted)
+            .count(),
+        6
+    );
+}
+
+async fn retention_run(h: &Harness, bucket: &str, table: &str, dry_run: bool) -> RunReport {
+    let request = JobRequest::from_payload(&json!({"dry_run": dry_run}), Timestamp::now()).unwrap();
+    let env = h.env(&[
+        ("BACKSTOP_TABLES", table),
+        ("BACKSTOP_EXPORT_BUCKET", bucket),
+        ("BACKSTOP_EXPORT_PREFIX", "backstop"),
+        ("BACKSTOP_EXPORT_RETENTION_POLICY", "keep_weekly=4"),
+    ]);
+    let settings = Settings::resolve(JobKind::Retention, &env, &request).unwrap();
+    jobs::run(JobKind::Retention, &h.clients, &settings, &request).await
+}
+
+async fn objects_under(h: &Harness, bucket: &str, root: String) -> usize {
+    backstop::export::s3io::list(&h.clients.s3, bucket, &format!("{root}/"))
+        .await
+        .unwrap()
+        .len()
+}

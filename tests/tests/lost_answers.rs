@@ -58,13 +58,19 @@ async fn until_done(
         let settings = Settings::resolve(kind, env, &request).unwrap();
         let report = match kind {
             JobKind::Snapshot => snapshot::run(clients, &settings, &request).await,
+            JobKind::Export => backstop::jobs::export::run(clients, &settings, &request).await,
             JobKind::Retention => retention::run(clients, &settings, &request).await,
         };
         let held = report
             .targets
             .iter()
             .any(|t| matches!(t.outcome, Outcome::InProgress { .. }));
-        let done = !report.needs_retry();
+        // An export handed off to a continuation is not done until a later invocation finishes it.
+        let done = !report.needs_retry()
+            && !report
+                .targets
+                .iter()
+                .any(|t| matches!(t.outcome, Outcome::Started { .. }));
         reports.push(report);
         if done {
             return reports;
@@ -253,5 +259,78 @@ async fn retention_deletes_only_what_the_policy_drops_when_answers_are_lost() {
         let again = retention::run(&h.clients, &settings, &request).await;
         assert_eq!(again.totals.deleted, 0, "seed {seed}: {again:#?}");
         assert!(!again.needs_retry());
+    }
+}
+
+#[tokio::test]
+async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() {
+    for seed in SEEDS {
+        let h = Harness::new().await;
+        let tables: Vec<String> = ["Alpha", "Beta"].iter().map(|t| h.name(t)).collect();
+        for t in &tables {
+            h.create_table(t, 120, &[]).await;
+        }
+        let (bucket, export_env) = h.export_bucket().await;
+        let mut pairs: Vec<(&str, &str)> = export_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let list = tables.join(",");
+        pairs.extend([
+            (settings::ENV_TABLES, list.as_str()),
+            (settings::ENV_EXPORT_MODE, "logical"),
+            (settings::ENV_EXPORT_SEGMENTS, "2"),
+            (settings::ENV_EXPORT_FILE_BYTES, "2048"),
+            (settings::ENV_EXPORT_PAGE_ITEMS, "20"),
+        ]);
+        let env = h.env(&pairs);
+        let proxy = FaultProxy::start(&h.stack.endpoint).await;
+        let clients = clients_through(&proxy).await;
+        proxy.chaos(chaos(seed));
+        let slots = ["2026-11-15T03:00:00Z", "2026-11-22T03:00:00Z"];
+        let mut attempts = Vec::new();
+        for slot in slots {
+            let reports = until_done(&clients, &env, JobKind::Export, slot).await;
+            attempts.push((slot[..10].to_owned(), reports.len()));
+        }
+        let counts = proxy.counts();
+        proxy.clear();
+        print_figures("export", seed, counts, &attempts);
+        assert!(counts.lost_answers > 0, "{counts:?}");
+
+        // One export per (table, slot), DONE, exact, and nothing else under its root.
+        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        for t in &tables {
+            let expected = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, t)
+                .await
+                .unwrap();
+            let records = catalog.list_targets(JobKind::Export, Some(t)).await.unwrap();
+            assert_eq!(records.len(), slots.len(), "seed {seed}: {records:#?}");
+            for r in &records {
+                assert_eq!(r.status, backstop::catalog::TargetStatus::Done, "seed {seed}: {r:#?}");
+                let meta = r.export.clone().unwrap();
+                let mut seen = BTreeSet::new();
+                let rb = backstop::export::reader::read_export(
+                    &h.clients.s3,
+                    &bucket,
+                    meta.manifest_key.as_deref().unwrap(),
+                    |item| assert!(seen.insert(item["id"].as_s().unwrap().clone()), "duplicate"),
+                )
+                .await
+                .unwrap();
+                assert!(rb.fingerprint.same_content(&expected), "seed {seed} {t} {}", r.slot);
+                assert!(meta.fingerprint.unwrap().same_content(&expected));
+                let ids: BTreeSet<String> = backstop::export::s3io::list(
+                    &h.clients.s3,
+                    &bucket,
+                    &format!("{}/AWSDynamoDB/", meta.root),
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k.split('/').nth(4).unwrap_or_default().to_owned())
+                .collect();
+                assert_eq!(ids.len(), 1, "one export id under the slot's root: {ids:?}");
+                let data = backstop::export::s3io::list(&h.clients.s3, &bucket, &format!("{}/AWSDynamoDB/{}/data/", meta.root, meta.export_id)).await.unwrap();
+                assert_eq!(data.len(), rb.files.len(), "no stray data file");
+            }
+        }
     }
 }

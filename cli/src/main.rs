@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: BackupsCommand,
     },
+    /// Read exports from the catalog.
+    Exports {
+        #[command(subcommand)]
+        command: ExportsCommand,
+    },
     /// The local demo: start moto, create the stack and the three demo tables, run the daily
     /// cycle (snapshot, then retention), and print the report, the SNS message read from SQS
     /// and the metrics read back.
@@ -106,6 +111,22 @@ enum RetentionCommand {
 #[derive(Subcommand)]
 enum BackupsCommand {
     /// List the backups the catalog records, oldest slot first.
+    List {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportsCommand {
+    /// List the exports the catalog records (finished, under way and failed), oldest slot first.
     List {
         /// Only this table.
         #[arg(long)]
@@ -212,6 +233,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                     json,
                 },
         } => backups::list(endpoint, table.as_deref(), catalog, json).await,
+        Command::Exports {
+            command:
+                ExportsCommand::List {
+                    table,
+                    catalog,
+                    json,
+                },
+        } => backups::list_exports(endpoint, table.as_deref(), catalog, json).await,
         Command::Demo { items, json } => demo::demo(endpoint, items, json).await,
         Command::Local {
             command: LocalCommand::Up { items },

@@ -122,6 +122,47 @@ pub fn print_backups(catalog_table: &str, records: &[TargetRecord], json: bool) 
     }
 }
 
+pub fn print_exports(catalog_table: &str, records: &[TargetRecord], json: bool) {
+    if json {
+        print_json(serde_json::to_string_pretty(records));
+    } else if records.is_empty() {
+        println!("No exports recorded in catalog {catalog_table}.");
+    } else {
+        println!(
+            "{:<24} {:<21} {:<8} {:<8} {:<12} {:>10} {:>9}  WHERE / WHY",
+            "TABLE", "SLOT", "STATUS", "MODE", "TYPE", "STORED", "ITEMS"
+        );
+        for r in records {
+            let m = r.export.as_ref();
+            println!(
+                "{:<24} {:<21} {:<8} {:<8} {:<12} {:>10} {:>9}  {}",
+                r.table,
+                r.slot,
+                r.status,
+                m.map(|m| m.made.name()).unwrap_or("-"),
+                m.map(|m| match m.export_type {
+                    backstop::export::ExportType::FullExport => "full",
+                    backstop::export::ExportType::IncrementalExport => "incremental",
+                })
+                .unwrap_or("-"),
+                m.and_then(|m| m.stored_bytes)
+                    .map(|b| human_bytes(b as i64))
+                    .unwrap_or_default(),
+                m.and_then(|m| m.item_count)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                match (r.status, m) {
+                    (backstop::catalog::TargetStatus::Failed, _) => {
+                        format!("FAILED: {}", r.error.as_deref().unwrap_or(""))
+                    }
+                    (_, Some(m)) => m.uri(),
+                    (_, None) => String::new(),
+                }
+            );
+        }
+    }
+}
+
 fn outcome_summary(o: &Outcome) -> String {
     match o {
         Outcome::Retained { kept, deleted, .. } => format!("kept {kept}, deleted {deleted}"),

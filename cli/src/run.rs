@@ -20,7 +20,11 @@ pub async fn run(
     let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
     let settings = Settings::resolve(kind, &Environment::from_process(), &request)?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let progress = (kind == JobKind::Export && !json).then(progress::start);
     let report = backstop::jobs::run(kind, &clients, &settings, &request).await;
+    if let Some(p) = progress {
+        p.stop();
+    }
     render::print_report(&report, json);
     Ok(exit_for(&report))
 }
@@ -35,4 +39,72 @@ fn read_payload(path: &Path) -> Result<serde_json::Value, Error> {
     };
     serde_json::from_str(&text)
         .map_err(|e| Error::Payload(format!("{} is not JSON: {e}", path.display())))
+}
+
+/// The export's progress while it runs: a bar on a terminal (items, bytes, segments done),
+/// a plain line every 10 seconds otherwise. Read from the export's counters.
+mod progress {
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use backstop::export::logical::PROGRESS;
+    use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+
+    pub struct Progress {
+        task: tokio::task::JoinHandle<()>,
+        bar: Option<ProgressBar>,
+    }
+
+    fn line() -> String {
+        format!(
+            "{} items, {}, {}/{} segments done",
+            PROGRESS.items.load(Ordering::Relaxed),
+            HumanBytes(PROGRESS.bytes.load(Ordering::Relaxed)),
+            PROGRESS.segments_done.load(Ordering::Relaxed),
+            PROGRESS.segments_total.load(Ordering::Relaxed)
+        )
+    }
+
+    pub fn start() -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} export {elapsed}: {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            let b = bar.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    b.set_message(line());
+                    b.tick();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            Progress {
+                task,
+                bar: Some(bar),
+            }
+        } else {
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    eprintln!("export: {}", line());
+                }
+            });
+            Progress { task, bar: None }
+        }
+    }
+
+    impl Progress {
+        pub fn stop(self) {
+            self.task.abort();
+            if let Some(b) = self.bar {
+                b.finish_and_clear();
+            }
+            if PROGRESS.segments_total.load(Ordering::Relaxed) > 0 {
+                eprintln!("export: {}", line());
+            }
+        }
+    }
 }

@@ -459,25 +459,59 @@ async fn run_export_shows_progress_and_the_fingerprint_and_exports_list_reads_th
         ("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str()),
         ("BACKSTOP_EXPORT_BUCKET", bucket.as_str()),
     ];
-    let args = ["--endpoint", &endpoint, "run", "export", "--event", event.to_str().unwrap()];
+    let args = [
+        "--endpoint",
+        &endpoint,
+        "run",
+        "export",
+        "--event",
+        event.to_str().unwrap(),
+    ];
     let out = backstop(&args, &env);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     // PITR is off on the table, so auto exports it by scan; the progress line is on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("export: 40 items,") && stderr.contains("1/1 segments done"), "{stderr}");
+    assert!(
+        stderr.contains("export: 40 items,") && stderr.contains("1/1 segments done"),
+        "{stderr}"
+    );
     assert!(all.contains("fingerprint v1:40:"), "{all}");
-    assert!(all.contains(&format!("at s3://{bucket}/backstop/{table}/20261122T030000Z/")), "{all}");
+    assert!(
+        all.contains(&format!(
+            "at s3://{bucket}/backstop/{table}/20261122T030000Z/"
+        )),
+        "{all}"
+    );
 
-    let out = backstop(&["--endpoint", &endpoint, "exports", "list", "--table", &table], &env);
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "exports",
+            "list",
+            "--table",
+            &table,
+        ],
+        &env,
+    );
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    let row = all.lines().find(|l| l.starts_with(&table)).unwrap_or_else(|| panic!("{all}"));
+    let row = all
+        .lines()
+        .find(|l| l.starts_with(&table))
+        .unwrap_or_else(|| panic!("{all}"));
     assert!(
-        row.contains("DONE") && row.contains("logical") && row.contains("full") && row.contains(" 40 "),
+        row.contains("DONE")
+            && row.contains("logical")
+            && row.contains("full")
+            && row.contains(" 40 "),
         "{row}"
     );
-    let out = backstop(&["--endpoint", &endpoint, "exports", "list", "--json"], &env);
+    let out = backstop(
+        &["--endpoint", &endpoint, "exports", "list", "--json"],
+        &env,
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["export"]["item_count"], 40, "{list}");
 }

@@ -102,7 +102,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_EXPORT_FAN_OUT,
-        "export only; logical: invocations that share a table's segments; only 1 today (segments run in parallel inside one invocation)",
+        "export only; logical: invocations that share a table's segments (the export invokes the others in Lambda), 1 to 20, default 1",
     ),
     (
         ENV_EXPORT_NATIVE_THRESHOLD,
@@ -249,6 +249,9 @@ pub struct ExportSettings {
     pub page_items: Option<u32>,
     /// Set by a continuation payload: how many invocations came before this one.
     pub continuation: u32,
+    /// Set on the invocations a fanned-out export starts: they work on free segments of a
+    /// table whose export another invocation holds, and nothing else.
+    pub helper: bool,
 }
 
 /// What retention needs to prune exports.
@@ -331,6 +334,9 @@ pub struct Overrides {
     /// Export: set by the export itself when it continues in a new invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<u32>,
+    /// Export: set by the export on the helper invocations of a fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<bool>,
 }
 
 /// The environment as read once at start-up (only the `BACKSTOP_*` variables are kept).
@@ -460,6 +466,7 @@ impl Settings {
             ("mode", overrides.mode.is_some()),
             ("segments", overrides.segments.is_some()),
             ("continuation", overrides.continuation.is_some()),
+            ("helper", overrides.helper.is_some()),
         ];
         if job != JobKind::Export {
             if let Some((field, _)) = export_fields.iter().find(|(_, set)| *set) {
@@ -611,10 +618,11 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
         Some(v) => number(ENV_EXPORT_FAN_OUT, v, 1..=MAX_FAN_OUT)?,
         None => 1,
     };
-    if fan_out > 1 {
+    let helper = o.helper.unwrap_or(false);
+    if helper && o.continuation.is_none() {
         return Err(Error::setting(
-            ENV_EXPORT_FAN_OUT,
-            "spreading one table's segments over several invocations is not built yet; set 1 (segments still run in parallel inside one invocation)",
+            "helper",
+            "is set by the export itself on the invocations it fans out to, together with continuation",
         ));
     }
     let native_threshold = match env.get(ENV_EXPORT_NATIVE_THRESHOLD) {
@@ -644,6 +652,7 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
         file_bytes,
         page_items,
         continuation,
+        helper,
     })
 }
 

@@ -918,3 +918,82 @@ async fn objects_under(h: &Harness, bucket: &str, root: String) -> usize {
         .unwrap()
         .len()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fanned_out_export_shares_its_segments_between_invocations_and_stays_exact() {
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_FAN_OUT", "3".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "6".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "2048".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "10".to_owned()),
+    ]);
+    let table = h.name("Wide");
+    h.create_table(&table, 600, &[]).await;
+    let slot = "2026-11-22T03:00:00Z";
+    let main = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": slot}),
+        None,
+    );
+    // The two helpers Lambda would start: the same payload with helper set.
+    let helper = |delay_ms: u64| {
+        let (h, env, table) = (&h, &env, &table);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            export_run(
+                &h.clients,
+                h,
+                env,
+                json!({"tables": [table], "slot": slot, "continuation": 1, "helper": true}),
+                None,
+            )
+            .await
+        }
+    };
+    let (main, h1, h2) = tokio::join!(main, helper(400), helper(500));
+    assert!(
+        matches!(target(&main, &table).outcome, Outcome::Created { .. }),
+        "{main:#?}"
+    );
+    for r in [&h1, &h2] {
+        assert!(
+            matches!(&target(r, &table).outcome, Outcome::Started { note, .. } if note.starts_with("helper:")),
+            "{r:#?}"
+        );
+    }
+    let meta = meta_of(&main, &table);
+    let (items, _) = read_back(&h.clients, &meta).await;
+    assert_eq!(items.len(), 600);
+    let expected = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+    assert!(meta.fingerprint.unwrap().same_content(&expected));
+    // Segments were worked on by more than one invocation.
+    let catalog =
+        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let segments = backstop::export::checkpoint::load(
+        &catalog,
+        &table,
+        &backstop::event::ScheduleSlot::parse(slot).unwrap(),
+    )
+    .await
+    .unwrap();
+    let owners: std::collections::BTreeSet<String> =
+        segments.iter().filter_map(|s| s.owner.clone()).collect();
+    let runs: std::collections::BTreeSet<String> =
+        [&main, &h1, &h2].iter().map(|r| r.run_id.clone()).collect();
+    assert!(
+        owners.len() >= 2 && owners.is_subset(&runs),
+        "owners {owners:?} of runs {runs:?}"
+    );
+    println!(
+        "fan-out: {} segments worked by {} invocations",
+        segments.len(),
+        owners.len()
+    );
+}

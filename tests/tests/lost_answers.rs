@@ -271,7 +271,8 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
             h.create_table(t, 120, &[]).await;
         }
         let (bucket, export_env) = h.export_bucket().await;
-        let mut pairs: Vec<(&str, &str)> = export_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut pairs: Vec<(&str, &str)> =
+            export_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let list = tables.join(",");
         pairs.extend([
             (settings::ENV_TABLES, list.as_str()),
@@ -301,10 +302,17 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
             let expected = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, t)
                 .await
                 .unwrap();
-            let records = catalog.list_targets(JobKind::Export, Some(t)).await.unwrap();
+            let records = catalog
+                .list_targets(JobKind::Export, Some(t))
+                .await
+                .unwrap();
             assert_eq!(records.len(), slots.len(), "seed {seed}: {records:#?}");
             for r in &records {
-                assert_eq!(r.status, backstop::catalog::TargetStatus::Done, "seed {seed}: {r:#?}");
+                assert_eq!(
+                    r.status,
+                    backstop::catalog::TargetStatus::Done,
+                    "seed {seed}: {r:#?}"
+                );
                 let meta = r.export.clone().unwrap();
                 let mut seen = BTreeSet::new();
                 let rb = backstop::export::reader::read_export(
@@ -315,7 +323,11 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
                 )
                 .await
                 .unwrap();
-                assert!(rb.fingerprint.same_content(&expected), "seed {seed} {t} {}", r.slot);
+                assert!(
+                    rb.fingerprint.same_content(&expected),
+                    "seed {seed} {t} {}",
+                    r.slot
+                );
                 assert!(meta.fingerprint.unwrap().same_content(&expected));
                 let ids: BTreeSet<String> = backstop::export::s3io::list(
                     &h.clients.s3,
@@ -328,7 +340,13 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
                 .map(|(k, _)| k.split('/').nth(4).unwrap_or_default().to_owned())
                 .collect();
                 assert_eq!(ids.len(), 1, "one export id under the slot's root: {ids:?}");
-                let data = backstop::export::s3io::list(&h.clients.s3, &bucket, &format!("{}/AWSDynamoDB/{}/data/", meta.root, meta.export_id)).await.unwrap();
+                let data = backstop::export::s3io::list(
+                    &h.clients.s3,
+                    &bucket,
+                    &format!("{}/AWSDynamoDB/{}/data/", meta.root, meta.export_id),
+                )
+                .await
+                .unwrap();
                 assert_eq!(data.len(), rb.files.len(), "no stray data file");
             }
         }

@@ -30,6 +30,8 @@ pub const HANDOFF_MARGIN: Duration = Duration::from_secs(120);
 pub const SEGMENTS_AT_ONCE: usize = 8;
 /// One segment per this many bytes of table (DescribeTable's TableSizeBytes), 1 to 64.
 pub const BYTES_PER_SEGMENT: i64 = 1 << 30;
+/// How often the main invocation looks again at segments its helpers hold.
+pub const WAIT_FOR_HELPERS: Duration = Duration::from_secs(2);
 /// Attempts at one Scan page (each after the SDK's own retries) before the segment fails.
 pub const SCAN_ATTEMPTS: u32 = 8;
 
@@ -84,6 +86,8 @@ pub struct Logical<'a> {
     /// What the catalog records of this export (root, id, start time).
     pub meta: ExportMeta,
     pub started_at: Timestamp,
+    /// A fan-out helper: works on free segments only, writes no manifest, holds no table claim.
+    pub helper: bool,
 }
 
 impl Logical<'_> {
@@ -93,87 +97,156 @@ impl Logical<'_> {
         }
     }
 
-    /// Works on the export until it is complete or time runs low.
+    /// Works on the export until it is complete or time runs low. The main invocation (the
+    /// holder of the table's claim) waits for segments that helpers hold, takes over those whose
+    /// lease ran out, and writes the manifests; a helper only works on free segments.
     pub async fn run(&self) -> Result<Finished> {
         let mut segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
         if segments.is_empty() {
+            if self.helper {
+                return Ok(Finished::Unfinished {
+                    left: 0,
+                    note: "no checkpoints yet: nothing to help with".into(),
+                });
+            }
             let total = segments_for(
                 self.description.table_size_bytes.unwrap_or(0),
                 self.settings.segments,
-            );
+            )
+            .max(if self.settings.segments.is_none() {
+                self.settings.fan_out
+            } else {
+                1
+            });
             checkpoint::create_all(self.catalog, self.table, self.slot, total).await?;
             segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
         }
-        let total = segments.len() as u64;
-        PROGRESS.segments_total.fetch_add(total, Ordering::Relaxed);
+        PROGRESS
+            .segments_total
+            .fetch_add(segments.len() as u64, Ordering::Relaxed);
         PROGRESS.segments_done.fetch_add(
             segments.iter().filter(|s| s.done).count() as u64,
             Ordering::Relaxed,
         );
-        let pending: Vec<Segment> = segments.into_iter().filter(|s| !s.done).collect();
-        let results: Vec<Result<bool>> = stream::iter(pending)
-            .map(|seg| self.segment(seg))
-            .buffer_unordered(SEGMENTS_AT_ONCE)
-            .collect()
-            .await;
-        // The first error, after every segment stopped: checkpoints already written stay.
-        for r in &results {
-            if let Err(e) = r {
-                return Err(Error::Aws {
-                    operation: match e {
-                        Error::Aws { operation, .. } => operation,
-                        _ => "logical export",
-                    },
-                    resource: match e {
-                        Error::Aws { resource, .. } => resource.clone(),
-                        _ => format!("table {}", self.table),
-                    },
-                    code: e.code().map(str::to_owned),
-                    message: format!(
-                        "{}; the export is incomplete and is not used: completed data files are kept and the next attempt resumes from the last checkpoint",
-                        match e {
-                            Error::Aws { message, hint, .. } if !hint.is_empty() => format!("{message} ({hint})"),
-                            Error::Aws { message, .. } => message.clone(),
-                            other => other.to_string(),
-                        }
-                    ),
-                    retryable: e.is_retryable(),
-                    hint: String::new(),
-                });
+        loop {
+            let pending: Vec<Segment> = segments.iter().filter(|s| !s.done).cloned().collect();
+            // With a fan-out, each invocation takes its share at a time and leaves the rest free
+            // for the others; segments are claimed only as this invocation gets to them.
+            let fan_out = self.settings.fan_out.max(1) as usize;
+            let at_once = segments.len().div_ceil(fan_out).clamp(1, SEGMENTS_AT_ONCE);
+            let results: Vec<Result<bool>> = stream::iter(pending)
+                .map(|seg| self.segment(seg))
+                .buffer_unordered(at_once)
+                .collect()
+                .await;
+            // The first error, after every segment stopped: checkpoints already written stay.
+            if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+                return Err(self.incomplete(e));
             }
-        }
-        let segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
-        let left = segments.iter().filter(|s| !s.done).count() as u32;
-        if left > 0 {
+            segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
+            let left = segments.iter().filter(|s| !s.done).count() as u32;
+            if left == 0 {
+                if self.helper {
+                    return Ok(Finished::Unfinished {
+                        left: 0,
+                        note: "every segment is done; the main invocation writes the manifests"
+                            .into(),
+                    });
+                }
+                return self
+                    .write_manifests(&segments)
+                    .await
+                    .map(Finished::Complete);
+            }
+            let now = Timestamp::now();
             let held = segments
                 .iter()
-                .filter(|s| !s.done && s.owner.as_deref().is_some_and(|o| o != self.run_id))
+                .filter(|s| {
+                    !s.done
+                        && s.owner.as_deref().is_some_and(|o| o != self.run_id)
+                        && s.lease_until.is_some_and(|l| l >= now.as_second())
+                })
                 .count();
-            return Ok(Finished::Unfinished {
-                left,
-                note: if held > 0 {
-                    format!(
-                        "{left} of {} segments left ({held} held by other invocations)",
-                        segments.len()
-                    )
-                } else {
-                    format!(
-                        "{left} of {} segments left when the invocation's time ran low",
-                        segments.len()
-                    )
-                },
-            });
+            if self.helper || time_low(self.deadline) {
+                return Ok(Finished::Unfinished {
+                    left,
+                    note: if held > 0 {
+                        format!(
+                            "{left} of {} segments left ({held} held by other invocations)",
+                            segments.len()
+                        )
+                    } else {
+                        format!(
+                            "{left} of {} segments left when the invocation's time ran low",
+                            segments.len()
+                        )
+                    },
+                });
+            }
+            // Helpers hold the rest: wait for them (or for their leases to run out), keeping
+            // this invocation's claim on the table alive.
+            tokio::time::sleep(WAIT_FOR_HELPERS).await;
+            let lease = lease_until(Timestamp::now(), self.deadline);
+            if !self
+                .catalog
+                .renew(
+                    crate::settings::JobKind::Export,
+                    self.table,
+                    self.slot,
+                    self.run_id,
+                    lease,
+                )
+                .await?
+            {
+                return Err(self.taken_over());
+            }
         }
-        self.write_manifests(&segments)
-            .await
-            .map(Finished::Complete)
+    }
+
+    fn incomplete(&self, e: Error) -> Error {
+        Error::Aws {
+            operation: match &e {
+                Error::Aws { operation, .. } => operation,
+                _ => "logical export",
+            },
+            resource: match &e {
+                Error::Aws { resource, .. } => resource.clone(),
+                _ => format!("table {}", self.table),
+            },
+            code: e.code().map(str::to_owned),
+            message: format!(
+                "{}; the export is incomplete and is not used: completed data files are kept and the next attempt resumes from the last checkpoint",
+                match &e {
+                    Error::Aws { message, hint, .. } if !hint.is_empty() => format!("{message} ({hint})"),
+                    Error::Aws { message, .. } => message.clone(),
+                    other => other.to_string(),
+                }
+            ),
+            retryable: e.is_retryable(),
+            hint: String::new(),
+        }
+    }
+
+    fn taken_over(&self) -> Error {
+        Error::Aws {
+            operation: "UpdateItem (renew claim)",
+            resource: format!("catalog table {}", self.catalog.table_name()),
+            code: Some("ConditionalCheckFailedException".into()),
+            message: format!(
+                "the export of {} at {} was taken over by another run",
+                self.table, self.slot
+            ),
+            retryable: true,
+            hint: "the other run carries it on".into(),
+        }
     }
 
     /// Works on one segment; `Ok(true)` when it is done.
     async fn segment(&self, mut seg: Segment) -> Result<bool> {
         let now = Timestamp::now();
         let lease = lease_until(now, self.deadline);
-        let sole = self.settings.fan_out <= 1;
+        // Alone on the table (no fan-out): a lease left by an earlier, failed invocation is void.
+        let sole = self.settings.fan_out <= 1 && !self.helper;
         if !checkpoint::claim(
             self.catalog,
             self.table,
@@ -258,29 +331,21 @@ impl Logical<'_> {
                 lease,
             )
             .await?;
-            // The table's claim is renewed with each checkpoint; losing it stops the work.
-            if !self
-                .catalog
-                .renew(
-                    crate::settings::JobKind::Export,
-                    self.table,
-                    self.slot,
-                    self.run_id,
-                    lease,
-                )
-                .await?
+            // The main invocation renews the table's claim with each checkpoint; losing it
+            // stops the work. (A helper holds no table claim, only its segments.)
+            if !self.helper
+                && !self
+                    .catalog
+                    .renew(
+                        crate::settings::JobKind::Export,
+                        self.table,
+                        self.slot,
+                        self.run_id,
+                        lease,
+                    )
+                    .await?
             {
-                return Err(Error::Aws {
-                    operation: "UpdateItem (renew claim)",
-                    resource: format!("catalog table {}", self.catalog.table_name()),
-                    code: Some("ConditionalCheckFailedException".into()),
-                    message: format!(
-                        "the export of {} at {} was taken over by another run",
-                        self.table, self.slot
-                    ),
-                    retryable: true,
-                    hint: "the other run carries it on".into(),
-                });
+                return Err(self.taken_over());
             }
             if seg.done {
                 PROGRESS.segments_done.fetch_add(1, Ordering::Relaxed);

@@ -60,7 +60,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             })
             .map(|t| t.table.clone())
             .collect();
-        if !unfinished.is_empty() && !request.dry_run {
+        if !unfinished.is_empty() && !request.dry_run && !export.helper {
             match continue_elsewhere(clients, export, request, &unfinished).await {
                 Ok(Some(how)) => info!(tables = unfinished.len(), how = %how, "continuation"),
                 Ok(None) => {}
@@ -108,6 +108,39 @@ async fn continue_elsewhere(
         .await
         .map_err(|e| Error::aws("Invoke (continuation)", format!("function {function}"), e))?;
     Ok(Some(format!("invoked {function} (continuation {next})")))
+}
+
+/// Starts `fan_out - 1` helper invocations of this function for `table` (asynchronous Invoke),
+/// each working on the segments that are free. Outside Lambda there is none to start.
+async fn fan_out(
+    clients: &Clients,
+    settings: &ExportSettings,
+    request: &JobRequest,
+    table: &str,
+) -> Result<Option<u32>> {
+    let Ok(function) = std::env::var(ENV_FUNCTION_NAME) else {
+        return Ok(None);
+    };
+    let payload = serde_json::json!({
+        "slot": request.slot.to_string(),
+        "tables": [table],
+        "continuation": settings.continuation + 1,
+        "helper": true,
+    });
+    for _ in 1..settings.fan_out {
+        clients
+            .lambda
+            .invoke()
+            .function_name(&function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws("Invoke (fan-out helper)", format!("function {function}"), e)
+            })?;
+    }
+    Ok(Some(settings.fan_out - 1))
 }
 
 struct TableCtx<'a> {
@@ -260,6 +293,9 @@ impl TableCtx<'_> {
                     self.location_root(table, &slot)
                 ),
             });
+        }
+        if self.settings.helper {
+            return self.help(table, &slot, report).await;
         }
         // Native exports of earlier slots still running: finalize them first, so that the chain
         // decision below sees them finished (or failed).
@@ -663,7 +699,17 @@ impl TableCtx<'_> {
             deadline: self.request.deadline,
             started_at: Timestamp::now(),
             meta: meta.clone(),
+            helper: false,
         };
+        if self.settings.fan_out > 1 && !self.request.dry_run {
+            match fan_out(self.clients, self.settings, self.request, table).await {
+                Ok(Some(n)) => info!(helpers = n, "fanned out"),
+                Ok(None) => {}
+                Err(e) => report.warnings.push(format!(
+                    "could not start the helper invocations ({e}); this invocation works alone"
+                )),
+            }
+        }
         match job.run().await? {
             Finished::Complete(done) => self.complete(table, slot, done, report).await,
             Finished::Unfinished { left, note } => {
@@ -705,6 +751,69 @@ impl TableCtx<'_> {
             .await?;
         report.export = Some(meta);
         Ok(Outcome::Created { backup: info })
+    }
+
+    /// A fan-out helper: works on the free segments of the export another invocation holds.
+    async fn help(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        report: &mut TargetReport,
+    ) -> Result<Outcome> {
+        let record = self.catalog.get(JOB, table, slot).await?;
+        let meta = match record {
+            Some(r)
+                if matches!(r.status, TargetStatus::Claimed | TargetStatus::Started)
+                    && r.export.as_ref().is_some_and(|m| m.made == Made::Logical) =>
+            {
+                r.export.clone().expect("checked")
+            }
+            other => {
+                return Ok(Outcome::AlreadyDone {
+                    backup: other
+                        .as_ref()
+                        .and_then(|r| r.export.as_ref())
+                        .map(export_info)
+                        .unwrap_or_else(|| BackupInfo {
+                            backup_arn: String::new(),
+                            backup_name: String::new(),
+                            created_at: None,
+                            size_bytes: None,
+                            item_count: None,
+                            backup_status: "NONE".into(),
+                        }),
+                    note: format!(
+                        "helper: nothing to help with (the export is {})",
+                        other
+                            .map(|r| r.status.to_string())
+                            .unwrap_or_else(|| "not started".into())
+                    ),
+                })
+            }
+        };
+        report.export = Some(meta.clone());
+        let (d, _) = self.describe(table).await?;
+        let job = Logical {
+            clients: self.clients,
+            catalog: self.catalog,
+            settings: self.settings,
+            table,
+            description: &d,
+            slot,
+            run_id: self.run_id,
+            deadline: self.request.deadline,
+            started_at: Timestamp::now(),
+            meta: meta.clone(),
+            helper: true,
+        };
+        let note = match job.run().await? {
+            Finished::Unfinished { note, .. } => note,
+            Finished::Complete(_) => "done".into(),
+        };
+        Ok(Outcome::Started {
+            export_id: meta.export_id,
+            note: format!("helper: {note}"),
+        })
     }
 
     /// Finalizes the native export of another slot (a link still running when this run began).

@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
-.PHONY: deps demo test infra-check local lint bench zips
+.PHONY: deps demo test infra-check local lint bench bench-export zips
 
 deps:
 	$(PIP_INSTALL)
@@ -46,6 +46,18 @@ bench: deps
 	cargo build --release -p snapshot
 	cargo build --profile release-o3 -p snapshot
 	$(PYTHON) bench/coldstart.py --runs 20
+
+## Export: Backstop's logical export vs dynamodump on one moto (20,000 items), Backstop's peak RSS
+## at 10,000 vs 100,000 items, fingerprint MB/s on one core (release builds; prints a table).
+## dynamodump goes into its own virtualenv (its boto3 pin clashes with moto's); GNU time
+## measures each client's own peak RSS.
+bench-export: deps
+	cargo build --release -p backstop-cli
+	cargo build --release -p backstop-shared --example fingerprint_bench
+	[ -x target/venv-bench/bin/python ] || $(PYTHON) -m venv target/venv-bench
+	target/venv-bench/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt
+	[ -x /usr/bin/time ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq time; }
+	$(PYTHON) bench/export.py
 
 ## Deployable zips for Lambda (arm64, provided.al2023): target/lambda/<function>/bootstrap.zip
 zips: deps

@@ -78,8 +78,8 @@ fn make_item(i: u64, rng: &mut Rng) -> Item {
     let mut item: Item = HashMap::with_capacity(20);
     item.insert("pk".into(), s(format!("customer#{:08}", i / 7)));
     item.insert("sk".into(), s(format!("order#{i:010}")));
-    item.insert("name".into(), s(rng.text(32)));
-    item.insert("description".into(), s(rng.text(180)));
+    item.insert("name".into(), s(rng.text(16)));
+    item.insert("description".into(), s(rng.text(64)));
     item.insert("price".into(), n(rng.decimal()));
     item.insert("quantity".into(), n(rng.below(1000)));
     item.insert(
@@ -117,7 +117,7 @@ fn make_item(i: u64, rng: &mut Rng) -> Item {
     item.insert(
         "address".into(),
         AttributeValue::M(HashMap::from([
-            ("street".to_owned(), s(rng.text(24))),
+            ("street".to_owned(), s(rng.text(16))),
             ("city".to_owned(), s(rng.word(10))),
             ("zip".to_owned(), s(format!("{:05}", rng.below(100_000)))),
             (
@@ -138,7 +138,7 @@ fn make_item(i: u64, rng: &mut Rng) -> Item {
     item.insert(
         "history".into(),
         AttributeValue::L(
-            (0..3)
+            (0..2)
                 .map(|_| {
                     AttributeValue::M(HashMap::from([
                         (
@@ -158,7 +158,7 @@ fn make_item(i: u64, rng: &mut Rng) -> Item {
     );
     item.insert(
         "ratings".into(),
-        AttributeValue::L((0..6).map(|_| n(rng.below(6))).collect()),
+        AttributeValue::L((0..4).map(|_| n(rng.below(6))).collect()),
     );
     item
 }

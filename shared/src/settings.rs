@@ -30,6 +30,7 @@ pub const ENV_EXPORT_FAN_OUT: &str = "BACKSTOP_EXPORT_FAN_OUT";
 pub const ENV_EXPORT_NATIVE_THRESHOLD: &str = "BACKSTOP_EXPORT_NATIVE_THRESHOLD";
 pub const ENV_EXPORT_FILE_BYTES: &str = "BACKSTOP_EXPORT_FILE_BYTES";
 pub const ENV_EXPORT_PAGE_ITEMS: &str = "BACKSTOP_EXPORT_PAGE_ITEMS";
+pub const ENV_EXPORT_TIME_BUDGET: &str = "BACKSTOP_EXPORT_TIME_BUDGET";
 pub const ENV_EXPORT_RETENTION_POLICY: &str = "BACKSTOP_EXPORT_RETENTION_POLICY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
@@ -115,6 +116,10 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     (
         ENV_EXPORT_PAGE_ITEMS,
         "export only; logical: items per Scan page (Limit), default unset (DynamoDB's 1 MB pages)",
+    ),
+    (
+        ENV_EXPORT_TIME_BUDGET,
+        "export only; logical: seconds of work after which an invocation starts no new data file and continues in a new invocation, default none (it stops 120 s before Lambda's deadline)",
     ),
     (
         ENV_EXPORT_RETENTION_POLICY,
@@ -249,6 +254,8 @@ pub struct ExportSettings {
     pub page_items: Option<u32>,
     /// Set by a continuation payload: how many invocations came before this one.
     pub continuation: u32,
+    /// Work per invocation before a continuation (default: up to the deadline's margin).
+    pub time_budget: Option<std::time::Duration>,
     /// Set on the invocations a fanned-out export starts: they work on free segments of a
     /// table whose export another invocation holds, and nothing else.
     pub helper: bool,
@@ -653,6 +660,14 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
         page_items,
         continuation,
         helper,
+        time_budget: match env.get(ENV_EXPORT_TIME_BUDGET) {
+            Some(v) => Some(std::time::Duration::from_secs(number(
+                ENV_EXPORT_TIME_BUDGET,
+                v,
+                0..=900,
+            )?)),
+            None => None,
+        },
     })
 }
 

@@ -81,7 +81,12 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
             .unwrap();
     }
     let port = free_port();
+    let (bucket, _) = h.export_bucket().await;
     let env_vars = [
+        format!("BACKSTOP_EXPORT_BUCKET={bucket}"),
+        "BACKSTOP_EXPORT_TIME_BUDGET=0".into(),
+        "BACKSTOP_EXPORT_FILE_BYTES=1024".into(),
+        "BACKSTOP_EXPORT_PAGE_ITEMS=5".into(),
         format!("AWS_ENDPOINT_URL={}", h.stack.endpoint),
         "AWS_REGION=us-east-1".into(),
         "AWS_ACCESS_KEY_ID=backstop-local".into(),
@@ -194,6 +199,75 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     for t in &plan.targets {
         assert!(!t.decisions.is_empty(), "{t:#?}");
     }
+    // The export function: a logical export that works one data file per segment per
+    // invocation (a time budget of 0), then continues by invoking itself. moto runs no Lambda
+    // functions, so that Invoke fails by name, and the test plays Lambda's queue: it delivers
+    // the continuation payload through the Runtime API until every table is exported.
+    let first = invoke_fn(port, "export", "events/export-logical.json");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        all.contains("Invoke (continuation) on function export failed"),
+        "the export tried to continue itself: {all}"
+    );
+    let continuation = std::env::temp_dir().join(format!("{}continuation.json", h.prefix));
+    let catalog =
+        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let slot = backstop::event::ScheduleSlot::parse("2026-11-22T03:00:00Z").unwrap();
+    let mut invocations = 1;
+    loop {
+        let mut left = Vec::new();
+        for t in DEMO_TABLES {
+            let rec = catalog
+                .get(backstop::settings::JobKind::Export, t, &slot)
+                .await
+                .unwrap()
+                .unwrap();
+            if rec.status != backstop::catalog::TargetStatus::Done {
+                assert_eq!(
+                    rec.status,
+                    backstop::catalog::TargetStatus::Started,
+                    "{rec:?}"
+                );
+                left.push(t.to_string());
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        invocations += 1;
+        assert!(
+            invocations < 40,
+            "not exported after {invocations} invocations: {left:?}"
+        );
+        std::fs::write(
+            &continuation,
+            serde_json::json!({"slot": slot.to_string(), "tables": left, "continuation": invocations - 1}).to_string(),
+        )
+        .unwrap();
+        let _ = invoke_fn(port, "export", continuation.to_str().unwrap());
+    }
+    assert!(
+        invocations > 2,
+        "the export continued: {invocations} invocations"
+    );
+    for t in DEMO_TABLES {
+        let meta = catalog
+            .get(backstop::settings::JobKind::Export, t, &slot)
+            .await
+            .unwrap()
+            .unwrap()
+            .export
+            .unwrap();
+        let expected = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, t)
+            .await
+            .unwrap();
+        assert!(meta.fingerprint.unwrap().same_content(&expected), "{t}");
+    }
+    let _ = std::fs::remove_file(continuation);
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(env_file);
     drop(watch);

@@ -69,8 +69,23 @@ fn data_key(dir: &str, segment: u32, file: u32) -> String {
     format!("{dir}/data/{segment:04}-{file:06}.json.gz")
 }
 
-fn time_low(deadline: Option<Timestamp>) -> bool {
-    deadline.is_some_and(|d| Timestamp::now() + HANDOFF_MARGIN > d)
+/// Pure: when an invocation stops starting new data files: `HANDOFF_MARGIN` before its
+/// deadline, or after `budget` of work (BACKSTOP_EXPORT_TIME_BUDGET), whichever comes first.
+pub fn work_until(
+    started: Timestamp,
+    deadline: Option<Timestamp>,
+    budget: Option<Duration>,
+) -> Option<Timestamp> {
+    let by_deadline = deadline.map(|d| d - HANDOFF_MARGIN);
+    let by_budget = budget.map(|b| started + b);
+    match (by_deadline, by_budget) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn time_low(until: Option<Timestamp>) -> bool {
+    until.is_some_and(|u| Timestamp::now() >= u)
 }
 
 /// The inputs of one invocation's work on one table's logical export.
@@ -88,6 +103,8 @@ pub struct Logical<'a> {
     pub started_at: Timestamp,
     /// A fan-out helper: works on free segments only, writes no manifest, holds no table claim.
     pub helper: bool,
+    /// No new data file is started after this (see [`work_until`]).
+    pub work_until: Option<Timestamp>,
 }
 
 impl Logical<'_> {
@@ -167,7 +184,7 @@ impl Logical<'_> {
                         && s.lease_until.is_some_and(|l| l >= now.as_second())
                 })
                 .count();
-            if self.helper || time_low(self.deadline) {
+            if self.helper || time_low(self.work_until) {
                 return Ok(Finished::Unfinished {
                     left,
                     note: if held > 0 {
@@ -357,7 +374,7 @@ impl Logical<'_> {
                 );
                 return Ok(true);
             }
-            if time_low(self.deadline) {
+            if time_low(self.work_until) {
                 checkpoint::release(
                     self.catalog,
                     self.table,

@@ -18,7 +18,7 @@ use crate::aws::Clients;
 use crate::catalog::{self, Catalog, Claim, TargetRecord, TargetStatus};
 use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
-use crate::export::logical::{Finished, Logical};
+use crate::export::logical::{self, Finished, Logical};
 use crate::export::native::{self, ChainPlan, NativeState};
 use crate::export::{self, ExportMeta, ExportType, Made};
 use crate::report::{BackupInfo, Outcome, RunReport, TargetReport};
@@ -700,6 +700,11 @@ impl TableCtx<'_> {
             started_at: Timestamp::now(),
             meta: meta.clone(),
             helper: false,
+            work_until: logical::work_until(
+                Timestamp::now(),
+                self.request.deadline,
+                self.settings.time_budget,
+            ),
         };
         if self.settings.fan_out > 1 && !self.request.dry_run {
             match fan_out(self.clients, self.settings, self.request, table).await {
@@ -805,6 +810,11 @@ impl TableCtx<'_> {
             started_at: Timestamp::now(),
             meta: meta.clone(),
             helper: true,
+            work_until: logical::work_until(
+                Timestamp::now(),
+                self.request.deadline,
+                self.settings.time_budget,
+            ),
         };
         let note = match job.run().await? {
             Finished::Unfinished { note, .. } => note,

@@ -245,6 +245,7 @@ impl Catalog {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Lets go of a claim whose work goes on elsewhere: status STARTED with what was started,
     /// lease ended, so that the next run (a continuation, a retry, the next schedule) claims it
     /// at once and finalizes or resumes it. Safe to repeat.

@@ -116,7 +116,6 @@ impl RetentionPolicy {
 
     /// Parses `keep_daily=30,keep_weekly=12,time_zone=Europe/Lisbon` (the environment's form) or
     /// a JSON object.
-
     pub fn parse(text: &str) -> Result<RetentionPolicy, String> {
         let text = text.trim();
         if text.starts_with('{') {

@@ -576,13 +576,9 @@ fn resolve_export_retention(env: &Environment) -> Result<Option<ExportRetention>
     Ok(Some(ExportRetention { location, policy }))
 }
 
-fn number<T: std::str::FromStr>(
-    name: &str,
-    v: &str,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T>
+fn number<T>(name: &str, v: &str, range: std::ops::RangeInclusive<T>) -> Result<T>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     match v.trim().parse::<T>() {
         Ok(n) if range.contains(&n) => Ok(n),

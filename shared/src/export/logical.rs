@@ -55,7 +55,7 @@ pub static PROGRESS: Progress = Progress {
 #[derive(Debug, Clone)]
 pub enum Finished {
     /// Every segment is done and the manifests are written.
-    Complete(ExportMeta),
+    Complete(Box<ExportMeta>),
     /// Time ran low (or other invocations hold segments): `left` segments remain.
     Unfinished { left: u32, note: String },
 }
@@ -173,7 +173,7 @@ impl Logical<'_> {
                 return self
                     .write_manifests(&segments)
                     .await
-                    .map(Finished::Complete);
+                    .map(|m| Finished::Complete(Box::new(m)));
             }
             let now = Timestamp::now();
             let held = segments

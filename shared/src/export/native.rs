@@ -227,7 +227,7 @@ pub async fn start(
 pub enum NativeState {
     Running,
     /// Finished, manifests read: `meta` carries the manifest key, item count and bytes.
-    Completed(ExportMeta),
+    Completed(Box<ExportMeta>),
     Failed {
         reason: String,
     },
@@ -305,13 +305,13 @@ pub async fn check(clients: &Clients, table: &str, meta: &ExportMeta) -> Result<
             }
         }
     }
-    Ok(NativeState::Completed(ExportMeta {
+    Ok(NativeState::Completed(Box::new(ExportMeta {
         manifest_key: Some(key),
         item_count: Some(summary.item_count),
         stored_bytes: Some(stored),
         export_id: arn.rsplit('/').next().unwrap_or(&meta.export_id).to_owned(),
         ..meta.clone()
-    }))
+    })))
 }
 
 #[cfg(test)]

@@ -643,7 +643,7 @@ impl TableCtx<'_> {
     ) -> Result<Outcome> {
         report.export = Some(meta.clone());
         match native::check(self.clients, table, &meta).await {
-            Ok(NativeState::Completed(done)) => self.complete(table, slot, done, report).await,
+            Ok(NativeState::Completed(done)) => self.complete(table, slot, *done, report).await,
             Ok(NativeState::Running) => {
                 self.catalog
                     .hand_off(JOB, table, slot, self.run_id, &meta, "native export running in AWS", Timestamp::now())
@@ -716,7 +716,7 @@ impl TableCtx<'_> {
             }
         }
         match job.run().await? {
-            Finished::Complete(done) => self.complete(table, slot, done, report).await,
+            Finished::Complete(done) => self.complete(table, slot, *done, report).await,
             Finished::Unfinished { left, note } => {
                 self.catalog
                     .hand_off(

@@ -95,6 +95,18 @@ fn demo_backs_up_three_tables_and_shows_the_message_and_the_metrics() {
         all.contains("3 of 3 tables already done for this slot; 0 new backups made."),
         "{all}"
     );
+    // The weekly export, each read back from S3 and compared with its table.
+    assert!(all.contains("== 6. Export, the weekly job"), "{all}");
+    for t in ["SalesTable", "BuyersTable", "ProducersTable"] {
+        assert!(
+            all.contains(&format!("- {t}: exported 50 items (")),
+            "{all}"
+        );
+        assert!(
+            all.contains(&format!("{t}: read back 50 items from S3 (MD5 and counts checked against the manifests); fingerprint equals a fresh scan of the table")),
+            "{all}"
+        );
+    }
     assert!(all.contains("Stopped the emulator it started."), "{all}");
 }
 

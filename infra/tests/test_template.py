@@ -785,7 +785,6 @@ def test_export_role_reads_and_writes_only_under_the_export_prefix():
         (listing,) = stack.statements_with("ExportFunctionRole", "s3:ListBucket")
         assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
         assert grants["kms:GenerateDataKey"] == ["<Key.Arn>"] and grants["kms:Decrypt"] == ["<Key.Arn>"]
-        assert grants["kms:Encrypt"] == ["<Key.Arn>"]
         assert grants["dynamodb:DescribeExport"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*/export/*"]
         assert grants["sns:Publish"] == ["<Topic>"]
         (metrics,) = stack.statements_with("ExportFunctionRole", "cloudwatch:PutMetricData")
@@ -819,7 +818,6 @@ def test_retention_may_delete_objects_only_under_the_export_prefix():
         s3 = {a: r for a, r in grants.items() if a.startswith("s3:")}
         assert s3 == {
             "s3:DeleteObject": [objects],
-            "s3:GetObject": [objects],
             "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
         }, params
         (listing,) = stack.statements_with("RetentionFunctionRole", "s3:ListBucket")

@@ -275,7 +275,10 @@ impl std::str::FromStr for Fingerprint {
         }
         let items = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let bytes = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let hex = parts.next().filter(|h| h.len() == 64).ok_or_else(bad)?;
+        let hex = parts
+            .next()
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(bad)?;
         if parts.next().is_some() {
             return Err(bad());
         }
@@ -404,6 +407,9 @@ mod tests {
         assert_eq!(f1.to_string().parse::<Fingerprint>().unwrap(), f1);
         // A missing item, an extra item, a duplicate, a changed value: all differ.
         assert!(!f1.same_content(&of_items([&a]).unwrap()));
+        // A malformed fingerprint (here: 64 bytes, not 64 hex digits) is an error, never a panic.
+        let bad = format!("v1:1:2:{}", "é".repeat(32));
+        assert!(bad.parse::<Fingerprint>().is_err());
         assert!(!f1.same_content(&of_items([&a, &b, &b]).unwrap()));
         let changed = item(&[("pk", AttributeValue::S("b ".into()))]);
         assert!(!f1.same_content(&of_items([&a, &changed]).unwrap()));

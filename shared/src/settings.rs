@@ -384,6 +384,16 @@ impl Settings {
     pub fn resolve(job: JobKind, env: &Environment, request: &JobRequest) -> Result<Settings> {
         let overrides = &request.overrides;
         let guarded = job == JobKind::Retention && !request.dry_run;
+        // The export's claims and checkpoints live in the catalog: another catalog would let a
+        // payload export a slot again over a finished export.
+        if job == JobKind::Export && !request.dry_run && overrides.catalog_table.is_some() {
+            return Err(Error::setting(
+                "catalog_table",
+                format!(
+                    "an export payload may not name another catalog unless dry_run is true: the catalog is what keeps one export per slot (set {ENV_CATALOG_TABLE} instead)"
+                ),
+            ));
+        }
         if guarded && overrides.catalog_table.is_some() {
             return Err(Error::setting(
                 "catalog_table",
@@ -1334,5 +1344,97 @@ mod tests {
             &Overrides::default(),
         );
         assert!(e.len() < 250, "{e}");
+    }
+
+    #[test]
+    fn export_settings_name_what_is_wrong_and_keep_the_catalog() {
+        let export = |pairs: &[(&str, &str)], o: &Overrides, dry_run: bool| {
+            let mut all = base();
+            all.extend_from_slice(pairs);
+            Settings::resolve(JobKind::Export, &env(&all), &req(o, dry_run))
+        };
+        let e = export(&[], &Overrides::default(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(ENV_EXPORT_BUCKET) && e.contains("required"),
+            "{e}"
+        );
+        let ok = export(
+            &[(ENV_EXPORT_BUCKET, "my-exports")],
+            &Overrides::default(),
+            false,
+        )
+        .unwrap();
+        let x = ok.export().unwrap();
+        assert_eq!(
+            (x.mode, x.full_every_days, x.fan_out, x.file_bytes),
+            (ExportMode::Auto, 7, 1, 64 << 20)
+        );
+        assert_eq!(x.location.prefix, "backstop");
+        for (pairs, want) in [
+            (vec![(ENV_EXPORT_BUCKET, "My_Bucket")], "S3 bucket name"),
+            (
+                vec![(ENV_EXPORT_BUCKET, "b-x"), (ENV_EXPORT_MODE, "fast")],
+                "native, logical or auto",
+            ),
+            (
+                vec![(ENV_EXPORT_BUCKET, "b-x"), (ENV_EXPORT_FAN_OUT, "21")],
+                "1 to 20",
+            ),
+            (
+                vec![(ENV_EXPORT_BUCKET, "b-x"), (ENV_EXPORT_FILE_BYTES, "10")],
+                "1024",
+            ),
+            (
+                vec![(ENV_EXPORT_BUCKET, "b-x"), (ENV_EXPORT_FULL_EVERY, "36d")],
+                "0 to 35",
+            ),
+        ] {
+            let e = export(&pairs, &Overrides::default(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{pairs:?}: {e}");
+        }
+        assert_eq!(
+            export(
+                &[(ENV_EXPORT_BUCKET, "b-x"), (ENV_EXPORT_FULL_EVERY, "14d")],
+                &Overrides::default(),
+                false
+            )
+            .unwrap()
+            .export()
+            .unwrap()
+            .full_every_days,
+            14
+        );
+        // A payload may not swap the catalog (unless dry run), nor claim to be a helper alone.
+        let other_catalog = Overrides {
+            catalog_table: Some("other-catalog".into()),
+            ..Overrides::default()
+        };
+        let e = export(&[(ENV_EXPORT_BUCKET, "b-x")], &other_catalog, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("catalog_table") && e.contains("one export per slot"),
+            "{e}"
+        );
+        assert!(export(&[(ENV_EXPORT_BUCKET, "b-x")], &other_catalog, true).is_ok());
+        let helper = Overrides {
+            helper: Some(true),
+            ..Overrides::default()
+        };
+        assert!(export(&[(ENV_EXPORT_BUCKET, "b-x")], &helper, false)
+            .unwrap_err()
+            .to_string()
+            .contains("continuation"));
+        // Export fields are refused by the other jobs, by name.
+        let mode = Overrides {
+            mode: Some("logical".into()),
+            ..Overrides::default()
+        };
+        let e = snap(&env(&base()), &mode).unwrap_err().to_string();
+        assert!(e.contains("mode") && e.contains("export setting"), "{e}");
     }
 }

@@ -997,3 +997,97 @@ async fn a_fanned_out_export_shares_its_segments_between_invocations_and_stays_e
         owners.len()
     );
 }
+
+#[tokio::test]
+async fn checkpoints_written_halfway_and_a_data_file_replaced_behind_its_checkpoint_never_make_a_short_export(
+) {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "4".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "2048".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "10".to_owned()),
+    ]);
+    let table = h.name("Halfway");
+    h.create_table(&table, 200, &[]).await;
+    let expected = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let clients = clients_through(&proxy).await;
+    let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z"});
+
+    // The third segment's checkpoint cannot be written: the run fails with two of four written.
+    proxy.inject(Fault::new(
+        "PutItem",
+        "SEG#0002",
+        400,
+        "AccessDeniedException",
+    ));
+    let r = export_run(&clients, &h, &env, payload.clone(), None).await;
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Failed { .. }),
+        "{r:#?}"
+    );
+    proxy.clear();
+
+    // The next attempt writes the missing checkpoints first and exports every segment. It is
+    // interrupted after each data file, and between two invocations a data file is replaced
+    // behind its checkpoint (as a writer that lost its segment could do).
+    let slot = backstop::event::ScheduleSlot::parse("2026-11-22T03:00:00Z").unwrap();
+    let mut replaced = false;
+    let mut caught = false;
+    let mut attempts = 0;
+    let meta = loop {
+        attempts += 1;
+        assert!(attempts < 80, "never finished");
+        let r = export_run(&clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+        match &target(&r, &table).outcome {
+            Outcome::Created { .. } => break meta_of(&r, &table),
+            Outcome::Started { .. } if !replaced => {
+                let m = meta_of(&r, &table);
+                let key = format!(
+                    "{}/data/0001-000000.json.gz",
+                    backstop::export::export_dir(&m.root, &m.export_id)
+                );
+                let enc = backstop::export::s3io::Encryption { kms_key: None };
+                backstop::export::s3io::put_small(
+                    &h.clients.s3,
+                    &bucket,
+                    &key,
+                    b"not the checkpointed file".to_vec(),
+                    "application/gzip",
+                    &enc,
+                )
+                .await
+                .unwrap();
+                replaced = true;
+            }
+            Outcome::Started { .. } => {}
+            Outcome::Failed { error, .. } => {
+                assert!(
+                    error.contains("not the one its checkpoint recorded")
+                        && error.contains("segment 1 starts over"),
+                    "{error}"
+                );
+                caught = true;
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        replaced && caught,
+        "the replaced file was found before the manifests were written"
+    );
+    let catalog =
+        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let segments = backstop::export::checkpoint::load(&catalog, &table, &slot)
+        .await
+        .unwrap();
+    assert_eq!(backstop::export::checkpoint::whole(&segments), Ok(4));
+    let (items, rb) = read_back(&h.clients, &meta).await;
+    assert_eq!(items.len(), 200);
+    assert!(rb.fingerprint.same_content(&expected));
+    assert!(meta.fingerprint.unwrap().same_content(&expected));
+}

@@ -198,11 +198,8 @@ pub async fn create_all(
     Ok(())
 }
 
-/// Takes a segment for `run_id` until `lease`. `Ok(false)`: another invocation holds it, or it
-/// is done. Safe to repeat (the holder may take it again). `sole`: the caller holds the table's
-/// claim and no other invocation shares the table's segments (fan-out 1), so any lease left by
-/// an earlier, failed invocation is void.
-#[allow(clippy::too_many_arguments)]
+/// Takes a segment for `run_id` until `lease`. `Ok(false)`: another invocation holds it (its
+/// lease has not run out), or it is done. Safe to repeat (the holder may take it again).
 pub async fn claim(
     catalog: &Catalog,
     table: &str,
@@ -211,7 +208,6 @@ pub async fn claim(
     run_id: &str,
     now: Timestamp,
     lease: Timestamp,
-    sole: bool,
 ) -> Result<bool> {
     let result = catalog
         .client()
@@ -220,10 +216,8 @@ pub async fn claim(
         .set_key(Some(key(table, slot, segment)))
         .update_expression("SET #owner = :run, #lease = :lease")
         .condition_expression(
-            "attribute_exists(pk) AND #done = :no AND (:sole = :yes OR attribute_not_exists(#owner) OR #owner = :run OR #lease < :now)",
+            "attribute_exists(pk) AND #done = :no AND (attribute_not_exists(#owner) OR #owner = :run OR #lease < :now)",
         )
-        .expression_attribute_values(":sole", AttributeValue::Bool(sole))
-        .expression_attribute_values(":yes", AttributeValue::Bool(true))
         .expression_attribute_names("#owner", "owner")
         .expression_attribute_names("#done", "done")
         .expression_attribute_names("#lease", "lease_until")
@@ -323,6 +317,101 @@ pub async fn save(
     }
 }
 
+/// Extends the holder's lease on a segment while it writes a data file. `Ok(false)`: the segment
+/// is no longer this run's; the file must be abandoned.
+pub async fn renew(
+    catalog: &Catalog,
+    table: &str,
+    slot: &ScheduleSlot,
+    segment: u32,
+    run_id: &str,
+    lease: Timestamp,
+) -> Result<bool> {
+    let result = catalog
+        .client()
+        .update_item()
+        .table_name(catalog.table_name())
+        .set_key(Some(key(table, slot, segment)))
+        .update_expression("SET #lease = :lease")
+        .condition_expression("#owner = :run")
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_names("#lease", "lease_until")
+        .expression_attribute_values(":run", s(run_id))
+        .expression_attribute_values(":lease", n(lease.as_second()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::aws(
+            "UpdateItem (renew export segment)",
+            resource(catalog, table, slot),
+            e,
+        )),
+    }
+}
+
+/// Starts a segment over (its data files are rewritten under the same keys): for a segment one
+/// of whose files no longer matches its checkpoint. Safe to repeat.
+pub async fn reset(
+    catalog: &Catalog,
+    table: &str,
+    slot: &ScheduleSlot,
+    segment: u32,
+    total: u32,
+) -> Result<()> {
+    let fresh = Segment::new(segment, total);
+    catalog
+        .client()
+        .update_item()
+        .table_name(catalog.table_name())
+        .set_key(Some(key(table, slot, segment)))
+        .update_expression(
+            "SET #next = :zero, #done = :no, #items = :zero, #bytes = :zero, #fp = :fp, #files = :files, #lease = :zero REMOVE #resume",
+        )
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#next", "next_file")
+        .expression_attribute_names("#done", "done")
+        .expression_attribute_names("#items", "items")
+        .expression_attribute_names("#bytes", "bytes")
+        .expression_attribute_names("#fp", "fingerprint")
+        .expression_attribute_names("#files", "files")
+        .expression_attribute_names("#lease", "lease_until")
+        .expression_attribute_names("#resume", "resume_at")
+        .expression_attribute_values(":zero", n(0))
+        .expression_attribute_values(":no", AttributeValue::Bool(false))
+        .expression_attribute_values(":fp", s(fresh.fingerprint.to_string()))
+        .expression_attribute_values(":files", s("[]"))
+        .send()
+        .await
+        .map_err(|e| Error::aws("UpdateItem (reset export segment)", resource(catalog, table, slot), e))?;
+    Ok(())
+}
+
+/// Pure: whether a loaded set of checkpoints is whole: every segment `0..total` once, one total.
+pub fn whole(segments: &[Segment]) -> std::result::Result<u32, String> {
+    let Some(total) = segments.first().map(|s| s.total) else {
+        return Err("no checkpoints".into());
+    };
+    if segments.iter().any(|s| s.total != total) {
+        return Err("the checkpoints disagree on the number of segments".into());
+    }
+    let mut seen: Vec<u32> = segments.iter().map(|s| s.segment).collect();
+    seen.sort_unstable();
+    if seen != (0..total).collect::<Vec<u32>>() {
+        return Err(format!(
+            "{} of {total} segment checkpoints are present",
+            seen.len()
+        ));
+    }
+    Ok(total)
+}
+
 /// Lets go of a segment so the next invocation takes it at once. Best effort: an expired lease
 /// does the same a little later.
 pub async fn release(
@@ -345,4 +434,20 @@ pub async fn release(
         .expression_attribute_values(":zero", n(0))
         .send()
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_set_of_checkpoints_is_not_whole() {
+        let all: Vec<Segment> = (0..4).map(|i| Segment::new(i, 4)).collect();
+        assert_eq!(whole(&all), Ok(4));
+        assert!(whole(&all[..2]).unwrap_err().contains("2 of 4"));
+        assert!(whole(&[]).is_err());
+        let mut odd = all.clone();
+        odd[3].total = 5;
+        assert!(whole(&odd).is_err());
+    }
 }

@@ -30,6 +30,8 @@ pub const HANDOFF_MARGIN: Duration = Duration::from_secs(120);
 pub const SEGMENTS_AT_ONCE: usize = 8;
 /// One segment per this many bytes of table (DescribeTable's TableSizeBytes), 1 to 64.
 pub const BYTES_PER_SEGMENT: i64 = 1 << 30;
+/// How often a writer renews its segment's lease while it writes a data file.
+pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// How often the main invocation looks again at segments its helpers hold.
 pub const WAIT_FOR_HELPERS: Duration = Duration::from_secs(2);
 /// Attempts at one Scan page (each after the SDK's own retries) before the segment fails.
@@ -119,24 +121,30 @@ impl Logical<'_> {
     /// lease ran out, and writes the manifests; a helper only works on free segments.
     pub async fn run(&self) -> Result<Finished> {
         let mut segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
-        if segments.is_empty() {
-            if self.helper {
-                return Ok(Finished::Unfinished {
-                    left: 0,
-                    note: "no checkpoints yet: nothing to help with".into(),
-                });
-            }
-            let total = segments_for(
-                self.description.table_size_bytes.unwrap_or(0),
-                self.settings.segments,
-            )
-            .max(if self.settings.segments.is_none() {
-                self.settings.fan_out
-            } else {
-                1
+        if segments.is_empty() && self.helper {
+            return Ok(Finished::Unfinished {
+                left: 0,
+                note: "no checkpoints yet: nothing to help with".into(),
             });
+        }
+        // Every segment's checkpoint must exist before any is trusted: an earlier attempt may
+        // have stopped halfway through writing them (creating them again is safe).
+        if checkpoint::whole(&segments).is_err() {
+            let total = match segments.first() {
+                Some(s) => s.total,
+                None => segments_for(
+                    self.description.table_size_bytes.unwrap_or(0),
+                    self.settings.segments,
+                )
+                .max(if self.settings.segments.is_none() {
+                    self.settings.fan_out
+                } else {
+                    1
+                }),
+            };
             checkpoint::create_all(self.catalog, self.table, self.slot, total).await?;
             segments = checkpoint::load(self.catalog, self.table, self.slot).await?;
+            checkpoint::whole(&segments).map_err(|why| self.bad_checkpoints(&why))?;
         }
         PROGRESS
             .segments_total
@@ -244,6 +252,36 @@ impl Logical<'_> {
         }
     }
 
+    fn segment_taken(&self, segment: u32) -> Error {
+        Error::Aws {
+            operation: "UpdateItem (renew export segment)",
+            resource: format!("catalog table {}", self.catalog.table_name()),
+            code: Some("ConditionalCheckFailedException".into()),
+            message: format!(
+                "segment {segment} of the export of {} at {} was taken over after its lease ran out; this invocation's unfinished file is dropped",
+                self.table, self.slot
+            ),
+            retryable: true,
+            hint: "the other invocation carries it on".into(),
+        }
+    }
+
+    fn bad_checkpoints(&self, why: &str) -> Error {
+        Error::Aws {
+            operation: "read export checkpoint",
+            resource: format!(
+                "catalog table {} (export checkpoints of {} at {})",
+                self.catalog.table_name(),
+                self.table,
+                self.slot
+            ),
+            code: None,
+            message: why.to_owned(),
+            retryable: false,
+            hint: "delete the EXPORT# items of this slot to start the export over".into(),
+        }
+    }
+
     fn taken_over(&self) -> Error {
         Error::Aws {
             operation: "UpdateItem (renew claim)",
@@ -259,11 +297,9 @@ impl Logical<'_> {
     }
 
     /// Works on one segment; `Ok(true)` when it is done.
-    async fn segment(&self, mut seg: Segment) -> Result<bool> {
+    async fn segment(&self, seg: Segment) -> Result<bool> {
         let now = Timestamp::now();
         let lease = lease_until(now, self.deadline);
-        // Alone on the table (no fan-out): a lease left by an earlier, failed invocation is void.
-        let sole = self.settings.fan_out <= 1 && !self.helper;
         if !checkpoint::claim(
             self.catalog,
             self.table,
@@ -272,13 +308,23 @@ impl Logical<'_> {
             self.run_id,
             now,
             lease,
-            sole,
         )
         .await?
         {
             info!(segment = seg.segment, "segment held by another invocation");
             return Ok(false);
         }
+        let number = seg.segment;
+        let result = self.write_segment(seg).await;
+        if result.is_err() {
+            // Let go, so that the next attempt takes the segment at once.
+            checkpoint::release(self.catalog, self.table, self.slot, number, self.run_id).await;
+        }
+        result
+    }
+
+    /// The holder's work on a segment, one data file and checkpoint at a time.
+    async fn write_segment(&self, mut seg: Segment) -> Result<bool> {
         let dir = export_dir(&self.meta.root, &self.meta.export_id);
         let enc = self.enc();
         loop {
@@ -293,15 +339,34 @@ impl Logical<'_> {
             let mut resume_at = seg.resume_at.clone();
             let mut lines = Vec::with_capacity(1 << 20);
             let mut end = false;
+            let mut renewed = std::time::Instant::now();
             let written = async {
                 loop {
+                    // The segment's lease is kept alive while the file is written, so that nobody
+                    // takes the segment over from a live writer; losing it ends the file unwritten.
+                    if renewed.elapsed() >= RENEW_EVERY {
+                        let lease = lease_until(Timestamp::now(), self.deadline);
+                        if !checkpoint::renew(
+                            self.catalog,
+                            self.table,
+                            self.slot,
+                            seg.segment,
+                            self.run_id,
+                            lease,
+                        )
+                        .await?
+                        {
+                            return Err(self.segment_taken(seg.segment));
+                        }
+                        renewed = std::time::Instant::now();
+                    }
                     let (items, next) = self.scan_page(&seg, resume_at.clone()).await?;
                     lines.clear();
                     for item in &items {
                         ddbjson::write_item_line(&mut lines, item)
-                            .map_err(|e| self.item_error("write", &e.to_string()))?;
+                            .map_err(|e| self.item_error("write", &e))?;
                         fp.add(item)
-                            .map_err(|e| self.item_error("fingerprint", &e.to_string()))?;
+                            .map_err(|e| self.item_error("fingerprint", &e))?;
                     }
                     file.write(&lines, items.len() as u64).await?;
                     PROGRESS
@@ -315,7 +380,9 @@ impl Logical<'_> {
                         end = true;
                         break;
                     }
-                    if file.bytes >= self.settings.file_bytes {
+                    // A file ends at its size, or early when time runs low (a checkpoint is
+                    // worth more than a bigger file).
+                    if file.bytes >= self.settings.file_bytes || time_low(self.work_until) {
                         break;
                     }
                 }
@@ -393,12 +460,13 @@ impl Logical<'_> {
         }
     }
 
-    fn item_error(&self, what: &str, e: &str) -> Error {
+    fn item_error(&self, what: &str, e: &crate::ddbjson::FormatError) -> Error {
+        // The problem, not the attribute path: map keys can be data.
         Error::Aws {
             operation: "Scan",
             resource: format!("table {}", self.table),
             code: None,
-            message: format!("an item could not be {what}n: {e}"),
+            message: format!("an item could not be {what}n: {}", e.problem),
             retryable: false,
             hint: "report this: Backstop reads every DynamoDB type".into(),
         }
@@ -469,6 +537,43 @@ impl Logical<'_> {
         let bytes: u64 = sorted.iter().map(|s| s.bytes).sum();
         let files_key = format!("{dir}/manifest-files.json");
         let summary_key = format!("{dir}/manifest-summary.json");
+        // Every data file must be the one its checkpoint recorded (same ETag): a file rewritten
+        // by a writer that had lost its segment would not be. Its segment starts over.
+        checkpoint::whole(segments).map_err(|why| self.bad_checkpoints(&why))?;
+        let listed = s3io::list_with_etags(s3, bucket, &format!("{dir}/data/")).await?;
+        let mut stored = 0u64;
+        for seg in &sorted {
+            for f in &seg.files {
+                match listed.iter().find(|(k, _, _)| *k == f.data_file_s3_key) {
+                    Some((_, size, etag)) if *etag == f.etag => stored += *size as u64,
+                    found => {
+                        checkpoint::reset(
+                            self.catalog,
+                            self.table,
+                            self.slot,
+                            seg.segment,
+                            seg.total,
+                        )
+                        .await?;
+                        return Err(Error::Aws {
+                            operation: "verify export data files",
+                            resource: format!("s3://{bucket}/{}", f.data_file_s3_key),
+                            code: None,
+                            message: format!(
+                                "{}; segment {} starts over on the next attempt",
+                                match found {
+                                    None => "the data file is missing",
+                                    Some(_) => "the data file is not the one its checkpoint recorded (another writer replaced it)",
+                                },
+                                seg.segment
+                            ),
+                            retryable: true,
+                            hint: String::new(),
+                        });
+                    }
+                }
+            }
+        }
         s3io::put_small(
             s3,
             bucket,
@@ -478,12 +583,6 @@ impl Logical<'_> {
             &enc,
         )
         .await?;
-        let mut stored = 0u64;
-        for (key, size) in s3io::list(s3, bucket, &format!("{dir}/data/")).await? {
-            if files.iter().any(|f| f.data_file_s3_key == key) {
-                stored += size as u64;
-            }
-        }
         let table_arn = self.description.table_arn.clone().unwrap_or_default();
         let now = Timestamp::now();
         let export_arn = format!("{table_arn}/export/{}", self.meta.export_id);

@@ -318,6 +318,19 @@ pub async fn get(s3: &S3, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
 
 /// Every key under `prefix` (all pages) with its size.
 pub async fn list(s3: &S3, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>> {
+    Ok(list_with_etags(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|(k, size, _)| (k, size))
+        .collect())
+}
+
+/// Every key under `prefix` (all pages) with its size and ETag (without quotes).
+pub async fn list_with_etags(
+    s3: &S3,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, i64, String)>> {
     let mut out = Vec::new();
     let mut pages = s3
         .list_objects_v2()
@@ -329,7 +342,11 @@ pub async fn list(s3: &S3, bucket: &str, prefix: &str) -> Result<Vec<(String, i6
         let page = page.map_err(|e| Error::aws("ListObjectsV2", resource(bucket, prefix), e))?;
         for o in page.contents() {
             if let Some(k) = o.key() {
-                out.push((k.to_owned(), o.size().unwrap_or(0)));
+                out.push((
+                    k.to_owned(),
+                    o.size().unwrap_or(0),
+                    o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                ));
             }
         }
     }

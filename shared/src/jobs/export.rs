@@ -115,14 +115,14 @@ async fn continue_elsewhere(
 async fn fan_out(
     clients: &Clients,
     settings: &ExportSettings,
-    request: &JobRequest,
+    slot: &ScheduleSlot,
     table: &str,
 ) -> Result<Option<u32>> {
     let Ok(function) = std::env::var(ENV_FUNCTION_NAME) else {
         return Ok(None);
     };
     let payload = serde_json::json!({
-        "slot": request.slot.to_string(),
+        "slot": slot.to_string(),
         "tables": [table],
         "continuation": settings.continuation + 1,
         "helper": true,
@@ -300,10 +300,10 @@ impl TableCtx<'_> {
         // Native exports of earlier slots still running: finalize them first, so that the chain
         // decision below sees them finished (or failed).
         let records = self.catalog.list_targets(JOB, Some(table)).await?;
+        // Logical exports of earlier slots left STARTED (their continuation never came) are
+        // resumed here too.
         for r in records.iter().filter(|r| {
-            r.status == TargetStatus::Started
-                && r.slot != slot.to_string()
-                && r.export.as_ref().is_some_and(|m| m.made == Made::Native)
+            r.status == TargetStatus::Started && r.slot != slot.to_string() && r.export.is_some()
         }) {
             if let Err(e) = self.finalize_other(table, r).await {
                 report
@@ -407,6 +407,16 @@ impl TableCtx<'_> {
                         let (d, _) = self.describe(table).await?;
                         return self.logical(table, slot, &d, meta.clone(), report).await;
                     }
+                    // Asked for before, answer never recorded (lost, or the invocation died):
+                    // ask again for exactly the same export, so that its ClientToken is the same
+                    // and AWS answers with the export it started.
+                    Made::Native if meta.export_arn.is_none() => {
+                        let (d, _) = self.describe(table).await?;
+                        let table_arn = d.table_arn.clone().unwrap_or_default();
+                        return self
+                            .start_native(table, &table_arn, slot, meta.clone(), None, report)
+                            .await;
+                    }
                     Made::Native => {}
                 }
             }
@@ -503,24 +513,56 @@ impl TableCtx<'_> {
                     .filter(|p| p.status == TargetStatus::Failed)
                     .and_then(|p| p.export.as_ref())
                     .and_then(|m| m.export_arn.clone());
-                // Recorded before the request, so a lost answer leaves a record of what was asked.
-                self.catalog
-                    .set_export(JOB, table, slot, self.run_id, &meta)
-                    .await?;
-                let arn = native::start(
-                    self.clients,
-                    &table_arn,
-                    table,
-                    &meta,
-                    self.settings.kms_key.as_deref(),
-                    salt.as_deref(),
-                )
-                .await?;
-                meta.export_id = arn.rsplit('/').next().unwrap_or_default().to_owned();
-                meta.export_arn = Some(arn);
-                self.follow_native(table, slot, meta, report).await
+                self.start_native(table, &table_arn, slot, meta, salt, report)
+                    .await
             }
         }
+    }
+
+    /// Records what is asked, renews the claim, asks AWS for the export, and follows it.
+    async fn start_native(
+        &self,
+        table: &str,
+        table_arn: &str,
+        slot: &ScheduleSlot,
+        mut meta: ExportMeta,
+        salt: Option<String>,
+        report: &mut TargetReport,
+    ) -> Result<Outcome> {
+        // Recorded before the request, so a lost answer leaves a record of what was asked.
+        self.catalog
+            .set_export(JOB, table, slot, self.run_id, &meta)
+            .await?;
+        // Only the holder of a live claim may start anything.
+        let lease = catalog::lease_until(Timestamp::now(), self.request.deadline);
+        if !self
+            .catalog
+            .renew(JOB, table, slot, self.run_id, lease)
+            .await?
+        {
+            return Err(Error::Aws {
+                operation: "UpdateItem (renew claim)",
+                resource: format!("catalog table {}", self.catalog.table_name()),
+                code: Some("ConditionalCheckFailedException".into()),
+                message: format!(
+                    "the export of {table} at {slot} was taken over by another run before it was started; nothing was started"
+                ),
+                retryable: true,
+                hint: "the other run carries it on".into(),
+            });
+        }
+        let arn = native::start(
+            self.clients,
+            table_arn,
+            table,
+            &meta,
+            self.settings.kms_key.as_deref(),
+            salt.as_deref(),
+        )
+        .await?;
+        meta.export_id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+        meta.export_arn = Some(arn);
+        self.follow_native(table, slot, meta, report).await
     }
 
     /// Starts one intermediate incremental link (its own slot, its own claim).
@@ -707,7 +749,7 @@ impl TableCtx<'_> {
             ),
         };
         if self.settings.fan_out > 1 && !self.request.dry_run {
-            match fan_out(self.clients, self.settings, self.request, table).await {
+            match fan_out(self.clients, self.settings, slot, table).await {
                 Ok(Some(n)) => info!(helpers = n, "fanned out"),
                 Ok(None) => {}
                 Err(e) => report.warnings.push(format!(
@@ -826,7 +868,8 @@ impl TableCtx<'_> {
         })
     }
 
-    /// Finalizes the native export of another slot (a link still running when this run began).
+    /// Finalizes the native export of another slot (a link still running when this run began),
+    /// or resumes the logical export of another slot that was left STARTED.
     async fn finalize_other(&self, table: &str, record: &TargetRecord) -> Result<()> {
         let slot = ScheduleSlot::parse(&record.slot).map_err(Error::Local)?;
         let mut scratch = TargetReport {

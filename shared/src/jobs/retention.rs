@@ -13,7 +13,7 @@ use crate::aws::Clients;
 use crate::backups;
 use crate::catalog::{Catalog, TargetRecord};
 use crate::error::{Error, Result};
-use crate::event::JobRequest;
+use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{Outcome, PointDecision, RunReport, TargetReport};
 use crate::retention::{self, CompiledPolicy, Decision, RecoveryPoint, RetentionPlan};
 use crate::settings::{JobKind, Settings};
@@ -345,9 +345,14 @@ pub fn keep_chain_bases(
         let Some(mut link) = links.iter().find(|l| l.0 == id) else {
             continue;
         };
-        while !link.1 {
+        // At most one step per link: a malformed chain (a link starting where it ends) ends
+        // the walk instead of looping.
+        for _ in 0..links.len() {
+            if link.1 {
+                break;
+            }
             let Some(from) = link.3 else { break };
-            let Some(prev) = links.iter().find(|l| l.2 == from) else {
+            let Some(prev) = links.iter().find(|l| l.2 == from && l.0 != link.0) else {
                 break;
             };
             needed.push((prev.0.clone(), id.clone()));
@@ -456,13 +461,18 @@ async fn retain_exports(
             let root = format!("{}/", meta.root);
             if request.dry_run {
                 Some("not deleted: dry run".to_owned())
-            } else if meta.bucket != settings.location.bucket || !root.starts_with(&allowed) {
+            } else if meta.bucket != settings.location.bucket
+                || !root.starts_with(&allowed)
+                || ScheduleSlot::parse(&record.slot).map(|slot| {
+                    crate::export::root_of(&settings.location, table, &slot) != meta.root
+                }) != Ok(false)
+            {
                 failures.push(format!(
                     "{}: outside the configured prefix",
                     planned.point.id
                 ));
                 Some(format!(
-                    "not deleted: it lies outside s3://{}/{allowed}, the only place retention deletes exports",
+                    "not deleted: its root is not s3://{}/{allowed}<its slot>/, the only place retention deletes an export",
                     settings.location.bucket
                 ))
             } else {

@@ -794,9 +794,44 @@ async fn native_exports_ask_once_per_slot_chain_incrementals_and_start_full_afte
         Outcome::Created { .. }
     ));
 
-    // 36 hours later: two windows of 18 hours (03:00 to 21:00 to 15:00), chained.
+    // The chain's full export disappears from S3 (the catalog still says DONE): the next export
+    // is full, not an incremental on a base that is gone.
+    let gone = format!("{}/", m4.root);
+    let before_gone = requests().len();
+    let enc_less = backstop::export::s3io::delete_prefix(&h.clients.s3, &bucket, &gone)
+        .await
+        .unwrap();
+    assert!(enc_less > 0);
+    let s4b = "2026-11-14T03:00:00Z";
+    let r4b = run(s4b).await;
+    let req = &requests()[before_gone];
+    assert_eq!(req["ExportType"], "FULL_EXPORT", "{req}");
+    assert!(
+        target(&r4b, &table)
+            .warnings
+            .iter()
+            .any(|w| w.contains("no longer in S3")),
+        "{:?}",
+        target(&r4b, &table).warnings
+    );
+    let m4 = meta_of(&r4b, &table);
+    place_native_manifests(
+        &h,
+        &bucket,
+        &m4.root,
+        m4.export_arn.as_deref().unwrap(),
+        &table,
+    )
+    .await;
+    assert!(matches!(
+        target(&run(s4b).await, &table).outcome,
+        Outcome::Created { .. }
+    ));
+    let s4 = s4b;
+
+    // 36 hours later: two windows of 18 hours (03:00 to 21:00 to 15:00 the day after), chained.
     let before = requests().len();
-    let s5 = "2026-11-14T15:00:00Z";
+    let s5 = "2026-11-15T15:00:00Z";
     assert!(matches!(
         target(&run(s5).await, &table).outcome,
         Outcome::Started { .. }
@@ -809,8 +844,8 @@ async fn native_exports_ask_once_per_slot_chain_incrementals_and_start_full_afte
             .unwrap()
     };
     assert_eq!(w(0, "ExportFromTime"), epoch(s4));
-    assert_eq!(w(0, "ExportToTime"), epoch("2026-11-13T21:00:00Z"));
-    assert_eq!(w(1, "ExportFromTime"), epoch("2026-11-13T21:00:00Z"));
+    assert_eq!(w(0, "ExportToTime"), epoch("2026-11-14T21:00:00Z"));
+    assert_eq!(w(1, "ExportFromTime"), epoch("2026-11-14T21:00:00Z"));
     assert_eq!(w(1, "ExportToTime"), epoch(s5));
 }
 

@@ -454,11 +454,36 @@ impl TableCtx<'_> {
             Made::Native => {
                 let table_arn = d.table_arn.clone().unwrap_or_default();
                 let records = self.catalog.list_targets(JOB, Some(table)).await?;
-                let plan = if main {
+                let mut plan = if main {
                     native::plan_chain(&records, slot.timestamp(), self.settings.full_every_days)
                 } else {
                     ChainPlan::Full { why: None }
                 };
+                // The catalog may say DONE of a full export whose objects are gone (deleted by
+                // hand, or by retention when its catalog write failed): a chain continues only
+                // from a base whose summary is still in S3.
+                if let ChainPlan::Incremental { base_slot, .. } = &plan {
+                    let base = records
+                        .iter()
+                        .find(|r| &r.slot == base_slot)
+                        .and_then(|r| r.export.as_ref())
+                        .and_then(|m| Some((m.bucket.clone(), m.manifest_key.clone()?)));
+                    let present = match &base {
+                        Some((bucket, key)) => {
+                            crate::export::s3io::get(&self.clients.s3, bucket, key)
+                                .await?
+                                .is_some()
+                        }
+                        None => false,
+                    };
+                    if !present {
+                        plan = ChainPlan::Full {
+                            why: Some(format!(
+                                "the chain's full export (slot {base_slot}) is no longer in S3; a broken chain is never continued"
+                            )),
+                        };
+                    }
+                }
                 let mut meta = ExportMeta {
                     made,
                     export_type: ExportType::FullExport,

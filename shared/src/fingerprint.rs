@@ -19,97 +19,157 @@ use crate::ddbjson::{write_str, FormatError, Item};
 /// Normalises a DynamoDB number: `[-]d[.ddd]E<exp>` with no leading or trailing zeros in the
 /// digits, `0` for zero. `None` when the text is not a number.
 pub fn normalize_number(text: &str) -> Option<String> {
-    let t = text.trim();
-    let (negative, rest) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
+    let mut out = Vec::with_capacity(text.len() + 8);
+    write_normalized(&mut out, text).then(|| String::from_utf8(out).expect("ASCII"))
+}
+
+/// Appends the normal form of a number (see [`normalize_number`]) without allocating; `false`
+/// (and nothing appended) when the text is not a number.
+fn write_normalized(out: &mut Vec<u8>, text: &str) -> bool {
+    let t = text.trim().as_bytes();
+    let (negative, rest) = match t.first() {
+        None => return false,
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        Some(_) => (false, t),
     };
-    let (mantissa, exp) = match rest.find(['e', 'E']) {
+    let (mantissa, exp) = match rest.iter().position(|b| matches!(b, b'e' | b'E')) {
         Some(i) => {
             let e = &rest[i + 1..];
-            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9
-            {
-                return None;
+            let (sign, digits) = match e.first() {
+                Some(b'-') => (-1i64, &e[1..]),
+                Some(b'+') => (1, &e[1..]),
+                _ => (1, e),
+            };
+            if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+                return false;
             }
-            (&rest[..i], e.parse::<i64>().ok()?)
+            let v = digits
+                .iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+            (&rest[..i], sign * v)
         }
         None => (rest, 0),
     };
-    let (int, frac) = match mantissa.split_once('.') {
-        Some((a, b)) => (a, b),
-        None => (mantissa, ""),
+    let (int, frac) = match mantissa.iter().position(|b| *b == b'.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, &mantissa[mantissa.len()..]),
     };
     if (int.is_empty() && frac.is_empty())
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || !int.iter().all(u8::is_ascii_digit)
+        || !frac.iter().all(u8::is_ascii_digit)
     {
-        return None;
+        return false;
     }
-    // value = 0.<int><frac> × 10^(int.len() + exp), then strip leading zeros.
-    let all: String = format!("{int}{frac}");
-    let lead = all.bytes().take_while(|b| *b == b'0').count();
-    let digits = all[lead..].trim_end_matches('0');
-    if digits.is_empty() {
-        return Some("0".to_owned());
-    }
-    let point = int.len() as i64 - lead as i64 + exp; // value = 0.<digits> × 10^point
-    let sci = point - 1; // value = d.ddd × 10^sci
-    let mut out = String::with_capacity(digits.len() + 8);
+    // The digits of int and frac as one run; value = 0.<run> × 10^(int.len() + exp).
+    let digit = |i: usize| {
+        if i < int.len() {
+            int[i]
+        } else {
+            frac[i - int.len()]
+        }
+    };
+    let len = int.len() + frac.len();
+    let Some(first) = (0..len).find(|&i| digit(i) != b'0') else {
+        out.push(b'0');
+        return true;
+    };
+    let last = (0..len).rev().find(|&i| digit(i) != b'0').unwrap_or(first);
     if negative {
-        out.push('-');
+        out.push(b'-');
     }
-    out.push_str(&digits[..1]);
-    if digits.len() > 1 {
-        out.push('.');
-        out.push_str(&digits[1..]);
+    out.push(digit(first));
+    if last > first {
+        out.push(b'.');
+        for i in first + 1..=last {
+            out.push(digit(i));
+        }
     }
-    out.push('E');
-    out.push_str(&sci.to_string());
-    Some(out)
+    out.push(b'E');
+    let sci = int.len() as i64 - first as i64 + exp - 1;
+    use std::io::Write;
+    let _ = write!(out, "{sci}");
+    true
+}
+
+/// Byte order of two strings, quick for the short keys of items (first bytes before memcmp).
+fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
 }
 
 /// Appends an item's canonical encoding.
 pub fn canonical(out: &mut Vec<u8>, item: &Item) -> Result<(), FormatError> {
-    canonical_map(out, item, "")
+    canonical_map(out, item)
 }
 
-fn canonical_map(out: &mut Vec<u8>, map: &Item, path: &str) -> Result<(), FormatError> {
-    let mut keys: Vec<(&String, &AttributeValue)> = map.iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+/// Where an error sits, built only when there is one (the path is added on the way out).
+fn at(key: &str, mut e: FormatError) -> FormatError {
+    e.path = if e.path.is_empty() {
+        key.to_owned()
+    } else if e.path.starts_with('[') {
+        format!("{key}{}", e.path)
+    } else {
+        format!("{key}.{}", e.path)
+    };
+    e
+}
+
+fn problem(text: &str) -> FormatError {
+    FormatError {
+        path: String::new(),
+        problem: text.to_owned(),
+    }
+}
+
+fn canonical_map(out: &mut Vec<u8>, map: &Item) -> Result<(), FormatError> {
     out.push(b'{');
-    for (i, (k, v)) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    if map.len() == 1 {
+        let (k, v) = map.iter().next().expect("one entry");
         write_str(out, k);
         out.push(b':');
-        canonical_value(out, v, path, k)?;
+        canonical_value(out, v).map_err(|e| at(k, e))?;
+    } else {
+        let mut keys: Vec<(&String, &AttributeValue)> = map.iter().collect();
+        keys.sort_unstable_by(|a, b| key_order(a.0.as_bytes(), b.0.as_bytes()));
+        for (i, (k, v)) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, k);
+            out.push(b':');
+            canonical_value(out, v).map_err(|e| at(k, e))?;
+        }
     }
     out.push(b'}');
     Ok(())
 }
 
-fn bad(path: &str, key: &str, problem: &str) -> FormatError {
-    FormatError {
-        path: if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        },
-        problem: problem.to_owned(),
+/// Appends a normalised number (see [`normalize_number`]) without allocating.
+fn write_number(out: &mut Vec<u8>, text: &str) -> Result<(), FormatError> {
+    if write_normalized(out, text) {
+        Ok(())
+    } else {
+        Err(problem("N is not a number"))
     }
 }
 
-fn canonical_value(
-    out: &mut Vec<u8>,
-    v: &AttributeValue,
-    path: &str,
-    key: &str,
-) -> Result<(), FormatError> {
+fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_default();
+    out.truncate(start + n);
+}
+
+fn canonical_value(out: &mut Vec<u8>, v: &AttributeValue) -> Result<(), FormatError> {
     match v {
         AttributeValue::S(s) => {
             out.extend_from_slice(b"{\"S\":");
@@ -117,13 +177,12 @@ fn canonical_value(
         }
         AttributeValue::N(n) => {
             out.extend_from_slice(b"{\"N\":\"");
-            let norm = normalize_number(n).ok_or_else(|| bad(path, key, "N is not a number"))?;
-            out.extend_from_slice(norm.as_bytes());
+            write_number(out, n)?;
             out.push(b'"');
         }
         AttributeValue::B(b) => {
             out.extend_from_slice(b"{\"B\":\"");
-            out.extend_from_slice(b64.encode(b.as_ref()).as_bytes());
+            write_b64(out, b.as_ref());
             out.push(b'"');
         }
         AttributeValue::Bool(b) => out.extend_from_slice(if *b {
@@ -134,7 +193,7 @@ fn canonical_value(
         AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
         AttributeValue::Ss(set) => {
             let mut s: Vec<&str> = set.iter().map(String::as_str).collect();
-            s.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            s.sort_unstable_by(|a, b| key_order(a.as_bytes(), b.as_bytes()));
             out.extend_from_slice(b"{\"SS\":[");
             for (i, x) in s.into_iter().enumerate() {
                 if i > 0 {
@@ -145,18 +204,29 @@ fn canonical_value(
             out.push(b']');
         }
         AttributeValue::Ns(set) => {
-            let mut s = set
-                .iter()
-                .map(|n| normalize_number(n).ok_or_else(|| bad(path, key, "NS holds a non-number")))
-                .collect::<Result<Vec<String>, _>>()?;
-            s.sort_unstable();
+            // Normal forms side by side in one buffer, then sorted as slices.
+            let mut buf = Vec::with_capacity(set.len() * 12);
+            let mut ends = Vec::with_capacity(set.len());
+            for n in set {
+                if !write_normalized(&mut buf, n) {
+                    return Err(problem("NS holds a non-number"));
+                }
+                ends.push(buf.len());
+            }
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(set.len());
+            let mut start = 0;
+            for end in ends {
+                parts.push(&buf[start..end]);
+                start = end;
+            }
+            parts.sort_unstable();
             out.extend_from_slice(b"{\"NS\":[");
-            for (i, x) in s.iter().enumerate() {
+            for (i, x) in parts.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 out.push(b'"');
-                out.extend_from_slice(x.as_bytes());
+                out.extend_from_slice(x);
                 out.push(b'"');
             }
             out.push(b']');
@@ -170,42 +240,26 @@ fn canonical_value(
                     out.push(b',');
                 }
                 out.push(b'"');
-                out.extend_from_slice(b64.encode(x).as_bytes());
+                write_b64(out, x);
                 out.push(b'"');
             }
             out.push(b']');
         }
         AttributeValue::L(list) => {
             out.extend_from_slice(b"{\"L\":[");
-            let sub = if path.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{path}.{key}")
-            };
             for (i, e) in list.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                canonical_value(out, e, &sub, &format!("[{i}]"))?;
+                canonical_value(out, e).map_err(|e| at(&format!("[{i}]"), e))?;
             }
             out.push(b']');
         }
         AttributeValue::M(map) => {
             out.extend_from_slice(b"{\"M\":");
-            let sub = if path.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{path}.{key}")
-            };
-            canonical_map(out, map, &sub)?;
+            canonical_map(out, map)?;
         }
-        _ => {
-            return Err(bad(
-                path,
-                key,
-                "an attribute type this version does not know",
-            ))
-        }
+        _ => return Err(problem("an attribute type this version does not know")),
     }
     out.push(b'}');
     Ok(())
@@ -372,6 +426,23 @@ mod tests {
             assert_eq!(normalize_number(bad), None, "{bad}");
         }
         assert_ne!(normalize_number("1"), normalize_number("-1"));
+        // The allocation-free path for plain integers agrees with the general one.
+        for n in [
+            "1",
+            "10",
+            "100",
+            "12345678901234567890123456789012345678",
+            "7",
+            "120",
+        ] {
+            let mut out = Vec::new();
+            write_number(&mut out, n).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                normalize_number(n).unwrap(),
+                "{n}"
+            );
+        }
         assert_ne!(normalize_number("1"), normalize_number("10"));
     }
 
@@ -488,6 +559,6 @@ mod tests {
                 AttributeValue::L(vec![AttributeValue::Ns(vec!["x".into()])]),
             )])),
         )]);
-        assert_eq!(of_items([&nested]).unwrap_err().path, "m.l.[0]");
+        assert_eq!(of_items([&nested]).unwrap_err().path, "m.l[0]");
     }
 }

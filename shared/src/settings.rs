@@ -111,7 +111,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_EXPORT_FILE_BYTES,
-        "export only; logical: uncompressed bytes per data file before a new one starts (and a checkpoint), default 67108864 (64 MiB), at least 1024",
+        "export only; logical: uncompressed bytes per data file before a new one starts (and a checkpoint), default 16777216 (16 MiB), at least 1024",
     ),
     (
         ENV_EXPORT_PAGE_ITEMS,
@@ -271,7 +271,7 @@ pub struct ExportRetention {
 pub const DEFAULT_EXPORT_PREFIX: &str = "backstop";
 pub const DEFAULT_FULL_EVERY_DAYS: u32 = 7;
 pub const DEFAULT_NATIVE_THRESHOLD: u64 = 10_000_000_000;
-pub const DEFAULT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_SEGMENTS: u32 = 1000;
 pub const MAX_FAN_OUT: u32 = 20;
 /// A continuation chain longer than this stops with an error instead of invoking itself again.
@@ -1369,7 +1369,7 @@ mod tests {
         let x = ok.export().unwrap();
         assert_eq!(
             (x.mode, x.full_every_days, x.fan_out, x.file_bytes),
-            (ExportMode::Auto, 7, 1, 64 << 20)
+            (ExportMode::Auto, 7, 1, 16 << 20)
         );
         assert_eq!(x.location.prefix, "backstop");
         for (pairs, want) in [

@@ -768,6 +768,16 @@ def test_export_role_invokes_only_itself_and_deletes_nothing():
     assert other.props("ExportFunction")["FunctionName"] == "backstop-eu-export"
 
 
+def test_the_export_may_invoke_itself_in_a_loop_and_the_others_may_not():
+    stack = Stack({})
+    functions = stack.of_type("AWS::Lambda::Function")
+    export = [f for f in functions if f.startswith("ExportFunction")]
+    assert len(export) == 1, functions
+    for name in functions:
+        props = stack.resources[name]["Properties"]
+        assert props.get("RecursiveLoop") == ("Allow" if name in export else None), name
+
+
 def test_export_role_reads_and_writes_only_under_the_export_prefix():
     for params, bucket, prefix in EXPORT_ENV_CASES:
         stack = Stack(params)

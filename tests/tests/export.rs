@@ -1126,3 +1126,64 @@ async fn checkpoints_written_halfway_and_a_data_file_replaced_behind_its_checkpo
     assert!(rb.fingerprint.same_content(&expected));
     assert!(meta.fingerprint.unwrap().same_content(&expected));
 }
+
+#[tokio::test]
+async fn a_stale_object_under_a_data_key_is_overwritten_even_when_the_file_comes_out_empty() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "1".to_owned()),
+    ]);
+    let table = h.name("Emptied");
+    h.create_table(&table, 0, &[]).await;
+    let slot = backstop::event::ScheduleSlot::parse("2026-11-22T03:00:00Z").unwrap();
+    // What an attempt that died before its checkpoint would leave (the table had items then).
+    let root = format!("backstop/{table}/{}", slot.compact());
+    let key = format!(
+        "{}/data/0000-000000.json.gz",
+        backstop::export::export_dir(&root, &backstop::export::logical_export_id(&table, &slot))
+    );
+    let enc = backstop::export::s3io::Encryption { kms_key: None };
+    let mut stale = Vec::new();
+    {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(&mut stale, flate2::Compression::fast());
+        gz.write_all(b"{\"Item\":{\"id\":{\"S\":\"gone\"}}}\n")
+            .unwrap();
+        gz.finish().unwrap();
+    }
+    backstop::export::s3io::put_small(
+        &h.clients.s3,
+        &bucket,
+        &key,
+        stale,
+        "application/gzip",
+        &enc,
+    )
+    .await
+    .unwrap();
+    let r = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": slot.to_string()}),
+        None,
+    )
+    .await;
+    let meta = meta_of(&r, &table);
+    let (items, rb) = read_back(&h.clients, &meta).await;
+    assert!(items.is_empty());
+    assert_eq!(rb.files.len(), 1);
+    assert_eq!(rb.files[0].item_count, 0);
+    assert_eq!(rb.files[0].data_file_s3_key, key);
+    // The object under the key is the empty file, not the stale one.
+    let body = backstop::export::s3io::get(&h.clients.s3, &bucket, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut text)
+        .unwrap();
+    assert_eq!(text, "");
+}

@@ -394,11 +394,12 @@ impl Logical<'_> {
                 return Err(e);
             }
             let (file_items, file_bytes) = (file.items, file.bytes);
-            if file_items > 0 {
-                let entry = file.finish().await?;
-                seg.files.push(entry);
-                seg.next_file += 1;
-            }
+            // Written even when empty: an earlier attempt may have left an object under this
+            // key (its checkpoint never written), and ImportTable reads every object of the
+            // data prefix, so the key must hold exactly what the manifest says.
+            let entry = file.finish().await?;
+            seg.files.push(entry);
+            seg.next_file += 1;
             seg.items += file_items;
             seg.bytes += file_bytes;
             seg.fingerprint.merge(&fp.fingerprint);

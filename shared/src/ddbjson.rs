@@ -78,6 +78,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
+    write_b64_bare(out, bytes);
+    out.push(b'"');
+}
+
+/// Appends `bytes` as base64, without quotes.
+pub(crate) fn write_b64_bare(out: &mut Vec<u8>, bytes: &[u8]) {
     let start = out.len();
     out.resize(
         start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
@@ -87,7 +93,6 @@ fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
         .encode_slice(bytes, &mut out[start..])
         .unwrap_or_default();
     out.truncate(start + n);
-    out.push(b'"');
 }
 
 /// Adds where an error sits on its way out (built only when there is an error).

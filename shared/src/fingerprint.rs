@@ -14,7 +14,7 @@ use std::fmt;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::ddbjson::{write_str, FormatError, Item};
+use crate::ddbjson::{write_b64_bare, write_str, FormatError, Item};
 
 /// Normalises a DynamoDB number: `[-]d[.ddd]E<exp>` with no leading or trailing zeros in the
 /// digits, `0` for zero. `None` when the text is not a number.
@@ -156,19 +156,6 @@ fn write_number(out: &mut Vec<u8>, text: &str) -> Result<(), FormatError> {
     }
 }
 
-fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
-    use base64::Engine;
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
-        0,
-    );
-    let n = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or_default();
-    out.truncate(start + n);
-}
-
 fn canonical_value(out: &mut Vec<u8>, v: &AttributeValue) -> Result<(), FormatError> {
     match v {
         AttributeValue::S(s) => {
@@ -182,7 +169,7 @@ fn canonical_value(out: &mut Vec<u8>, v: &AttributeValue) -> Result<(), FormatEr
         }
         AttributeValue::B(b) => {
             out.extend_from_slice(b"{\"B\":\"");
-            write_b64(out, b.as_ref());
+            write_b64_bare(out, b.as_ref());
             out.push(b'"');
         }
         AttributeValue::Bool(b) => out.extend_from_slice(if *b {
@@ -240,7 +227,7 @@ fn canonical_value(out: &mut Vec<u8>, v: &AttributeValue) -> Result<(), FormatEr
                     out.push(b',');
                 }
                 out.push(b'"');
-                write_b64(out, x);
+                write_b64_bare(out, x);
                 out.push(b'"');
             }
             out.push(b']');

@@ -84,6 +84,32 @@ pub struct ExportMeta {
 }
 
 impl ExportMeta {
+    /// What is known of an export before it is made: how, what kind, where, and of when.
+    pub fn planned(
+        made: Made,
+        export_type: ExportType,
+        bucket: &str,
+        root: String,
+        export_time: Timestamp,
+    ) -> ExportMeta {
+        ExportMeta {
+            made,
+            export_type,
+            export_id: String::new(),
+            export_arn: None,
+            bucket: bucket.to_owned(),
+            root,
+            export_time,
+            from: None,
+            base_slot: None,
+            manifest_key: None,
+            fingerprint: None,
+            item_count: None,
+            stored_bytes: None,
+            note: None,
+        }
+    }
+
     /// `s3://bucket/root/`: what a person pastes into a console or an `aws s3 ls`.
     pub fn uri(&self) -> String {
         format!("s3://{}/{}/", self.bucket, self.root)

@@ -431,20 +431,14 @@ impl TableCtx<'_> {
         match made {
             Made::Logical => {
                 let meta = ExportMeta {
-                    made,
-                    export_type: ExportType::FullExport,
                     export_id: export::logical_export_id(table, slot),
-                    export_arn: None,
-                    bucket: self.settings.location.bucket.clone(),
-                    root,
-                    export_time: slot.timestamp(),
-                    from: None,
-                    base_slot: None,
-                    manifest_key: None,
-                    fingerprint: None,
-                    item_count: None,
-                    stored_bytes: None,
-                    note: None,
+                    ..ExportMeta::planned(
+                        made,
+                        ExportType::FullExport,
+                        &self.settings.location.bucket,
+                        root,
+                        slot.timestamp(),
+                    )
                 };
                 self.catalog
                     .set_export(JOB, table, slot, self.run_id, &meta)
@@ -484,22 +478,13 @@ impl TableCtx<'_> {
                         };
                     }
                 }
-                let mut meta = ExportMeta {
+                let mut meta = ExportMeta::planned(
                     made,
-                    export_type: ExportType::FullExport,
-                    export_id: String::new(),
-                    export_arn: None,
-                    bucket: self.settings.location.bucket.clone(),
+                    ExportType::FullExport,
+                    &self.settings.location.bucket,
                     root,
-                    export_time: slot.timestamp(),
-                    from: None,
-                    base_slot: None,
-                    manifest_key: None,
-                    fingerprint: None,
-                    item_count: None,
-                    stored_bytes: None,
-                    note: None,
-                };
+                    slot.timestamp(),
+                );
                 match plan {
                     ChainPlan::Full { why } => {
                         if let Some(w) = &why {
@@ -640,20 +625,16 @@ impl TableCtx<'_> {
             _ => {}
         }
         let mut meta = ExportMeta {
-            made: Made::Native,
-            export_type: ExportType::IncrementalExport,
-            export_id: String::new(),
-            export_arn: None,
-            bucket: self.settings.location.bucket.clone(),
-            root: self.location_root(table, link_slot),
-            export_time: link_slot.timestamp(),
             from: Some(from),
             base_slot: Some(base_slot.to_owned()),
-            manifest_key: None,
-            fingerprint: None,
-            item_count: None,
-            stored_bytes: None,
             note: Some("a window of a gap over 24 hours".into()),
+            ..ExportMeta::planned(
+                Made::Native,
+                ExportType::IncrementalExport,
+                &self.settings.location.bucket,
+                self.location_root(table, link_slot),
+                link_slot.timestamp(),
+            )
         };
         self.catalog
             .set_export(JOB, table, link_slot, self.run_id, &meta)

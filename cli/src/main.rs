@@ -179,8 +179,17 @@ fn settings_help() -> String {
     s
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    match backstop::runtime::build() {
+        Ok(rt) => rt.block_on(async_main()),
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

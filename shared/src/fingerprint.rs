@@ -62,42 +62,85 @@ fn write_normalized(out: &mut Vec<u8>, text: &str) -> bool {
         return false;
     }
     // The digits of int and frac as one run; value = 0.<run> × 10^(int.len() + exp).
-    let digit = |i: usize| {
-        if i < int.len() {
-            int[i]
-        } else {
-            frac[i - int.len()]
-        }
+    // `first` and `last` are the run's first and last non-zero digits.
+    let first = match int.iter().position(|&d| d != b'0') {
+        Some(i) => i,
+        None => match frac.iter().position(|&d| d != b'0') {
+            Some(i) => int.len() + i,
+            None => {
+                out.push(b'0');
+                return true;
+            }
+        },
     };
-    let len = int.len() + frac.len();
-    let Some(first) = (0..len).find(|&i| digit(i) != b'0') else {
-        out.push(b'0');
-        return true;
+    let last = match frac.iter().rposition(|&d| d != b'0') {
+        Some(i) => int.len() + i,
+        None => int.iter().rposition(|&d| d != b'0').unwrap_or(first),
     };
-    let last = (0..len).rev().find(|&i| digit(i) != b'0').unwrap_or(first);
+    out.reserve(last - first + 26);
     if negative {
         out.push(b'-');
     }
-    out.push(digit(first));
+    // The run from first to last, copied as at most two slices (the point skipped).
+    let run = |from: usize, to: usize, out: &mut Vec<u8>| {
+        if from < int.len() {
+            out.extend_from_slice(&int[from..to.min(int.len())]);
+        }
+        if to > int.len() {
+            out.extend_from_slice(&frac[from.max(int.len()) - int.len()..to - int.len()]);
+        }
+    };
+    run(first, first + 1, out);
     if last > first {
         out.push(b'.');
-        for i in first + 1..=last {
-            out.push(digit(i));
-        }
+        run(first + 1, last + 1, out);
     }
     out.push(b'E');
     let sci = int.len() as i64 - first as i64 + exp - 1;
-    use std::io::Write;
-    let _ = write!(out, "{sci}");
+    push_int(out, sci);
     true
 }
 
-/// Byte order of two strings, quick for the short keys of items (first bytes before memcmp).
-fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    match (a.first(), b.first()) {
-        (Some(x), Some(y)) if x != y => x.cmp(y),
-        _ => a.cmp(b),
+/// Appends a whole number in decimal (the formatter's machinery costs more than the number).
+fn push_int(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
     }
+    let mut n = v.unsigned_abs();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// The first eight bytes of a key as a big-endian integer (zero-padded): comparing these orders
+/// keys as their bytes do, up to ties, which [`sort_by_key_bytes`] settles with the whole keys.
+fn key_prefix(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = k.len().min(8);
+    b[..n].copy_from_slice(&k[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Sorts `(key, value)` pairs by the keys' UTF-8 bytes. Items have a few dozen short keys at
+/// most, so the sort is mostly integer compares of precomputed prefixes.
+fn sort_by_key_bytes<'a, T>(
+    pairs: impl ExactSizeIterator<Item = (&'a str, T)>,
+) -> Vec<(u64, &'a str, T)> {
+    let mut v: Vec<(u64, &str, T)> = Vec::with_capacity(pairs.len());
+    v.extend(pairs.map(|(k, x)| (key_prefix(k.as_bytes()), k, x)));
+    v.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+    });
+    v
 }
 
 /// Appends an item's canonical encoding.
@@ -132,9 +175,8 @@ fn canonical_map(out: &mut Vec<u8>, map: &Item) -> Result<(), FormatError> {
         out.push(b':');
         canonical_value(out, v).map_err(|e| at(k, e))?;
     } else {
-        let mut keys: Vec<(&String, &AttributeValue)> = map.iter().collect();
-        keys.sort_unstable_by(|a, b| key_order(a.0.as_bytes(), b.0.as_bytes()));
-        for (i, (k, v)) in keys.into_iter().enumerate() {
+        let keys = sort_by_key_bytes(map.iter().map(|(k, v)| (k.as_str(), v)));
+        for (i, (_, k, v)) in keys.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -179,10 +221,9 @@ fn canonical_value(out: &mut Vec<u8>, v: &AttributeValue) -> Result<(), FormatEr
         }),
         AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
         AttributeValue::Ss(set) => {
-            let mut s: Vec<&str> = set.iter().map(String::as_str).collect();
-            s.sort_unstable_by(|a, b| key_order(a.as_bytes(), b.as_bytes()));
+            let s = sort_by_key_bytes(set.iter().map(|x| (x.as_str(), ())));
             out.extend_from_slice(b"{\"SS\":[");
-            for (i, x) in s.into_iter().enumerate() {
+            for (i, (_, x, ())) in s.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }

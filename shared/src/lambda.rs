@@ -19,6 +19,11 @@ impl From<crate::Error> for Diagnostic {
     }
 }
 
+/// A function's whole `main`: the runtime (see [`crate::runtime::build`]), then [`serve`].
+pub fn main(job: JobKind) -> Result<(), lambda_runtime::Error> {
+    crate::runtime::build()?.block_on(serve(job))
+}
+
 /// Serves `job` until the Lambda runtime stops the process.
 pub async fn serve(job: JobKind) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod notify;
 pub mod report;
 pub mod retention;
+pub mod runtime;
 pub mod selection;
 pub mod settings;
 

@@ -936,7 +936,18 @@ async fn retention_prunes_weekly_exports_to_the_policy_with_reasons_and_dry_run_
 }
 
 async fn retention_run(h: &Harness, bucket: &str, table: &str, dry_run: bool) -> RunReport {
-    let request = JobRequest::from_payload(&json!({"dry_run": dry_run}), Timestamp::now()).unwrap();
+    // The day after the newest export, whatever the date the test runs on: the freshness floor
+    // measures from the later of the slot and the time the request arrived.
+    let slot = if dry_run {
+        "2026-11-23T04:00:00Z"
+    } else {
+        "2026-11-23T05:00:00Z"
+    };
+    let request = JobRequest::from_payload(
+        &json!({"dry_run": dry_run, "slot": slot}),
+        slot.parse().unwrap(),
+    )
+    .unwrap();
     let env = h.env(&[
         ("BACKSTOP_TABLES", table),
         ("BACKSTOP_EXPORT_BUCKET", bucket),

@@ -1,6 +1,5 @@
 //! Lambda entry point for the snapshot job. All logic lives in the library.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    backstop::lambda::serve(backstop::settings::JobKind::Snapshot).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    backstop::lambda::main(backstop::settings::JobKind::Snapshot)
 }

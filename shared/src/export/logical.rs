@@ -334,7 +334,7 @@ impl Logical<'_> {
                 &self.meta.bucket,
                 data_key(&dir, seg.segment, previous),
                 &enc,
-            );
+            )?;
             let mut fp = Fingerprinter::default();
             let mut resume_at = seg.resume_at.clone();
             let mut lines = Vec::with_capacity(1 << 20);

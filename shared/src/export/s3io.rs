@@ -1,7 +1,10 @@
-//! S3 for exports: a gzip data file streamed in parts (multipart above one part, so memory
-//! stays at one part per file being written), small JSON objects, reads, listings and deletes.
+//! S3 for exports: a gzip data file streamed in parts (multipart above one part; each part
+//! waits in a spool file in the temporary directory, so memory stays flat however large the
+//! export), small JSON objects, reads, listings and deletes.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::path::PathBuf;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
@@ -15,7 +18,77 @@ use super::manifest::FileEntry;
 use crate::error::{Error, Result};
 
 /// Compressed bytes held before a part is sent: above S3's 5 MiB minimum part size.
-pub const PART_BYTES: usize = 8 * 1024 * 1024;
+pub const PART_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Where a part's compressed bytes wait until they are sent: a file of its own in the temporary
+/// directory (Lambda's `/tmp`), removed when the data file is done with, so that a process
+/// holds no part in memory. The MD5 of everything written is kept on the way through.
+struct Spool {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file now (the part being filled).
+    len: u64,
+    md5: Md5,
+}
+
+impl Spool {
+    fn create() -> std::io::Result<Spool> {
+        let path = std::env::temp_dir().join(format!("backstop-part-{}.gz", uuid::Uuid::new_v4()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Spool {
+            path,
+            file,
+            len: 0,
+            md5: Md5::new(),
+        })
+    }
+
+    /// Empties the file for the next part.
+    fn clear(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// The file's bytes as a request body that can be read again on a retry.
+    async fn body(&self) -> Result<ByteStream> {
+        ByteStream::read_from()
+            .path(&self.path)
+            .length(aws_sdk_s3::primitives::Length::Exact(self.len))
+            .build()
+            .await
+            .map_err(|e| {
+                Error::Local(format!(
+                    "reading the spooled part {}: {e}",
+                    self.path.display()
+                ))
+            })
+    }
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.md5.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 /// Server-side encryption for everything an export writes.
 #[derive(Debug, Clone)]
@@ -51,8 +124,7 @@ pub struct DataFile<'a> {
     bucket: String,
     key: String,
     enc: Encryption,
-    gz: GzEncoder<Vec<u8>>,
-    md5: Md5,
+    gz: GzEncoder<Spool>,
     stored: u64,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -62,20 +134,36 @@ pub struct DataFile<'a> {
 }
 
 impl<'a> DataFile<'a> {
-    pub fn new(s3: &'a S3, bucket: &str, key: String, enc: &Encryption) -> DataFile<'a> {
-        DataFile {
+    /// A new data file; its spool file is made in the temporary directory.
+    pub fn new(s3: &'a S3, bucket: &str, key: String, enc: &Encryption) -> Result<DataFile<'a>> {
+        let spool = Spool::create().map_err(|e| {
+            Error::Local(format!(
+                "making a spool file in {} for {}: {e} (the export needs about {} MiB free there per segment)",
+                std::env::temp_dir().display(),
+                resource(bucket, &key),
+                PART_BYTES >> 20
+            ))
+        })?;
+        Ok(DataFile {
             s3,
             bucket: bucket.to_owned(),
             key,
             enc: enc.clone(),
-            gz: GzEncoder::new(Vec::with_capacity(1 << 16), Compression::fast()),
-            md5: Md5::new(),
+            gz: GzEncoder::new(spool, Compression::fast()),
             stored: 0,
             upload_id: None,
             parts: Vec::new(),
             items: 0,
             bytes: 0,
-        }
+        })
+    }
+
+    fn spool_error(&self, doing: &str, e: std::io::Error) -> Error {
+        Error::Local(format!(
+            "{doing} the spool file {} of {}: {e}",
+            self.gz.get_ref().path.display(),
+            resource(&self.bucket, &self.key)
+        ))
     }
 
     pub fn key(&self) -> &str {
@@ -86,19 +174,20 @@ impl<'a> DataFile<'a> {
     pub async fn write(&mut self, lines: &[u8], items: u64) -> Result<()> {
         self.gz
             .write_all(lines)
-            .map_err(|e| Error::Local(format!("gzip: {e}")))?;
+            .map_err(|e| self.spool_error("writing gzip to", e))?;
         self.items += items;
         self.bytes += lines.len() as u64;
-        if self.gz.get_ref().len() >= PART_BYTES {
-            let part = std::mem::take(self.gz.get_mut());
-            self.send_part(part).await?;
+        if self.gz.get_ref().len >= PART_BYTES {
+            self.send_part().await?;
         }
         Ok(())
     }
 
-    async fn send_part(&mut self, body: Vec<u8>) -> Result<()> {
-        self.md5.update(&body);
-        self.stored += body.len() as u64;
+    /// Sends what the spool holds as the next part, then empties the spool.
+    async fn send_part(&mut self) -> Result<()> {
+        let spool = self.gz.get_ref();
+        let body = spool.body().await?;
+        let len = spool.len;
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
@@ -139,7 +228,8 @@ impl<'a> DataFile<'a> {
             .key(&self.key)
             .upload_id(&upload_id)
             .part_number(number)
-            .body(ByteStream::from(body))
+            .content_length(len as i64)
+            .body(body)
             .send()
             .await
             .map_err(|e| Error::aws("UploadPart", resource(&self.bucket, &self.key), e))?;
@@ -149,7 +239,9 @@ impl<'a> DataFile<'a> {
                 .set_e_tag(out.e_tag)
                 .build(),
         );
-        Ok(())
+        self.stored += len;
+        let cleared = self.gz.get_mut().clear();
+        cleared.map_err(|e| self.spool_error("emptying", e))
     }
 
     /// Ends the file: the last bytes go up (one PutObject when it never grew past a part,
@@ -157,12 +249,13 @@ impl<'a> DataFile<'a> {
     pub async fn finish(mut self) -> Result<FileEntry> {
         self.gz
             .try_finish()
-            .map_err(|e| Error::Local(format!("gzip: {e}")))?;
-        let tail = std::mem::take(self.gz.get_mut());
+            .map_err(|e| self.spool_error("finishing gzip in", e))?;
         let etag = if self.upload_id.is_none() {
-            self.md5.update(&tail);
-            self.stored += tail.len() as u64;
-            let md5 = base64::engine::general_purpose::STANDARD.encode(self.md5.clone().finalize());
+            let spool = self.gz.get_ref();
+            let (len, body) = (spool.len, spool.body().await?);
+            let md5 =
+                base64::engine::general_purpose::STANDARD.encode(spool.md5.clone().finalize());
+            self.stored += len;
             let mut req = self
                 .s3
                 .put_object()
@@ -170,8 +263,9 @@ impl<'a> DataFile<'a> {
                 .key(&self.key)
                 .content_type("application/gzip")
                 .content_md5(&md5)
+                .content_length(len as i64)
                 .server_side_encryption(self.enc.algorithm())
-                .body(ByteStream::from(tail));
+                .body(body);
             if let Some(k) = &self.enc.kms_key {
                 req = req.ssekms_key_id(k);
             }
@@ -181,8 +275,8 @@ impl<'a> DataFile<'a> {
                 .e_tag
                 .unwrap_or_default()
         } else {
-            if !tail.is_empty() {
-                self.send_part(tail).await?;
+            if self.gz.get_ref().len > 0 {
+                self.send_part().await?;
             }
             let upload_id = self.upload_id.clone().unwrap_or_default();
             let result = self
@@ -243,7 +337,8 @@ impl<'a> DataFile<'a> {
         };
         Ok(FileEntry {
             item_count: self.items,
-            md5_checksum: base64::engine::general_purpose::STANDARD.encode(self.md5.finalize()),
+            md5_checksum: base64::engine::general_purpose::STANDARD
+                .encode(self.gz.get_ref().md5.clone().finalize()),
             etag: etag.trim_matches('"').to_owned(),
             data_file_s3_key: self.key.clone(),
         })
@@ -266,7 +361,7 @@ impl<'a> DataFile<'a> {
 
     /// Bytes stored so far (compressed).
     pub fn stored(&self) -> u64 {
-        self.stored + self.gz.get_ref().len() as u64
+        self.stored + self.gz.get_ref().len
     }
 }
 

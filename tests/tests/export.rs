@@ -1198,3 +1198,185 @@ async fn a_stale_object_under_a_data_key_is_overwritten_even_when_the_file_comes
         .unwrap();
     assert_eq!(text, "");
 }
+
+/// Each way an export can be damaged, applied to a good one (and undone before the next): the
+/// reader refuses it and says which object and what is wrong; with the manifests made to agree
+/// with the damage (MD5 and ETag rewritten), the deeper checks (gzip, lines, counts) still
+/// catch it, and a changed item shows in the fingerprint.
+#[tokio::test]
+async fn a_damaged_export_is_never_read_as_whole_and_the_error_says_where() {
+    use std::io::{Read, Write};
+
+    use base64::Engine;
+    use md5::{Digest, Md5};
+
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Damaged");
+    h.create_table(&table, 40, &[]).await;
+    let r = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": "2026-11-22T03:00:00Z"}),
+        None,
+    )
+    .await;
+    let meta = meta_of(&r, &table);
+    let (_, good) = read_back(&h.clients, &meta).await;
+    let summary_key = meta.manifest_key.clone().unwrap();
+    let files_key = good.summary.manifest_files_s3_key.clone();
+    let data_key = good.files[0].data_file_s3_key.clone();
+    let s3 = &h.clients.s3;
+    let bucket = &meta.bucket;
+    let get = |key: String| async move {
+        backstop::export::s3io::get(s3, bucket, &key)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let put = |key: String, body: Vec<u8>| async move {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    };
+    let originals = [
+        (summary_key.clone(), get(summary_key.clone()).await),
+        (files_key.clone(), get(files_key.clone()).await),
+        (data_key.clone(), get(data_key.clone()).await),
+    ];
+    let gunzip = |bytes: &[u8]| {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let gzip = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    // Rewrites the data file and, when `agree`, its MD5 in the file manifest (ETag left out, as
+    // in a manifest that never recorded one), so that only the deeper checks can tell.
+    let damage_data = |body: Vec<u8>, agree: bool| {
+        let files_key = files_key.clone();
+        let data_key = data_key.clone();
+        let files = good.files.clone();
+        async move {
+            if agree {
+                let mut files = files;
+                files[0].md5_checksum =
+                    base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
+                files[0].etag = String::new();
+                put(
+                    files_key,
+                    backstop::export::manifest::files_text(&files).into_bytes(),
+                )
+                .await;
+            }
+            put(data_key, body).await;
+        }
+    };
+    let read = || async {
+        let mut seen = 0u64;
+        let result = reader::read_export(s3, bucket, &summary_key, |_| seen += 1).await;
+        result.map(|rb| rb.fingerprint).map_err(|e| e.to_string())
+    };
+    let restore = || async {
+        for (k, v) in originals.clone() {
+            put(k, v).await;
+        }
+        assert!(read().await.unwrap().same_content(&good.fingerprint));
+    };
+
+    let text = gunzip(&originals[2].1);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 40, "one data file with every item");
+    let changed = text.replacen(r#""id":{"S":"item-"#, r#""id":{"S":"ITEM-"#, 1);
+    assert_ne!(changed, text);
+    let dropped = lines[1..].join("\n") + "\n";
+    let mut cases: Vec<(&str, Vec<u8>, bool, String)> = vec![
+        (
+            "one item changed",
+            gzip(&changed),
+            false,
+            format!("s3://{bucket}/{data_key} failed: ETag is"),
+        ),
+        ("one line dropped", gzip(&dropped), false, "ETag is".into()),
+        (
+            "one line dropped, manifests agreeing",
+            gzip(&dropped),
+            true,
+            "holds 39 items, the manifest says 40".into(),
+        ),
+        (
+            "not an item on line 3, manifests agreeing",
+            gzip(&text.replacen(lines[2], "{\"Item\": 42}", 1)),
+            true,
+            "line 3:".into(),
+        ),
+    ];
+    let whole = gzip(&text);
+    cases.push((
+        "truncated gzip, manifests agreeing",
+        whole[..whole.len() - 10].to_vec(),
+        true,
+        "ends early".into(),
+    ));
+    for (what, body, agree, expected) in cases {
+        damage_data(body, agree).await;
+        let e = read().await.expect_err(what);
+        assert!(
+            e.contains(&expected) && e.contains(&data_key),
+            "{what}: {e}"
+        );
+        restore().await;
+    }
+
+    // A changed item whose manifests agree reads whole, but not as the same content.
+    damage_data(gzip(&changed), true).await;
+    let fp = read().await.unwrap();
+    assert!(!fp.same_content(&good.fingerprint));
+    assert_eq!(fp.items, good.fingerprint.items);
+    restore().await;
+
+    // A missing data file, a wrong MD5, a summary count off by one.
+    s3.delete_object()
+        .bucket(bucket)
+        .key(&data_key)
+        .send()
+        .await
+        .unwrap();
+    let e = read().await.unwrap_err();
+    assert!(e.contains("missing") && e.contains(&data_key), "{e}");
+    restore().await;
+    let mut files = good.files.clone();
+    files[0].md5_checksum = "AAAAAAAAAAAAAAAAAAAAAA==".into();
+    put(
+        files_key.clone(),
+        backstop::export::manifest::files_text(&files).into_bytes(),
+    )
+    .await;
+    let e = read().await.unwrap_err();
+    assert!(
+        e.contains("the manifest says AAAAAAAAAAAAAAAAAAAAAA=="),
+        "{e}"
+    );
+    restore().await;
+    let summary = String::from_utf8(originals[0].1.clone()).unwrap();
+    let off_by_one = summary.replace("\"itemCount\":40", "\"itemCount\":41");
+    assert_ne!(off_by_one, summary);
+    put(summary_key.clone(), off_by_one.into_bytes()).await;
+    let e = read().await.unwrap_err();
+    assert!(
+        e.contains("the files hold 40 items by their manifest, the summary says 41"),
+        "{e}"
+    );
+    restore().await;
+}

@@ -1,12 +1,13 @@
 //! Reads an export back, native or logical alike: the summary, the file manifest, every data
-//! file checked against its MD5 and item count, every line parsed into an item. Errors name the
-//! object and the line.
+//! file checked against its ETag, MD5 and item count, every line parsed into an item. Errors
+//! name the object and the line. Data files are streamed (a chunk of gzip and a line at a time),
+//! so memory does not grow with the export.
 
-use std::io::{BufRead, BufReader};
+use std::io::Write;
 
 use aws_sdk_s3::Client as S3;
 use base64::Engine;
-use flate2::read::MultiGzDecoder;
+use flate2::write::MultiGzDecoder;
 use md5::{Digest, Md5};
 
 use super::manifest::{self, FileEntry, Summary};
@@ -89,8 +90,10 @@ pub async fn read_files(s3: &S3, bucket: &str, summary: &Summary) -> Result<Vec<
 }
 
 /// Reads every item of the export whose summary is at `summary_key`, calling `each` per item,
-/// and returns the figures. Fails on the first mismatch: a missing file, a wrong MD5, a line
-/// that is not an item, a count that differs from the manifest.
+/// and returns the figures. Fails on the first mismatch: a missing file, an ETag or MD5 other
+/// than the manifest's, a truncated or corrupt gzip stream, a line that is not an item, a count
+/// that differs from the manifest. A file's MD5 is known only once it has been read, so `each`
+/// may have seen items of a file that then fails: on an error, discard what `each` gathered.
 pub async fn read_export<F>(
     s3: &S3,
     bucket: &str,
@@ -105,44 +108,7 @@ where
     let mut fp = Fingerprinter::default();
     let mut stored = 0u64;
     for f in &files {
-        let key = &f.data_file_s3_key;
-        let bytes = s3io::get(s3, bucket, key).await?.ok_or_else(|| {
-            broken(
-                key,
-                bucket,
-                "a data file named by the manifest is missing".into(),
-            )
-        })?;
-        stored += bytes.len() as u64;
-        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&bytes));
-        if md5 != f.md5_checksum {
-            return Err(broken(
-                key,
-                bucket,
-                format!("MD5 is {md5}, the manifest says {}", f.md5_checksum),
-            ));
-        }
-        let mut count = 0u64;
-        let reader = BufReader::new(MultiGzDecoder::new(&bytes[..]));
-        for (i, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| broken(key, bucket, format!("line {}: {e}", i + 1)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let item = ddbjson::item_from_line(&line)
-                .map_err(|e| broken(key, bucket, format!("line {}: {e}", i + 1)))?;
-            fp.add(&item)
-                .map_err(|e| broken(key, bucket, format!("line {}: {e}", i + 1)))?;
-            each(item);
-            count += 1;
-        }
-        if count != f.item_count {
-            return Err(broken(
-                key,
-                bucket,
-                format!("holds {count} items, the manifest says {}", f.item_count),
-            ));
-        }
+        stored += read_data_file(s3, bucket, f, &mut fp, &mut each).await?;
     }
     Ok(ReadBack {
         summary,
@@ -150,4 +116,174 @@ where
         fingerprint: fp.fingerprint,
         stored_bytes: stored,
     })
+}
+
+/// Lines of decompressed text, handed on as each one completes.
+struct Lines<'a, F: FnMut(Item)> {
+    pending: Vec<u8>,
+    /// Lines seen so far (blank ones too, so that numbers match the file's).
+    line: u64,
+    items: u64,
+    fp: &'a mut Fingerprinter,
+    each: &'a mut F,
+    /// The first bad line, kept until the writer's caller can report it.
+    bad: Option<String>,
+}
+
+impl<F: FnMut(Item)> Lines<'_, F> {
+    fn take(&mut self, line: &[u8]) {
+        self.line += 1;
+        if self.bad.is_some() {
+            return;
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t.trim_end_matches('\r'),
+            Err(e) => {
+                self.bad = Some(format!("line {}: not UTF-8 ({e})", self.line));
+                return;
+            }
+        };
+        if text.trim().is_empty() {
+            return;
+        }
+        let item = match ddbjson::item_from_line(text) {
+            Ok(i) => i,
+            Err(e) => {
+                self.bad = Some(format!("line {}: {e}", self.line));
+                return;
+            }
+        };
+        if let Err(e) = self.fp.add(&item) {
+            self.bad = Some(format!("line {}: {e}", self.line));
+            return;
+        }
+        (self.each)(item);
+        self.items += 1;
+    }
+}
+
+impl<F: FnMut(Item)> Write for Lines<'_, F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.is_empty() {
+                self.take(&rest[..nl]);
+            } else {
+                self.pending.extend_from_slice(&rest[..nl]);
+                let line = std::mem::take(&mut self.pending);
+                self.take(&line);
+                self.pending = line;
+                self.pending.clear();
+            }
+            rest = &rest[nl + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams one data file: ETag, MD5, gzip, every line, the count. Returns its stored size.
+async fn read_data_file<F: FnMut(Item)>(
+    s3: &S3,
+    bucket: &str,
+    f: &FileEntry,
+    fp: &mut Fingerprinter,
+    each: &mut F,
+) -> Result<u64> {
+    let key = &f.data_file_s3_key;
+    let (mut body, etag) = s3io::open(s3, bucket, key).await?.ok_or_else(|| {
+        broken(
+            key,
+            bucket,
+            "a data file named by the manifest is missing".into(),
+        )
+    })?;
+    if !f.etag.is_empty() && !etag.is_empty() && etag != f.etag {
+        return Err(broken(
+            key,
+            bucket,
+            format!("ETag is {etag}, the manifest says {}", f.etag),
+        ));
+    }
+    let mut md5 = Md5::new();
+    let mut stored = 0u64;
+    let mut gz = MultiGzDecoder::new(Lines {
+        pending: Vec::new(),
+        line: 0,
+        items: 0,
+        fp,
+        each,
+        bad: None,
+    });
+    loop {
+        let chunk = match body.try_next().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Error::Aws {
+                    operation: "GetObject",
+                    resource: format!("s3://{bucket}/{key}"),
+                    code: None,
+                    message: format!("reading the body at byte {stored}: {e}"),
+                    retryable: true,
+                    hint: "a retry may succeed".into(),
+                })
+            }
+        };
+        md5.update(&chunk);
+        stored += chunk.len() as u64;
+        let written = gz.write_all(&chunk);
+        if let Some(bad) = gz.get_mut().bad.take() {
+            return Err(broken(key, bucket, bad));
+        }
+        written.map_err(|e| {
+            broken(
+                key,
+                bucket,
+                format!("not a whole gzip stream (at stored byte {stored}): {e}"),
+            )
+        })?;
+    }
+    let finished = gz.try_finish();
+    let lines = gz.get_mut();
+    if let Some(bad) = lines.bad.take() {
+        return Err(broken(key, bucket, bad));
+    }
+    finished.map_err(|e| {
+        broken(
+            key,
+            bucket,
+            format!("the gzip stream ends early (after {stored} bytes): {e}"),
+        )
+    })?;
+    if !lines.pending.is_empty() {
+        let last = std::mem::take(&mut lines.pending);
+        lines.take(&last);
+        if let Some(bad) = lines.bad.take() {
+            return Err(broken(key, bucket, bad));
+        }
+    }
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5.finalize());
+    if md5 != f.md5_checksum {
+        return Err(broken(
+            key,
+            bucket,
+            format!("MD5 is {md5}, the manifest says {}", f.md5_checksum),
+        ));
+    }
+    if lines.items != f.item_count {
+        return Err(broken(
+            key,
+            bucket,
+            format!(
+                "holds {} items, the manifest says {}",
+                lines.items, f.item_count
+            ),
+        ));
+    }
+    Ok(stored)
 }

@@ -411,6 +411,19 @@ pub async fn get(s3: &S3, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
     Ok(Some(bytes.into_bytes().to_vec()))
 }
 
+/// An object opened for reading as a stream, with its ETag (without quotes); `None` when there
+/// is no such key. The body is read chunk by chunk, never whole.
+pub async fn open(s3: &S3, bucket: &str, key: &str) -> Result<Option<(ByteStream, String)>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Some((
+            o.body,
+            o.e_tag.unwrap_or_default().trim_matches('"').to_owned(),
+        ))),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(Error::aws("GetObject", resource(bucket, key), e)),
+    }
+}
+
 /// Every key under `prefix` (all pages) with its size.
 pub async fn list(s3: &S3, bucket: &str, prefix: &str) -> Result<Vec<(String, i64)>> {
     Ok(list_with_etags(s3, bucket, prefix)

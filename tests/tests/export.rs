@@ -1339,11 +1339,22 @@ async fn a_damaged_export_is_never_read_as_whole_and_the_error_says_where() {
         restore().await;
     }
 
-    // A changed item whose manifests agree reads whole, but not as the same content.
+    // A changed item whose manifests agree reads whole, but not as the same content, and
+    // verification against the fingerprint recorded at export time says so.
+    let verify = || backstop::export::verify::verify(s3, bucket, &meta.root);
+    let ok = verify().await.unwrap();
+    assert_eq!((ok.items, ok.files), (40, 1));
+    assert!(ok.fingerprint.same_content(&good.fingerprint));
     damage_data(gzip(&changed), true).await;
     let fp = read().await.unwrap();
     assert!(!fp.same_content(&good.fingerprint));
     assert_eq!(fp.items, good.fingerprint.items);
+    let e = verify().await.unwrap_err().to_string();
+    assert!(
+        e.contains("backstop-manifest.json failed: the data's fingerprint is v1:40:")
+            && e.contains("the items differ from the ones exported"),
+        "{e}"
+    );
     restore().await;
 
     // A missing data file, a wrong MD5, a summary count off by one.

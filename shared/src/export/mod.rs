@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod native;
 pub mod reader;
 pub mod s3io;
+pub mod verify;
 
 /// How an export was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ pub struct ReadBack {
     pub stored_bytes: u64,
 }
 
-fn broken(key: &str, bucket: &str, message: String) -> Error {
+pub(crate) fn broken(key: &str, bucket: &str, message: String) -> Error {
     Error::Aws {
         operation: "read export",
         resource: format!("s3://{bucket}/{key}"),

@@ -1,0 +1,76 @@
+//! Verifies an export as validate does: everything the reader checks (manifests consistent,
+//! every data file present with the manifest's ETag and MD5, every line an item, every count),
+//! then the figures Backstop recorded when it wrote the export (`backstop-manifest.json`): the
+//! item count, and for a logical export the fingerprint. The comparison is pure
+//! ([`compare`]); [`verify`] does the reading.
+
+use aws_sdk_s3::Client as S3;
+
+use super::manifest::BackstopManifest;
+use super::reader::{self, broken, ReadBack};
+use super::{backstop_manifest_key, s3io};
+use crate::error::Result;
+use crate::fingerprint::Fingerprint;
+
+/// What a verification that passed found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: BackstopManifest,
+    pub items: u64,
+    pub files: usize,
+    pub stored_bytes: u64,
+    /// The fingerprint of the data as read; for an export whose manifest recorded none (a
+    /// native one), the one to record.
+    pub fingerprint: Fingerprint,
+}
+
+/// What reading found against what the Backstop manifest recorded; `Err` says what differs.
+pub fn compare(manifest: &BackstopManifest, read: &ReadBack) -> std::result::Result<(), String> {
+    if read.summary.item_count != manifest.item_count {
+        return Err(format!(
+            "backstop-manifest.json records {} items, manifest-summary.json {}",
+            manifest.item_count, read.summary.item_count
+        ));
+    }
+    if read.fingerprint.items != manifest.item_count {
+        return Err(format!(
+            "the data files hold {} items, backstop-manifest.json records {}",
+            read.fingerprint.items, manifest.item_count
+        ));
+    }
+    if let Some(recorded) = &manifest.fingerprint {
+        if !recorded.same_content(&read.fingerprint) {
+            return Err(format!(
+                "the data's fingerprint is {}, backstop-manifest.json recorded {recorded}: \
+                 the items differ from the ones exported",
+                read.fingerprint
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the export under `root` whole and checks it (see the module). Errors name the object
+/// and what is wrong; an export without `backstop-manifest.json` is not whole.
+pub async fn verify(s3: &S3, bucket: &str, root: &str) -> Result<Verified> {
+    let key = backstop_manifest_key(root);
+    let bytes = s3io::get(s3, bucket, &key).await?.ok_or_else(|| {
+        broken(
+            &key,
+            bucket,
+            "backstop-manifest.json is missing: the export never finished, or it was removed"
+                .into(),
+        )
+    })?;
+    let manifest: BackstopManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| broken(&key, bucket, format!("not a backstop-manifest.json: {e}")))?;
+    let read = reader::read_export(s3, bucket, &manifest.manifest_summary_key, |_| {}).await?;
+    compare(&manifest, &read).map_err(|why| broken(&key, bucket, why))?;
+    Ok(Verified {
+        items: read.fingerprint.items,
+        files: read.files.len(),
+        stored_bytes: read.stored_bytes,
+        fingerprint: read.fingerprint,
+        manifest,
+    })
+}

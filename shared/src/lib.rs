@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod export;
 pub mod fingerprint;
+pub mod freshness;
 pub mod jobs;
 pub mod notify;
 pub mod report;

@@ -1,0 +1,284 @@
+//! Freshness (the RPO watch of the validate job): per table, how old the newest complete backup
+//! and export are, and how far PITR's latest restorable time lags, against limits. Pure: the
+//! evidence is gathered elsewhere (catalog, DescribeContinuousBackups).
+
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+/// The limits a table is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Newest complete backup at most this old (default 26 h: a daily schedule and slack).
+    pub backup: SignedDuration,
+    /// Newest complete export at most this old (default 8 days: weekly and slack); `None` when
+    /// exports are not configured for the table.
+    pub export: Option<SignedDuration>,
+    /// PITR's latest restorable time at most this far behind now (default 15 min).
+    pub pitr_lag: SignedDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            backup: SignedDuration::from_hours(26),
+            export: Some(SignedDuration::from_hours(24 * 8)),
+            pitr_lag: SignedDuration::from_mins(15),
+        }
+    }
+}
+
+/// Point-in-time recovery as DescribeContinuousBackups reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pitr {
+    Off,
+    On {
+        latest_restorable: Option<Timestamp>,
+    },
+    /// The state could not be read (the reason); counted as a violation, never as fresh.
+    Unknown(String),
+}
+
+/// What is known of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub newest_backup: Option<Timestamp>,
+    pub newest_export: Option<Timestamp>,
+    pub pitr: Pitr,
+}
+
+/// One way a table is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Violation {
+    NeverBackedUp,
+    BackupStale { age_s: i64, limit_s: i64 },
+    NeverExported,
+    ExportStale { age_s: i64, limit_s: i64 },
+    PitrOff,
+    PitrLag { lag_s: i64, limit_s: i64 },
+    PitrUnknown { reason: String },
+}
+
+fn human(secs: i64) -> String {
+    match secs.abs() {
+        s if s >= 2 * 86_400 => format!("{:.1} days", secs as f64 / 86_400.0),
+        s if s >= 3_600 => format!("{:.1} h", secs as f64 / 3_600.0),
+        s if s >= 60 => format!("{} min", secs / 60),
+        _ => format!("{secs} s"),
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::NeverBackedUp => write!(f, "no complete backup at all"),
+            Violation::BackupStale { age_s, limit_s } => write!(
+                f,
+                "newest complete backup is {} old (limit {})",
+                human(*age_s),
+                human(*limit_s)
+            ),
+            Violation::NeverExported => write!(f, "no complete export at all"),
+            Violation::ExportStale { age_s, limit_s } => write!(
+                f,
+                "newest complete export is {} old (limit {})",
+                human(*age_s),
+                human(*limit_s)
+            ),
+            Violation::PitrOff => write!(f, "point-in-time recovery is off"),
+            Violation::PitrLag { lag_s, limit_s } => write!(
+                f,
+                "point-in-time recovery's latest restorable time is {} behind (limit {})",
+                human(*lag_s),
+                human(*limit_s)
+            ),
+            Violation::PitrUnknown { reason } => {
+                write!(f, "point-in-time recovery's state is unknown: {reason}")
+            }
+        }
+    }
+}
+
+/// The verdict for one table: the ages (seconds; `None` when there is nothing to age) for the
+/// metrics, and every violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Freshness {
+    pub backup_age_s: Option<i64>,
+    pub export_age_s: Option<i64>,
+    pub pitr_lag_s: Option<i64>,
+    pub violations: Vec<Violation>,
+}
+
+impl Freshness {
+    pub fn is_fresh(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Judges `evidence` at `now`. A time in the future (a clock ahead of this one) counts as age 0.
+pub fn assess(now: Timestamp, limits: &Limits, evidence: &Evidence) -> Freshness {
+    let age = |t: Timestamp| now.duration_since(t).as_secs().max(0);
+    let mut violations = Vec::new();
+    let backup_age_s = evidence.newest_backup.map(age);
+    match backup_age_s {
+        None => violations.push(Violation::NeverBackedUp),
+        Some(a) if a > limits.backup.as_secs() => violations.push(Violation::BackupStale {
+            age_s: a,
+            limit_s: limits.backup.as_secs(),
+        }),
+        Some(_) => {}
+    }
+    let export_age_s = evidence.newest_export.map(age);
+    if let Some(limit) = limits.export {
+        match export_age_s {
+            None => violations.push(Violation::NeverExported),
+            Some(a) if a > limit.as_secs() => violations.push(Violation::ExportStale {
+                age_s: a,
+                limit_s: limit.as_secs(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let mut pitr_lag_s = None;
+    match &evidence.pitr {
+        Pitr::Off => violations.push(Violation::PitrOff),
+        Pitr::Unknown(reason) => violations.push(Violation::PitrUnknown {
+            reason: reason.clone(),
+        }),
+        Pitr::On { latest_restorable } => {
+            let lag = latest_restorable.map(age);
+            pitr_lag_s = lag;
+            match lag {
+                None => violations.push(Violation::PitrUnknown {
+                    reason: "no latest restorable time reported".into(),
+                }),
+                Some(l) if l > limits.pitr_lag.as_secs() => violations.push(Violation::PitrLag {
+                    lag_s: l,
+                    limit_s: limits.pitr_lag.as_secs(),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+    Freshness {
+        backup_age_s,
+        export_age_s,
+        pitr_lag_s,
+        violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const NOW: &str = "2026-12-01T08:00:00Z";
+
+    fn fresh() -> Evidence {
+        Evidence {
+            newest_backup: Some(t("2026-12-01T02:00:00Z")),
+            newest_export: Some(t("2026-11-29T03:00:00Z")),
+            pitr: Pitr::On {
+                latest_restorable: Some(t("2026-12-01T07:55:00Z")),
+            },
+        }
+    }
+
+    #[test]
+    fn a_table_within_every_limit_is_fresh_and_its_ages_are_reported() {
+        let f = assess(t(NOW), &Limits::default(), &fresh());
+        assert!(f.is_fresh(), "{f:?}");
+        assert_eq!(f.backup_age_s, Some(6 * 3600));
+        assert_eq!(f.export_age_s, Some(2 * 86_400 + 5 * 3600));
+        assert_eq!(f.pitr_lag_s, Some(300));
+    }
+
+    #[test]
+    fn each_stale_part_is_named_with_its_age_and_limit() {
+        let limits = Limits::default();
+        let mut e = fresh();
+        e.newest_backup = Some(t("2026-11-30T05:59:59Z")); // 26 h and 1 s
+        let f = assess(t(NOW), &limits, &e);
+        assert_eq!(
+            f.violations,
+            vec![Violation::BackupStale {
+                age_s: 26 * 3600 + 1,
+                limit_s: 26 * 3600
+            }]
+        );
+        assert_eq!(
+            f.violations[0].to_string(),
+            "newest complete backup is 26.0 h old (limit 26.0 h)"
+        );
+        // Exactly at the limit is still fresh.
+        e.newest_backup = Some(t("2026-11-30T06:00:00Z"));
+        assert!(assess(t(NOW), &limits, &e).is_fresh());
+
+        let mut e = fresh();
+        e.newest_export = Some(t("2026-11-20T03:00:00Z"));
+        e.pitr = Pitr::On {
+            latest_restorable: Some(t("2026-12-01T07:00:00Z")),
+        };
+        let f = assess(t(NOW), &limits, &e);
+        let text: Vec<String> = f.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "newest complete export is 11.2 days old (limit 8.0 days)",
+                "point-in-time recovery's latest restorable time is 1.0 h behind (limit 15 min)"
+            ]
+        );
+    }
+
+    #[test]
+    fn never_backed_up_pitr_off_or_unreadable_are_violations_never_fresh() {
+        let e = Evidence {
+            newest_backup: None,
+            newest_export: None,
+            pitr: Pitr::Off,
+        };
+        let f = assess(t(NOW), &Limits::default(), &e);
+        assert_eq!(
+            f.violations,
+            vec![
+                Violation::NeverBackedUp,
+                Violation::NeverExported,
+                Violation::PitrOff
+            ]
+        );
+        let no_exports = Limits {
+            export: None,
+            ..Limits::default()
+        };
+        let e = Evidence {
+            newest_backup: Some(t(NOW)),
+            newest_export: None,
+            pitr: Pitr::Unknown("AccessDenied on DescribeContinuousBackups".into()),
+        };
+        let f = assess(t(NOW), &no_exports, &e);
+        assert_eq!(f.violations.len(), 1);
+        assert!(f.violations[0].to_string().contains("AccessDenied"));
+        let e = Evidence {
+            pitr: Pitr::On {
+                latest_restorable: None,
+            },
+            ..e
+        };
+        assert!(!assess(t(NOW), &no_exports, &e).is_fresh());
+    }
+
+    #[test]
+    fn a_backup_stamped_in_the_future_counts_as_age_zero() {
+        let mut e = fresh();
+        e.newest_backup = Some(t("2026-12-01T09:00:00Z"));
+        let f = assess(t(NOW), &Limits::default(), &e);
+        assert_eq!(f.backup_age_s, Some(0));
+        assert!(f.is_fresh());
+    }
+}

@@ -30,6 +30,64 @@ pub enum ChainPlan {
     },
 }
 
+/// A table's native exports with their records, oldest first.
+fn native_links(records: &[TargetRecord]) -> Vec<(&TargetRecord, &ExportMeta)> {
+    let mut links: Vec<(&TargetRecord, &ExportMeta)> = records
+        .iter()
+        .filter_map(|r| Some((r, r.export.as_ref()?)))
+        .filter(|(_, m)| m.made == Made::Native)
+        .collect();
+    links.sort_by_key(|(_, m)| m.export_time);
+    links
+}
+
+/// Walks from `link` back to its chain's full export through `links`; every link on the way
+/// must be there and finished. `Err` says which is not.
+fn base_of<'a>(
+    links: &[(&'a TargetRecord, &'a ExportMeta)],
+    link: &'a ExportMeta,
+) -> std::result::Result<&'a ExportMeta, String> {
+    let mut cursor = link;
+    // Each step goes to an earlier link, so the walk ends; the bound guards bad records.
+    for _ in 0..=links.len() {
+        if cursor.export_type == ExportType::FullExport {
+            return Ok(cursor);
+        }
+        let Some(from) = cursor.from else {
+            return Err("an incremental link has no window start".into());
+        };
+        match links
+            .iter()
+            .find(|(_, m)| m.export_time == from && m.export_time < cursor.export_time)
+        {
+            Some((r, m)) if r.status == TargetStatus::Done => cursor = m,
+            Some((r, _)) => {
+                return Err(format!(
+                    "the chain's link at slot {} is {}; a broken chain is never continued",
+                    r.slot, r.status
+                ))
+            }
+            None => return Err(format!(
+                "the chain's link ending at {from} is missing; a broken chain is never continued"
+            )),
+        }
+    }
+    Err("the chain's links do not lead back to a full export".into())
+}
+
+/// Pure, for validate: every finished incremental export whose chain back to its full export
+/// is not whole, as (slot, why). A restore from such a link would be short.
+pub fn broken_chains(records: &[TargetRecord]) -> Vec<(String, String)> {
+    let links = native_links(records);
+    links
+        .iter()
+        .filter(|(r, m)| {
+            r.status == TargetStatus::Done && m.export_type == ExportType::IncrementalExport
+        })
+        .filter_map(|(r, m)| base_of(&links, m).err().map(|why| (r.slot.clone(), why)))
+        .collect()
+}
+
 /// Pure: plans the next native export at `slot` from the table's export records (any order).
 /// A chain continues only from a finished link whose chain back to its full export is whole:
 /// a missing, failed or unfinished link makes the next export full, and says why.
@@ -37,12 +95,8 @@ pub fn plan_chain(records: &[TargetRecord], slot: Timestamp, full_every_days: u3
     if full_every_days == 0 {
         return ChainPlan::Full { why: None };
     }
-    let mut links: Vec<(&TargetRecord, &ExportMeta)> = records
-        .iter()
-        .filter_map(|r| Some((r, r.export.as_ref()?)))
-        .filter(|(_, m)| m.made == Made::Native && m.export_time < slot)
-        .collect();
-    links.sort_by_key(|(_, m)| m.export_time);
+    let mut links = native_links(records);
+    links.retain(|(_, m)| m.export_time < slot);
     let Some((last, last_meta)) = links.last().copied() else {
         return ChainPlan::Full {
             why: Some("no earlier native export of this table".into()),
@@ -77,34 +131,9 @@ pub fn plan_chain(records: &[TargetRecord], slot: Timestamp, full_every_days: u3
         }
     }
     // Walk back to the chain's full export: every link must be there and finished.
-    let mut cursor = last_meta;
-    let base = loop {
-        if cursor.export_type == ExportType::FullExport {
-            break cursor;
-        }
-        let Some(from) = cursor.from else {
-            return ChainPlan::Full {
-                why: Some("an incremental link has no window start".into()),
-            };
-        };
-        match links.iter().find(|(_, m)| m.export_time == from) {
-            Some((r, m)) if r.status == TargetStatus::Done => cursor = m,
-            Some((r, _)) => {
-                return ChainPlan::Full {
-                    why: Some(format!(
-                        "the chain's link at slot {} is {}; a broken chain is never continued",
-                        r.slot, r.status
-                    )),
-                }
-            }
-            None => {
-                return ChainPlan::Full {
-                    why: Some(format!(
-                        "the chain's link ending at {from} is missing; a broken chain is never continued"
-                    )),
-                }
-            }
-        }
+    let base = match base_of(&links, last_meta) {
+        Ok(base) => base,
+        Err(why) => return ChainPlan::Full { why: Some(why) },
     };
     let age = slot.duration_since(base.export_time);
     if age >= SignedDuration::from_hours(24 * i64::from(full_every_days)) {
@@ -493,5 +522,43 @@ mod tests {
             plan_chain(&[], t("2026-11-25T03:00:00Z"), 7),
             ChainPlan::Full { why: Some(_) }
         ));
+    }
+
+    #[test]
+    fn validate_names_each_finished_link_whose_chain_is_not_whole() {
+        let link = |slot, status, from| record(slot, status, INC, Some(from));
+        let whole = vec![
+            record("2026-11-22T03:00:00Z", Done, FULL, None),
+            link("2026-11-23T03:00:00Z", Done, "2026-11-22T03:00:00Z"),
+            link("2026-11-24T03:00:00Z", Done, "2026-11-23T03:00:00Z"),
+        ];
+        assert_eq!(broken_chains(&whole), vec![]);
+
+        // The middle link failed: the last one cannot be restored whole.
+        let mut failed = whole.clone();
+        failed[1].status = Failed;
+        let broken = broken_chains(&failed);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(broken[0].0, "2026-11-24T03:00:00Z");
+        assert!(
+            broken[0].1.contains("2026-11-23T03:00:00Z is FAILED"),
+            "{broken:?}"
+        );
+
+        // The middle link is gone from the catalog.
+        let missing = vec![whole[0].clone(), whole[2].clone()];
+        let broken = broken_chains(&missing);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0]
+            .1
+            .contains("ending at 2026-11-23T03:00:00Z is missing"));
+
+        // No full export under the chain at all.
+        let baseless = vec![whole[1].clone(), whole[2].clone()];
+        assert_eq!(broken_chains(&baseless).len(), 2);
+
+        // A link whose window starts at its own end (a bad record) ends the walk, never loops.
+        let selfish = vec![link("2026-11-23T03:00:00Z", Done, "2026-11-23T03:00:00Z")];
+        assert_eq!(broken_chains(&selfish).len(), 1);
     }
 }

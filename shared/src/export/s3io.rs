@@ -31,8 +31,39 @@ struct Spool {
     md5: Md5,
 }
 
+/// Spool files of processes that were killed (a Lambda timeout, Ctrl-C) are not removed by
+/// them; Lambda keeps `/tmp` for the next invocation in the same environment. Once per process,
+/// before its first spool file, those untouched for an hour are removed (a live one is written
+/// or read every few seconds), so that they cannot fill the disk.
+fn sweep_stale_spools() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("backstop-part-") && name.ends_with(".gz")) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > hour);
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+}
+
 impl Spool {
     fn create() -> std::io::Result<Spool> {
+        sweep_stale_spools();
         let path = std::env::temp_dir().join(format!("backstop-part-{}.gz", uuid::Uuid::new_v4()));
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -507,4 +538,43 @@ pub async fn delete_prefix(s3: &S3, bucket: &str, prefix: &str) -> Result<usize>
         }
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_files_left_by_killed_processes_are_swept_live_ones_kept() {
+        let dir = std::env::temp_dir();
+        let stale = dir.join(format!("backstop-part-{}.gz", uuid::Uuid::new_v4()));
+        let recent = dir.join(format!("backstop-part-{}.gz", uuid::Uuid::new_v4()));
+        let other = dir.join(format!("not-backstop-{}.gz", uuid::Uuid::new_v4()));
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&stale, &recent, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        for p in [&stale, &other] {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(two_hours_ago)
+                .unwrap();
+        }
+        let mut spool = Spool::create().unwrap();
+        spool.write_all(b"part").unwrap();
+        assert_eq!(spool.len, 4);
+        let own = spool.path.clone();
+        assert!(own.exists());
+        assert!(!stale.exists(), "a stale spool file is removed");
+        assert!(recent.exists() && other.exists(), "nothing else is touched");
+        spool.clear().unwrap();
+        assert_eq!(std::fs::metadata(&own).unwrap().len(), 0);
+        drop(spool);
+        assert!(!own.exists(), "a spool file is removed with its data file");
+        for p in [&recent, &other] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
 }

@@ -116,6 +116,7 @@ pub async fn describe(ddb: &DynamoDb, arn: &str, name: &str) -> Result<BackupInf
         backup_status: details
             .map(|d| d.backup_status.as_str().to_owned())
             .unwrap_or_else(|| "UNKNOWN".into()),
+        table_shape: None,
     })
 }
 

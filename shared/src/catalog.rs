@@ -5,7 +5,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, error, updated_at, deleted_at, legal_hold (set by operators: any value but false holds) |
+//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, table_shape (JSON: keys, indexes, billing mode at backup time), error, updated_at, deleted_at, legal_hold (set by operators: any value but false holds) |
 //! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, errors, and the job's counters ([`RunReport::run_counters`]): snapshot selected, created, already_done, in_progress, failed, bytes, items; retention selected, retained, kept, deleted, failed |
 //!
 //! The guard: before any work on a (job, table, slot), a conditional write takes the target
@@ -132,6 +132,9 @@ pub struct TargetRecord {
     pub size_bytes: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_count: Option<i64>,
+    /// Snapshots: the table's keys, indexes and billing mode at backup time (for drills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_shape: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +167,7 @@ impl TargetRecord {
             size_bytes: self.size_bytes,
             item_count: self.item_count,
             backup_status: "AVAILABLE".into(),
+            table_shape: self.table_shape.clone(),
         })
     }
 }
@@ -475,6 +479,10 @@ impl Catalog {
         if let Some(i) = backup.item_count {
             req = req.expression_attribute_values(":items", n(i));
             set.push("item_count = :items");
+        }
+        if let Some(shape) = &backup.table_shape {
+            req = req.expression_attribute_values(":shape", s(shape.to_string()));
+            set.push("table_shape = :shape");
         }
         // Safe to repeat: when the condition fails because an earlier attempt of this very write
         // took effect (its answer lost), the item shows it, and that is success.
@@ -812,6 +820,8 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         backup_created_at: get_s("backup_created_at"),
         size_bytes: get_n("size_bytes"),
         item_count: get_n("item_count"),
+        // Written by Backstop as JSON; anything else reads as unknown, never as an error.
+        table_shape: get_s("table_shape").and_then(|t| serde_json::from_str(&t).ok()),
         error: get_s("error"),
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),

@@ -207,6 +207,11 @@ pub struct BackupInfo {
     pub item_count: Option<i64>,
     /// `CREATING`, `AVAILABLE` or `DELETED` at the time of the report.
     pub backup_status: String,
+    /// The source table's keys, indexes and billing mode when the backup was made (AWS's JSON
+    /// shapes, see `export::logical::schema_of`), kept in the catalog for restore drills; not
+    /// part of reports.
+    #[serde(skip)]
+    pub table_shape: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -777,6 +782,7 @@ mod tests {
             size_bytes: Some(2048),
             item_count: Some(10),
             backup_status: "AVAILABLE".into(),
+            table_shape: None,
         }
     }
 

@@ -207,6 +207,7 @@ async fn build_history() -> Clocked {
             size_bytes: details.backup_size_bytes,
             item_count: Some(3),
             backup_status: "AVAILABLE".into(),
+            table_shape: None,
         };
         catalog
             .complete(

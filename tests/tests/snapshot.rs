@@ -97,6 +97,21 @@ async fn backups_exist_in_list_backups_and_restore_brings_back_the_same_items() 
         Some(backup.backup_arn.as_str())
     );
     assert_eq!(records[0].item_count, Some(40));
+    // And what a restore drill compares the restored table with: the shape at backup time.
+    let shape = records[0]
+        .table_shape
+        .as_ref()
+        .expect("table_shape recorded");
+    assert_eq!(
+        shape["KeySchema"],
+        json!([{"AttributeName": "id", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        shape["AttributeDefinitions"],
+        json!([{"AttributeName": "id", "AttributeType": "S"}])
+    );
+    assert_eq!(shape["BillingMode"], json!("PAY_PER_REQUEST"));
+    assert_eq!(shape["GlobalSecondaryIndexes"], json!([]));
 }
 
 #[tokio::test]

@@ -67,9 +67,11 @@ fn base_of<'a>(
                     r.slot, r.status
                 ))
             }
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "the chain's link ending at {from} is missing; a broken chain is never continued"
-            )),
+            ))
+            }
         }
     }
     Err("the chain's links do not lead back to a full export".into())
@@ -370,6 +372,7 @@ mod tests {
             backup_created_at: None,
             size_bytes: None,
             item_count: None,
+            table_shape: None,
             error: (status == TargetStatus::Failed).then(|| "S3 access denied".into()),
             claimed_at: None,
             updated_at: None,

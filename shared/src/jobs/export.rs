@@ -171,6 +171,7 @@ pub fn export_info(meta: &ExportMeta) -> BackupInfo {
         size_bytes: meta.stored_bytes.map(|b| b as i64),
         item_count: meta.item_count.map(|n| n as i64),
         backup_status: "COMPLETED".into(),
+        table_shape: None,
     }
 }
 
@@ -834,6 +835,7 @@ impl TableCtx<'_> {
                             size_bytes: None,
                             item_count: None,
                             backup_status: "NONE".into(),
+                            table_shape: None,
                         }),
                     note: format!(
                         "helper: nothing to help with (the export is {})",

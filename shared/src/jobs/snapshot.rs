@@ -280,6 +280,7 @@ async fn dry_run_outcome(
 struct TableFacts {
     item_count: Option<i64>,
     size_bytes: Option<i64>,
+    shape: Option<serde_json::Value>,
 }
 
 async fn describe_table(clients: &Clients, table: &str) -> Result<TableFacts> {
@@ -294,6 +295,7 @@ async fn describe_table(clients: &Clients, table: &str) -> Result<TableFacts> {
     Ok(TableFacts {
         item_count: t.as_ref().and_then(|t| t.item_count),
         size_bytes: t.as_ref().and_then(|t| t.table_size_bytes),
+        shape: t.as_ref().map(crate::export::logical::schema_of),
     })
 }
 
@@ -418,6 +420,7 @@ async fn make_backup(
     let mut info = backups::describe(&clients.dynamodb, &arn, name).await?;
     info.size_bytes = info.size_bytes.or(facts.size_bytes);
     info.item_count = info.item_count.or(facts.item_count);
+    info.table_shape = facts.shape;
     Ok(info)
 }
 

@@ -7,6 +7,8 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::catalog::{TargetRecord, TargetStatus};
+
 /// The limits a table is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -170,6 +172,35 @@ pub fn assess(now: Timestamp, limits: &Limits, evidence: &Evidence) -> Freshness
     }
 }
 
+/// The creation time of the newest complete backup among a table's snapshot records (done,
+/// not deleted). A record without a readable creation time counts from its slot.
+pub fn newest_backup(records: &[TargetRecord]) -> Option<Timestamp> {
+    records
+        .iter()
+        .filter(|r| r.status == TargetStatus::Done && r.backup_arn.is_some())
+        .filter_map(|r| {
+            r.backup_created_at
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .or_else(|| {
+                    crate::event::ScheduleSlot::parse(&r.slot)
+                        .ok()
+                        .map(|s| s.timestamp())
+                })
+        })
+        .max()
+}
+
+/// The moment exported by the newest complete export among a table's export records (for an
+/// incremental, its window's end).
+pub fn newest_export(records: &[TargetRecord]) -> Option<Timestamp> {
+    records
+        .iter()
+        .filter(|r| r.status == TargetStatus::Done)
+        .filter_map(|r| r.export.as_ref().map(|m| m.export_time))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +311,54 @@ mod tests {
         let f = assess(t(NOW), &Limits::default(), &e);
         assert_eq!(f.backup_age_s, Some(0));
         assert!(f.is_fresh());
+    }
+
+    fn record(job: &str, slot: &str, status: &str, extra: serde_json::Value) -> TargetRecord {
+        let mut v = serde_json::json!({
+            "job": job, "table": "T", "slot": slot, "status": status,
+            "run_id": "r", "attempts": 1
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_complete_backups_and_exports_count_as_the_newest() {
+        use serde_json::json;
+        let arn = |n: &str| json!({"backup_arn": format!("arn:{n}")});
+        let backups = [
+            record("snapshot", "2026-11-28T02:00:00Z", "DONE", arn("a")),
+            // Newer, but deleted, failed, or still claimed: none counts.
+            record("snapshot", "2026-11-29T02:00:00Z", "DELETED", arn("b")),
+            record("snapshot", "2026-11-30T02:00:00Z", "FAILED", json!({})),
+            record("snapshot", "2026-12-01T02:00:00Z", "CLAIMED", json!({})),
+            // Its creation time, when recorded, is the age's start, not the slot.
+            record(
+                "snapshot",
+                "2026-11-27T02:00:00Z",
+                "DONE",
+                json!({"backup_arn": "arn:c", "backup_created_at": "2026-11-28T05:00:00Z"}),
+            ),
+        ];
+        assert_eq!(newest_backup(&backups), Some(t("2026-11-28T05:00:00Z")));
+        assert_eq!(newest_backup(&backups[1..4]), None);
+
+        let export = |slot: &str, status: &str, at: &str| {
+            record(
+                "export",
+                slot,
+                status,
+                json!({"export": {"made": "logical", "export_type": "FULL_EXPORT",
+                    "export_id": "x", "bucket": "b", "root": "p", "export_time": at}}),
+            )
+        };
+        let exports = [
+            export("2026-11-22T03:00:00Z", "DONE", "2026-11-22T03:00:00Z"),
+            export("2026-11-29T03:00:00Z", "STARTED", "2026-11-29T03:00:00Z"),
+        ];
+        assert_eq!(newest_export(&exports), Some(t("2026-11-22T03:00:00Z")));
+        assert_eq!(newest_export(&exports[1..]), None);
     }
 }

@@ -19,6 +19,7 @@ use crate::settings::{JobKind, Settings};
 pub mod export;
 pub mod retention;
 pub mod snapshot;
+pub mod validate;
 
 /// Everything an invocation needs, built once per process.
 #[derive(Debug, Clone)]

@@ -131,6 +131,11 @@ struct Lines<'a, F: FnMut(Item)> {
 }
 
 impl<F: FnMut(Item)> Lines<'_, F> {
+    /// The first bad line met so far, if any, as an error to return.
+    fn fault(&mut self) -> std::result::Result<(), String> {
+        self.bad.take().map_or(Ok(()), Err)
+    }
+
     fn take(&mut self, line: &[u8]) {
         self.line += 1;
         if self.bad.is_some() {
@@ -237,9 +242,9 @@ async fn read_data_file<F: FnMut(Item)>(
         md5.update(&chunk);
         stored += chunk.len() as u64;
         let written = gz.write_all(&chunk);
-        if let Some(bad) = gz.get_mut().bad.take() {
-            return Err(broken(key, bucket, bad));
-        }
+        gz.get_mut()
+            .fault()
+            .map_err(|bad| broken(key, bucket, bad))?;
         written.map_err(|e| {
             broken(
                 key,
@@ -250,9 +255,7 @@ async fn read_data_file<F: FnMut(Item)>(
     }
     let finished = gz.try_finish();
     let lines = gz.get_mut();
-    if let Some(bad) = lines.bad.take() {
-        return Err(broken(key, bucket, bad));
-    }
+    lines.fault().map_err(|bad| broken(key, bucket, bad))?;
     finished.map_err(|e| {
         broken(
             key,
@@ -263,9 +266,7 @@ async fn read_data_file<F: FnMut(Item)>(
     if !lines.pending.is_empty() {
         let last = std::mem::take(&mut lines.pending);
         lines.take(&last);
-        if let Some(bad) = lines.bad.take() {
-            return Err(broken(key, bucket, bad));
-        }
+        lines.fault().map_err(|bad| broken(key, bucket, bad))?;
     }
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5.finalize());
     if md5 != f.md5_checksum {

@@ -6,6 +6,7 @@ mod demo;
 mod render;
 mod retention;
 mod run;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,59 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Validation on demand: read exports back and check them.
+    Validate {
+        #[command(subcommand)]
+        command: ValidateCommand,
+    },
+    /// One restore drill now: restore the table's newest complete backup into a drill table
+    /// (BACKSTOP_DRILL_TABLE_PREFIX), compare it with the strongest evidence (an export of the
+    /// backup's moment, else the recorded count and shape), delete the drill table, and say
+    /// which level it reached (proven, consistent, failed). Takes on the table's open drill if
+    /// there is one. Exit 0 proven or consistent, 1 failed or not finished in time.
+    Drill {
+        /// The table to drill.
+        #[arg(long)]
+        table: String,
+        /// Leave the drill table in place for inspection (delete it yourself afterwards).
+        #[arg(long)]
+        keep: bool,
+        /// How long to wait for the restore, such as 30m or 2h.
+        #[arg(long, default_value = "1h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
+        /// Print the drill's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidateCommand {
+    /// Read every finished export back (all of them, verified before or not) and check it
+    /// against its manifests and fingerprint; record the result where none is recorded yet.
+    /// Exit 1 when any export fails.
+    Exports {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_wait(text: &str) -> Result<jiff::SignedDuration, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30m or 2h"))?;
+    span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -158,6 +212,8 @@ enum Job {
     Export,
     /// Delete the backups the retention policy no longer keeps (dry_run: only plan).
     Retention,
+    /// Freshness, export verification and restore drills of the selected tables.
+    Validate,
 }
 
 impl Job {
@@ -166,6 +222,7 @@ impl Job {
             Job::Snapshot => JobKind::Snapshot,
             Job::Export => JobKind::Export,
             Job::Retention => JobKind::Retention,
+            Job::Validate => JobKind::Validate,
         }
     }
 }
@@ -175,7 +232,7 @@ fn settings_help() -> String {
     for (name, what) in settings::ALL_ENV {
         s.push_str(&format!("  {name:<30} {what}\n"));
     }
-    s.push_str("\nExit status: 0 when the run succeeded, 1 when any target failed (the report says which), 2 on bad input or settings.");
+    s.push_str("\nExit status: 0 when the run succeeded, 1 when any target failed (the report says which), 2 on bad input or settings, 3 when validate found problems (stale tables, a damaged export, a failed drill).");
     s
 }
 
@@ -250,6 +307,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                     json,
                 },
         } => backups::list_exports(endpoint, table.as_deref(), catalog, json).await,
+        Command::Validate {
+            command:
+                ValidateCommand::Exports {
+                    table,
+                    catalog,
+                    json,
+                },
+        } => validate::exports(endpoint, table.as_deref(), catalog, json).await,
+        Command::Drill {
+            table,
+            keep,
+            wait,
+            catalog,
+            json,
+        } => validate::drill(endpoint, &table, catalog, keep, wait, json).await,
         Command::Demo { items, json } => demo::demo(endpoint, items, json).await,
         Command::Local {
             command: LocalCommand::Up { items },
@@ -270,6 +342,8 @@ async fn aws_config_for(endpoint: Option<&str>) -> aws_config::SdkConfig {
 fn exit_for(report: &RunReport) -> ExitCode {
     if report.needs_retry() {
         ExitCode::from(1)
+    } else if report.status == backstop::report::RunStatus::ProblemsFound {
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     }

@@ -153,6 +153,24 @@ pub struct TargetRecord {
     /// Exports: what was exported, where, and its fingerprint (attribute `export`, JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ExportMeta>,
+    /// Exports: the result of validate's read-back (attribute `verification`, JSON), once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What validate found when it read an export back (recorded once per export).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub at: Timestamp,
+    pub ok: bool,
+    /// What was checked, or what is wrong (which file, which line, which count).
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
+    /// The fingerprint of the data as read: for a native export, the first verification's is
+    /// the one later checks compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<crate::fingerprint::Fingerprint>,
 }
 
 impl TargetRecord {
@@ -633,6 +651,38 @@ impl Catalog {
         }
     }
 
+    /// Records an export's verification, once: a record that already holds one keeps it (the
+    /// first reading is the one that counts), and `false` says so.
+    pub async fn record_verification(
+        &self,
+        record: &TargetRecord,
+        verification: &Verification,
+    ) -> Result<bool> {
+        let slot = self.slot_of(record)?;
+        let text = serde_json::to_string(verification).map_err(|e| Error::Local(e.to_string()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target_key(record.job, &record.table, &slot)))
+            .update_expression("SET #verification = :v, updated_at = :now_s")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#verification)")
+            .expression_attribute_names("#verification", "verification")
+            .expression_attribute_values(":v", s(text))
+            .expression_attribute_values(":now_s", s(verification.at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(Error::aws(
+                "UpdateItem (record verification)",
+                self.resource(),
+                e,
+            )),
+        }
+    }
+
     /// Marks a target's backup deleted by retention (kept as history).
     pub async fn mark_deleted(&self, record: &TargetRecord, now: Timestamp) -> Result<()> {
         let slot = self.slot_of(record)?;
@@ -852,6 +902,8 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
                 hint: "the catalog item was not written by Backstop; fix or delete it".into(),
             })?),
         },
+        // Written by Backstop as JSON; anything else reads as not verified yet.
+        verification: get_s("verification").and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 

@@ -17,8 +17,9 @@ pub struct Limits {
     /// Newest complete export at most this old (default 8 days: weekly and slack); `None` when
     /// exports are not configured for the table.
     pub export: Option<SignedDuration>,
-    /// PITR's latest restorable time at most this far behind now (default 15 min).
-    pub pitr_lag: SignedDuration,
+    /// PITR on, with its latest restorable time at most this far behind now (default 15 min);
+    /// `None` when PITR is not required.
+    pub pitr_lag: Option<SignedDuration>,
 }
 
 impl Default for Limits {
@@ -26,7 +27,7 @@ impl Default for Limits {
         Limits {
             backup: SignedDuration::from_hours(26),
             export: Some(SignedDuration::from_hours(24 * 8)),
-            pitr_lag: SignedDuration::from_mins(15),
+            pitr_lag: Some(SignedDuration::from_mins(15)),
         }
     }
 }
@@ -144,25 +145,29 @@ pub fn assess(now: Timestamp, limits: &Limits, evidence: &Evidence) -> Freshness
         }
     }
     let mut pitr_lag_s = None;
-    match &evidence.pitr {
-        Pitr::Off => violations.push(Violation::PitrOff),
-        Pitr::Unknown(reason) => violations.push(Violation::PitrUnknown {
-            reason: reason.clone(),
-        }),
-        Pitr::On { latest_restorable } => {
+    match (&evidence.pitr, limits.pitr_lag) {
+        (Pitr::On { latest_restorable }, limit) => {
             let lag = latest_restorable.map(age);
             pitr_lag_s = lag;
-            match lag {
-                None => violations.push(Violation::PitrUnknown {
+            match (lag, limit) {
+                (None, Some(_)) => violations.push(Violation::PitrUnknown {
                     reason: "no latest restorable time reported".into(),
                 }),
-                Some(l) if l > limits.pitr_lag.as_secs() => violations.push(Violation::PitrLag {
-                    lag_s: l,
-                    limit_s: limits.pitr_lag.as_secs(),
-                }),
-                Some(_) => {}
+                (Some(l), Some(limit)) if l > limit.as_secs() => {
+                    violations.push(Violation::PitrLag {
+                        lag_s: l,
+                        limit_s: limit.as_secs(),
+                    })
+                }
+                _ => {}
             }
         }
+        // PITR not required: its state is reported, never a violation.
+        (_, None) => {}
+        (Pitr::Off, Some(_)) => violations.push(Violation::PitrOff),
+        (Pitr::Unknown(reason), Some(_)) => violations.push(Violation::PitrUnknown {
+            reason: reason.clone(),
+        }),
     }
     Freshness {
         backup_age_s,

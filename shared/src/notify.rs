@@ -20,6 +20,16 @@ pub const METRIC_EXPORT_BYTES: &str = "ExportBytes";
 pub const METRIC_RETENTION_KEPT: &str = "RetentionKept";
 pub const METRIC_RETENTION_DELETED: &str = "RetentionDeleted";
 pub const METRIC_RETENTION_FAILURE: &str = "RetentionFailure";
+pub const METRIC_BACKUP_AGE: &str = "BackupAgeSeconds";
+pub const METRIC_EXPORT_AGE: &str = "ExportAgeSeconds";
+pub const METRIC_PITR_LAG: &str = "PitrLagSeconds";
+pub const METRIC_FRESHNESS_VIOLATION: &str = "FreshnessViolation";
+pub const METRIC_EXPORT_VERIFY_FAILURE: &str = "ExportVerificationFailure";
+pub const METRIC_VALIDATE_FAILURE: &str = "ValidateFailure";
+pub const METRIC_DRILL_SUCCESS: &str = "RestoreDrillSuccess";
+pub const METRIC_DRILL_SECONDS: &str = "RestoreDrillSeconds";
+pub const METRIC_DRILL_VERIFY_SECONDS: &str = "RestoreDrillVerifySeconds";
+pub const METRIC_DRILL_LEVEL: &str = "RestoreDrillLevel";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -75,7 +85,77 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
         JobKind::Snapshot => snapshot_metrics(report, &data),
         JobKind::Export => export_metrics(report, &data),
         JobKind::Retention => retention_metrics(report, &data),
+        JobKind::Validate => validate_metrics(report, &data),
     }
+}
+
+/// Per table: the ages and lag (when there is something to age), 1/0 for a freshness
+/// violation, failed export verifications, and for a drill that finished: success, RTO, verify
+/// time and level (2 proven, 1 consistent, 0 failed). Run total: tables that could not be
+/// checked.
+fn validate_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = vec![m.total(
+        METRIC_VALIDATE_FAILURE,
+        report.totals.failed as f64,
+        StandardUnit::Count,
+    )];
+    for t in &report.targets {
+        if matches!(t.outcome, Outcome::Failed { .. }) {
+            data.push(m.table(METRIC_VALIDATE_FAILURE, &t.table, 1.0, StandardUnit::Count));
+        }
+        let Some(v) = &t.validation else { continue };
+        for (name, value) in [
+            (METRIC_BACKUP_AGE, v.backup_age_s),
+            (METRIC_EXPORT_AGE, v.export_age_s),
+            (METRIC_PITR_LAG, v.pitr_lag_s),
+        ] {
+            if let Some(s) = value {
+                data.push(m.table(name, &t.table, s as f64, StandardUnit::Seconds));
+            }
+        }
+        data.push(m.table(
+            METRIC_FRESHNESS_VIOLATION,
+            &t.table,
+            if v.stale.is_empty() { 0.0 } else { 1.0 },
+            StandardUnit::Count,
+        ));
+        let failed = v.exports.iter().filter(|c| !c.ok).count() + v.broken_chains.len();
+        data.push(m.table(
+            METRIC_EXPORT_VERIFY_FAILURE,
+            &t.table,
+            failed as f64,
+            StandardUnit::Count,
+        ));
+        if let Some(d) = &v.drill {
+            if let Some(level) = d.level {
+                let ok = level != crate::drill::DrillLevel::Failed;
+                data.push(m.table(
+                    METRIC_DRILL_SUCCESS,
+                    &t.table,
+                    if ok { 1.0 } else { 0.0 },
+                    StandardUnit::Count,
+                ));
+                data.push(m.table(
+                    METRIC_DRILL_LEVEL,
+                    &t.table,
+                    level.metric(),
+                    StandardUnit::None,
+                ));
+                if let Some(s) = d.restore_s {
+                    data.push(m.table(METRIC_DRILL_SECONDS, &t.table, s, StandardUnit::Seconds));
+                }
+                if let Some(s) = d.verify_s {
+                    data.push(m.table(
+                        METRIC_DRILL_VERIFY_SECONDS,
+                        &t.table,
+                        s,
+                        StandardUnit::Seconds,
+                    ));
+                }
+            }
+        }
+    }
+    data
 }
 
 /// Builds the data points of one run: its time, and its Job dimension.
@@ -299,6 +379,7 @@ mod tests {
                 decisions: vec![],
                 export: None,
                 export_retention: None,
+                validation: None,
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -313,6 +394,7 @@ mod tests {
                 decisions: vec![],
                 export: None,
                 export_retention: None,
+                validation: None,
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -334,6 +416,7 @@ mod tests {
                 decisions: vec![],
                 export: None,
                 export_retention: None,
+                validation: None,
             },
         ];
         let totals = Totals::from_targets(&targets);

@@ -53,6 +53,9 @@ pub enum RunStatus {
     Failed,
     /// The selection matched no table.
     NothingSelected,
+    /// Validate: every table was checked and something is wrong (stale, a damaged export, a
+    /// failed drill). Pages, but is not retried: checking again changes nothing.
+    ProblemsFound,
 }
 
 impl RunStatus {
@@ -62,6 +65,7 @@ impl RunStatus {
             RunStatus::PartiallyFailed => "PARTIAL FAILURE",
             RunStatus::Failed => "FAILED",
             RunStatus::NothingSelected => "NOTHING SELECTED",
+            RunStatus::ProblemsFound => "PROBLEMS FOUND",
         }
     }
 
@@ -70,7 +74,7 @@ impl RunStatus {
         match self {
             RunStatus::Succeeded => "info",
             RunStatus::NothingSelected => "warning",
-            RunStatus::PartiallyFailed | RunStatus::Failed => "error",
+            RunStatus::PartiallyFailed | RunStatus::Failed | RunStatus::ProblemsFound => "error",
         }
     }
 }
@@ -94,6 +98,70 @@ pub struct TargetReport {
     /// named `export …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_retention: Option<ExportsRetained>,
+    /// Validate: freshness, export verifications and the drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Box<Validation>>,
+}
+
+/// What validate found for one table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Age of the newest complete backup, seconds (`None`: there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_age_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_age_s: Option<i64>,
+    /// How far PITR's latest restorable time is behind (`None`: PITR off or unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_lag_s: Option<i64>,
+    /// Each way the table is stale, in words; empty when it is fresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
+    /// The exports verified in this run (each export is verified once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportCheck>,
+    /// Incremental exports whose chain back to a full export is not whole: "slot: why".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_chains: Vec<String>,
+    /// The restore drill this run started, advanced or finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<crate::drill::DrillReport>,
+}
+
+impl Validation {
+    /// What is wrong, one line each (for the summary and the problem count).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.stale.iter().map(|s| format!("stale: {s}")).collect();
+        out.extend(
+            self.exports
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("export {} failed verification: {}", c.slot, c.detail)),
+        );
+        out.extend(
+            self.broken_chains
+                .iter()
+                .map(|c| format!("incremental export {c}")),
+        );
+        if let Some(d) = &self.drill {
+            if d.level == Some(crate::drill::DrillLevel::Failed) {
+                out.push(format!("restore drill failed: {}", d.detail));
+            }
+        }
+        out
+    }
+}
+
+/// One export read back and checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportCheck {
+    pub slot: String,
+    pub uri: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
+    /// What was checked, or what is wrong (which file, line or count).
+    pub detail: String,
 }
 
 /// Retention of one table's exports.
@@ -154,6 +222,9 @@ pub enum Outcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// Validate checked the table; `problems` counts what it found wrong (stale backups or
+    /// exports, failed verifications, broken chains, a failed drill), each in `validation`.
+    Validated { problems: usize },
     /// The target failed; the error names the operation and says what to do.
     Failed {
         operation: String,
@@ -169,7 +240,10 @@ fn is_zero(n: &usize) -> bool {
 impl Outcome {
     pub fn is_done(&self) -> bool {
         match self {
-            Outcome::Created { .. } | Outcome::AlreadyDone { .. } | Outcome::Started { .. } => true,
+            Outcome::Created { .. }
+            | Outcome::AlreadyDone { .. }
+            | Outcome::Started { .. }
+            | Outcome::Validated { .. } => true,
             Outcome::Retained { failed_deletes, .. } => *failed_deletes == 0,
             _ => false,
         }
@@ -257,6 +331,21 @@ pub struct Totals {
     pub exports_kept: usize,
     #[serde(default)]
     pub exports_deleted: usize,
+    /// Validate: tables checked, and what was found wrong across them.
+    #[serde(default)]
+    pub validated: usize,
+    #[serde(default)]
+    pub problems: usize,
+    #[serde(default)]
+    pub stale: usize,
+    #[serde(default)]
+    pub exports_verified: usize,
+    #[serde(default)]
+    pub exports_failed: usize,
+    #[serde(default)]
+    pub drills_finished: usize,
+    #[serde(default)]
+    pub drills_failed: usize,
 }
 
 /// Where the report went.
@@ -302,6 +391,10 @@ impl Totals {
                 Outcome::Planned { .. } => t.planned += 1,
                 Outcome::Started { .. } => t.started += 1,
                 Outcome::Failed { .. } => t.failed += 1,
+                Outcome::Validated { problems } => {
+                    t.validated += 1;
+                    t.problems += problems;
+                }
                 Outcome::Retained {
                     kept,
                     deleted,
@@ -334,6 +427,16 @@ impl Totals {
                     t.failed += 1;
                 }
             }
+            if let Some(v) = &target.validation {
+                t.stale += usize::from(!v.stale.is_empty());
+                t.exports_verified += v.exports.iter().filter(|c| c.ok).count();
+                t.exports_failed += v.exports.iter().filter(|c| !c.ok).count();
+                if let Some(d) = &v.drill {
+                    t.drills_finished += usize::from(d.level.is_some());
+                    t.drills_failed +=
+                        usize::from(d.level == Some(crate::drill::DrillLevel::Failed));
+                }
+            }
             match target.pitr {
                 Some(PitrState::Disabled) => t.pitr_disabled += 1,
                 Some(PitrState::EnabledNow) => t.pitr_enabled_now += 1,
@@ -346,8 +449,12 @@ impl Totals {
 
 /// Pure: the run's status from its targets and run-level errors.
 pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
-    let done =
-        totals.created + totals.already_done + totals.planned + totals.retained + totals.started;
+    let done = totals.created
+        + totals.already_done
+        + totals.planned
+        + totals.retained
+        + totals.started
+        + totals.validated;
     let not_done = totals.failed + totals.in_progress;
     if totals.selected == 0 {
         if run_errors.is_empty() {
@@ -355,6 +462,8 @@ pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
         } else {
             RunStatus::Failed
         }
+    } else if not_done == 0 && totals.problems > 0 {
+        RunStatus::ProblemsFound
     } else if not_done == 0 {
         RunStatus::Succeeded
     } else if done == 0 {
@@ -537,6 +646,17 @@ impl RunReport {
                 ("deleted", c(t.deleted)),
                 ("failed", c(t.failed)),
             ],
+            JobKind::Validate => vec![
+                ("selected", c(t.selected)),
+                ("validated", c(t.validated)),
+                ("problems", c(t.problems)),
+                ("stale", c(t.stale)),
+                ("exports_verified", c(t.exports_verified)),
+                ("exports_failed", c(t.exports_failed)),
+                ("drills_finished", c(t.drills_finished)),
+                ("drills_failed", c(t.drills_failed)),
+                ("failed", c(t.failed)),
+            ],
         }
     }
 
@@ -609,6 +729,27 @@ impl RunReport {
                 }
                 out
             }
+            JobKind::Validate => format!(
+                "Targets:    {} selected, {} checked, {} with problems ({} problems), {} failed\n\
+                 Freshness:  {} stale\n\
+                 Exports:    {} verified now, {} failed verification\n\
+                 Drills:     {} finished, {} failed\n",
+                t.selected,
+                t.validated,
+                self.targets
+                    .iter()
+                    .filter(
+                        |x| matches!(x.outcome, Outcome::Validated { problems } if problems > 0)
+                    )
+                    .count(),
+                t.problems,
+                t.failed,
+                t.stale,
+                t.exports_verified,
+                t.exports_failed,
+                t.drills_finished,
+                t.drills_failed,
+            ),
         }
     }
 }
@@ -653,8 +794,53 @@ fn target_block(target: &TargetReport) -> String {
         }
         out.push_str(&format!("    at {}\n", clip(&m.uri(), 1100)));
     }
+    if let Some(v) = &target.validation {
+        out.push_str(&validation_lines(v));
+    }
     for w in target.warnings.iter().take(10) {
         out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
+    }
+    out
+}
+
+/// Validate's lines for one table: what is stale, each export verified, each broken chain, the
+/// drill. No item content: counts, fingerprints, object names.
+fn validation_lines(v: &Validation) -> String {
+    let age = |s: Option<i64>| {
+        s.map(|s| format!("{:.1} h", s as f64 / 3600.0))
+            .unwrap_or_else(|| "none".into())
+    };
+    let mut out = format!(
+        "    newest backup {}, newest export {}, PITR lag {}\n",
+        age(v.backup_age_s),
+        age(v.export_age_s),
+        v.pitr_lag_s
+            .map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    for s in v.stale.iter().take(10) {
+        out.push_str(&format!("    STALE: {}\n", clip(s, 500)));
+    }
+    for c in v.exports.iter().take(20) {
+        out.push_str(&format!(
+            "    export {} {}: {}\n",
+            clip(&c.slot, 40),
+            if c.ok {
+                "verified"
+            } else {
+                "FAILED VERIFICATION"
+            },
+            clip(&c.detail, 1000)
+        ));
+    }
+    for b in v.broken_chains.iter().take(10) {
+        out.push_str(&format!(
+            "    BROKEN CHAIN: incremental export {}\n",
+            clip(b, 500)
+        ));
+    }
+    if let Some(d) = &v.drill {
+        out.push_str(&format!("    drill: {}\n", clip(&d.line(), 1500)));
     }
     out
 }
@@ -716,6 +902,8 @@ fn outcome_line(o: &Outcome) -> String {
         Outcome::Planned { backup_name } => format!("would back up as {backup_name}"),
 
         Outcome::Started { export_id, note } => format!("{note} ({export_id})"),
+        Outcome::Validated { problems: 0 } => "all checks passed".into(),
+        Outcome::Validated { problems } => format!("{problems} PROBLEM(S) FOUND"),
         Outcome::Retained {
             kept,
             deleted,
@@ -796,6 +984,7 @@ mod tests {
             decisions: vec![],
             export: None,
             export_retention: None,
+            validation: None,
         }
     }
 

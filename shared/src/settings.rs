@@ -32,6 +32,11 @@ pub const ENV_EXPORT_FILE_BYTES: &str = "BACKSTOP_EXPORT_FILE_BYTES";
 pub const ENV_EXPORT_PAGE_ITEMS: &str = "BACKSTOP_EXPORT_PAGE_ITEMS";
 pub const ENV_EXPORT_TIME_BUDGET: &str = "BACKSTOP_EXPORT_TIME_BUDGET";
 pub const ENV_EXPORT_RETENTION_POLICY: &str = "BACKSTOP_EXPORT_RETENTION_POLICY";
+pub const ENV_BACKUP_MAX_AGE: &str = "BACKSTOP_BACKUP_MAX_AGE";
+pub const ENV_EXPORT_MAX_AGE: &str = "BACKSTOP_EXPORT_MAX_AGE";
+pub const ENV_PITR_MAX_LAG: &str = "BACKSTOP_PITR_MAX_LAG";
+pub const ENV_DRILL_EVERY: &str = "BACKSTOP_DRILL_EVERY";
+pub const ENV_DRILLS_PER_RUN: &str = "BACKSTOP_DRILLS_PER_RUN";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -125,6 +130,26 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_EXPORT_RETENTION_POLICY,
         "retention only; the policy for exports, same form as the backup policy, default keep_weekly=13,keep_monthly=12,keep_yearly=7",
     ),
+    (
+        ENV_BACKUP_MAX_AGE,
+        "validate only; the newest complete backup of each table may be at most this old (30m, 26h, 2d), default 26h",
+    ),
+    (
+        ENV_EXPORT_MAX_AGE,
+        "validate only; the newest complete export may be at most this old, or off, default 8d when BACKSTOP_EXPORT_BUCKET is set, off otherwise",
+    ),
+    (
+        ENV_PITR_MAX_LAG,
+        "validate only; PITR must be on with its latest restorable time at most this far behind now, or off (not checked), default 15m",
+    ),
+    (
+        ENV_DRILL_EVERY,
+        "validate only; each table gets a restore drill at least this often, or off, default 7d",
+    ),
+    (
+        ENV_DRILLS_PER_RUN,
+        "validate only; new drills one run starts at most (the others wait their turn), 0 to 50, default 1",
+    ),
 ];
 
 /// The job a function runs. Each job validates only the settings it uses, so that a typo in one
@@ -136,16 +161,23 @@ pub enum JobKind {
     Snapshot,
     Export,
     Retention,
+    Validate,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Snapshot, JobKind::Export, JobKind::Retention];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Snapshot,
+        JobKind::Export,
+        JobKind::Retention,
+        JobKind::Validate,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Snapshot => "snapshot",
             JobKind::Export => "export",
             JobKind::Retention => "retention",
+            JobKind::Validate => "validate",
         }
     }
 }
@@ -201,6 +233,126 @@ pub enum JobSettings {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exports: Option<Box<ExportRetention>>,
     },
+    Validate(Box<ValidateSettings>),
+}
+
+/// The validate job's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidateSettings {
+    /// Newest complete backup at most this old.
+    #[serde(serialize_with = "ser_duration")]
+    pub backup_max_age: jiff::SignedDuration,
+    /// Newest complete export at most this old (`None`: exports not checked).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub export_max_age: Option<jiff::SignedDuration>,
+    /// PITR on and at most this far behind (`None`: PITR not checked).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub pitr_max_lag: Option<jiff::SignedDuration>,
+    /// Each table is drilled at least this often (`None`: no drills).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub drill_every: Option<jiff::SignedDuration>,
+    /// New drills started per run at most.
+    pub drills_per_run: usize,
+}
+
+fn ser_duration<S: serde::Serializer>(
+    d: &jiff::SignedDuration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{d:#}"))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(
+    d: &Option<jiff::SignedDuration>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&format!("{d:#}")),
+        None => s.serialize_str("off"),
+    }
+}
+
+pub const DEFAULT_BACKUP_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(26);
+pub const DEFAULT_EXPORT_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(8 * 24);
+pub const DEFAULT_PITR_MAX_LAG: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+pub const DEFAULT_DRILL_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+pub const MAX_DRILLS_PER_RUN: usize = 50;
+
+impl ValidateSettings {
+    /// The freshness limits these settings hold each table to.
+    pub fn limits(&self) -> crate::freshness::Limits {
+        crate::freshness::Limits {
+            backup: self.backup_max_age,
+            export: self.export_max_age,
+            pitr_lag: self.pitr_max_lag,
+        }
+    }
+}
+
+/// A duration setting such as `30m`, `26h`, `8d` (a day is 24 hours here), or `off` when
+/// `off_allowed`.
+fn parse_duration_setting(
+    name: &str,
+    text: &str,
+    off_allowed: bool,
+) -> Result<Option<jiff::SignedDuration>> {
+    let t = text.trim();
+    if off_allowed && t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::setting(
+            name,
+            format!(
+                "must be a duration such as 30m, 26h or 8d{}, got {:?}",
+                if off_allowed { ", or off" } else { "" },
+                truncate_for_message(t)
+            ),
+        )
+    };
+    let span: jiff::Span = t.parse().map_err(|_| bad())?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| bad())?;
+    if d.is_negative() || d.is_zero() {
+        return Err(Error::setting(
+            name,
+            format!("must be a positive duration, got {t:?}"),
+        ));
+    }
+    Ok(Some(d))
+}
+
+fn resolve_validate(env: &Environment) -> Result<ValidateSettings> {
+    let get = |name: &str, default: Option<jiff::SignedDuration>, off: bool| match env.get(name) {
+        Some(v) => parse_duration_setting(name, v, off),
+        None => Ok(default),
+    };
+    let backup_max_age = get(ENV_BACKUP_MAX_AGE, Some(DEFAULT_BACKUP_MAX_AGE), false)?
+        .unwrap_or(DEFAULT_BACKUP_MAX_AGE);
+    let export_default = env.get(ENV_EXPORT_BUCKET).map(|_| DEFAULT_EXPORT_MAX_AGE);
+    let drills_per_run = match env.get(ENV_DRILLS_PER_RUN) {
+        None => 1,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n <= MAX_DRILLS_PER_RUN => n,
+            _ => {
+                return Err(Error::setting(
+                    ENV_DRILLS_PER_RUN,
+                    format!(
+                        "must be a whole number from 0 to {MAX_DRILLS_PER_RUN}, got {:?}",
+                        truncate_for_message(v)
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(ValidateSettings {
+        backup_max_age,
+        export_max_age: get(ENV_EXPORT_MAX_AGE, export_default, true)?,
+        pitr_max_lag: get(ENV_PITR_MAX_LAG, Some(DEFAULT_PITR_MAX_LAG), true)?,
+        drill_every: get(ENV_DRILL_EVERY, Some(DEFAULT_DRILL_EVERY), true)?,
+        drills_per_run,
+    })
 }
 
 /// How a table is exported.
@@ -295,6 +447,14 @@ impl Settings {
     pub fn export(&self) -> Option<&ExportSettings> {
         match &self.job {
             JobSettings::Export(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The validate settings (`None` for any other job).
+    pub fn validate(&self) -> Option<&ValidateSettings> {
+        match &self.job {
+            JobSettings::Validate(v) => Some(v.as_ref()),
             _ => None,
         }
     }
@@ -520,6 +680,15 @@ impl Settings {
                     policy: Box::new(resolve_policy(env, overrides, guarded)?),
                     exports: resolve_export_retention(env)?.map(Box::new),
                 }
+            }
+            JobKind::Validate => {
+                if overrides.policy.is_some() {
+                    return Err(foreign("policy", JobKind::Retention));
+                }
+                if overrides.enable_pitr.is_some() {
+                    return Err(foreign("enable_pitr", JobKind::Snapshot));
+                }
+                JobSettings::Validate(Box::new(resolve_validate(env)?))
             }
         };
 

@@ -226,3 +226,117 @@ impl Harness {
         .unwrap()
     }
 }
+
+/// Puts two items into `table` that hold every DynamoDB type between them (escapes, 38-digit
+/// and extreme numbers, every byte, empty strings and containers, sets, nesting) and one near
+/// the 400 KB item limit. `moto_import` leaves out what moto's ImportTable parser mangles.
+pub async fn put_every_type(clients: &Clients, table: &str, moto_import: bool) {
+    let big: String = (0..350_000)
+        .map(|i| (b'a' + (i * 7 % 26) as u8) as char)
+        .collect();
+    let nested = HashMap::from([
+        (
+            "bin".to_owned(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![
+                0u8, 255, 1, 254,
+            ])),
+        ),
+        (
+            "empty_map".to_owned(),
+            if moto_import {
+                AttributeValue::L(vec![])
+            } else {
+                AttributeValue::M(HashMap::new())
+            },
+        ),
+        ("empty_list".to_owned(), AttributeValue::L(vec![])),
+        (
+            "bs".to_owned(),
+            AttributeValue::Bs(vec![
+                aws_sdk_dynamodb::primitives::Blob::new(vec![9]),
+                aws_sdk_dynamodb::primitives::Blob::new(vec![0, 0]),
+            ]),
+        ),
+    ]);
+    let items = vec![
+        HashMap::from([
+            ("id".to_owned(), AttributeValue::S("all-types".into())),
+            (
+                "s".to_owned(),
+                AttributeValue::S(if moto_import {
+                    "unicode é 🦀".into()
+                } else {
+                    "quote \" backslash \\ newline \n tab \t unicode é 🦀".into()
+                }),
+            ),
+            ("empty_s".to_owned(), AttributeValue::S(String::new())),
+            (
+                "n38".to_owned(),
+                AttributeValue::N("12345678901234567890123456789012345678".into()),
+            ),
+            (
+                "n_small".to_owned(),
+                AttributeValue::N("-0.00000000000000000000000000000000000123".into()),
+            ),
+            (
+                "n_big".to_owned(),
+                AttributeValue::N("9.9999999999999999999999999999999999999E+125".into()),
+            ),
+            (
+                "b".to_owned(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                    (0u8..=255).collect::<Vec<u8>>(),
+                )),
+            ),
+            (
+                "ss".to_owned(),
+                AttributeValue::Ss(vec!["x".into(), "y".into(), "z".into()]),
+            ),
+            (
+                "ns".to_owned(),
+                AttributeValue::Ns(vec!["1".into(), "2.5".into(), "-3E10".into()]),
+            ),
+            (
+                "bs".to_owned(),
+                AttributeValue::Bs(vec![
+                    aws_sdk_dynamodb::primitives::Blob::new(vec![1, 2]),
+                    aws_sdk_dynamodb::primitives::Blob::new(vec![3]),
+                ]),
+            ),
+            ("m".to_owned(), AttributeValue::M(nested.clone())),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![
+                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![7, 7])),
+                    AttributeValue::M(nested),
+                    AttributeValue::L(vec![
+                        AttributeValue::Null(true),
+                        AttributeValue::Bool(true),
+                        AttributeValue::Bool(false),
+                    ]),
+                    AttributeValue::Ns(vec!["0.1".into()]),
+                ]),
+            ),
+            ("null".to_owned(), AttributeValue::Null(true)),
+            ("t".to_owned(), AttributeValue::Bool(true)),
+        ]),
+        HashMap::from([
+            ("id".to_owned(), AttributeValue::S("near-400kb".into())),
+            ("payload".to_owned(), AttributeValue::S(big)),
+            (
+                "b".to_owned(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![42; 20_000])),
+            ),
+        ]),
+    ];
+    for item in items {
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+}

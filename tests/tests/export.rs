@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use backstop::aws::Clients;
 use backstop::ddbjson::Item;
@@ -15,7 +14,7 @@ use backstop::jobs;
 use backstop::report::{Outcome, RunReport};
 use backstop::settings::{JobKind, Settings};
 use backstop_tests::fault_proxy::{Chaos, Fault, FaultProxy};
-use backstop_tests::{clients_through, Harness};
+use backstop_tests::{clients_through, put_every_type, Harness};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
@@ -89,97 +88,6 @@ async fn read_back(
 /// `moto_import`: leave out what moto's ImportTable parser (py_partiql_parser) gets wrong on
 /// valid JSON: escaped quotes and backslashes in strings, and empty maps (it drops the rest of
 /// the file). AWS's ImportTable reads standard JSON; the read-back test covers these values.
-async fn put_every_type(clients: &Clients, table: &str, moto_import: bool) {
-    let big: String = (0..350_000)
-        .map(|i| (b'a' + (i * 7 % 26) as u8) as char)
-        .collect();
-    let nested = HashMap::from([
-        ("bin".to_owned(), A::B(Blob::new(vec![0u8, 255, 1, 254]))),
-        (
-            "empty_map".to_owned(),
-            if moto_import {
-                A::L(vec![])
-            } else {
-                A::M(HashMap::new())
-            },
-        ),
-        ("empty_list".to_owned(), A::L(vec![])),
-        (
-            "bs".to_owned(),
-            A::Bs(vec![Blob::new(vec![9]), Blob::new(vec![0, 0])]),
-        ),
-    ]);
-    let items = vec![
-        HashMap::from([
-            ("id".to_owned(), A::S("all-types".into())),
-            (
-                "s".to_owned(),
-                A::S(if moto_import {
-                    "unicode é 🦀".into()
-                } else {
-                    "quote \" backslash \\ newline \n tab \t unicode é 🦀".into()
-                }),
-            ),
-            ("empty_s".to_owned(), A::S(String::new())),
-            (
-                "n38".to_owned(),
-                A::N("12345678901234567890123456789012345678".into()),
-            ),
-            (
-                "n_small".to_owned(),
-                A::N("-0.00000000000000000000000000000000000123".into()),
-            ),
-            (
-                "n_big".to_owned(),
-                A::N("9.9999999999999999999999999999999999999E+125".into()),
-            ),
-            (
-                "b".to_owned(),
-                A::B(Blob::new((0u8..=255).collect::<Vec<u8>>())),
-            ),
-            (
-                "ss".to_owned(),
-                A::Ss(vec!["x".into(), "y".into(), "z".into()]),
-            ),
-            (
-                "ns".to_owned(),
-                A::Ns(vec!["1".into(), "2.5".into(), "-3E10".into()]),
-            ),
-            (
-                "bs".to_owned(),
-                A::Bs(vec![Blob::new(vec![1, 2]), Blob::new(vec![3])]),
-            ),
-            ("m".to_owned(), A::M(nested.clone())),
-            (
-                "l".to_owned(),
-                A::L(vec![
-                    A::B(Blob::new(vec![7, 7])),
-                    A::M(nested),
-                    A::L(vec![A::Null(true), A::Bool(true), A::Bool(false)]),
-                    A::Ns(vec!["0.1".into()]),
-                ]),
-            ),
-            ("null".to_owned(), A::Null(true)),
-            ("t".to_owned(), A::Bool(true)),
-        ]),
-        HashMap::from([
-            ("id".to_owned(), A::S("near-400kb".into())),
-            ("payload".to_owned(), A::S(big)),
-            ("b".to_owned(), A::B(Blob::new(vec![42; 20_000]))),
-        ]),
-    ];
-    for item in items {
-        clients
-            .dynamodb
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn a_logical_export_of_every_type_reads_back_exactly_imports_and_is_made_once() {
     let h = Harness::new().await;

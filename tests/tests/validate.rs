@@ -86,3 +86,514 @@ async fn freshness_reads_the_catalog_and_pitr_never_backed_up_stale_and_fresh() 
         .to_string();
     assert!(err.contains("no-such-catalog"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The validate job end to end.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue as A;
+use backstop::drill::{self, DrillCtx, DrillLevel, DrillState};
+use backstop::report::{Outcome, RunReport, TargetReport};
+use backstop_tests::{local, put_every_type};
+
+/// Runs one job for `tables` at `slot` with the harness's settings plus `extra`.
+async fn run_job(
+    h: &Harness,
+    kind: JobKind,
+    extra: &[(&str, String)],
+    payload: serde_json::Value,
+) -> RunReport {
+    let request = JobRequest::from_payload(&payload, Timestamp::now()).unwrap();
+    let pairs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = Settings::resolve(kind, &h.env(&pairs), &request).unwrap();
+    jobs::run(kind, &h.clients, &settings, &request).await
+}
+
+/// The current hour as a slot: exports of it are fresh.
+fn this_hour() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:00:00Z").to_string()
+}
+
+fn target<'a>(r: &'a RunReport, table: &str) -> &'a TargetReport {
+    r.targets
+        .iter()
+        .find(|t| t.table == table)
+        .unwrap_or_else(|| panic!("{table} in {r:#?}"))
+}
+
+async fn validate_metric(h: &Harness, metric: &str, table: &str) -> Option<f64> {
+    local::metric_sum(&h.config, &h.namespace(), metric, "validate", Some(table))
+        .await
+        .unwrap()
+}
+
+async fn table_exists(h: &Harness, table: &str) -> bool {
+    h.clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Settings for validate in these tests: exports checked, PITR not (moto's latest restorable
+/// time is not AWS's), drills with a prefix of this test's own.
+fn validate_env(h: &Harness, bucket_env: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = bucket_env.to_vec();
+    env.push(("BACKSTOP_PITR_MAX_LAG", "off".into()));
+    env.push(("BACKSTOP_DRILL_TABLE_PREFIX", format!("{}drill-", h.prefix)));
+    env
+}
+
+#[tokio::test]
+async fn a_drill_of_every_type_is_proven_its_table_is_gone_and_exports_are_verified_once() {
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Drilled");
+    h.create_table(&table, 30, &[]).await;
+    put_every_type(&h.clients, &table, false).await;
+    let slot = json!({"tables": [table], "slot": this_hour()});
+    let r = run_job(&h, JobKind::Snapshot, &env, slot.clone()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let r = run_job(&h, JobKind::Export, &env, slot).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+
+    let venv = validate_env(&h, &env);
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let t = target(&r, &table);
+    assert_eq!(t.outcome, Outcome::Validated { problems: 0 }, "{t:#?}");
+    let v = t.validation.as_ref().unwrap();
+    assert!(v.stale.is_empty(), "{v:#?}");
+    assert_eq!(v.exports.len(), 1, "{v:#?}");
+    assert!(v.exports[0].ok && v.exports[0].items == Some(32), "{v:#?}");
+    let d = v.drill.as_ref().expect("a first run drills the table");
+    assert_eq!(d.level, Some(DrillLevel::Proven), "{d:#?}");
+    assert_eq!(d.state, DrillState::Cleaned);
+    assert!(d.restore_s.is_some() && d.verify_s.is_some(), "{d:#?}");
+    assert!(d.detail.contains("32 items"), "{}", d.detail);
+    assert!(
+        !table_exists(&h, &d.drill_table).await,
+        "the drill table is deleted"
+    );
+    // What a person reads: the message names the level and the RTO.
+    let body = r.email_body();
+    assert!(body.contains("drill: PROVEN (restore "), "{body}");
+
+    // The verification is in the catalog; the metrics are published.
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let exports = catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap();
+    let verification = exports[0].verification.as_ref().expect("recorded");
+    assert!(verification.ok && verification.fingerprint.is_some());
+    assert_eq!(
+        validate_metric(&h, "RestoreDrillLevel", &table).await,
+        Some(2.0)
+    );
+    assert_eq!(
+        validate_metric(&h, "RestoreDrillSuccess", &table).await,
+        Some(1.0)
+    );
+    assert!(validate_metric(&h, "RestoreDrillSeconds", &table)
+        .await
+        .is_some());
+    assert_eq!(
+        validate_metric(&h, "FreshnessViolation", &table).await,
+        Some(0.0)
+    );
+    assert!(validate_metric(&h, "BackupAgeSeconds", &table)
+        .await
+        .is_some());
+
+    // A second run within drill_every: no new drill, no export verified again.
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+    let v = target(&r, &table).validation.as_ref().unwrap();
+    assert!(v.drill.is_none() && v.exports.is_empty(), "{v:#?}");
+    assert_eq!(r.status, RunStatus::Succeeded);
+    let latest = drill::latest(&catalog, &table).await.unwrap().unwrap();
+    assert_eq!(latest.state, DrillState::Cleaned);
+}
+
+#[tokio::test]
+async fn a_damaged_export_is_reported_with_its_object_recorded_and_pages() {
+    use std::io::Read;
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Damaged");
+    h.create_table(&table, 25, &[]).await;
+    let slot = json!({"tables": [table], "slot": this_hour()});
+    assert_eq!(
+        run_job(&h, JobKind::Snapshot, &env, slot.clone())
+            .await
+            .status,
+        RunStatus::Succeeded
+    );
+    let r = run_job(&h, JobKind::Export, &env, slot).await;
+    let meta = target(&r, &table).export.clone().unwrap();
+    // One line dropped from the data file, gzip and MD5 left as they are: the first check to see
+    // it is the ETag/MD5 against the manifest.
+    let objects = h
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&meta.bucket)
+        .prefix(&meta.root)
+        .send()
+        .await
+        .unwrap();
+    let data_key = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .find(|k| k.ends_with(".json.gz"))
+        .unwrap()
+        .to_owned();
+    let body = backstop::export::s3io::get(&h.clients.s3, &meta.bucket, &data_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let shorter: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, shorter.as_bytes()).unwrap();
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&meta.bucket)
+        .key(&data_key)
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    local::receive_notifications(&h.config, &h.stack.queue_url, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    let mut venv = validate_env(&h, &env);
+    venv.push(("BACKSTOP_DRILL_EVERY", "off".into()));
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+    assert_eq!(r.status, RunStatus::ProblemsFound, "{r:#?}");
+    assert!(!r.needs_retry(), "a finding is not retried");
+    let t = target(&r, &table);
+    assert_eq!(t.outcome, Outcome::Validated { problems: 1 });
+    let check = &t.validation.as_ref().unwrap().exports[0];
+    assert!(!check.ok);
+    assert!(
+        check.detail.contains(&data_key),
+        "names the object: {}",
+        check.detail
+    );
+    assert_eq!(
+        validate_metric(&h, "ExportVerificationFailure", &table).await,
+        Some(1.0)
+    );
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let record = &catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap()[0];
+    assert!(!record.verification.as_ref().unwrap().ok);
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].attributes.get("severity").map(String::as_str),
+        Some("error")
+    );
+    assert!(
+        got[0].message.contains("FAILED VERIFICATION") && got[0].message.contains(&table),
+        "{}",
+        got[0].message
+    );
+}
+
+#[tokio::test]
+async fn a_stale_table_is_reported_published_and_pages_and_a_fresh_one_is_not() {
+    let h = Harness::new().await;
+    let fresh = h.name("FreshOne");
+    let never = h.name("NeverBacked");
+    h.create_table(&fresh, 5, &[]).await;
+    h.create_table(&never, 5, &[]).await;
+    let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [fresh]})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    local::receive_notifications(&h.config, &h.stack.queue_url, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    let mut venv = validate_env(&h, &[]);
+    venv.push(("BACKSTOP_DRILL_EVERY", "off".into()));
+    let r = run_job(
+        &h,
+        JobKind::Validate,
+        &venv,
+        json!({"tables": [fresh, never]}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::ProblemsFound, "{r:#?}");
+    let f = target(&r, &fresh);
+    assert_eq!(f.outcome, Outcome::Validated { problems: 0 }, "{f:#?}");
+    let n = target(&r, &never);
+    assert_eq!(n.outcome, Outcome::Validated { problems: 1 }, "{n:#?}");
+    assert_eq!(
+        n.validation.as_ref().unwrap().stale,
+        vec!["no complete backup at all".to_owned()]
+    );
+    assert_eq!(
+        validate_metric(&h, "FreshnessViolation", &never).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        validate_metric(&h, "FreshnessViolation", &fresh).await,
+        Some(0.0)
+    );
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(
+        got[0].attributes.get("severity").map(String::as_str),
+        Some("error")
+    );
+    assert!(
+        got[0].message.contains(&never) && got[0].message.contains("STALE: no complete backup"),
+        "{}",
+        got[0].message
+    );
+    assert!(
+        !got[0].message.contains(&format!("{fresh}: 1 PROBLEM")),
+        "{}",
+        got[0].message
+    );
+}
+
+/// Puts a native full export record whose export time is the backup's creation time, with the
+/// fingerprint of the table as it is: the exact witness a drill compares with.
+async fn exact_witness(h: &Harness, catalog: &Catalog, table: &str) {
+    let backups = catalog
+        .list_targets(JobKind::Snapshot, Some(table))
+        .await
+        .unwrap();
+    let created: Timestamp = backups[0]
+        .backup_created_at
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fp = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, table)
+        .await
+        .unwrap();
+    let mut meta = backstop::export::ExportMeta::planned(
+        backstop::export::Made::Native,
+        backstop::export::ExportType::FullExport,
+        "witness-bucket",
+        format!("backstop/{table}/x"),
+        created,
+    );
+    meta.fingerprint = Some(fp);
+    h.clients
+        .dynamodb
+        .put_item()
+        .table_name(&h.stack.catalog_table)
+        .item("pk", A::S(format!("TARGET#export#{table}")))
+        .item("sk", A::S("SLOT#2020-01-01T00:00:00Z".into()))
+        .item("job", A::S("export".into()))
+        .item("table", A::S(table.into()))
+        .item("slot", A::S("2020-01-01T00:00:00Z".into()))
+        .item("status", A::S("DONE".into()))
+        .item("run_id", A::S("fixture".into()))
+        .item("export", A::S(serde_json::to_string(&meta).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_drill_table_altered_mid_drill_or_a_restore_that_fails_is_never_a_success() {
+    let h = Harness::new().await;
+    let table = h.name("Mutated");
+    h.create_table(&table, 20, &[]).await;
+    let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    exact_witness(&h, &catalog, &table).await;
+    let prefix = format!("{}drill-", h.prefix);
+    let ctx = DrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: "test",
+    };
+
+    // Started → active; then one item of the drill table changes before it is verified.
+    let d = ctx
+        .begin(&table, false, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Active);
+    let first = h
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&d.drill_table)
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    let mut item = first.items()[0].clone();
+    item.insert("tampered".into(), A::Bool(true));
+    h.clients
+        .dynamodb
+        .put_item()
+        .table_name(&d.drill_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Verified);
+    assert_eq!(d.level, Some(DrillLevel::Failed), "{d:#?}");
+    assert!(
+        d.detail
+            .contains("differs from the export taken at the backup's moment"),
+        "{}",
+        d.detail
+    );
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Cleaned);
+    assert!(!table_exists(&h, &d.drill_table).await);
+
+    // Untouched, the same drill is proven.
+    let d = ctx
+        .begin(
+            &table,
+            false,
+            Timestamp::now() + SignedDuration::from_secs(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let d = ctx
+        .drive(
+            d,
+            Timestamp::now() + SignedDuration::from_secs(60),
+            Duration::from_millis(200),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.level, Some(DrillLevel::Proven), "{d:#?}");
+
+    // A backup whose restore fails (deleted behind the catalog's back): failed, never success.
+    h.clients
+        .dynamodb
+        .delete_backup()
+        .backup_arn(&d.backup_arn)
+        .send()
+        .await
+        .unwrap();
+    let d = ctx
+        .begin(
+            &table,
+            false,
+            Timestamp::now() + SignedDuration::from_secs(2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let d = ctx
+        .drive(
+            d,
+            Timestamp::now() + SignedDuration::from_secs(60),
+            Duration::from_millis(200),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.level, Some(DrillLevel::Failed), "{d:#?}");
+    assert!(
+        d.detail.contains("the restore failed") && d.detail.contains("RestoreTableFromBackup"),
+        "{}",
+        d.detail
+    );
+    assert_eq!(d.state, DrillState::Cleaned);
+}
+
+#[tokio::test]
+async fn a_drill_interrupted_between_states_is_taken_on_by_the_next_run_and_its_table_removed() {
+    let h = Harness::new().await;
+    let table = h.name("Interrupted");
+    h.create_table(&table, 10, &[]).await;
+    // moto restores every backup as PROVISIONED (it ignores the source's billing mode, which
+    // AWS keeps): a provisioned source lets the drill's shape check pass here.
+    h.clients
+        .dynamodb
+        .update_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::Provisioned)
+        .provisioned_throughput(
+            aws_sdk_dynamodb::types::ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let prefix = format!("{}drill-", h.prefix);
+    let ctx = DrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: "killed",
+    };
+    let venv = validate_env(&h, &[]);
+    // Killed after each state in turn: the next validate run finishes the drill and removes
+    // its table.
+    for stop_after in [
+        DrillState::Started,
+        DrillState::Active,
+        DrillState::Verified,
+    ] {
+        let mut d = ctx
+            .begin(&table, false, Timestamp::now())
+            .await
+            .unwrap()
+            .expect("no drill open");
+        while d.state != stop_after {
+            d = ctx.step(&d).await.unwrap();
+        }
+        let drill_table = d.drill_table.clone();
+        let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+        let v = target(&r, &table).validation.clone().unwrap();
+        let report = v.drill.expect("the open drill is taken on");
+        assert_eq!(
+            report.state,
+            DrillState::Cleaned,
+            "after {stop_after:?}: {report:#?}"
+        );
+        assert_eq!(report.drill_table, drill_table);
+        assert_eq!(report.level, Some(DrillLevel::Consistent), "{report:#?}");
+        assert!(
+            !table_exists(&h, &drill_table).await,
+            "after {stop_after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}

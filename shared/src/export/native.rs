@@ -395,6 +395,7 @@ mod tests {
                 stored_bytes: None,
                 note: None,
             }),
+            verification: None,
         }
     }
 

@@ -191,6 +191,7 @@ impl TableCtx<'_> {
             decisions: vec![],
             export: None,
             export_retention: None,
+            validation: None,
         };
         report.outcome = match self.export(&table, &mut report).await {
             Ok(o) => o,
@@ -891,6 +892,7 @@ impl TableCtx<'_> {
             decisions: vec![],
             export: None,
             export_retention: None,
+            validation: None,
         };
         match self.slot_export(table, &slot, &mut scratch, false).await {
             Ok(o) => {

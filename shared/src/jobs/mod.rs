@@ -66,6 +66,7 @@ pub async fn run(
         JobKind::Snapshot => Box::pin(snapshot::run(clients, settings, request)).await,
         JobKind::Export => Box::pin(export::run(clients, settings, request)).await,
         JobKind::Retention => Box::pin(retention::run(clients, settings, request)).await,
+        JobKind::Validate => Box::pin(validate::run(clients, settings, request)).await,
     }
 }
 
@@ -176,6 +177,7 @@ impl RunInProgress {
                         decisions: vec![],
                         export: None,
                         export_retention: None,
+                        validation: None,
                     });
                 }
             }

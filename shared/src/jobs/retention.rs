@@ -185,6 +185,7 @@ async fn retain_table(
         decisions: vec![],
         export: None,
         export_retention: None,
+        validation: None,
     };
     let (plan, listed) = match plan_table(
         ddb,

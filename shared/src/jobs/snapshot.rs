@@ -96,6 +96,7 @@ async fn snapshot_table(
         decisions: vec![],
         export: None,
         export_retention: None,
+        validation: None,
     };
 
     if request.dry_run {

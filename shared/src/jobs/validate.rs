@@ -1,12 +1,297 @@
-//! The validate job (#11), being built: so far, what its freshness check reads of a table.
+//! The validate job: for each selected table, freshness (the RPO watch), every new export read
+//! back and checked once, incremental chains checked, and a restore drill when one is due (see
+//! [`crate::drill`]). What it finds wrong is reported (severity `error`) but is not retried:
+//! checking again changes nothing. What it could not check fails the table, and is retried.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
+use jiff::{SignedDuration, Timestamp};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::aws::Clients;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, TargetRecord, TargetStatus, Verification};
+use crate::drill::{self, DrillCtx, DrillReport, Due};
 use crate::error::{Error, Result};
-use crate::freshness::{newest_backup, newest_export, Evidence, Pitr};
-use crate::settings::JobKind;
+use crate::event::JobRequest;
+use crate::export::native::broken_chains;
+use crate::freshness::{self, newest_backup, newest_export, Evidence, Pitr};
+use crate::report::{ExportCheck, Outcome, RunReport, TargetReport, Validation};
+use crate::settings::{JobKind, Settings, ValidateSettings};
+
+pub const JOB: JobKind = JobKind::Validate;
+
+/// Drill tables older than this that no open drill names are deleted by the sweep.
+pub const SWEEP_AGE: SignedDuration = SignedDuration::from_hours(24);
+
+/// How long one invocation waits for a drill's restore before leaving it to the next run.
+pub const DRILL_WAIT: SignedDuration = SignedDuration::from_mins(10);
+
+pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -> RunReport {
+    let mut run = super::RunInProgress::start(JOB, settings, request);
+    let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
+    async {
+        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        let Some(v) = settings.validate() else {
+            run.errors
+                .push("validate settings: the settings were resolved for another job".into());
+            return run.finish(clients, settings, &catalog).await;
+        };
+        let run_id = run.run_id.clone();
+        let ctx = TableCtx {
+            clients,
+            catalog: &catalog,
+            settings: v,
+            prefix: &settings.drill_table_prefix,
+            request,
+            run_id: &run_id,
+            drills_left: AtomicUsize::new(v.drills_per_run),
+        };
+        run.over_selected_tables(clients, settings, |table| ctx.validate_table(table))
+            .await;
+        if !request.dry_run && v.drill_every.is_some() {
+            if let Err(e) = ctx.sweep().await {
+                run.errors.push(format!("sweeping old drill tables: {e}"));
+            }
+        }
+        run.finish(clients, settings, &catalog).await
+    }
+    .instrument(span)
+    .await
+}
+
+struct TableCtx<'a> {
+    clients: &'a Clients,
+    catalog: &'a Catalog,
+    settings: &'a ValidateSettings,
+    prefix: &'a str,
+    request: &'a JobRequest,
+    run_id: &'a str,
+    /// New drills this run may still start (shared by the tables worked on at once).
+    drills_left: AtomicUsize,
+}
+
+impl TableCtx<'_> {
+    fn drills(&self) -> DrillCtx<'_> {
+        DrillCtx {
+            clients: self.clients,
+            catalog: self.catalog,
+            prefix: self.prefix,
+            run_id: self.run_id,
+        }
+    }
+
+    async fn validate_table(&self, table: String) -> TargetReport {
+        let started = Instant::now();
+        let mut validation = Validation::default();
+        let mut errors: Vec<Error> = Vec::new();
+        if let Err(e) = self.check(&table, &mut validation, &mut errors).await {
+            errors.push(e);
+        }
+        let outcome = match errors.first() {
+            None => Outcome::Validated {
+                problems: validation.problems().len(),
+            },
+            Some(first) => Outcome::Failed {
+                operation: match first {
+                    Error::Aws { operation, .. } => (*operation).to_owned(),
+                    _ => "validate".into(),
+                },
+                error: errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                retryable: errors.iter().any(Error::is_retryable),
+            },
+        };
+        TargetReport {
+            table,
+            outcome,
+            pitr: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            warnings: vec![],
+            decisions: vec![],
+            export: None,
+            export_retention: None,
+            validation: Some(Box::new(validation)),
+        }
+    }
+
+    /// Everything validate does for one table. An error that stops one part is kept in `errors`
+    /// and the other parts still run; an error returned stops the rest (the catalog unreadable).
+    async fn check(&self, table: &str, v: &mut Validation, errors: &mut Vec<Error>) -> Result<()> {
+        let backups = self
+            .catalog
+            .list_targets(JobKind::Snapshot, Some(table))
+            .await?;
+        let exports = self
+            .catalog
+            .list_targets(JobKind::Export, Some(table))
+            .await?;
+
+        let evidence = Evidence {
+            newest_backup: newest_backup(&backups),
+            newest_export: newest_export(&exports),
+            pitr: pitr(self.clients, table).await,
+        };
+        let fresh = freshness::assess(Timestamp::now(), &self.settings.limits(), &evidence);
+        v.backup_age_s = fresh.backup_age_s;
+        v.export_age_s = fresh.export_age_s;
+        v.pitr_lag_s = fresh.pitr_lag_s;
+        v.stale = fresh.violations.iter().map(|x| x.to_string()).collect();
+        if !v.stale.is_empty() {
+            warn!(stale = ?v.stale, "stale");
+        }
+
+        for record in exports
+            .iter()
+            .filter(|r| r.status == TargetStatus::Done && r.verification.is_none())
+        {
+            match verify_export(self.clients, self.catalog, record, !self.request.dry_run).await {
+                Ok(check) => v.exports.push(check),
+                Err(e) => errors.push(e),
+            }
+        }
+        v.broken_chains = broken_chains(&exports)
+            .into_iter()
+            .map(|(slot, why)| format!("{slot}: {why}"))
+            .collect();
+
+        if let Some(every) = self.settings.drill_every {
+            if !self.request.dry_run {
+                match self.drill(table, every).await {
+                    Ok(d) => v.drill = d,
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Continues the table's open drill, or starts one when it is due and this run may still
+    /// start one; drives it until it is cleaned or its restore outlasts this invocation.
+    async fn drill(&self, table: &str, every: SignedDuration) -> Result<Option<DrillReport>> {
+        let now = Timestamp::now();
+        let drills = self.drills();
+        let last = drill::latest(self.catalog, table).await?;
+        let open = match drill::due(last.as_ref(), now, every) {
+            Due::Continue(d) => *d,
+            Due::NotYet(next) => {
+                info!(next = %next, "drill not due");
+                return Ok(None);
+            }
+            Due::New => {
+                let mut left = self.drills_left.load(Ordering::SeqCst);
+                loop {
+                    if left == 0 {
+                        info!("drill due, waiting its turn (drills per run used up)");
+                        return Ok(None);
+                    }
+                    match self.drills_left.compare_exchange(
+                        left,
+                        left - 1,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    ) {
+                        Ok(_) => break,
+                        Err(now_left) => left = now_left,
+                    }
+                }
+                match drills.begin(table, false, now).await? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let until = self
+            .request
+            .deadline
+            .and_then(|d| d.checked_sub(SignedDuration::from_secs(90)).ok())
+            .unwrap_or(Timestamp::MAX)
+            .min(now.checked_add(DRILL_WAIT).unwrap_or(Timestamp::MAX));
+        let d = drills
+            .drive(open, until, std::time::Duration::from_secs(5), |_| {})
+            .await?;
+        Ok(Some(DrillReport::of(&d)))
+    }
+
+    async fn sweep(&self) -> Result<()> {
+        let open = drill::open_drill_tables(self.catalog).await?;
+        let swept = self.drills().sweep(&open, SWEEP_AGE).await?;
+        if !swept.is_empty() {
+            info!(tables = ?swept, "swept drill tables left behind");
+        }
+        Ok(())
+    }
+}
+
+/// Reads an export back whole and (with `record_result`) records the result once. A damaged export is a finding,
+/// recorded; an error reading it (throttling, access) is not, and the next run tries again.
+pub async fn verify_export(
+    clients: &Clients,
+    catalog: &Catalog,
+    record: &TargetRecord,
+    record_result: bool,
+) -> Result<ExportCheck> {
+    let Some(meta) = &record.export else {
+        return Err(Error::Local(format!(
+            "export record {} of {} holds no export",
+            record.slot, record.table
+        )));
+    };
+    let uri = meta.uri();
+    let (check, fingerprint) =
+        match crate::export::verify::verify(&clients.s3, &meta.bucket, &meta.root).await {
+            Ok(found) => (
+                ExportCheck {
+                    slot: record.slot.clone(),
+                    uri,
+                    ok: true,
+                    items: Some(found.items),
+                    detail: format!(
+                        "{} items in {} data files ({} bytes stored) read back; every ETag, MD5 and count as the manifests say{}",
+                        found.items,
+                        found.files,
+                        found.stored_bytes,
+                        if found.manifest.fingerprint.is_some() {
+                            ", fingerprint as recorded"
+                        } else {
+                            "; fingerprint recorded now"
+                        }
+                    ),
+                },
+                Some(found.fingerprint),
+            ),
+            Err(e @ Error::Aws {
+                operation: "read export",
+                ..
+            }) => (
+                ExportCheck {
+                    slot: record.slot.clone(),
+                    uri,
+                    ok: false,
+                    items: None,
+                    detail: e.to_string(),
+                },
+                None,
+            ),
+            Err(e) => return Err(e),
+        };
+    info!(export = %check.uri, ok = check.ok, "export verified");
+    if record_result {
+        let verification = Verification {
+            at: Timestamp::now(),
+            ok: check.ok,
+            detail: check.detail.clone(),
+            items: check.items,
+            fingerprint,
+        };
+        catalog.record_verification(record, &verification).await?;
+    }
+    Ok(check)
+}
 
 /// What freshness is judged on, for one table: its newest complete backup and export from the
 /// catalog, and PITR from DescribeContinuousBackups. A catalog that cannot be read is an error

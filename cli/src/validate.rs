@@ -1,0 +1,188 @@
+//! `backstop validate exports` (read every finished export back and check it) and `backstop
+//! drill` (one restore drill now, its steps shown as they happen).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use backstop::aws::Clients;
+use backstop::catalog::{Catalog, TargetStatus};
+use backstop::drill::{self, DrillCtx, DrillLevel, DrillReport, DrillState, Due};
+use backstop::jobs::validate::verify_export;
+use backstop::settings::{JobKind, DEFAULT_DRILL_TABLE_PREFIX, ENV_DRILL_TABLE_PREFIX};
+use backstop::Error;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::aws_config_for;
+
+/// Verifies every finished export the catalog records (of one table, or all), whether or not
+/// it was verified before, and records the result where none is recorded yet. Exit 1 when any
+/// export fails.
+pub async fn exports(
+    endpoint: Option<&str>,
+    table: Option<&str>,
+    catalog: String,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
+    let records = catalog.list_targets(JobKind::Export, table).await?;
+    let done: Vec<_> = records
+        .iter()
+        .filter(|r| r.status == TargetStatus::Done)
+        .collect();
+    if done.is_empty() {
+        println!(
+            "No finished exports recorded in catalog {}{}.",
+            catalog.table_name(),
+            table.map(|t| format!(" for {t}")).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut checks = Vec::new();
+    for r in done {
+        let t = Instant::now();
+        let check = verify_export(&clients, &catalog, r, r.verification.is_none()).await?;
+        if !json {
+            println!(
+                "{:<24} {:<21} {:<6} {:>6.1} s  {}",
+                r.table,
+                r.slot,
+                if check.ok { "OK" } else { "FAILED" },
+                t.elapsed().as_secs_f64(),
+                check.detail
+            );
+        }
+        checks.push(check);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!(
+            "{} exports read back: {} verified, {failed} failed",
+            checks.len(),
+            checks.len() - failed
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs one drill of `table` now (or takes on its open one), showing each step, and waits for
+/// the restore as long as `wait`. Exit 0 when it is proven or consistent, 1 when it failed or
+/// did not finish in time.
+pub async fn drill(
+    endpoint: Option<&str>,
+    table: &str,
+    catalog: String,
+    keep: bool,
+    wait: SignedDuration,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
+    let prefix = std::env::var(ENV_DRILL_TABLE_PREFIX)
+        .unwrap_or_else(|_| DEFAULT_DRILL_TABLE_PREFIX.to_owned());
+    if prefix.len() < 3 {
+        return Err(Error::setting(
+            ENV_DRILL_TABLE_PREFIX,
+            "must be at least 3 characters, so that it cannot match ordinary tables by accident",
+        ));
+    }
+    let run_id = format!("cli-{}", Timestamp::now().as_millisecond());
+    let ctx = DrillCtx {
+        clients: &clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: &run_id,
+    };
+    let now = Timestamp::now();
+    let started = Instant::now();
+    let say = |what: &str| {
+        if !json {
+            eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+        }
+    };
+    let open = match drill::due(
+        drill::latest(&catalog, table).await?.as_ref(),
+        now,
+        SignedDuration::ZERO,
+    ) {
+        Due::Continue(d) => {
+            say(&format!(
+                "taking on the open drill of {table} (state {}, table {})",
+                d.state.as_str(),
+                d.drill_table
+            ));
+            *d
+        }
+        _ => match ctx.begin(table, keep, now).await? {
+            Some(d) => {
+                say(&format!(
+                    "started: restoring {} into {}",
+                    d.backup_arn, d.drill_table
+                ));
+                d
+            }
+            None => {
+                return Err(Error::Local(format!(
+                    "another run opened a drill of {table} just now; run again to take it on"
+                )))
+            }
+        },
+    };
+    let until = now.checked_add(wait).unwrap_or(Timestamp::MAX);
+    let tty = std::io::stderr().is_terminal();
+    let done = ctx
+        .drive(open, until, std::time::Duration::from_secs(2), |d| {
+            let line = match d.state {
+                DrillState::Started => "restore not yet accepted".to_owned(),
+                DrillState::Active => {
+                    format!("restoring into {} (waiting for ACTIVE)", d.drill_table)
+                }
+                DrillState::Verified => format!(
+                    "verified: {} ({})",
+                    d.level.map(|l| l.as_str()).unwrap_or("?"),
+                    d.detail
+                ),
+                DrillState::Cleaned if d.keep => {
+                    format!("done; {} kept for inspection (--keep)", d.drill_table)
+                }
+                DrillState::Cleaned => format!("cleaned: {} deleted", d.drill_table),
+            };
+            if tty || d.state != DrillState::Active {
+                say(&line);
+            }
+        })
+        .await?;
+    let report = DrillReport::of(&done);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!("drill of {table}: {}", report.line());
+    }
+    Ok(match done.level {
+        Some(DrillLevel::Proven | DrillLevel::Consistent) if done.state == DrillState::Cleaned => {
+            ExitCode::SUCCESS
+        }
+        Some(_) => ExitCode::from(1),
+        None => {
+            eprintln!(
+                "the restore did not finish within {wait:#}; run the same command again (or let validate) to take the drill on"
+            );
+            ExitCode::from(1)
+        }
+    })
+}

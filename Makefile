@@ -61,4 +61,4 @@ bench-export: deps
 
 ## Deployable zips for Lambda (arm64, provided.al2023): target/lambda/<function>/bootstrap.zip
 zips: deps
-	cargo lambda build --release --arm64 --output-format zip -p snapshot -p export -p retention
+	cargo lambda build --release --arm64 --output-format zip -p snapshot -p export -p retention -p validate

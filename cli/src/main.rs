@@ -122,6 +122,9 @@ enum ValidateCommand {
         /// Only this table.
         #[arg(long)]
         table: Option<String>,
+        /// Only the export of this slot (as `exports list` shows it).
+        #[arg(long, requires = "table")]
+        slot: Option<String>,
         /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
         #[arg(long, env = settings::ENV_CATALOG_TABLE)]
         catalog: String,
@@ -311,10 +314,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             command:
                 ValidateCommand::Exports {
                     table,
+                    slot,
                     catalog,
                     json,
                 },
-        } => validate::exports(endpoint, table.as_deref(), catalog, json).await,
+        } => validate::exports(endpoint, table.as_deref(), slot.as_deref(), catalog, json).await,
         Command::Drill {
             table,
             keep,

@@ -21,6 +21,7 @@ use crate::aws_config_for;
 pub async fn exports(
     endpoint: Option<&str>,
     table: Option<&str>,
+    slot: Option<&str>,
     catalog: String,
     json: bool,
 ) -> Result<ExitCode, Error> {
@@ -30,12 +31,14 @@ pub async fn exports(
     let done: Vec<_> = records
         .iter()
         .filter(|r| r.status == TargetStatus::Done)
+        .filter(|r| slot.is_none_or(|s| r.slot == s))
         .collect();
     if done.is_empty() {
         println!(
-            "No finished exports recorded in catalog {}{}.",
+            "No finished exports recorded in catalog {}{}{}.",
             catalog.table_name(),
-            table.map(|t| format!(" for {t}")).unwrap_or_default()
+            table.map(|t| format!(" for {t}")).unwrap_or_default(),
+            slot.map(|s| format!(" at slot {s}")).unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
     }

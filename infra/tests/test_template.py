@@ -86,6 +86,7 @@ CODE_URIS = {
     "SnapshotFunction": "s3://a/s.zip",
     "RetentionFunction": "s3://a/r.zip",
     "ExportFunction": "s3://a/e.zip",
+    "ValidateFunction": "s3://a/v.zip",
 }
 PSEUDO = {
     "AWS::Region": "us-east-1",
@@ -94,9 +95,9 @@ PSEUDO = {
     "AWS::StackName": "backstop",
 }
 ACCOUNT = PSEUDO["AWS::AccountId"]
-FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction")
-FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole", "ExportFunctionRole")
-SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole", "ExportScheduleRole")
+FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction", "ValidateFunction")
+FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole", "ExportFunctionRole", "ValidateFunctionRole")
+SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole", "ExportScheduleRole", "ValidateScheduleRole")
 EXPORT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:backstop-export"
 CATALOG_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"
 CATALOG_WRITES = {
@@ -269,7 +270,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
     out = translated(CODE_URIS)
     res = out["Resources"]
     schedules = {k: v for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-    assert len(schedules) == 3, sorted(res)
+    assert len(schedules) == 4, sorted(res)
     for s in schedules.values():
         target = s["Properties"]["Target"]
         assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
@@ -297,7 +298,16 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             "SnapshotFunctionRole": [],
             "RetentionFunctionRole": ["dynamodb:DeleteBackup", "s3:DeleteObject"],
             "ExportFunctionRole": [],
+            # Drill tables only (the prefix): RestoreTableFromBackup needs the item actions on
+            # its target, and the drill deletes its table at the end.
+            "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"],
         }
+        for action in ("dynamodb:DeleteItem", "dynamodb:DeleteTable", "dynamodb:PutItem", "dynamodb:Scan"):
+            assert stack.grants("ValidateFunctionRole")[action] == [
+                "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*"
+            ] + (["arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"] if action == "dynamodb:PutItem" else []) + (
+                ["arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"] if action == "dynamodb:Scan" else []
+            ), action
         for name in ("SnapshotFunctionRole", "RetentionFunctionRole"):
             assert stack.grants(name)["dynamodb:ListBackups"] == ["*"], name
         assert stack.grants("ExportFunctionRole")["dynamodb:ListExports"] == ["*"]
@@ -308,7 +318,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
 def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_dead_letter_queue():
     stack = Stack()
     schedules = stack.of_type("AWS::Scheduler::Schedule")
-    assert len(schedules) == 3
+    assert len(schedules) == 4
     seen = set()
     for name, schedule in schedules.items():
         target = schedule["Target"]
@@ -336,7 +346,12 @@ def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_d
         ], role
     assert seen == set(SCHEDULE_ROLES)
     functions = {s["Target"]["Arn"] for s in schedules.values()}
-    assert functions == {"<SnapshotFunction.Arn>", "<RetentionFunction.Arn>", "<ExportFunction.Arn>"}
+    assert functions == {
+        "<SnapshotFunction.Arn>",
+        "<RetentionFunction.Arn>",
+        "<ExportFunction.Arn>",
+        "<ValidateFunction.Arn>",
+    }
 
 
 def test_schedule_names_start_with_the_stack_name():
@@ -347,6 +362,7 @@ def test_schedule_names_start_with_the_stack_name():
             "SnapshotFunctionDaily": f"{stack_name}-snapshot",
             "RetentionFunctionDaily": f"{stack_name}-retention",
             "ExportFunctionWeekly": f"{stack_name}-export",
+            "ValidateFunctionDaily": f"{stack_name}-validate",
         }
 
 
@@ -363,11 +379,15 @@ def test_delete_backup_is_scoped_to_the_named_tables_backups():
     assert by_tag.grants("RetentionFunctionRole")["dynamodb:DeleteBackup"] == [
         "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"
     ]
-    # Nobody else may delete anything.
+    # Nobody else may delete anything, but validate its own drill tables.
+    drill = ["arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*"]
     for stack in (named, by_tag):
         for role in stack.of_type("AWS::IAM::Role"):
-            if role != "RetentionFunctionRole":
-                assert not [a for a in stack.grants(role) if "Delete" in a], role
+            deletes = {a: r for a, r in stack.grants(role).items() if "Delete" in a}
+            if role == "ValidateFunctionRole":
+                assert deletes == {"dynamodb:DeleteTable": drill, "dynamodb:DeleteItem": drill}, deletes
+            elif role != "RetentionFunctionRole":
+                assert not deletes, role
 
 
 def test_table_names_parameter_allows_only_comma_separated_table_names():
@@ -420,6 +440,15 @@ def test_each_function_gets_only_its_own_environment():
             "BACKSTOP_EXPORT_FULL_EVERY",
             "BACKSTOP_EXPORT_FAN_OUT",
         },
+        "ValidateFunction": {
+            "BACKSTOP_EXPORT_BUCKET",
+            "BACKSTOP_BACKUP_MAX_AGE",
+            "BACKSTOP_EXPORT_MAX_AGE",
+            "BACKSTOP_PITR_MAX_LAG",
+            "BACKSTOP_DRILL_EVERY",
+            "BACKSTOP_DRILLS_PER_RUN",
+            "BACKSTOP_DRILL_TABLE_PREFIX",
+        },
     }
     selections = (({}, "BACKSTOP_TABLE_TAG"), ({"TableNames": "SalesTable,BuyersTable"}, "BACKSTOP_TABLES"))
     for params, selection in selections:
@@ -456,12 +485,18 @@ def test_only_the_function_roles_may_write_the_catalog():
         assert list(keys) == ["aws:PrincipalArn"]
         return as_list(keys["aws:PrincipalArn"])
 
-    assert deny(stack) == ["<SnapshotFunctionRole.Arn>", "<RetentionFunctionRole.Arn>", "<ExportFunctionRole.Arn>"]
+    assert deny(stack) == [
+        "<SnapshotFunctionRole.Arn>",
+        "<RetentionFunctionRole.Arn>",
+        "<ExportFunctionRole.Arn>",
+        "<ValidateFunctionRole.Arn>",
+    ]
     holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
         "<SnapshotFunctionRole.Arn>",
         "<RetentionFunctionRole.Arn>",
         "<ExportFunctionRole.Arn>",
+        "<ValidateFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
         "arn:aws:iam::123456789012:role/ops-*",
     ]
@@ -479,6 +514,13 @@ def test_only_the_function_roles_may_write_the_catalog():
         "SnapshotFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
         "RetentionFunctionRole": ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
         "ExportFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+        "ValidateFunctionRole": [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+            "dynamodb:UpdateItem",
+        ],
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
@@ -497,7 +539,7 @@ def test_function_log_groups_have_retention_and_the_stack_key():
             group = groups[name]
             assert str(group["RetentionInDays"]) == days, (fn, group)
             assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
-        assert len(used) == 3 and used == set(groups)
+        assert len(used) == 4 and used == set(groups)
 
 
 def test_key_policy_lets_services_use_the_key_only_under_conditions():
@@ -592,6 +634,9 @@ def test_alarms_on_backstop_metrics_cannot_be_raised_or_hidden_by_a_duplicate_da
         "BackupFailureAlarm",
         "BackupFreshnessAlarm",
         "ExportFailureAlarm",
+        "ExportVerificationAlarm",
+        "FreshnessViolationAlarm",
+        "RestoreDrillAlarm",
         "RetentionFailureAlarm",
     ]
     for name, p in ours.items():
@@ -813,10 +858,16 @@ def test_export_scans_and_exports_only_the_named_tables():
     by_tag = Stack().grants("ExportFunctionRole")
     assert by_tag["dynamodb:Scan"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*"]
     assert by_tag["dynamodb:ExportTableToPointInTime"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*"]
-    # No other role reads items or exports.
+    # No other role reads items or exports, but validate its drill tables and the catalog.
     for role in named.of_type("AWS::IAM::Role"):
-        if role != "ExportFunctionRole":
-            grants = named.grants(role)
+        grants = named.grants(role)
+        if role == "ValidateFunctionRole":
+            assert grants["dynamodb:Scan"] == [
+                "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*",
+                "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog",
+            ]
+            assert "dynamodb:ExportTableToPointInTime" not in grants
+        elif role != "ExportFunctionRole":
             assert "dynamodb:Scan" not in grants and "dynamodb:ExportTableToPointInTime" not in grants, role
 
 
@@ -844,13 +895,14 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    for key in ("snapshot.zip", "retention.zip", "export.zip"):
+    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip"):
         s3.put_object(Bucket="backstop-artifacts", Key=key, Body=buf.getvalue())
     out = translated(
         {
             "SnapshotFunction": "s3://backstop-artifacts/snapshot.zip",
             "RetentionFunction": "s3://backstop-artifacts/retention.zip",
             "ExportFunction": "s3://backstop-artifacts/export.zip",
+            "ValidateFunction": "s3://backstop-artifacts/validate.zip",
         }
     )
     for fn in FUNCTIONS:

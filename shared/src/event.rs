@@ -235,6 +235,35 @@ fn kind_of(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// Every sample payload in events/ parses, and resolves for the job its name starts with.
+    #[test]
+    fn every_sample_event_is_a_valid_payload_for_its_job() {
+        use crate::settings::{Environment, JobKind, Settings};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        let env = Environment::from_pairs([
+            ("BACKSTOP_CATALOG_TABLE", "backstop-catalog"),
+            ("BACKSTOP_EXPORT_BUCKET", "backstop-exports"),
+            ("BACKSTOP_TABLE_TAG", "backup:plan=daily"),
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let job: JobKind = name.split('-').next().unwrap().parse().unwrap();
+            let payload: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            Settings::resolve(job, &env, &request).unwrap_or_else(|e| panic!("{name}: {e}"));
+            seen.insert(job);
+        }
+        assert_eq!(
+            seen.len(),
+            JobKind::ALL.len(),
+            "a sample for every job: {seen:?}"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -30,6 +30,7 @@ pub const METRIC_DRILL_SUCCESS: &str = "RestoreDrillSuccess";
 pub const METRIC_DRILL_SECONDS: &str = "RestoreDrillSeconds";
 pub const METRIC_DRILL_VERIFY_SECONDS: &str = "RestoreDrillVerifySeconds";
 pub const METRIC_DRILL_LEVEL: &str = "RestoreDrillLevel";
+pub const METRIC_DRILL_FAILURE: &str = "RestoreDrillFailure";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -91,14 +92,39 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
 
 /// Per table: the ages and lag (when there is something to age), 1/0 for a freshness
 /// violation, failed export verifications, and for a drill that finished: success, RTO, verify
-/// time and level (2 proven, 1 consistent, 0 failed). Run total: tables that could not be
-/// checked.
+/// time and level (2 proven, 1 consistent, 0 failed). Run totals (what the alarms watch):
+/// tables that could not be checked, stale tables, failed verifications and broken chains,
+/// failed drills.
 fn validate_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
-    let mut data = vec![m.total(
-        METRIC_VALIDATE_FAILURE,
-        report.totals.failed as f64,
-        StandardUnit::Count,
-    )];
+    let t = &report.totals;
+    let broken: usize = report
+        .targets
+        .iter()
+        .filter_map(|t| t.validation.as_ref())
+        .map(|v| v.broken_chains.len())
+        .sum();
+    let mut data = vec![
+        m.total(
+            METRIC_VALIDATE_FAILURE,
+            t.failed as f64,
+            StandardUnit::Count,
+        ),
+        m.total(
+            METRIC_FRESHNESS_VIOLATION,
+            t.stale as f64,
+            StandardUnit::Count,
+        ),
+        m.total(
+            METRIC_EXPORT_VERIFY_FAILURE,
+            (t.exports_failed + broken) as f64,
+            StandardUnit::Count,
+        ),
+        m.total(
+            METRIC_DRILL_FAILURE,
+            t.drills_failed as f64,
+            StandardUnit::Count,
+        ),
+    ];
     for t in &report.targets {
         if matches!(t.outcome, Outcome::Failed { .. }) {
             data.push(m.table(METRIC_VALIDATE_FAILURE, &t.table, 1.0, StandardUnit::Count));

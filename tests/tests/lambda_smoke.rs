@@ -267,6 +267,19 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
             .unwrap();
         assert!(meta.fingerprint.unwrap().same_content(&expected), "{t}");
     }
+    // The validate function, on its dry-run sample: every table checked, each export just made
+    // read back whole and found as recorded (a dry run records nothing and drills nothing).
+    let checked = report_of(&invoke_fn(port, "validate", "events/validate-dry-run.json"));
+    assert_eq!(checked.job, backstop::settings::JobKind::Validate);
+    assert!(checked.dry_run);
+    assert_eq!(checked.totals.validated, 3, "{checked:#?}");
+    assert_eq!(checked.totals.exports_verified, 3, "{checked:#?}");
+    for t in &checked.targets {
+        let v = t.validation.as_ref().unwrap();
+        assert!(v.drill.is_none(), "{t:#?}");
+        assert!(v.exports.iter().all(|c| c.ok), "{t:#?}");
+    }
+
     let _ = std::fs::remove_file(continuation);
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(env_file);

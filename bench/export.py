@@ -11,7 +11,9 @@ table size; the fingerprint's throughput.
    time: the client's CPU time (user + sys of the process and its threads), CPU per item, wall
    time and peak RSS, and the spread of the CPU time over the runs.
 2. Backstop's peak RSS exporting --rss-small (10,000) and --rss-large (100,000) items: the
-   export streams, so the two should be close. --quick skips the large table.
+   export streams, so the two should be close. --quick skips the large table. Each of those
+   exports is then verified (`backstop validate exports --table T --slot S`, table 4): read
+   back whole, streamed, so its peak RSS should not grow with the export either.
 3. The fingerprint's throughput on one core: shared/examples/fingerprint_bench.rs hashes the
    canonical encoding of 200,000 items of ~1 KB built in memory, best of 5.
 
@@ -255,6 +257,8 @@ def backstop_export(binary, url, items, slots):
     if summary.get("itemCount") != items:
         sys.exit(f"backstop export: manifest-summary.json says itemCount {summary.get('itemCount')}, the table has {items}")
     r["items"] = items
+    r["slot"] = slot_text
+    r["env"] = env
     r["stored_bytes"] = sum(
         o["Size"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=root)
@@ -296,6 +300,18 @@ def median_run(runs):
     ordered = sorted(runs, key=lambda x: x["cpu_s"])
     r = dict(ordered[(len(ordered) - 1) // 2])
     r["cpu_range"] = f"{ordered[0]['cpu_s']:.2f}-{ordered[-1]['cpu_s']:.2f}"
+    return r
+
+
+def backstop_verify(binary, url, export):
+    """`backstop validate exports` of the one export just made: read back whole, checked."""
+    cmd = [binary, "--endpoint", url, "validate", "exports", "--table", TABLE, "--slot", export["slot"]]
+    log(f"backstop: verifying the export of {export['items']:,} items")
+    r = measure(cmd, export["env"])
+    if r["code"] != 0 or "1 exports read back: 1 verified, 0 failed" not in r["stdout"]:
+        sys.exit(f"backstop validate exports failed (exit {r['code']}):\n{r['stdout'][-3000:]}\n{r['stderr'][-3000:]}")
+    r["items"] = export["items"]
+    log(f"  {r['cpu_s']:.2f} s CPU, {r['wall_s']:.1f} s wall, {r['rss_mib']:.1f} MiB")
     return r
 
 
@@ -359,7 +375,7 @@ def main():
     moto, port, url = start_moto()
     slots = Slots()
     sizes = [top_size(make_item(i)) for i in range(1000)]
-    backstop, rss, dd = None, {}, None
+    backstop, rss, dd, verify = None, {}, None, {}
     try:
         provision(url)
         loaded = 0
@@ -376,6 +392,8 @@ def main():
                 rss[n] = backstop
             else:
                 rss[n] = backstop_export(args.backstop, url, n, slots)
+            if n in (args.rss_small, args.rss_large):
+                verify[n] = backstop_verify(args.backstop, url, rss[n])
     finally:
         moto.terminate()
         moto.wait()
@@ -427,6 +445,20 @@ def main():
         f" {fp['hash_mb_per_s']:.0f} MB/s"
     )
     ok &= fp["mb_per_s"] >= 300
+
+    print("\n4. Verification of those exports (`backstop validate exports --slot`: read back whole, every MD5, count and the fingerprint checked)\n")
+    print(f"| {'items':>9} | {'CPU s':>7} | {'CPU µs/item':>11} | {'wall s':>7} | {'peak RSS MiB':>12} |")
+    print(f"|{'-' * 11}|{'-' * 9}|{'-' * 13}|{'-' * 9}|{'-' * 14}|")
+    for n in sorted(verify):
+        r = verify[n]
+        print(f"| {n:>9,} | {r['cpu_s']:>7.2f} | {r['cpu_s'] / n * 1e6:>11.1f} | {r['wall_s']:>7.1f} | {r['rss_mib']:>12.1f} |")
+    if not args.quick:
+        vs, vl = verify[args.rss_small]["rss_mib"], verify[args.rss_large]["rss_mib"]
+        vgrowth = vl / vs - 1
+        ok &= abs(vgrowth) <= 0.10
+        print(
+            f"\nVerification peak RSS {args.rss_large:,} vs {args.rss_small:,} items: {vgrowth * 100:+.1f} % (goal within 10 %)"
+        )
 
     print(
         "\nNotes: dynamodump starts its 25 worker threads 1 s apart before it reads a table (also for one"

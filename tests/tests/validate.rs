@@ -375,6 +375,32 @@ async fn a_stale_table_is_reported_published_and_pages_and_a_fresh_one_is_not() 
         "{}",
         got[0].message
     );
+
+    // The fresh table's backup, held to a limit it is older than: stale, with its age.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    venv.push(("BACKSTOP_BACKUP_MAX_AGE", "1s".into()));
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [fresh]})).await;
+    assert_eq!(r.status, RunStatus::ProblemsFound, "{r:#?}");
+    let stale = &target(&r, &fresh).validation.as_ref().unwrap().stale;
+    assert!(
+        stale.len() == 1
+            && stale[0].starts_with("newest complete backup is ")
+            && stale[0].ends_with("old (limit 1 s)"),
+        "{stale:?}"
+    );
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(
+        got[0].attributes.get("severity").map(String::as_str),
+        Some("error")
+    );
+    assert!(
+        got[0].message.contains("STALE: newest complete backup is"),
+        "{}",
+        got[0].message
+    );
 }
 
 /// Puts a native full export record whose export time is the backup's creation time, with the

@@ -48,7 +48,8 @@ bench: deps
 	$(PYTHON) bench/coldstart.py --runs 20
 
 ## Export: Backstop's logical export vs dynamodump on one moto (20,000 items), Backstop's peak RSS
-## at 10,000 vs 100,000 items, fingerprint MB/s on one core (release builds; prints a table).
+## at 10,000 vs 100,000 items and verifying those exports, fingerprint MB/s on one core
+## (release builds; prints a table).
 ## dynamodump goes into its own virtualenv (its boto3 pin clashes with moto's); GNU time
 ## measures each client's own peak RSS.
 bench-export: deps

@@ -8,8 +8,9 @@ use std::time::Instant;
 use backstop::aws::Clients;
 use backstop::catalog::{Catalog, TargetStatus};
 use backstop::drill::{self, DrillCtx, DrillLevel, DrillReport, DrillState, Due};
+use backstop::event::JobRequest;
 use backstop::jobs::validate::verify_export;
-use backstop::settings::{JobKind, DEFAULT_DRILL_TABLE_PREFIX, ENV_DRILL_TABLE_PREFIX};
+use backstop::settings::{Environment, JobKind, Settings};
 use backstop::Error;
 use jiff::{SignedDuration, Timestamp};
 
@@ -90,22 +91,28 @@ pub async fn drill(
     wait: SignedDuration,
     json: bool,
 ) -> Result<ExitCode, Error> {
+    // The validate job's settings (drill prefix, export bucket for the export of the backup's
+    // moment), with this table and catalog.
+    let request = JobRequest::from_payload(
+        &serde_json::json!({"tables": [table], "catalog_table": catalog}),
+        Timestamp::now(),
+    )?;
+    let settings = Settings::resolve(JobKind::Validate, &Environment::from_process(), &request)?;
+    let validate = settings
+        .validate()
+        .ok_or_else(|| Error::Local("validate settings were not resolved".into()))?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
-    let prefix = std::env::var(ENV_DRILL_TABLE_PREFIX)
-        .unwrap_or_else(|_| DEFAULT_DRILL_TABLE_PREFIX.to_owned());
-    if prefix.len() < 3 {
-        return Err(Error::setting(
-            ENV_DRILL_TABLE_PREFIX,
-            "must be at least 3 characters, so that it cannot match ordinary tables by accident",
-        ));
-    }
+    let catalog = Catalog::new(clients.dynamodb.clone(), settings.catalog_table.clone());
     let run_id = format!("cli-{}", Timestamp::now().as_millisecond());
     let ctx = DrillCtx {
         clients: &clients,
         catalog: &catalog,
-        prefix: &prefix,
+        prefix: &settings.drill_table_prefix,
         run_id: &run_id,
+        witness_exports: validate
+            .witness_exports
+            .as_ref()
+            .map(|l| (l, validate.export_kms_key.as_deref())),
     };
     let now = Timestamp::now();
     let started = Instant::now();

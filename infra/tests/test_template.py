@@ -442,6 +442,8 @@ def test_each_function_gets_only_its_own_environment():
         },
         "ValidateFunction": {
             "BACKSTOP_EXPORT_BUCKET",
+            "BACKSTOP_EXPORT_PREFIX",
+            "BACKSTOP_EXPORT_KMS_KEY",
             "BACKSTOP_BACKUP_MAX_AGE",
             "BACKSTOP_EXPORT_MAX_AGE",
             "BACKSTOP_PITR_MAX_LAG",
@@ -866,7 +868,9 @@ def test_export_scans_and_exports_only_the_named_tables():
                 "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*",
                 "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog",
             ]
-            assert "dynamodb:ExportTableToPointInTime" not in grants
+            # A drill's export of its backup's moment: the named tables only.
+            (statement,) = named.statements_with(role, "dynamodb:ExportTableToPointInTime")
+            assert table_names(as_list(statement["Resource"])) == ["SalesTable", "BuyersTable"]
         elif role != "ExportFunctionRole":
             assert "dynamodb:Scan" not in grants and "dynamodb:ExportTableToPointInTime" not in grants, role
 
@@ -978,3 +982,34 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
     key_ids = [k["KeyId"] for k in kms.list_keys()["Keys"]]
     assert aliases.get("alias/backstop-backstop") in key_ids, (aliases, key_ids)
+
+
+def test_validate_reads_exports_and_writes_only_the_drills_exports_which_expire():
+    for params, bucket, prefix in EXPORT_ENV_CASES:
+        stack = Stack(params)
+        grants = stack.grants("ValidateFunctionRole")
+        objects = f"arn:aws:s3:::{bucket}/{prefix}/*"
+        drills = f"arn:aws:s3:::{bucket}/{prefix}/~drills/*"
+        s3 = {a: r for a, r in grants.items() if a.startswith("s3:")}
+        assert s3 == {
+            "s3:GetObject": [objects],
+            "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
+            "s3:PutObject": [drills],
+            "s3:PutObjectAcl": [drills],
+            "s3:AbortMultipartUpload": [drills],
+            "s3:ListMultipartUploadParts": [drills],
+        }, params
+        (listing,) = stack.statements_with("ValidateFunctionRole", "s3:ListBucket")
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
+        env = stack.props("ValidateFunction")["Environment"]["Variables"]
+        assert env["BACKSTOP_EXPORT_PREFIX"] == prefix and env["BACKSTOP_EXPORT_KMS_KEY"] == "<Key.Arn>"
+        assert env["BACKSTOP_DRILL_TABLE_PREFIX"] == "backstop-drill-"
+    by_tag = Stack().grants("ValidateFunctionRole")
+    assert by_tag["dynamodb:ExportTableToPointInTime"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/*"]
+    assert by_tag["dynamodb:RestoreTableFromBackup"] == [
+        "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*",
+    ]
+    rules = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (drill_rule,) = [r for r in rules if r["Id"] == "drill-exports"]
+    assert drill_rule["Prefix"] == {"Fn::Sub": "${ExportPrefix}/~drills/"} and drill_rule["ExpirationInDays"] == 7

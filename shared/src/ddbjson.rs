@@ -229,6 +229,42 @@ pub fn item_from_line(line: &str) -> Result<Item, FormatError> {
     map_from_value(item, "")
 }
 
+/// Reads one line of a native incremental export (`{"Metadata":{…},"Keys":{…},"NewImage":{…},
+/// "OldImage":{…}}`, AWS's DynamoDB JSON change record) as one map, `Keys` and the images it
+/// holds as nested maps, so that the fingerprint can count and hash the change set. A deleted
+/// item has no `NewImage`; with the `NEW_AND_OLD_IMAGES` view a new one has no `OldImage`.
+pub fn change_from_line(line: &str) -> Result<Item, FormatError> {
+    let v: Value = serde_json::from_str(line).map_err(|e| err("", format!("not JSON: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(err(
+            "",
+            "a change record must be a JSON object {\"Keys\":{…},…}",
+        ));
+    };
+    let mut out = HashMap::with_capacity(3);
+    for (k, v) in obj {
+        match k.as_str() {
+            "Metadata" => {}
+            "Keys" | "NewImage" | "OldImage" => {
+                out.insert(k.clone(), AttributeValue::M(map_from_value(v, k)?));
+            }
+            other => {
+                return Err(err(
+                    "",
+                    format!(
+                    "a change record holds {:?}, not only Metadata, Keys, NewImage and OldImage",
+                    crate::report::clip(other, 40)
+                ),
+                ))
+            }
+        }
+    }
+    if !out.contains_key("Keys") {
+        return Err(err("", "the change record has no \"Keys\""));
+    }
+    Ok(out)
+}
+
 fn map_from_value(v: &Value, path: &str) -> Result<Item, FormatError> {
     let Some(obj) = v.as_object() else {
         return Err(err(path, "expected an object of attributes"));

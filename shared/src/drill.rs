@@ -34,9 +34,11 @@ use tracing::{info, warn};
 use crate::aws::Clients;
 use crate::catalog::{Catalog, TargetRecord, TargetStatus};
 use crate::error::{Error, Result};
-use crate::export::{ExportType, Made};
+use crate::export::native::{self, NativeState};
+use crate::export::{ExportMeta, ExportType, Made};
 use crate::fingerprint::Fingerprint;
 use crate::report::clip;
+use crate::settings::ExportLocation;
 
 /// Where a drill stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,14 @@ pub struct Drill {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleaned_at: Option<Timestamp>,
+    /// The native export of the source table at the backup's creation time that the drill
+    /// asked AWS for (when PITR allows): the exact evidence. Its manifest key and count are
+    /// filled in when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<ExportMeta>,
+    /// Set once the witness export is finished (or given up on, with the reason in `detail`).
+    #[serde(default)]
+    pub witness_done: bool,
 }
 
 /// What a run's report says of a drill.
@@ -563,6 +573,20 @@ pub struct DrillCtx<'a> {
     pub catalog: &'a Catalog,
     pub prefix: &'a str,
     pub run_id: &'a str,
+    /// Where the drill's own export of the backup's moment goes (`<prefix>/~drills/…`), and its
+    /// KMS key; `None`: no such export, the drill compares with what the catalog holds.
+    pub witness_exports: Option<(&'a ExportLocation, Option<&'a str>)>,
+}
+
+/// The key prefix of a drill's witness export: `<prefix>/~drills/<table>/<stamp>`. `~` cannot
+/// be in a table name, so it never meets a table's own exports.
+pub fn witness_root(location: &ExportLocation, drill: &Drill) -> String {
+    format!(
+        "{}/~drills/{}/{}",
+        location.prefix,
+        drill.table,
+        drill.started_at.strftime("%Y%m%dT%H%M%SZ")
+    )
 }
 
 impl DrillCtx<'_> {
@@ -606,6 +630,8 @@ impl DrillCtx<'_> {
             level: None,
             detail: String::new(),
             cleaned_at: None,
+            witness: None,
+            witness_done: false,
         };
         if put_latest(self.catalog, &drill, None).await? {
             info!(drill_table = %drill.drill_table, backup = %drill.backup_arn, "drill started");
@@ -623,23 +649,52 @@ impl DrillCtx<'_> {
         let mut next = drill.clone();
         next.run_id = self.run_id.to_owned();
         match drill.state {
-            DrillState::Started => match self.restore(drill).await {
-                Ok(()) => next.state = DrillState::Active,
-                Err(e) if !e.is_retryable() => {
-                    next.state = DrillState::Verified;
-                    next.level = Some(DrillLevel::Failed);
-                    next.detail = format!("the restore failed: {e}");
+            DrillState::Started => {
+                if next.witness.is_none() && !next.witness_done {
+                    match self.start_witness(drill).await {
+                        Ok(Some(meta)) => next.witness = Some(meta),
+                        Ok(None) => next.witness_done = true,
+                        Err(e) if e.is_retryable() => return Err(e),
+                        Err(e) => {
+                            next.witness_done = true;
+                            note(
+                                &mut next.detail,
+                                format!("no export of the backup's moment: {e}"),
+                            );
+                        }
+                    }
                 }
-                Err(e) => return Err(e),
-            },
+                match self.restore(drill).await {
+                    Ok(()) => next.state = DrillState::Active,
+                    Err(e) if !e.is_retryable() => {
+                        next.state = DrillState::Verified;
+                        next.level = Some(DrillLevel::Failed);
+                        note(&mut next.detail, format!("the restore failed: {e}"));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             DrillState::Active => match self.table_status(&drill.drill_table).await? {
                 Some(TableStatus::Active) => {
-                    next.restore_s = Some(seconds_since(drill.started_at));
+                    if next.restore_s.is_none() {
+                        next.restore_s = Some(seconds_since(drill.started_at));
+                    }
+                    if !next.witness_done && !self.follow_witness(&mut next).await? {
+                        // The export of the backup's moment is still running in AWS.
+                        if next != *drill {
+                            self.record(drill, &next).await?;
+                        }
+                        return Ok(next);
+                    }
                     let t = Instant::now();
-                    let (level, detail) = self.verify(drill).await?;
+                    let (level, detail) = self.verify(&next).await?;
                     next.verify_s = Some(t.elapsed().as_secs_f64());
                     next.level = Some(level);
+                    let earlier = std::mem::take(&mut next.detail);
                     next.detail = detail;
+                    if !earlier.is_empty() {
+                        note(&mut next.detail, earlier);
+                    }
                     next.state = DrillState::Verified;
                 }
                 Some(TableStatus::Creating) | Some(TableStatus::Updating) => return Ok(next),
@@ -672,7 +727,14 @@ impl DrillCtx<'_> {
             }
             DrillState::Cleaned => return Ok(next),
         }
-        if !put_latest(self.catalog, &next, Some((drill, drill.state))).await? {
+        self.record(drill, &next).await?;
+        info!(state = next.state.as_str(), level = ?next.level, "drill step");
+        Ok(next)
+    }
+
+    /// Writes `next` over `drill` in the catalog, if nobody moved it meanwhile.
+    async fn record(&self, drill: &Drill, next: &Drill) -> Result<()> {
+        if !put_latest(self.catalog, next, Some((drill, drill.state))).await? {
             return Err(Error::Aws {
                 operation: "PutItem (drill)",
                 resource: resource(self.catalog),
@@ -685,8 +747,111 @@ impl DrillCtx<'_> {
                 hint: "the next run takes the drill from where the other run left it".into(),
             });
         }
-        info!(state = next.state.as_str(), level = ?next.level, "drill step");
-        Ok(next)
+        Ok(())
+    }
+
+    /// Asks AWS for a native export of the source table at the backup's creation time, when
+    /// exports are configured, PITR is on and the backup's time is known. `None`: not possible
+    /// (said why in the log); an error AWS gives for the request (a time outside the PITR
+    /// window) comes back as a non-retryable error, and the drill goes on without.
+    async fn start_witness(&self, drill: &Drill) -> Result<Option<ExportMeta>> {
+        let Some((location, kms)) = self.witness_exports else {
+            return Ok(None);
+        };
+        let Some(created) = drill.backup_created_at else {
+            return Ok(None);
+        };
+        let pitr = self
+            .clients
+            .dynamodb
+            .describe_continuous_backups()
+            .table_name(&drill.table)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "DescribeContinuousBackups",
+                    format!("table {}", drill.table),
+                    e,
+                )
+            })?;
+        let on = pitr
+            .continuous_backups_description
+            .and_then(|d| d.point_in_time_recovery_description)
+            .and_then(|p| p.point_in_time_recovery_status)
+            == Some(aws_sdk_dynamodb::types::PointInTimeRecoveryStatus::Enabled);
+        if !on {
+            info!("PITR off: no export of the backup's moment");
+            return Ok(None);
+        }
+        let table_arn = self
+            .clients
+            .dynamodb
+            .describe_table()
+            .table_name(&drill.table)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeTable", format!("table {}", drill.table), e))?
+            .table
+            .and_then(|t| t.table_arn)
+            .unwrap_or_default();
+        let mut meta = ExportMeta::planned(
+            Made::Native,
+            ExportType::FullExport,
+            &location.bucket,
+            witness_root(location, drill),
+            created,
+        );
+        meta.note = Some(format!("restore drill of backup {}", drill.backup_arn));
+        let arn = native::start(
+            self.clients,
+            &table_arn,
+            &drill.table,
+            &meta,
+            kms,
+            // Per drill: a retried step asks for the same export; another drill of the same
+            // backup (its own prefix) for its own.
+            Some(&format!("drill|{}|{}", drill.backup_arn, drill.started_at)),
+        )
+        .await?;
+        meta.export_id = arn.rsplit('/').next().unwrap_or(&arn).to_owned();
+        meta.export_arn = Some(arn);
+        info!(export = %meta.uri(), "asked for the export of the backup's moment");
+        Ok(Some(meta))
+    }
+
+    /// Where the witness export stands: `true` when the drill can be verified (the export is
+    /// complete, or failed and given up on), `false` while AWS still runs it.
+    async fn follow_witness(&self, next: &mut Drill) -> Result<bool> {
+        let Some(meta) = next.witness.clone() else {
+            next.witness_done = true;
+            return Ok(true);
+        };
+        match native::check(self.clients, &next.table, &meta).await {
+            Ok(NativeState::Completed(done)) => {
+                next.witness = Some(*done);
+                next.witness_done = true;
+                Ok(true)
+            }
+            Ok(NativeState::Running) => Ok(false),
+            Ok(NativeState::Failed { reason }) => {
+                next.witness_done = true;
+                note(
+                    &mut next.detail,
+                    format!("the export of the backup's moment failed: {reason}"),
+                );
+                Ok(true)
+            }
+            Err(e) if e.is_retryable() => Ok(false),
+            Err(e) => {
+                next.witness_done = true;
+                note(
+                    &mut next.detail,
+                    format!("the export of the backup's moment is unusable: {e}"),
+                );
+                Ok(true)
+            }
+        }
     }
 
     /// Steps `drill` until it is cleaned or `until` passes while its table is still being
@@ -809,7 +974,22 @@ impl DrillCtx<'_> {
             .catalog
             .list_targets(crate::settings::JobKind::Export, Some(&drill.table))
             .await?;
-        let witness = witness(backup, &exports);
+        let own = match drill.witness.as_ref().filter(|m| m.manifest_key.is_some()) {
+            Some(m) => {
+                let key = m.manifest_key.as_deref().unwrap_or_default();
+                let read =
+                    crate::export::reader::read_export(&self.clients.s3, &m.bucket, key, |_| {})
+                        .await?;
+                Some(Witness {
+                    slot: format!("at {}", m.export_time),
+                    uri: m.uri(),
+                    fingerprint: read.fingerprint,
+                    exact: true,
+                })
+            }
+            None => None,
+        };
+        let witness = own.or_else(|| witness(backup, &exports));
         Ok(judge(&restored, &shape, backup, witness.as_ref()))
     }
 
@@ -882,6 +1062,14 @@ impl DrillCtx<'_> {
     }
 }
 
+/// Adds a note to a drill's detail.
+fn note(detail: &mut String, text: String) {
+    if !detail.is_empty() {
+        detail.push_str("; ");
+    }
+    detail.push_str(&text);
+}
+
 fn seconds_since(t: Timestamp) -> f64 {
     Timestamp::now().duration_since(t).as_secs_f64().max(0.0)
 }
@@ -913,6 +1101,8 @@ mod tests {
             level: None,
             detail: String::new(),
             cleaned_at: None,
+            witness: None,
+            witness_done: false,
         }
     }
 

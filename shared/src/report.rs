@@ -120,6 +120,10 @@ pub struct Validation {
     /// The exports verified in this run (each export is verified once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exports: Vec<ExportCheck>,
+    /// Native exports this run found still recorded as under way, and what became of them
+    /// ("slot: finished", "slot: still running", "slot: FAILED: why").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalized: Vec<String>,
     /// Incremental exports whose chain back to a full export is not whole: "slot: why".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broken_chains: Vec<String>,
@@ -142,6 +146,12 @@ impl Validation {
             self.broken_chains
                 .iter()
                 .map(|c| format!("incremental export {c}")),
+        );
+        out.extend(
+            self.finalized
+                .iter()
+                .filter(|f| f.contains(": FAILED"))
+                .map(|f| format!("native export {f}")),
         );
         if let Some(d) = &self.drill {
             if d.level == Some(crate::drill::DrillLevel::Failed) {
@@ -832,6 +842,9 @@ fn validation_lines(v: &Validation) -> String {
             },
             clip(&c.detail, 1000)
         ));
+    }
+    for f in v.finalized.iter().take(10) {
+        out.push_str(&format!("    native export {}\n", clip(f, 500)));
     }
     for b in v.broken_chains.iter().take(10) {
         out.push_str(&format!(

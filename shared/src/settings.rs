@@ -84,15 +84,15 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_EXPORT_BUCKET,
-        "export: required; S3 bucket the exports go to. Retention: set it to prune exports too",
+        "export: required; S3 bucket the exports go to. Retention: set it to prune exports too. Validate: export age checked, drills export the backup's moment there",
     ),
     (
         ENV_EXPORT_PREFIX,
-        "export and retention; key prefix in the bucket, default backstop (exports land in <prefix>/<table>/<slot>/)",
+        "export, retention and validate; key prefix in the bucket, default backstop (exports land in <prefix>/<table>/<slot>/, drills' exports in <prefix>/~drills/)",
     ),
     (
         ENV_EXPORT_KMS_KEY,
-        "export only; KMS key ARN or alias for SSE-KMS, default SSE-S3 (AES256)",
+        "export and validate; KMS key ARN or alias for SSE-KMS, default SSE-S3 (AES256)",
     ),
     (
         ENV_EXPORT_MODE,
@@ -253,6 +253,13 @@ pub struct ValidateSettings {
     pub drill_every: Option<jiff::SignedDuration>,
     /// New drills started per run at most.
     pub drills_per_run: usize,
+    /// Where a drill has AWS export the source table at the backup's moment (under
+    /// `<prefix>/~drills/`), to prove the restore against; `None` without an export bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_exports: Option<ExportLocation>,
+    /// SSE-KMS key for those exports (default SSE-S3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_kms_key: Option<String>,
 }
 
 fn ser_duration<S: serde::Serializer>(
@@ -352,6 +359,8 @@ fn resolve_validate(env: &Environment) -> Result<ValidateSettings> {
         pitr_max_lag: get(ENV_PITR_MAX_LAG, Some(DEFAULT_PITR_MAX_LAG), true)?,
         drill_every: get(ENV_DRILL_EVERY, Some(DEFAULT_DRILL_EVERY), true)?,
         drills_per_run,
+        witness_exports: resolve_location(env)?,
+        export_kms_key: env.get(ENV_EXPORT_KMS_KEY).map(str::to_owned),
     })
 }
 

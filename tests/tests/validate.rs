@@ -427,21 +427,96 @@ async fn exact_witness(h: &Harness, catalog: &Catalog, table: &str) {
         created,
     );
     meta.fingerprint = Some(fp);
+    put_export_record(h, table, "2020-01-01T00:00:00Z", &meta).await;
+}
+
+/// Puts a finished export's record into the catalog as the export job writes it, with a
+/// verification already recorded (validate leaves it alone): a fixture in Backstop's own format.
+async fn put_export_record(
+    h: &Harness,
+    table: &str,
+    slot: &str,
+    meta: &backstop::export::ExportMeta,
+) {
     h.clients
         .dynamodb
         .put_item()
         .table_name(&h.stack.catalog_table)
         .item("pk", A::S(format!("TARGET#export#{table}")))
-        .item("sk", A::S("SLOT#2020-01-01T00:00:00Z".into()))
+        .item("sk", A::S(format!("SLOT#{slot}")))
         .item("job", A::S("export".into()))
         .item("table", A::S(table.into()))
-        .item("slot", A::S("2020-01-01T00:00:00Z".into()))
+        .item("slot", A::S(slot.into()))
         .item("status", A::S("DONE".into()))
         .item("run_id", A::S("fixture".into()))
-        .item("export", A::S(serde_json::to_string(&meta).unwrap()))
+        .item("export", A::S(serde_json::to_string(meta).unwrap()))
+        .item(
+            "verification",
+            A::S(
+                json!({"at": "2026-11-01T00:00:00Z", "ok": true, "detail": "fixture"}).to_string(),
+            ),
+        )
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_incremental_export_whose_chain_misses_a_link_is_reported_every_run() {
+    use backstop::export::{ExportMeta, ExportType, Made};
+    let h = Harness::new().await;
+    let table = h.name("Chained");
+    h.create_table(&table, 5, &[]).await;
+    let t = |s: &str| s.parse::<Timestamp>().unwrap();
+    let link = |ty, at: &str, from: Option<&str>| {
+        let mut m = ExportMeta::planned(
+            Made::Native,
+            ty,
+            "chain-bucket",
+            format!("backstop/{table}/{at}"),
+            t(at),
+        );
+        m.from = from.map(t);
+        m.export_arn = Some(format!(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/{table}/export/{at}"
+        ));
+        m
+    };
+    let full = "2026-11-01T03:00:00Z";
+    let missing = "2026-11-02T03:00:00Z";
+    let last = "2026-11-03T03:00:00Z";
+    put_export_record(&h, &table, full, &link(ExportType::FullExport, full, None)).await;
+    // The link ending at `missing` was never recorded: the chain to `last` is broken.
+    put_export_record(
+        &h,
+        &table,
+        last,
+        &link(ExportType::IncrementalExport, last, Some(missing)),
+    )
+    .await;
+    let mut venv = validate_env(&h, &[]);
+    venv.push(("BACKSTOP_DRILL_EVERY", "off".into()));
+    venv.push(("BACKSTOP_BACKUP_MAX_AGE", "1000d".into()));
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+    let v = target(&r, &table).validation.clone().unwrap();
+    assert_eq!(v.broken_chains.len(), 1, "{v:#?}");
+    assert!(
+        v.broken_chains[0].starts_with(last)
+            && v.broken_chains[0].contains(&format!("link ending at {missing} is missing")),
+        "{v:#?}"
+    );
+    assert!(
+        v.problems()
+            .iter()
+            .any(|p| p.starts_with("incremental export ")),
+        "{:?}",
+        v.problems()
+    );
+    assert_eq!(r.status, RunStatus::ProblemsFound);
+    assert_eq!(
+        validate_metric(&h, "ExportVerificationFailure", &table).await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -459,6 +534,7 @@ async fn a_drill_table_altered_mid_drill_or_a_restore_that_fails_is_never_a_succ
         catalog: &catalog,
         prefix: &prefix,
         run_id: "test",
+        witness_exports: None,
     };
 
     // Started → active; then one item of the drill table changes before it is verified.
@@ -588,6 +664,7 @@ async fn a_drill_interrupted_between_states_is_taken_on_by_the_next_run_and_its_
         catalog: &catalog,
         prefix: &prefix,
         run_id: "killed",
+        witness_exports: None,
     };
     let venv = validate_env(&h, &[]);
     // Killed after each state in turn: the next validate run finishes the drill and removes
@@ -622,4 +699,246 @@ async fn a_drill_interrupted_between_states_is_taken_on_by_the_next_run_and_its_
         );
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_native_export_under_way_is_finalized_verified_once_and_later_damage_is_caught() {
+    use std::io::{Read, Write};
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "native".to_owned()));
+    let table = h.name("NativeV");
+    h.create_table(&table, 30, &[]).await;
+    h.clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let slot = this_hour();
+    let payload = json!({"tables": [table], "slot": slot});
+    let r = run_job(&h, JobKind::Snapshot, &env, payload.clone()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let r = run_job(&h, JobKind::Export, &env, payload).await;
+    let t = target(&r, &table);
+    assert!(matches!(t.outcome, Outcome::Started { .. }), "{t:#?}");
+    let meta = t.export.clone().unwrap();
+    let arn = meta.export_arn.clone().unwrap();
+    let count = backstop_tests::place_native_manifests(&h, &bucket, &meta.root, &arn, &table).await;
+    assert_eq!(count, 30);
+
+    // Validate finalizes it (the export job would only next week), then reads it back.
+    let mut venv = validate_env(&h, &env);
+    venv.push(("BACKSTOP_DRILL_EVERY", "off".into()));
+    let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
+    let v = target(&r, &table).validation.clone().unwrap();
+    assert_eq!(v.finalized, vec![format!("{slot}: finished")], "{v:#?}");
+    assert_eq!(v.exports.len(), 1, "{v:#?}");
+    assert!(v.exports[0].ok, "{v:#?}");
+    assert!(
+        v.exports[0].detail.contains("fingerprint recorded now"),
+        "{v:#?}"
+    );
+    assert!(
+        v.export_age_s.is_some(),
+        "the finalized export counts for freshness: {v:#?}"
+    );
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let record = catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(record.status, backstop::catalog::TargetStatus::Done);
+    let first = record.verification.clone().unwrap().fingerprint.unwrap();
+    let scanned = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+    assert!(
+        first.same_content(&scanned),
+        "the first verification's fingerprint is the table's"
+    );
+
+    // One item changed in the data file, manifests rewritten to agree (MD5 and count): only
+    // the recorded fingerprint can tell, and it does.
+    let keys = backstop::export::s3io::list(
+        &h.clients.s3,
+        &bucket,
+        &format!("{}/AWSDynamoDB/", meta.root),
+    )
+    .await
+    .unwrap();
+    let (data_key, _) = keys
+        .iter()
+        .find(|(k, _)| k.contains("/data/"))
+        .cloned()
+        .unwrap();
+    let body = backstop::export::s3io::get(&h.clients.s3, &bucket, &data_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let changed = text.replacen("row ", "ROW ", 1);
+    assert_ne!(changed, text);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(changed.as_bytes()).unwrap();
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&data_key)
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    backstop_tests::place_native_manifests(&h, &bucket, &meta.root, &arn, &table).await;
+    let check = backstop::jobs::validate::verify_export(&h.clients, &catalog, &record, false)
+        .await
+        .unwrap();
+    assert!(!check.ok, "{check:#?}");
+    assert!(
+        check.detail.contains("its first verification recorded"),
+        "{}",
+        check.detail
+    );
+}
+
+#[tokio::test]
+async fn a_drill_asks_for_an_export_of_the_backups_moment_waits_for_it_and_is_proven_against_it() {
+    let h = Harness::new().await;
+    let (bucket, _) = h.export_bucket().await;
+    let table = h.name("Witnessed");
+    h.create_table(&table, 25, &[]).await;
+    h.clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let location = backstop::settings::ExportLocation {
+        bucket: bucket.clone(),
+        prefix: "backstop".into(),
+    };
+    let prefix = format!("{}drill-", h.prefix);
+    let ctx = DrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: "witness",
+        witness_exports: Some((&location, None)),
+    };
+    let d = ctx
+        .begin(&table, false, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Started → active: the export of the backup's moment is asked for, then the restore.
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Active);
+    let witness = d
+        .witness
+        .clone()
+        .expect("an export of the backup's moment was asked for");
+    assert_eq!(Some(witness.export_time), d.backup_created_at);
+    assert!(
+        witness.root.starts_with("backstop/~drills/"),
+        "{}",
+        witness.root
+    );
+    // The table is ready but AWS has not finished the export (moto writes no manifests): the
+    // drill waits, and says so by staying active.
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Active);
+    assert!(!d.witness_done && d.restore_s.is_some(), "{d:#?}");
+    let arn = witness.export_arn.clone().unwrap();
+    backstop_tests::place_native_manifests(&h, &bucket, &witness.root, &arn, &table).await;
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Verified);
+    assert_eq!(d.level, Some(DrillLevel::Proven), "{d:#?}");
+    assert!(
+        d.detail.contains("taken at the backup's moment"),
+        "{}",
+        d.detail
+    );
+    let d = ctx.step(&d).await.unwrap();
+    assert_eq!(d.state, DrillState::Cleaned);
+    assert!(!table_exists(&h, &d.drill_table).await);
+
+    // Again, with one item of the drill table changed before it is verified: failed, against
+    // the export of the backup's moment.
+    let d = ctx
+        .begin(
+            &table,
+            false,
+            Timestamp::now() + SignedDuration::from_secs(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let d = ctx.step(&d).await.unwrap();
+    let witness = d.witness.clone().unwrap();
+    let first = h
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&d.drill_table)
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    let mut item = first.items()[0].clone();
+    item.insert("note".into(), A::S("changed".into()));
+    h.clients
+        .dynamodb
+        .put_item()
+        .table_name(&d.drill_table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    backstop_tests::place_native_manifests(
+        &h,
+        &bucket,
+        &witness.root,
+        witness.export_arn.as_deref().unwrap(),
+        &table,
+    )
+    .await;
+    let d = ctx
+        .drive(
+            d,
+            Timestamp::now() + SignedDuration::from_secs(60),
+            Duration::from_millis(200),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.level, Some(DrillLevel::Failed), "{d:#?}");
+    assert!(
+        d.detail
+            .contains("differs from the export taken at the backup's moment"),
+        "{}",
+        d.detail
+    );
+    assert!(!table_exists(&h, &d.drill_table).await);
 }

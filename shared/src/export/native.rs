@@ -233,8 +233,9 @@ pub async fn start(
                     .export_view_type(ExportViewType::NewAndOldImages)
                     .build(),
             ),
+        // To the millisecond: a drill's export is of a backup's creation time, which has them.
         _ => req.export_type(SdkExportType::FullExport).export_time(
-            aws_smithy_types::DateTime::from_secs(meta.export_time.as_second()),
+            aws_smithy_types::DateTime::from_millis(meta.export_time.as_millisecond()),
         ),
     };
     let out = req

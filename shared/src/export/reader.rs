@@ -105,10 +105,13 @@ where
 {
     let summary = read_summary(s3, bucket, summary_key).await?;
     let files = read_files(s3, bucket, &summary).await?;
+    // An incremental export holds change records, not items: each is read and counted, and
+    // fingerprinted as one map (Keys and images); `each` sees only items.
+    let changes = summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT");
     let mut fp = Fingerprinter::default();
     let mut stored = 0u64;
     for f in &files {
-        stored += read_data_file(s3, bucket, f, &mut fp, &mut each).await?;
+        stored += read_data_file(s3, bucket, f, changes, &mut fp, &mut each).await?;
     }
     Ok(ReadBack {
         summary,
@@ -124,6 +127,8 @@ struct Lines<'a, F: FnMut(Item)> {
     /// Lines seen so far (blank ones too, so that numbers match the file's).
     line: u64,
     items: u64,
+    /// Lines are change records of an incremental export, not items.
+    changes: bool,
     fp: &'a mut Fingerprinter,
     each: &'a mut F,
     /// The first bad line, kept until the writer's caller can report it.
@@ -151,7 +156,12 @@ impl<F: FnMut(Item)> Lines<'_, F> {
         if text.trim().is_empty() {
             return;
         }
-        let item = match ddbjson::item_from_line(text) {
+        let parsed = if self.changes {
+            ddbjson::change_from_line(text)
+        } else {
+            ddbjson::item_from_line(text)
+        };
+        let item = match parsed {
             Ok(i) => i,
             Err(e) => {
                 self.bad = Some(format!("line {}: {e}", self.line));
@@ -162,7 +172,9 @@ impl<F: FnMut(Item)> Lines<'_, F> {
             self.bad = Some(format!("line {}: {e}", self.line));
             return;
         }
-        (self.each)(item);
+        if !self.changes {
+            (self.each)(item);
+        }
         self.items += 1;
     }
 }
@@ -196,6 +208,7 @@ async fn read_data_file<F: FnMut(Item)>(
     s3: &S3,
     bucket: &str,
     f: &FileEntry,
+    changes: bool,
     fp: &mut Fingerprinter,
     each: &mut F,
 ) -> Result<u64> {
@@ -220,6 +233,7 @@ async fn read_data_file<F: FnMut(Item)>(
         pending: Vec::new(),
         line: 0,
         items: 0,
+        changes,
         fp,
         each,
         bad: None,

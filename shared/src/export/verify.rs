@@ -8,14 +8,16 @@ use aws_sdk_s3::Client as S3;
 
 use super::manifest::BackstopManifest;
 use super::reader::{self, broken, ReadBack};
-use super::{backstop_manifest_key, s3io};
+use super::{backstop_manifest_key, s3io, ExportMeta, Made};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 
 /// What a verification that passed found.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub manifest: BackstopManifest,
+    /// Whether the fingerprint read was compared with one recorded before (Backstop's manifest
+    /// of a logical export, or a native export's first verification).
+    pub fingerprint_checked: bool,
     pub items: u64,
     pub files: usize,
     pub stored_bytes: u64,
@@ -71,6 +73,71 @@ pub async fn verify(s3: &S3, bucket: &str, root: &str) -> Result<Verified> {
         files: read.files.len(),
         stored_bytes: read.stored_bytes,
         fingerprint: read.fingerprint,
-        manifest,
+        fingerprint_checked: manifest.fingerprint.is_some(),
     })
+}
+
+/// Verifies an export from its catalog record. A logical export is checked against its
+/// `backstop-manifest.json` ([`verify`]). AWS writes no Backstop manifest for a native export:
+/// its manifests are read from the key the catalog recorded when the export finished (or found
+/// under its root), every data file checked as for any export, the count compared with the one
+/// recorded, and the fingerprint with `recorded` (a first verification's) when there is one.
+/// An incremental export's lines are change records; they are read, counted and fingerprinted
+/// as such.
+pub async fn verify_meta(
+    s3: &S3,
+    meta: &ExportMeta,
+    recorded: Option<&Fingerprint>,
+) -> Result<Verified> {
+    if meta.made == Made::Logical {
+        return verify(s3, &meta.bucket, &meta.root).await;
+    }
+    let bucket = &meta.bucket;
+    let summary_key = match &meta.manifest_key {
+        Some(k) => k.clone(),
+        None => reader::find_summary(s3, bucket, &meta.root, meta.export_arn.as_deref())
+            .await?
+            .map(|(k, _)| k)
+            .ok_or_else(|| {
+                broken(
+                    &format!("{}/AWSDynamoDB/", meta.root),
+                    bucket,
+                    "no manifest-summary.json for this export".into(),
+                )
+            })?,
+    };
+    let read = reader::read_export(s3, bucket, &summary_key, |_| {}).await?;
+    compare_native(meta, recorded, &read).map_err(|why| broken(&summary_key, bucket, why))?;
+    Ok(Verified {
+        items: read.fingerprint.items,
+        files: read.files.len(),
+        stored_bytes: read.stored_bytes,
+        fingerprint: read.fingerprint,
+        fingerprint_checked: recorded.is_some(),
+    })
+}
+
+/// Pure: a native export as read against what the catalog recorded of it.
+pub fn compare_native(
+    meta: &ExportMeta,
+    recorded: Option<&Fingerprint>,
+    read: &ReadBack,
+) -> std::result::Result<(), String> {
+    if let Some(count) = meta.item_count {
+        if read.summary.item_count != count {
+            return Err(format!(
+                "manifest-summary.json says {} items, the catalog recorded {count} when the export finished",
+                read.summary.item_count
+            ));
+        }
+    }
+    if let Some(fp) = recorded {
+        if !fp.same_content(&read.fingerprint) {
+            return Err(format!(
+                "the data's fingerprint is {}, its first verification recorded {fp}: the data changed since",
+                read.fingerprint
+            ));
+        }
+    }
+    Ok(())
 }

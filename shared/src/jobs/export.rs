@@ -914,3 +914,161 @@ fn prev_failed_arn(records: &[TargetRecord], slot: &ScheduleSlot) -> Option<Stri
         .and_then(|r| r.export.as_ref())
         .and_then(|m| m.export_arn.clone())
 }
+
+/// What [`finalize_native`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finalized {
+    /// The export completed in AWS and is now recorded DONE with its manifest figures.
+    Done(Box<ExportMeta>),
+    /// Still running in AWS (or its state could not be read): handed back, unchanged.
+    Running,
+    /// AWS says it failed: recorded FAILED (the export job starts a new one next time).
+    Failed(String),
+    /// Not a native export still under way, or another run holds it: left alone.
+    LeftAlone(String),
+}
+
+/// For validate: finalizes a native export that the catalog records as STARTED, as the export
+/// job's next run would, without waiting for it. Claims the slot, asks DescribeExport, and
+/// records the export DONE (with its manifests' figures), hands it back when still running, or
+/// records the failure. It never starts an export: anything else it finds under the claim is
+/// handed back as it was.
+pub async fn finalize_native(
+    clients: &Clients,
+    catalog: &Catalog,
+    record: &TargetRecord,
+    run_id: &str,
+    deadline: Option<Timestamp>,
+) -> Result<Finalized> {
+    let table = record.table.as_str();
+    let slot = ScheduleSlot::parse(&record.slot).map_err(Error::Local)?;
+    let now = Timestamp::now();
+    let claim = catalog
+        .claim(
+            JOB,
+            table,
+            &slot,
+            run_id,
+            now,
+            catalog::lease_until(now, deadline),
+            deadline,
+        )
+        .await?;
+    let previous = match claim {
+        Claim::Retaken { previous } => previous,
+        Claim::Done(_) => return Ok(Finalized::LeftAlone("already finished".into())),
+        Claim::Held(r) => {
+            return Ok(Finalized::LeftAlone(format!(
+                "run {} holds it now",
+                r.run_id
+            )))
+        }
+        Claim::Fresh => {
+            // The record vanished under us: give the claim up again, recording why.
+            catalog
+                .fail(
+                    JOB,
+                    table,
+                    &slot,
+                    run_id,
+                    "no export was recorded for this slot",
+                    now,
+                )
+                .await?;
+            return Ok(Finalized::LeftAlone("no export recorded".into()));
+        }
+    };
+    let native = previous.status == TargetStatus::Started
+        && previous
+            .export
+            .as_ref()
+            .is_some_and(|m| m.made == Made::Native && m.export_arn.is_some());
+    let Some(meta) = previous.export.clone() else {
+        catalog
+            .fail(
+                JOB,
+                table,
+                &slot,
+                run_id,
+                "no export was recorded for this slot",
+                now,
+            )
+            .await?;
+        return Ok(Finalized::LeftAlone("no export recorded".into()));
+    };
+    if !native {
+        // A logical export (its continuation resumes it) or a failed one: hand it back as it was
+        // for the export job.
+        catalog
+            .hand_off(
+                JOB,
+                table,
+                &slot,
+                run_id,
+                &meta,
+                previous
+                    .error
+                    .as_deref()
+                    .unwrap_or("left for the export job"),
+                Timestamp::now(),
+            )
+            .await?;
+        return Ok(Finalized::LeftAlone(
+            "not a native export under way; left for the export job".into(),
+        ));
+    }
+    match native::check(clients, table, &meta).await {
+        Ok(NativeState::Completed(done)) => {
+            catalog.set_export(JOB, table, &slot, run_id, &done).await?;
+            catalog
+                .complete(
+                    JOB,
+                    table,
+                    &slot,
+                    run_id,
+                    &export_info(&done),
+                    Timestamp::now(),
+                )
+                .await?;
+            info!(table = %table, slot = %slot, "native export finalized by validate");
+            Ok(Finalized::Done(done))
+        }
+        Ok(NativeState::Running) => {
+            catalog
+                .hand_off(
+                    JOB,
+                    table,
+                    &slot,
+                    run_id,
+                    &meta,
+                    "native export running in AWS",
+                    Timestamp::now(),
+                )
+                .await?;
+            Ok(Finalized::Running)
+        }
+        Ok(NativeState::Failed { reason }) => {
+            let msg = format!("the native export failed: {reason}");
+            catalog
+                .fail(JOB, table, &slot, run_id, &msg, Timestamp::now())
+                .await?;
+            Ok(Finalized::Failed(msg))
+        }
+        // Could not ask: the export may still be fine; the next run asks again.
+        Err(e) if e.is_retryable() => {
+            let note = format!("could not check the export: {e}");
+            catalog
+                .hand_off(JOB, table, &slot, run_id, &meta, &note, Timestamp::now())
+                .await?;
+            Ok(Finalized::Running)
+        }
+        // Completed in AWS but not whole (a data file missing): failed, as the export job has it.
+        Err(e) => {
+            let msg = e.to_string();
+            catalog
+                .fail(JOB, table, &slot, run_id, &msg, Timestamp::now())
+                .await?;
+            Ok(Finalized::Failed(msg))
+        }
+    }
+}

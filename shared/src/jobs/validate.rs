@@ -16,7 +16,9 @@ use crate::drill::{self, DrillCtx, DrillReport, Due};
 use crate::error::{Error, Result};
 use crate::event::JobRequest;
 use crate::export::native::broken_chains;
+use crate::export::Made;
 use crate::freshness::{self, newest_backup, newest_export, Evidence, Pitr};
+use crate::jobs::export::{finalize_native, Finalized};
 use crate::report::{ExportCheck, Outcome, RunReport, TargetReport, Validation};
 use crate::settings::{JobKind, Settings, ValidateSettings};
 
@@ -79,6 +81,11 @@ impl TableCtx<'_> {
             catalog: self.catalog,
             prefix: self.prefix,
             run_id: self.run_id,
+            witness_exports: self
+                .settings
+                .witness_exports
+                .as_ref()
+                .map(|l| (l, self.settings.export_kms_key.as_deref())),
         }
     }
 
@@ -126,10 +133,49 @@ impl TableCtx<'_> {
             .catalog
             .list_targets(JobKind::Snapshot, Some(table))
             .await?;
-        let exports = self
+        let mut exports = self
             .catalog
             .list_targets(JobKind::Export, Some(table))
             .await?;
+
+        // Native exports still recorded as under way: finished in AWS by now, most of them.
+        // Finalized here (the export job would only on its next weekly run), then verified below.
+        if !self.request.dry_run {
+            let started: Vec<&TargetRecord> = exports
+                .iter()
+                .filter(|r| {
+                    r.status == TargetStatus::Started
+                        && r.export.as_ref().is_some_and(|m| m.made == Made::Native)
+                })
+                .collect();
+            for r in &started {
+                let what = match finalize_native(
+                    self.clients,
+                    self.catalog,
+                    r,
+                    self.run_id,
+                    self.request.deadline,
+                )
+                .await
+                {
+                    Ok(Finalized::Done(_)) => "finished".to_owned(),
+                    Ok(Finalized::Running) => "still running".to_owned(),
+                    Ok(Finalized::Failed(why)) => format!("FAILED: {why}"),
+                    Ok(Finalized::LeftAlone(why)) => format!("left alone ({why})"),
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                v.finalized.push(format!("{}: {what}", r.slot));
+            }
+            if !started.is_empty() {
+                exports = self
+                    .catalog
+                    .list_targets(JobKind::Export, Some(table))
+                    .await?;
+            }
+        }
 
         let evidence = Evidence {
             newest_backup: newest_backup(&backups),
@@ -243,7 +289,13 @@ pub async fn verify_export(
     };
     let uri = meta.uri();
     let (check, fingerprint) =
-        match crate::export::verify::verify(&clients.s3, &meta.bucket, &meta.root).await {
+        match crate::export::verify::verify_meta(
+            &clients.s3,
+            meta,
+            record.verification.as_ref().and_then(|v| v.fingerprint.as_ref()),
+        )
+        .await
+        {
             Ok(found) => (
                 ExportCheck {
                     slot: record.slot.clone(),
@@ -255,7 +307,7 @@ pub async fn verify_export(
                         found.items,
                         found.files,
                         found.stored_bytes,
-                        if found.manifest.fingerprint.is_some() {
+                        if found.fingerprint_checked {
                             ", fingerprint as recorded"
                         } else {
                             "; fingerprint recorded now"

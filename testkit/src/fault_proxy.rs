@@ -64,6 +64,8 @@ struct State {
     /// Every request seen: (operation, body; S3 object bodies are left out).
     log: Vec<(String, String)>,
     faults: Vec<Fault>,
+    /// (operation, body_contains) of requests held without an answer.
+    stalls: Vec<(String, String)>,
     injected: usize,
     chaos: Option<(Chaos, StdRng)>,
     counts: ChaosCounts,
@@ -72,6 +74,8 @@ struct State {
 /// What to do with one request.
 enum Verdict {
     Answer(Fault),
+    /// Held: neither forwarded nor answered, until the client goes away.
+    Stall,
     Forward,
     ForwardAndLose,
 }
@@ -112,9 +116,21 @@ impl FaultProxy {
         self.state.lock().unwrap().faults.push(fault);
     }
 
+    /// Holds every request to `operation` whose body contains `body_contains`: not forwarded,
+    /// never answered, as a process killed mid-call leaves it. The client sees nothing until
+    /// it gives up or dies.
+    pub fn stall(&self, operation: &str, body_contains: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .stalls
+            .push((operation.into(), body_contains.into()));
+    }
+
     pub fn clear(&self) {
         let mut st = self.state.lock().unwrap();
         st.faults.clear();
+        st.stalls.clear();
         st.chaos = None;
     }
 
@@ -174,6 +190,12 @@ async fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std
             Verdict::Answer(f) if s3 => s3_error_response(&f),
             Verdict::Answer(f) => error_response(&f, json),
             Verdict::Forward => forward(upstream, &head, &body).await?,
+            Verdict::Stall => {
+                // Until the client closes the connection (or dies).
+                let mut rest = [0u8; 1024];
+                while conn.read(&mut rest).await? > 0 {}
+                return Ok(());
+            }
             Verdict::ForwardAndLose => {
                 // Carried out, and then the answer is lost: the client sees the connection drop.
                 let _ = forward(upstream, &head, &body).await?;
@@ -247,6 +269,13 @@ fn s3_error_response(f: &Fault) -> Vec<u8> {
 
 fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verdict {
     let mut st = state.lock().unwrap();
+    if st
+        .stalls
+        .iter()
+        .any(|(op, part)| op == operation && body.contains(part.as_str()))
+    {
+        return Verdict::Stall;
+    }
     let fixed = st
         .faults
         .iter()

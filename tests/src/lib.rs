@@ -2,6 +2,65 @@
 
 pub use backstop_testkit::*;
 
+use backstop::event::JobRequest;
+use backstop::report::RunReport;
+use backstop::settings::{JobKind, Settings};
+
+/// Runs one job in this process with the harness's settings plus `extra`.
+pub async fn run_job(
+    h: &Harness,
+    kind: JobKind,
+    extra: &[(&str, String)],
+    payload: serde_json::Value,
+) -> RunReport {
+    let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
+    let pairs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = Settings::resolve(kind, &h.env(&pairs), &request).unwrap();
+    backstop::jobs::run(kind, &h.clients, &settings, &request).await
+}
+
+/// The `backstop` CLI, built as the tests are (debug) into the same target directory.
+pub fn cli_binary() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-q", "-p", "backstop-cli", "--bin", "backstop"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the backstop CLI failed");
+    // target/debug/deps/<this test> -> target/debug/backstop
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("backstop")
+}
+
+/// A `backstop --endpoint <endpoint>` command with the harness's settings plus `extra` in its
+/// environment (and nothing of the caller's AWS profile).
+pub fn backstop_cmd(
+    cli: &std::path::Path,
+    h: &Harness,
+    endpoint: &str,
+    extra: &[(&str, String)],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(cli);
+    cmd.args(["--endpoint", endpoint])
+        .env_remove("AWS_PROFILE")
+        .env_remove(backstop::settings::ENV_TABLES)
+        .env(
+            backstop::settings::ENV_CATALOG_TABLE,
+            &h.stack.catalog_table,
+        )
+        .env(backstop::settings::ENV_TOPIC_ARN, &h.stack.topic_arn)
+        .env(backstop::settings::ENV_METRICS_NAMESPACE, h.namespace());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// Writes the manifests AWS writes beside a native export's data (moto writes only the data
 /// file), in the documented format, for the export at `root` with ARN `arn`.
 pub async fn place_native_manifests(

@@ -95,20 +95,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue as A;
 use backstop::drill::{self, DrillCtx, DrillLevel, DrillState};
 use backstop::report::{Outcome, RunReport, TargetReport};
-use backstop_tests::{local, put_every_type};
-
-/// Runs one job for `tables` at `slot` with the harness's settings plus `extra`.
-async fn run_job(
-    h: &Harness,
-    kind: JobKind,
-    extra: &[(&str, String)],
-    payload: serde_json::Value,
-) -> RunReport {
-    let request = JobRequest::from_payload(&payload, Timestamp::now()).unwrap();
-    let pairs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let settings = Settings::resolve(kind, &h.env(&pairs), &request).unwrap();
-    jobs::run(kind, &h.clients, &settings, &request).await
-}
+use backstop_tests::{backstop_cmd, cli_binary, local, put_every_type, run_job};
 
 /// The current hour as a slot: exports of it are fresh.
 fn this_hour() -> String {
@@ -634,7 +621,7 @@ async fn a_drill_table_altered_mid_drill_or_a_restore_that_fails_is_never_a_succ
 }
 
 #[tokio::test]
-async fn a_drill_interrupted_between_states_is_taken_on_by_the_next_run_and_its_table_removed() {
+async fn a_drill_killed_between_its_states_is_taken_on_by_the_next_run_and_its_table_removed() {
     let h = Harness::new().await;
     let table = h.name("Interrupted");
     h.create_table(&table, 10, &[]).await;
@@ -659,43 +646,60 @@ async fn a_drill_interrupted_between_states_is_taken_on_by_the_next_run_and_its_
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
     let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
     let prefix = format!("{}drill-", h.prefix);
-    let ctx = DrillCtx {
-        clients: &h.clients,
-        catalog: &catalog,
-        prefix: &prefix,
-        run_id: "killed",
-        witness_exports: None,
-    };
-    let venv = validate_env(&h, &[]);
-    // Killed after each state in turn: the next validate run finishes the drill and removes
-    // its table.
-    for stop_after in [
-        DrillState::Started,
-        DrillState::Active,
-        DrillState::Verified,
+    let mut venv = validate_env(&h, &[]);
+    // A drill every second: each round below opens a new one.
+    venv.push(("BACKSTOP_DRILL_EVERY", "1s".into()));
+    let cli = cli_binary();
+    let event = std::env::temp_dir().join(format!("{}validate-event.json", h.prefix));
+    std::fs::write(&event, json!({"tables": [table]}).to_string()).unwrap();
+    // The validate invocation is killed (SIGKILL) while its call that would move the drill on
+    // hangs: the restore (state started), the scan of the drill table (active), the deletion
+    // of the drill table (verified). The next run finishes the drill and removes its table.
+    for (held, killed_in) in [
+        ("RestoreTableFromBackup", DrillState::Started),
+        ("Scan", DrillState::Active),
+        ("DeleteTable", DrillState::Verified),
     ] {
-        let mut d = ctx
-            .begin(&table, false, Timestamp::now())
-            .await
-            .unwrap()
-            .expect("no drill open");
-        while d.state != stop_after {
-            d = ctx.step(&d).await.unwrap();
+        let proxy = backstop_testkit::fault_proxy::FaultProxy::start(&h.stack.endpoint).await;
+        proxy.stall(held, &prefix);
+        let mut child = backstop_cmd(&cli, &h, &proxy.endpoint, &venv)
+            .args(["run", "validate", "--event"])
+            .arg(&event)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !proxy.requests(held).iter().any(|b| b.contains(&prefix)) {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("validate ended ({status}) before it called {held} on a drill table");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "validate never called {held} on a drill table"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let drill_table = d.drill_table.clone();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(proxy);
+        let open = drill::latest(&catalog, &table).await.unwrap().unwrap();
+        assert_eq!(open.state, killed_in, "killed in {held}: {open:#?}");
+        let drill_table = open.drill_table.clone();
+
         let r = run_job(&h, JobKind::Validate, &venv, json!({"tables": [table]})).await;
         let v = target(&r, &table).validation.clone().unwrap();
         let report = v.drill.expect("the open drill is taken on");
         assert_eq!(
             report.state,
             DrillState::Cleaned,
-            "after {stop_after:?}: {report:#?}"
+            "killed in {killed_in:?}: {report:#?}"
         );
         assert_eq!(report.drill_table, drill_table);
         assert_eq!(report.level, Some(DrillLevel::Consistent), "{report:#?}");
         assert!(
             !table_exists(&h, &drill_table).await,
-            "after {stop_after:?}"
+            "killed in {killed_in:?}: {drill_table} left behind"
         );
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }

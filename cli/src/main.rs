@@ -4,6 +4,7 @@
 mod backups;
 mod demo;
 mod render;
+mod restore;
 mod retention;
 mod run;
 mod validate;
@@ -15,6 +16,7 @@ use backstop::aws::emulator_config;
 use backstop::report::RunReport;
 use backstop::settings::{self, JobKind};
 use backstop::Error;
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -84,6 +86,14 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Restore into a new table: from a backup, from point-in-time recovery, or from an export.
+    /// A target that exists, or that Backstop protects (BACKSTOP_TABLES, the catalog), is
+    /// refused before anything is created. Each ends by reading the new table back (count and
+    /// fingerprint) and comparing it with what the source recorded; exit 1 when they differ.
+    Restore {
+        #[command(subcommand)]
+        command: RestoreCommand,
+    },
     /// Validation on demand: read exports back and check them.
     Validate {
         #[command(subcommand)]
@@ -108,6 +118,94 @@ enum Command {
         #[arg(long, env = settings::ENV_CATALOG_TABLE)]
         catalog: String,
         /// Print the drill's result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RestoreCommand {
+    /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "slot", "latest"])))]
+    Backup {
+        /// The backup's ARN.
+        #[arg(long, conflicts_with = "table")]
+        backup: Option<String>,
+        /// The table whose backup to restore (with --slot or --latest).
+        #[arg(long)]
+        table: Option<String>,
+        /// The slot of the backup, as `backups list` shows it.
+        #[arg(long, requires = "table")]
+        slot: Option<String>,
+        /// The table's newest complete backup.
+        #[arg(long, requires = "table")]
+        latest: bool,
+        /// The new table to restore into (must not exist).
+        #[arg(long)]
+        to: String,
+        /// How long to wait for the table to become ACTIVE, such as 30m or 2h.
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// The catalog table, for --table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a table as of a point in time (PITR must be on; the time inside its window).
+    #[command(group(clap::ArgGroup::new("when").required(true).args(["time", "hours_ago", "latest"])))]
+    Pitr {
+        /// The table to restore.
+        #[arg(long)]
+        table: String,
+        /// The new table to restore into (must not exist).
+        #[arg(long)]
+        to: String,
+        /// The moment, RFC 3339 (such as 2026-11-20T03:00:00Z).
+        #[arg(long)]
+        time: Option<String>,
+        /// The moment as hours before now (such as 2 or 0.5).
+        #[arg(long)]
+        hours_ago: Option<f64>,
+        /// The latest restorable time (about five minutes ago).
+        #[arg(long)]
+        latest: bool,
+        /// How long to wait for the table to become ACTIVE, such as 30m or 2h.
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a full export (logical or native) into a new table with Backstop's loader: the
+    /// export is read whole and checked first, every item is written (unprocessed ones retried
+    /// with backoff, or the command fails naming them), and the table's fingerprint is
+    /// compared with the export's.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["export", "slot", "latest"])))]
+    Export {
+        /// The export's id (or ARN), as `exports list` shows it.
+        #[arg(long, conflicts_with = "table")]
+        export: Option<String>,
+        /// The table whose export to restore (with --slot or --latest).
+        #[arg(long)]
+        table: Option<String>,
+        /// The slot of the export.
+        #[arg(long, requires = "table")]
+        slot: Option<String>,
+        /// The table's newest finished full export.
+        #[arg(long, requires = "table")]
+        latest: bool,
+        /// The new table to load into (must not exist).
+        #[arg(long)]
+        to: String,
+        /// BatchWriteItem calls in flight at once.
+        #[arg(long, default_value_t = backstop::restore::DEFAULT_PARALLEL, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        parallel: usize,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -263,7 +361,9 @@ async fn async_main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                Error::Setting { .. } | Error::Payload(_) => ExitCode::from(2),
+                Error::Setting { .. } | Error::Payload(_) | Error::Refused { .. } => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::from(1),
             }
         }
@@ -326,6 +426,79 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             catalog,
             json,
         } => validate::drill(endpoint, &table, catalog, keep, wait, json).await,
+        Command::Restore { command } => match command {
+            RestoreCommand::Backup {
+                backup,
+                table,
+                slot,
+                latest: _,
+                to,
+                wait,
+                catalog,
+                json,
+            } => {
+                restore::backup(
+                    endpoint,
+                    restore::BackupArgs {
+                        backup,
+                        table,
+                        slot,
+                        catalog,
+                        to,
+                        wait,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Pitr {
+                table,
+                to,
+                time,
+                hours_ago,
+                latest,
+                wait,
+                json,
+            } => {
+                restore::pitr(
+                    endpoint,
+                    restore::PitrArgs {
+                        table,
+                        to,
+                        time,
+                        hours_ago,
+                        latest,
+                        wait,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Export {
+                export,
+                table,
+                slot,
+                latest: _,
+                to,
+                parallel,
+                catalog,
+                json,
+            } => {
+                restore::export(
+                    endpoint,
+                    restore::ExportArgs {
+                        export,
+                        table,
+                        slot,
+                        catalog,
+                        to,
+                        parallel,
+                        json,
+                    },
+                )
+                .await
+            }
+        },
         Command::Demo { items, json } => demo::demo(endpoint, items, json).await,
         Command::Local {
             command: LocalCommand::Up { items },

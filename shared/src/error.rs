@@ -41,6 +41,15 @@ pub enum Error {
     /// The local emulator stack (demo and tests only).
     #[error("local emulator: {0}")]
     Local(String),
+
+    /// A restore or recovery that would be unsafe, or cannot be done, was refused before
+    /// anything was created or written.
+    #[error("{operation} refused: {reason}{}", hint_suffix(hint))]
+    Refused {
+        operation: &'static str,
+        reason: String,
+        hint: String,
+    },
 }
 
 fn hint_suffix(hint: &str) -> String {
@@ -56,6 +65,18 @@ impl Error {
         Error::Setting {
             name: name.into(),
             rule: rule.into(),
+        }
+    }
+
+    pub fn refused(
+        operation: &'static str,
+        reason: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Refused {
+            operation,
+            reason: reason.into(),
+            hint: hint.into(),
         }
     }
 
@@ -84,6 +105,7 @@ impl Error {
             Error::Aws { .. } => "Backstop.AwsCallFailed",
             Error::RunFailed { .. } => "Backstop.RunFailed",
             Error::Local(_) => "Backstop.LocalEmulator",
+            Error::Refused { .. } => "Backstop.Refused",
         }
     }
 

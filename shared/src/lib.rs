@@ -16,6 +16,7 @@ pub mod freshness;
 pub mod jobs;
 pub mod notify;
 pub mod report;
+pub mod restore;
 pub mod retention;
 pub mod runtime;
 pub mod selection;

@@ -89,29 +89,56 @@ pub async fn read_files(s3: &S3, bucket: &str, summary: &Summary) -> Result<Vec<
     Ok(files)
 }
 
+/// Where read items go: `take` gets each item as its line completes, `drain` is awaited between
+/// the chunks of a data file (and at the end of each), so that a loader writes items out as
+/// they come and memory does not grow with the export.
+pub trait Sink {
+    fn take(&mut self, item: Item);
+    fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// A closure as a [`Sink`] with nothing to drain.
+struct Each<F>(F);
+
+impl<F: FnMut(Item)> Sink for Each<F> {
+    fn take(&mut self, item: Item) {
+        (self.0)(item);
+    }
+    fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
 /// Reads every item of the export whose summary is at `summary_key`, calling `each` per item,
 /// and returns the figures. Fails on the first mismatch: a missing file, an ETag or MD5 other
 /// than the manifest's, a truncated or corrupt gzip stream, a line that is not an item, a count
 /// that differs from the manifest. A file's MD5 is known only once it has been read, so `each`
 /// may have seen items of a file that then fails: on an error, discard what `each` gathered.
-pub async fn read_export<F>(
-    s3: &S3,
-    bucket: &str,
-    summary_key: &str,
-    mut each: F,
-) -> Result<ReadBack>
+pub async fn read_export<F>(s3: &S3, bucket: &str, summary_key: &str, each: F) -> Result<ReadBack>
 where
     F: FnMut(Item),
 {
+    read_export_into(s3, bucket, summary_key, &mut Each(each)).await
+}
+
+/// [`read_export`] into a [`Sink`]. The same caveat: a file that fails its MD5 or count after
+/// some of its items were drained leaves them drained; read an export whole (verify it) before
+/// loading it anywhere that matters.
+pub async fn read_export_into<S: Sink>(
+    s3: &S3,
+    bucket: &str,
+    summary_key: &str,
+    sink: &mut S,
+) -> Result<ReadBack> {
     let summary = read_summary(s3, bucket, summary_key).await?;
     let files = read_files(s3, bucket, &summary).await?;
     // An incremental export holds change records, not items: each is read and counted, and
-    // fingerprinted as one map (Keys and images); `each` sees only items.
+    // fingerprinted as one map (Keys and images); the sink sees only items.
     let changes = summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT");
     let mut fp = Fingerprinter::default();
     let mut stored = 0u64;
     for f in &files {
-        stored += read_data_file(s3, bucket, f, changes, &mut fp, &mut each).await?;
+        stored += read_data_file(s3, bucket, f, changes, &mut fp, sink).await?;
     }
     Ok(ReadBack {
         summary,
@@ -122,7 +149,7 @@ where
 }
 
 /// Lines of decompressed text, handed on as each one completes.
-struct Lines<'a, F: FnMut(Item)> {
+struct Lines<'a, S: Sink> {
     pending: Vec<u8>,
     /// Lines seen so far (blank ones too, so that numbers match the file's).
     line: u64,
@@ -130,12 +157,12 @@ struct Lines<'a, F: FnMut(Item)> {
     /// Lines are change records of an incremental export, not items.
     changes: bool,
     fp: &'a mut Fingerprinter,
-    each: &'a mut F,
+    sink: &'a mut S,
     /// The first bad line, kept until the writer's caller can report it.
     bad: Option<String>,
 }
 
-impl<F: FnMut(Item)> Lines<'_, F> {
+impl<S: Sink> Lines<'_, S> {
     /// The first bad line met so far, if any, as an error to return.
     fn fault(&mut self) -> std::result::Result<(), String> {
         self.bad.take().map_or(Ok(()), Err)
@@ -173,13 +200,13 @@ impl<F: FnMut(Item)> Lines<'_, F> {
             return;
         }
         if !self.changes {
-            (self.each)(item);
+            self.sink.take(item);
         }
         self.items += 1;
     }
 }
 
-impl<F: FnMut(Item)> Write for Lines<'_, F> {
+impl<S: Sink> Write for Lines<'_, S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut rest = buf;
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
@@ -204,13 +231,13 @@ impl<F: FnMut(Item)> Write for Lines<'_, F> {
 }
 
 /// Streams one data file: ETag, MD5, gzip, every line, the count. Returns its stored size.
-async fn read_data_file<F: FnMut(Item)>(
+async fn read_data_file<S: Sink>(
     s3: &S3,
     bucket: &str,
     f: &FileEntry,
     changes: bool,
     fp: &mut Fingerprinter,
-    each: &mut F,
+    sink: &mut S,
 ) -> Result<u64> {
     let key = &f.data_file_s3_key;
     let (mut body, etag) = s3io::open(s3, bucket, key).await?.ok_or_else(|| {
@@ -235,7 +262,7 @@ async fn read_data_file<F: FnMut(Item)>(
         items: 0,
         changes,
         fp,
-        each,
+        sink,
         bad: None,
     });
     loop {
@@ -266,6 +293,7 @@ async fn read_data_file<F: FnMut(Item)>(
                 format!("not a whole gzip stream (at stored byte {stored}): {e}"),
             )
         })?;
+        gz.get_mut().sink.drain().await?;
     }
     let finished = gz.try_finish();
     let lines = gz.get_mut();
@@ -282,6 +310,7 @@ async fn read_data_file<F: FnMut(Item)>(
         lines.take(&last);
         lines.fault().map_err(|bad| broken(key, bucket, bad))?;
     }
+    lines.sink.drain().await?;
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5.finalize());
     if md5 != f.md5_checksum {
         return Err(broken(

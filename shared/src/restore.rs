@@ -1,0 +1,789 @@
+//! Restores, each into a new table: from an on-demand backup, from point-in-time recovery, and
+//! from an export loaded by Backstop's own loader (parallel BatchWriteItem, every unprocessed
+//! item retried with backoff until written, or a failure that names the items not written).
+//!
+//! Nothing here writes into a table that existed before the command: a target that exists, or
+//! that is one of the tables Backstop protects (the selection, the catalog), is refused before
+//! anything is created. Every restore ends with the restored table's count and fingerprint, to
+//! compare with the evidence the source left (the export's fingerprint, the backup's count).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, PutRequest, ScalarAttributeType, TableStatus,
+    WriteRequest,
+};
+use aws_sdk_dynamodb::Client as Ddb;
+use jiff::Timestamp;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::aws::Clients;
+use crate::ddbjson::Item;
+use crate::error::{Error, Result};
+use crate::export::manifest::BackstopManifest;
+use crate::export::reader::{self, Sink};
+use crate::fingerprint::Fingerprint;
+
+/// Items per BatchWriteItem call (DynamoDB's limit).
+pub const BATCH: usize = 25;
+/// BatchWriteItem calls in flight at once by default.
+pub const DEFAULT_PARALLEL: usize = 8;
+/// Calls per batch before the loader gives up on the items still unwritten.
+pub const MAX_ATTEMPTS: u32 = 12;
+
+/// Refuses a target that is not a new table: a bad name, a protected table (one Backstop backs
+/// up, its catalog), or a table that exists. Nothing is created either way.
+pub async fn check_target(ddb: &Ddb, to: &str, protected: &[String]) -> Result<()> {
+    crate::settings::validate_table_name("--to", to).map_err(|e| {
+        Error::refused(
+            "restore",
+            format!("{to:?} is not a table name DynamoDB accepts: {e}"),
+            "choose another --to",
+        )
+    })?;
+    if protected.iter().any(|p| p == to) {
+        return Err(Error::refused(
+            "restore",
+            format!("{to} is a table Backstop protects (selected for backup, or its catalog)"),
+            "restore into a new table and move data with `backstop recover`",
+        ));
+    }
+    if table_status(ddb, to).await?.is_some() {
+        return Err(Error::refused(
+            "restore",
+            format!("table {to} exists; a restore never writes into an existing table"),
+            "choose a new name with --to, or delete the table first if it is yours to delete",
+        ));
+    }
+    Ok(())
+}
+
+/// The table's status; `None` when it does not exist.
+pub async fn table_status(ddb: &Ddb, table: &str) -> Result<Option<TableStatus>> {
+    match ddb.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(Some(
+            out.table
+                .and_then(|t| t.table_status)
+                .unwrap_or(TableStatus::Creating),
+        )),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::aws("DescribeTable", format!("table {table}"), e)),
+    }
+}
+
+/// Waits until `table` is ACTIVE, polling every `poll`, calling `on_poll` with its status;
+/// fails when it disappears, ends in another state, or `until` passes.
+pub async fn wait_active(
+    ddb: &Ddb,
+    table: &str,
+    until: Timestamp,
+    poll: Duration,
+    mut on_poll: impl FnMut(&str),
+) -> Result<()> {
+    loop {
+        match table_status(ddb, table).await? {
+            Some(TableStatus::Active) => return Ok(()),
+            Some(TableStatus::Creating) | Some(TableStatus::Updating) => {
+                on_poll("CREATING");
+            }
+            Some(other) => {
+                return Err(Error::Aws {
+                    operation: "restore",
+                    resource: format!("table {table}"),
+                    code: None,
+                    message: format!("the table is {} instead of becoming ACTIVE", other.as_str()),
+                    retryable: false,
+                    hint: "look at the table in the console; delete it and restore again".into(),
+                })
+            }
+            None => {
+                return Err(Error::Aws {
+                    operation: "restore",
+                    resource: format!("table {table}"),
+                    code: None,
+                    message: "the table disappeared while being restored".into(),
+                    retryable: false,
+                    hint: "restore again".into(),
+                })
+            }
+        }
+        if Timestamp::now() >= until {
+            return Err(Error::Aws {
+                operation: "restore",
+                resource: format!("table {table}"),
+                code: None,
+                message: "the table is not ACTIVE yet".into(),
+                retryable: true,
+                hint: "AWS goes on restoring; wait longer (--wait) or check again later".into(),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Starts a restore of `backup_arn` into the new table `to`.
+pub async fn start_from_backup(ddb: &Ddb, backup_arn: &str, to: &str) -> Result<()> {
+    ddb.restore_table_from_backup()
+        .backup_arn(backup_arn)
+        .target_table_name(to)
+        .send()
+        .await
+        .map_err(|e| {
+            let missing = e.as_service_error().is_some_and(|s| {
+                s.is_backup_not_found_exception() || s.is_table_already_exists_exception()
+            });
+            let err = Error::aws("RestoreTableFromBackup", format!("backup {backup_arn}"), e);
+            if missing {
+                Error::refused("restore backup", err.to_string(), "")
+            } else {
+                err
+            }
+        })?;
+    Ok(())
+}
+
+/// The point in time to restore to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PitrTime {
+    Latest,
+    At(Timestamp),
+}
+
+/// The window PITR can restore from: (earliest, latest) restorable times; `None` when PITR is
+/// off for the table.
+pub async fn pitr_window(ddb: &Ddb, table: &str) -> Result<Option<(Timestamp, Timestamp)>> {
+    let out = ddb
+        .describe_continuous_backups()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeContinuousBackups", format!("table {table}"), e))?;
+    let Some(p) = out
+        .continuous_backups_description
+        .and_then(|d| d.point_in_time_recovery_description)
+    else {
+        return Ok(None);
+    };
+    if p.point_in_time_recovery_status.as_ref().map(|s| s.as_str()) != Some("ENABLED") {
+        return Ok(None);
+    }
+    let ts = |d: Option<&aws_smithy_types::DateTime>| {
+        d.and_then(|d| Timestamp::new(d.secs(), d.subsec_nanos() as i32).ok())
+    };
+    match (
+        ts(p.earliest_restorable_date_time.as_ref()),
+        ts(p.latest_restorable_date_time.as_ref()),
+    ) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        _ => Ok(None),
+    }
+}
+
+/// Pure: whether `time` may be restored to from a PITR window, and the time to ask for.
+pub fn pitr_target(
+    table: &str,
+    window: Option<(Timestamp, Timestamp)>,
+    time: PitrTime,
+) -> Result<PitrTime> {
+    let Some((earliest, latest)) = window else {
+        return Err(Error::refused(
+            "restore pitr",
+            format!("point-in-time recovery is off for table {table}"),
+            "restore from a backup or an export instead; turn PITR on for the future",
+        ));
+    };
+    match time {
+        PitrTime::Latest => Ok(PitrTime::Latest),
+        PitrTime::At(t) if t < earliest || t > latest => Err(Error::refused(
+            "restore pitr",
+            format!("{t} is outside table {table}'s PITR window ({earliest} to {latest})"),
+            "pick a time inside the window, or restore from a backup or an export of that time",
+        )),
+        at => Ok(at),
+    }
+}
+
+/// Starts a point-in-time restore of `table` into the new table `to`, after checking that
+/// the time is inside the table's window. Returns the time asked for.
+pub async fn start_from_pitr(ddb: &Ddb, table: &str, to: &str, time: PitrTime) -> Result<PitrTime> {
+    let target = pitr_target(table, pitr_window(ddb, table).await?, time)?;
+    let mut req = ddb
+        .restore_table_to_point_in_time()
+        .source_table_name(table)
+        .target_table_name(to);
+    req = match target {
+        PitrTime::Latest => req.use_latest_restorable_time(true),
+        PitrTime::At(t) => {
+            req.restore_date_time(aws_smithy_types::DateTime::from_millis(t.as_millisecond()))
+        }
+    };
+    req.send().await.map_err(|e| {
+        Error::aws(
+            "RestoreTableToPointInTime",
+            format!("table {table} into {to}"),
+            e,
+        )
+    })?;
+    Ok(target)
+}
+
+/// Reads a Backstop manifest's `key_schema` (AWS's JSON shapes) into a CreateTable request
+/// for `to`, on demand (a load writes as fast as the table takes; the source's capacity and
+/// other settings are re-applied afterwards).
+pub fn create_request(
+    ddb: &Ddb,
+    to: &str,
+    schema: &Value,
+) -> std::result::Result<
+    aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+    String,
+> {
+    let keys = |v: &Value| -> std::result::Result<Vec<KeySchemaElement>, String> {
+        v.as_array()
+            .ok_or("KeySchema is not a list")?
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().ok_or("a key without a name")?)
+                    .key_type(KeyType::from(
+                        k["KeyType"].as_str().ok_or("a key without a type")?,
+                    ))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    };
+    let projection = |v: &Value| {
+        let mut p = Projection::builder();
+        if let Some(t) = v["ProjectionType"].as_str() {
+            p = p.projection_type(ProjectionType::from(t));
+        }
+        for a in v["NonKeyAttributes"].as_array().into_iter().flatten() {
+            if let Some(a) = a.as_str() {
+                p = p.non_key_attributes(a);
+            }
+        }
+        p.build()
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(to)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys(&schema["KeySchema"])?));
+    for a in schema["AttributeDefinitions"]
+        .as_array()
+        .ok_or("AttributeDefinitions is not a list")?
+    {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(
+                    a["AttributeName"]
+                        .as_str()
+                        .ok_or("an attribute without a name")?,
+                )
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"]
+                        .as_str()
+                        .ok_or("an attribute without a type")?,
+                ))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for g in schema["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().ok_or("an index without a name")?)
+                .set_key_schema(Some(keys(&g["KeySchema"])?))
+                .projection(projection(&g["Projection"]))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for l in schema["LocalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        req = req.local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name(l["IndexName"].as_str().ok_or("an index without a name")?)
+                .set_key_schema(Some(keys(&l["KeySchema"])?))
+                .projection(projection(&l["Projection"]))
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(req)
+}
+
+/// The key attribute names of a schema (partition key first).
+pub fn key_names(schema: &Value) -> Vec<String> {
+    let mut keys: Vec<(bool, String)> = schema["KeySchema"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| {
+            Some((
+                k["KeyType"].as_str()? != "HASH",
+                k["AttributeName"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, n)| n).collect()
+}
+
+/// An item's key as one line of DynamoDB JSON, to name it in an error.
+fn key_line(item: &Item, keys: &[String]) -> String {
+    let key: Item = keys
+        .iter()
+        .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    crate::ddbjson::item_to_json(&key)
+        .unwrap_or_else(|e| format!("(a key that cannot be shown: {e})"))
+}
+
+/// Writes items into a table with parallel BatchWriteItem calls; what DynamoDB leaves
+/// unprocessed (or refuses with throttling) is sent again with exponential backoff, up to
+/// [`MAX_ATTEMPTS`] calls per batch. A batch that still has unwritten items fails the load, and
+/// the error names them: the loader never drops an item silently.
+pub struct Loader {
+    ddb: Ddb,
+    table: String,
+    keys: Vec<String>,
+    parallel: usize,
+    pending: Vec<Item>,
+    running: JoinSet<std::result::Result<BatchDone, BatchFailed>>,
+    /// Items written so far.
+    pub written: u64,
+    /// Calls sent again (unprocessed items, throttling).
+    pub retries: u64,
+    failed: Vec<BatchFailed>,
+    on_written: Box<dyn FnMut(u64) + Send>,
+}
+
+struct BatchDone {
+    items: u64,
+    retries: u64,
+}
+
+#[derive(Debug)]
+struct BatchFailed {
+    /// The keys of the items this batch did not write.
+    keys: Vec<String>,
+    error: String,
+}
+
+impl Loader {
+    pub fn new(ddb: Ddb, table: &str, keys: Vec<String>, parallel: usize) -> Loader {
+        Loader {
+            ddb,
+            table: table.to_owned(),
+            keys,
+            parallel: parallel.max(1),
+            pending: Vec::new(),
+            running: JoinSet::new(),
+            written: 0,
+            retries: 0,
+            failed: Vec::new(),
+            on_written: Box::new(|_| {}),
+        }
+    }
+
+    /// Calls `f` with the number of items written so far, after each batch.
+    pub fn on_written(mut self, f: impl FnMut(u64) + Send + 'static) -> Loader {
+        self.on_written = Box::new(f);
+        self
+    }
+
+    fn launch(&mut self, batch: Vec<Item>) {
+        let (ddb, table, keys) = (self.ddb.clone(), self.table.clone(), self.keys.clone());
+        self.running
+            .spawn(async move { write_batch(&ddb, &table, &keys, batch).await });
+    }
+
+    async fn join_one(&mut self) {
+        match self.running.join_next().await {
+            Some(Ok(Ok(done))) => {
+                self.written += done.items;
+                self.retries += done.retries;
+                (self.on_written)(self.written);
+            }
+            Some(Ok(Err(failed))) => self.failed.push(failed),
+            Some(Err(join)) => self.failed.push(BatchFailed {
+                keys: Vec::new(),
+                error: format!("a writer task ended abnormally: {join}"),
+            }),
+            None => {}
+        }
+    }
+
+    /// Sends full batches, keeping at most `parallel` calls in flight.
+    async fn send_full(&mut self) -> Result<()> {
+        while self.pending.len() >= BATCH {
+            let batch: Vec<Item> = self.pending.drain(..BATCH).collect();
+            while self.running.len() >= self.parallel {
+                self.join_one().await;
+            }
+            self.launch(batch);
+        }
+        self.stop_on_failure()
+    }
+
+    fn stop_on_failure(&self) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&String> = self.failed.iter().flat_map(|f| &f.keys).collect();
+        let shown: Vec<&str> = keys.iter().take(20).map(|k| k.as_str()).collect();
+        Err(Error::Aws {
+            operation: "BatchWriteItem",
+            resource: format!("table {}", self.table),
+            code: None,
+            message: format!(
+                "{} items were not written ({}); the first of them: {}",
+                keys.len(),
+                self.failed[0].error,
+                shown.join(" ")
+            ),
+            retryable: false,
+            hint: format!(
+                "the table {} holds only part of the data: delete it and load again",
+                self.table
+            ),
+        })
+    }
+
+    /// Sends what is left and waits for every call; fails naming the items not written.
+    pub async fn finish(&mut self) -> Result<u64> {
+        let rest = std::mem::take(&mut self.pending);
+        for batch in rest.chunks(BATCH) {
+            while self.running.len() >= self.parallel {
+                self.join_one().await;
+            }
+            self.launch(batch.to_vec());
+        }
+        while !self.running.is_empty() {
+            self.join_one().await;
+        }
+        self.stop_on_failure()?;
+        Ok(self.written)
+    }
+}
+
+impl Sink for Loader {
+    fn take(&mut self, item: Item) {
+        self.pending.push(item);
+    }
+    fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send {
+        self.send_full()
+    }
+}
+
+/// One batch, with every unprocessed item sent again after a backoff (50 ms doubling to 5 s,
+/// with jitter) until written or [`MAX_ATTEMPTS`] calls were made.
+async fn write_batch(
+    ddb: &Ddb,
+    table: &str,
+    keys: &[String],
+    items: Vec<Item>,
+) -> std::result::Result<BatchDone, BatchFailed> {
+    let total = items.len() as u64;
+    let mut todo = Vec::with_capacity(items.len());
+    for item in items {
+        let key = key_line(&item, keys);
+        match PutRequest::builder().set_item(Some(item)).build() {
+            Ok(put) => todo.push(WriteRequest::builder().put_request(put).build()),
+            Err(e) => {
+                return Err(BatchFailed {
+                    keys: vec![key],
+                    error: format!("the request could not be built: {e}"),
+                })
+            }
+        }
+    }
+    let mut retries = 0u64;
+    let mut last_error = String::new();
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            retries += 1;
+            let base = 50u64 << attempt.min(7);
+            // Jitter from the clock, so that parallel batches do not retry in step.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::from(d.subsec_nanos()))
+                .unwrap_or_default();
+            let jitter = nanos % (base / 2 + 1);
+            tokio::time::sleep(Duration::from_millis((base + jitter).min(5_000))).await;
+        }
+        match ddb
+            .batch_write_item()
+            .request_items(table, todo.clone())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let left = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                if left.is_empty() {
+                    return Ok(BatchDone {
+                        items: total,
+                        retries,
+                    });
+                }
+                last_error = format!("{} items left unprocessed", left.len());
+                todo = left;
+            }
+            Err(e) => {
+                let err = Error::aws("BatchWriteItem", format!("table {table}"), e);
+                last_error = err.to_string();
+                if !err.is_retryable() {
+                    break;
+                }
+            }
+        }
+    }
+    Err(BatchFailed {
+        keys: todo
+            .iter()
+            .filter_map(|w| w.put_request.as_ref())
+            .map(|p| key_line(&p.item, keys))
+            .collect(),
+        error: format!("after {} calls: {last_error}", retries + 1),
+    })
+}
+
+/// What a restore produced, to print and compare.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    pub table: String,
+    /// The restored table's count and fingerprint, read back with a consistent scan.
+    pub fingerprint: Fingerprint,
+    /// What the source says it should be (the export's fingerprint), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Fingerprint>,
+    /// The count the source recorded (a backup's item count, which AWS updates about every six
+    /// hours), when there is no fingerprint to compare with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_count: Option<u64>,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Restored {
+    /// Whether the restored table is what the source says: equal fingerprints, else an equal
+    /// count; `None` when there is nothing to compare with.
+    pub fn matches(&self) -> Option<bool> {
+        match (&self.expected, self.expected_count) {
+            (Some(e), _) => Some(*e == self.fingerprint),
+            (None, Some(c)) => Some(c == self.fingerprint.items),
+            (None, None) => None,
+        }
+    }
+
+    pub fn line(&self) -> String {
+        let got = format!(
+            "{} items, fingerprint {}",
+            self.fingerprint.items,
+            self.fingerprint.digest()
+        );
+        match (self.matches(), &self.expected, self.expected_count) {
+            (Some(true), Some(_), _) => format!("{}: {got}: equal to the source's", self.table),
+            (Some(true), None, _) => {
+                format!(
+                    "{}: {got}: the count equals the source's record",
+                    self.table
+                )
+            }
+            (Some(false), Some(e), _) => format!(
+                "{}: {got}: DIFFERS from the source's {} items, fingerprint {}",
+                self.table,
+                e.items,
+                e.digest()
+            ),
+            (Some(false), None, Some(c)) => format!(
+                "{}: {got}: DIFFERS from the {c} items the source's record says",
+                self.table
+            ),
+            _ => format!("{}: {got}: nothing recorded to compare with", self.table),
+        }
+    }
+}
+
+/// Where an export is, and what Backstop recorded of it.
+#[derive(Debug, Clone)]
+pub struct ExportSource {
+    pub bucket: String,
+    /// The export's `manifest-summary.json`.
+    pub summary_key: String,
+    /// Keys and indexes of the source table, in AWS's JSON shapes.
+    pub schema: Value,
+    /// The fingerprint recorded when it was written (logical) or first verified (native).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl ExportSource {
+    /// From a Backstop manifest (`backstop-manifest.json` beside a logical export).
+    pub fn from_manifest(bucket: &str, m: &BackstopManifest) -> ExportSource {
+        ExportSource {
+            bucket: bucket.to_owned(),
+            summary_key: m.manifest_summary_key.clone(),
+            schema: m.key_schema.clone(),
+            fingerprint: m.fingerprint,
+        }
+    }
+}
+
+/// Restores an export into the new table `to` with the loader: reads the export whole first
+/// (a damaged export is refused before any table exists), creates the table from the recorded
+/// keys and indexes, loads every item, then compares the table's fingerprint with the export's.
+pub async fn load_export(
+    clients: &Clients,
+    source: &ExportSource,
+    to: &str,
+    parallel: usize,
+    on_written: impl FnMut(u64) + Send + 'static,
+) -> Result<Restored> {
+    let started = std::time::Instant::now();
+    let checked = reader::read_export(&clients.s3, &source.bucket, &source.summary_key, |_| {})
+        .await
+        .map_err(|e| {
+            Error::refused(
+                "restore export",
+                e.to_string(),
+                "this export cannot be restored; pick another (backstop exports list)",
+            )
+        })?;
+    if let Some(recorded) = &source.fingerprint {
+        if *recorded != checked.fingerprint {
+            return Err(Error::refused(
+                "restore export",
+                format!(
+                    "s3://{}/{} reads as {} items, fingerprint {}; it was recorded as {} items, fingerprint {}",
+                    source.bucket,
+                    source.summary_key,
+                    checked.fingerprint.items,
+                    checked.fingerprint.digest(),
+                    recorded.items,
+                    recorded.digest()
+                ),
+                "the export changed since it was written; restore from another",
+            ));
+        }
+    }
+    if checked.summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT") {
+        return Err(Error::refused(
+            "restore export",
+            "this is an incremental export (changes only)".to_owned(),
+            "restore its chain from the full export",
+        ));
+    }
+    let keys = key_names(&source.schema);
+    if keys.is_empty() {
+        return Err(Error::refused(
+            "restore export",
+            "the export records no key schema for its table".to_owned(),
+            "restore from a Backstop export or a backup",
+        ));
+    }
+    let create = create_request(&clients.dynamodb, to, &source.schema).map_err(|e| {
+        Error::refused(
+            "restore export",
+            format!("the export's recorded key schema cannot be read: {e}"),
+            "restore from another export or a backup",
+        )
+    })?;
+    create
+        .send()
+        .await
+        .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
+    wait_active(
+        &clients.dynamodb,
+        to,
+        Timestamp::now() + jiff::SignedDuration::from_mins(30),
+        Duration::from_millis(500),
+        |_| {},
+    )
+    .await?;
+    let mut loader =
+        Loader::new(clients.dynamodb.clone(), to, keys, parallel).on_written(on_written);
+    reader::read_export_into(
+        &clients.s3,
+        &source.bucket,
+        &source.summary_key,
+        &mut loader,
+    )
+    .await?;
+    loader.finish().await?;
+    let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
+    Ok(Restored {
+        table: to.to_owned(),
+        fingerprint,
+        expected: Some(checked.fingerprint),
+        expected_count: None,
+        seconds: started.elapsed().as_secs_f64(),
+        notes: vec![format!(
+            "created on demand (PAY_PER_REQUEST); {} BatchWriteItem calls sent again",
+            loader.retries
+        )],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pitr_times_outside_the_window_or_without_pitr_are_refused() {
+        let w = Some((t("2026-11-01T00:00:00Z"), t("2026-11-30T12:00:00Z")));
+        let inside = PitrTime::At(t("2026-11-20T00:00:00Z"));
+        assert_eq!(pitr_target("T", w, inside).unwrap(), inside);
+        assert_eq!(
+            pitr_target("T", w, PitrTime::Latest).unwrap(),
+            PitrTime::Latest
+        );
+        for outside in ["2026-10-31T23:59:59Z", "2026-11-30T12:00:01Z"] {
+            let e = pitr_target("T", w, PitrTime::At(t(outside))).unwrap_err();
+            assert!(matches!(e, Error::Refused { .. }), "{e}");
+            assert!(
+                e.to_string().contains("outside table T's PITR window"),
+                "{e}"
+            );
+        }
+        let e = pitr_target("T", None, PitrTime::Latest).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("point-in-time recovery is off for table T"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_names_put_the_partition_key_first() {
+        let schema = serde_json::json!({"KeySchema": [
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+            {"AttributeName": "pk", "KeyType": "HASH"},
+        ]});
+        assert_eq!(key_names(&schema), ["pk", "sk"]);
+        assert!(key_names(&serde_json::json!({})).is_empty());
+    }
+}

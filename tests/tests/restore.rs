@@ -1,0 +1,321 @@
+//! `backstop restore backup|pitr|export` against moto, run as an operator runs them: the real
+//! CLI binary. Each restore of a table holding every DynamoDB type reads back with the source's
+//! fingerprint; refusals create nothing; the loader writes every item under throttling.
+
+use std::io::Read;
+use std::process::Output;
+
+use backstop::export::logical::fingerprint_table;
+use backstop::report::RunStatus;
+use backstop::settings::JobKind;
+use backstop_tests::fault_proxy::{Chaos, FaultProxy};
+use backstop_tests::{backstop_cmd, cli_binary, put_every_type, run_job, Harness};
+use serde_json::json;
+
+fn this_hour() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:00:00Z")
+        .to_string()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn exists(h: &Harness, table: &str) -> bool {
+    h.clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// A table with 40 plain items and one of every DynamoDB type, PITR on, backed up and exported
+/// (logical) at the current hour. Returns its fingerprint as of then.
+async fn source(
+    h: &Harness,
+    table: &str,
+) -> (
+    backstop::fingerprint::Fingerprint,
+    Vec<(&'static str, String)>,
+) {
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    h.create_table(table, 40, &[]).await;
+    put_every_type(&h.clients, table, false).await;
+    h.clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let slot = json!({"tables": [table], "slot": this_hour()});
+    let r = run_job(h, JobKind::Snapshot, &env, slot.clone()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let r = run_job(h, JobKind::Export, &env, slot).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    (
+        fingerprint_table(&h.clients.dynamodb, table).await.unwrap(),
+        env,
+    )
+}
+
+#[tokio::test]
+async fn backup_export_and_pitr_restores_of_every_type_read_back_with_the_sources_fingerprint() {
+    let h = Harness::new().await;
+    let table = h.name("Source");
+    let (expected, _) = source(&h, &table).await;
+    let cli = cli_binary();
+    let run = |args: &[&str]| {
+        backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (how, args, says) in [
+        (
+            "backup",
+            vec!["restore", "backup", "--table", &table, "--latest"],
+            "the count equals the source's record",
+        ),
+        (
+            "export",
+            vec!["restore", "export", "--table", &table, "--latest"],
+            "equal to the source's",
+        ),
+        (
+            "pitr",
+            vec!["restore", "pitr", "--table", &table, "--latest"],
+            "nothing recorded to compare with",
+        ),
+    ] {
+        let to = h.name(&format!("From-{how}"));
+        let mut args = args.clone();
+        args.extend(["--to", &to]);
+        let out = run(&args);
+        let shown = text(&out);
+        assert!(out.status.success(), "restore {how}: {shown}");
+        assert!(shown.contains(says), "restore {how}: {shown}");
+        let got = fingerprint_table(&h.clients.dynamodb, &to).await.unwrap();
+        assert_eq!(got, expected, "restore {how} into {to}");
+        // The new table is refused as a target from now on: it exists.
+        let again = run(&args);
+        assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+        assert!(
+            text(&again).contains(&format!("table {to} exists")),
+            "{}",
+            text(&again)
+        );
+    }
+    // --json prints the comparison for scripts.
+    let to = h.name("From-json");
+    let out = run(&[
+        "restore", "export", "--table", &table, "--latest", "--to", &to, "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fingerprint"], v["expected"], "{v}");
+    assert_eq!(v["table"], to.as_str());
+}
+
+#[tokio::test]
+async fn refusals_name_the_reason_and_create_nothing() {
+    let h = Harness::new().await;
+    let table = h.name("Refusing");
+    let (_, env) = source(&h, &table).await;
+    let cli = cli_binary();
+    let run = |args: &[&str]| {
+        backstop_cmd(&cli, &h, &h.stack.endpoint, &env)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let to = h.name("Never");
+    let missing_arn = format!(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/{table}/backup/01700000000000-deadbeef"
+    );
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "an existing target",
+            vec![
+                "restore", "export", "--table", &table, "--latest", "--to", &table,
+            ],
+            "Backstop protects",
+        ),
+        (
+            "the catalog as target",
+            vec![
+                "restore",
+                "backup",
+                "--table",
+                &table,
+                "--latest",
+                "--to",
+                &h.stack.catalog_table,
+            ],
+            "protects",
+        ),
+        (
+            "a missing backup",
+            vec!["restore", "backup", "--backup", &missing_arn, "--to", &to],
+            "RestoreTableFromBackup",
+        ),
+        (
+            "a slot with no backup",
+            vec![
+                "restore",
+                "backup",
+                "--table",
+                &table,
+                "--slot",
+                "2020-01-01T00:00:00Z",
+                "--to",
+                &to,
+            ],
+            "records no complete backup",
+        ),
+        (
+            "a time outside the PITR window",
+            vec![
+                "restore",
+                "pitr",
+                "--table",
+                &table,
+                "--time",
+                "2020-01-01T00:00:00Z",
+                "--to",
+                &to,
+            ],
+            "outside table",
+        ),
+        (
+            "two ways of saying when",
+            vec![
+                "restore",
+                "pitr",
+                "--table",
+                &table,
+                "--latest",
+                "--hours-ago",
+                "1",
+                "--to",
+                &to,
+            ],
+            "cannot be used with",
+        ),
+    ];
+    for (what, args, says) in &cases {
+        let out = run(args);
+        let shown = text(&out);
+        assert!(!out.status.success(), "{what}: {shown}");
+        assert!(shown.contains(says), "{what}: {shown}");
+        assert!(!exists(&h, &to).await, "{what} created {to}");
+    }
+
+    // A broken export: one item changed in its data file (gzip and manifest left as they are).
+    let catalog =
+        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let record = catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap()
+        .remove(0);
+    let meta = record.export.unwrap();
+    let keys = backstop::export::s3io::list(&h.clients.s3, &meta.bucket, &meta.root)
+        .await
+        .unwrap();
+    let data_key = keys
+        .iter()
+        .map(|(k, _)| k.clone())
+        .find(|k| k.ends_with(".json.gz"))
+        .unwrap();
+    let body = backstop::export::s3io::get(&h.clients.s3, &meta.bucket, &data_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut plain = String::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    let changed = plain.replacen("\"N\":\"1\"", "\"N\":\"2\"", 1);
+    assert_ne!(changed, plain, "the test found a number to change");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, changed.as_bytes()).unwrap();
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&meta.bucket)
+        .key(&data_key)
+        .body(gz.finish().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let out = run(&[
+        "restore", "export", "--table", &table, "--latest", "--to", &to,
+    ]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("restore export refused"), "{shown}");
+    assert!(shown.contains(&data_key), "names the object: {shown}");
+    assert!(!exists(&h, &to).await, "a broken export created {to}");
+}
+
+#[tokio::test]
+async fn the_loader_writes_every_item_when_a_third_of_its_calls_are_throttled() {
+    let h = Harness::new().await;
+    let table = h.name("Throttled");
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    h.create_table(&table, 1500, &[]).await;
+    put_every_type(&h.clients, &table, false).await;
+    let slot = json!({"tables": [table], "slot": this_hour()});
+    let r = run_job(&h, JobKind::Export, &env, slot).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let expected = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    proxy.chaos(Chaos {
+        rate: 0.3,
+        lost_share: 0.0,
+        seed: 7,
+        operations: vec!["BatchWriteItem".into()],
+    });
+    let to = h.name("Loaded");
+    let mut cmd = backstop_cmd(&cli_binary(), &h, &proxy.endpoint, &[]);
+    cmd.args([
+        "restore", "export", "--table", &table, "--latest", "--to", &to,
+    ]);
+    // Awaited, not blocking: the proxy answers from this test's own runtime.
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("equal to the source's"), "{shown}");
+    let counts = proxy.counts();
+    assert!(
+        counts.faults * 5 >= counts.calls && counts.faults > 10,
+        "throttled {} of {} BatchWriteItem calls",
+        counts.faults,
+        counts.calls
+    );
+    assert!(shown.contains("calls sent again"), "{shown}");
+    assert_eq!(
+        fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+        expected
+    );
+}

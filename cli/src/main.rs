@@ -123,6 +123,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Via {
+    Load,
+    Import,
+}
+
 #[derive(Subcommand)]
 enum RestoreCommand {
     /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
@@ -199,7 +205,12 @@ enum RestoreCommand {
         /// The new table to load into (must not exist).
         #[arg(long)]
         to: String,
-        /// BatchWriteItem calls in flight at once.
+        /// How: `load` (Backstop's loader, BatchWriteItem; any table) or `import` (AWS
+        /// ImportTable of the export's data prefix: any size, no write capacity; a table with
+        /// local secondary indexes is loaded instead, and the output says so).
+        #[arg(long, value_enum, default_value_t = Via::Load)]
+        via: Via,
+        /// BatchWriteItem calls in flight at once (with --via load).
         #[arg(long, default_value_t = backstop::restore::DEFAULT_PARALLEL, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
         parallel: usize,
         /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
@@ -480,6 +491,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 slot,
                 latest: _,
                 to,
+                via,
                 parallel,
                 catalog,
                 json,
@@ -492,6 +504,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                         slot,
                         catalog,
                         to,
+                        via: match via {
+                            Via::Load => backstop::restore::Via::Load,
+                            Via::Import => backstop::restore::Via::Import,
+                        },
                         parallel,
                         json,
                     },

@@ -247,6 +247,7 @@ pub struct ExportArgs {
     pub slot: Option<String>,
     pub catalog: String,
     pub to: String,
+    pub via: restore::Via,
     pub parallel: usize,
     pub json: bool,
 }
@@ -399,7 +400,11 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     .await?;
     if !a.json {
         eprintln!(
-            "loading the {} export of {} at {} ({}) into {}",
+            "{} the {} export of {} at {} ({}) into {}",
+            match a.via {
+                restore::Via::Load => "loading",
+                restore::Via::Import => "importing",
+            },
             meta.made.name(),
             record.table,
             record.slot,
@@ -423,7 +428,7 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
         None
     };
     let b = bar.clone();
-    let restored = restore::load_export(&clients, &source, &a.to, a.parallel, move |n| {
+    let restored = restore::restore_export(&clients, &source, &a.to, a.via, a.parallel, move |n| {
         if let Some(b) = &b {
             b.set_position(n);
         }

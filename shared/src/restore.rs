@@ -234,98 +234,120 @@ pub async fn start_from_pitr(ddb: &Ddb, table: &str, to: &str, time: PitrTime) -
     Ok(target)
 }
 
-/// Reads a Backstop manifest's `key_schema` (AWS's JSON shapes) into a CreateTable request
-/// for `to`, on demand (a load writes as fast as the table takes; the source's capacity and
-/// other settings are re-applied afterwards).
+/// A table's keys and indexes, read from AWS's JSON shapes (a Backstop manifest's
+/// `key_schema`, the table shape the snapshot job records): what a restored table is created
+/// with, by CreateTable or by ImportTable.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub key_schema: Vec<KeySchemaElement>,
+    pub attributes: Vec<AttributeDefinition>,
+    pub global: Vec<GlobalSecondaryIndex>,
+    pub local: Vec<LocalSecondaryIndex>,
+}
+
+impl TableSpec {
+    /// Pure: the spec in `schema`, or what in it cannot be read.
+    pub fn from_json(schema: &Value) -> std::result::Result<TableSpec, String> {
+        let keys = |v: &Value| -> std::result::Result<Vec<KeySchemaElement>, String> {
+            v.as_array()
+                .ok_or("KeySchema is not a list")?
+                .iter()
+                .map(|k| {
+                    KeySchemaElement::builder()
+                        .attribute_name(k["AttributeName"].as_str().ok_or("a key without a name")?)
+                        .key_type(KeyType::from(
+                            k["KeyType"].as_str().ok_or("a key without a type")?,
+                        ))
+                        .build()
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        };
+        let projection = |v: &Value| {
+            let mut p = Projection::builder();
+            if let Some(t) = v["ProjectionType"].as_str() {
+                p = p.projection_type(ProjectionType::from(t));
+            }
+            for a in v["NonKeyAttributes"].as_array().into_iter().flatten() {
+                if let Some(a) = a.as_str() {
+                    p = p.non_key_attributes(a);
+                }
+            }
+            p.build()
+        };
+        let list = |name: &str| schema[name].as_array().into_iter().flatten();
+        let mut attributes = Vec::new();
+        for a in schema["AttributeDefinitions"]
+            .as_array()
+            .ok_or("AttributeDefinitions is not a list")?
+        {
+            attributes.push(
+                AttributeDefinition::builder()
+                    .attribute_name(
+                        a["AttributeName"]
+                            .as_str()
+                            .ok_or("an attribute without a name")?,
+                    )
+                    .attribute_type(ScalarAttributeType::from(
+                        a["AttributeType"]
+                            .as_str()
+                            .ok_or("an attribute without a type")?,
+                    ))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let mut global = Vec::new();
+        for g in list("GlobalSecondaryIndexes") {
+            global.push(
+                GlobalSecondaryIndex::builder()
+                    .index_name(g["IndexName"].as_str().ok_or("an index without a name")?)
+                    .set_key_schema(Some(keys(&g["KeySchema"])?))
+                    .projection(projection(&g["Projection"]))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let mut local = Vec::new();
+        for l in list("LocalSecondaryIndexes") {
+            local.push(
+                LocalSecondaryIndex::builder()
+                    .index_name(l["IndexName"].as_str().ok_or("an index without a name")?)
+                    .set_key_schema(Some(keys(&l["KeySchema"])?))
+                    .projection(projection(&l["Projection"]))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(TableSpec {
+            key_schema: keys(&schema["KeySchema"])?,
+            attributes,
+            global,
+            local,
+        })
+    }
+}
+
+/// A CreateTable request for `to` from `spec`, on demand (a load writes as fast as the table
+/// takes; the source's capacity and other settings are re-applied afterwards).
 pub fn create_request(
     ddb: &Ddb,
     to: &str,
-    schema: &Value,
-) -> std::result::Result<
-    aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-    String,
-> {
-    let keys = |v: &Value| -> std::result::Result<Vec<KeySchemaElement>, String> {
-        v.as_array()
-            .ok_or("KeySchema is not a list")?
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().ok_or("a key without a name")?)
-                    .key_type(KeyType::from(
-                        k["KeyType"].as_str().ok_or("a key without a type")?,
-                    ))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .collect()
-    };
-    let projection = |v: &Value| {
-        let mut p = Projection::builder();
-        if let Some(t) = v["ProjectionType"].as_str() {
-            p = p.projection_type(ProjectionType::from(t));
-        }
-        for a in v["NonKeyAttributes"].as_array().into_iter().flatten() {
-            if let Some(a) = a.as_str() {
-                p = p.non_key_attributes(a);
-            }
-        }
-        p.build()
-    };
+    spec: &TableSpec,
+) -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder {
     let mut req = ddb
         .create_table()
         .table_name(to)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(keys(&schema["KeySchema"])?));
-    for a in schema["AttributeDefinitions"]
-        .as_array()
-        .ok_or("AttributeDefinitions is not a list")?
-    {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(
-                    a["AttributeName"]
-                        .as_str()
-                        .ok_or("an attribute without a name")?,
-                )
-                .attribute_type(ScalarAttributeType::from(
-                    a["AttributeType"]
-                        .as_str()
-                        .ok_or("an attribute without a type")?,
-                ))
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
+        .set_key_schema(Some(spec.key_schema.clone()))
+        .set_attribute_definitions(Some(spec.attributes.clone()));
+    if !spec.global.is_empty() {
+        req = req.set_global_secondary_indexes(Some(spec.global.clone()));
     }
-    for g in schema["GlobalSecondaryIndexes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(g["IndexName"].as_str().ok_or("an index without a name")?)
-                .set_key_schema(Some(keys(&g["KeySchema"])?))
-                .projection(projection(&g["Projection"]))
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
+    if !spec.local.is_empty() {
+        req = req.set_local_secondary_indexes(Some(spec.local.clone()));
     }
-    for l in schema["LocalSecondaryIndexes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        req = req.local_secondary_indexes(
-            LocalSecondaryIndex::builder()
-                .index_name(l["IndexName"].as_str().ok_or("an index without a name")?)
-                .set_key_schema(Some(keys(&l["KeySchema"])?))
-                .projection(projection(&l["Projection"]))
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(req)
+    req
 }
 
 /// The key attribute names of a schema (partition key first).
@@ -649,17 +671,24 @@ impl ExportSource {
     }
 }
 
-/// Restores an export into the new table `to` with the loader: reads the export whole first
-/// (a damaged export is refused before any table exists), creates the table from the recorded
-/// keys and indexes, loads every item, then compares the table's fingerprint with the export's.
-pub async fn load_export(
+/// How an export is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// Backstop's loader: parallel BatchWriteItem into a table it creates.
+    #[default]
+    Load,
+    /// AWS ImportTable on the export's data prefix: AWS creates the table and loads it at any
+    /// size, without write capacity; local secondary indexes cannot be created this way.
+    Import,
+}
+
+/// Reads the export whole and checks it against what was recorded, before any table exists:
+/// a damaged, changed or incremental export, or one without a usable key schema, is refused.
+async fn check_export(
     clients: &Clients,
     source: &ExportSource,
-    to: &str,
-    parallel: usize,
-    on_written: impl FnMut(u64) + Send + 'static,
-) -> Result<Restored> {
-    let started = std::time::Instant::now();
+) -> Result<(reader::ReadBack, TableSpec)> {
     let checked = reader::read_export(&clients.s3, &source.bucket, &source.summary_key, |_| {})
         .await
         .map_err(|e| {
@@ -693,25 +722,233 @@ pub async fn load_export(
             "restore its chain from the full export",
         ));
     }
-    let keys = key_names(&source.schema);
-    if keys.is_empty() {
+    if key_names(&source.schema).is_empty() {
         return Err(Error::refused(
             "restore export",
             "the export records no key schema for its table".to_owned(),
             "restore from a Backstop export or a backup",
         ));
     }
-    let create = create_request(&clients.dynamodb, to, &source.schema).map_err(|e| {
+    let spec = TableSpec::from_json(&source.schema).map_err(|e| {
         Error::refused(
             "restore export",
             format!("the export's recorded key schema cannot be read: {e}"),
             "restore from another export or a backup",
         )
     })?;
-    create
+    Ok((checked, spec))
+}
+
+/// The prefix ImportTable reads: the `data/` folder beside the export's summary.
+pub fn data_prefix(summary_key: &str) -> String {
+    let dir = summary_key
+        .strip_suffix("manifest-summary.json")
+        .unwrap_or(summary_key);
+    format!("{dir}data/")
+}
+
+/// Restores an export into the new table `to`: reads the export whole first (a damaged export
+/// is refused before any table exists), then loads it (`via`; an import of a table with local
+/// secondary indexes is loaded instead, and the result says so), then compares the table's
+/// count and fingerprint with the export's.
+pub async fn restore_export(
+    clients: &Clients,
+    source: &ExportSource,
+    to: &str,
+    via: Via,
+    parallel: usize,
+    on_written: impl FnMut(u64) + Send + 'static,
+) -> Result<Restored> {
+    let started = std::time::Instant::now();
+    let (checked, spec) = check_export(clients, source).await?;
+    let mut notes = Vec::new();
+    let via = if via == Via::Import && !spec.local.is_empty() {
+        notes.push(format!(
+            "ImportTable cannot create local secondary indexes ({}): loaded with Backstop's loader instead",
+            spec.local
+                .iter()
+                .map(|l| l.index_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Via::Load
+    } else {
+        via
+    };
+    match via {
+        Via::Load => {
+            create_request(&clients.dynamodb, to, &spec)
+                .send()
+                .await
+                .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
+            wait_active(
+                &clients.dynamodb,
+                to,
+                Timestamp::now() + jiff::SignedDuration::from_mins(30),
+                Duration::from_millis(500),
+                |_| {},
+            )
+            .await?;
+            let mut loader = Loader::new(
+                clients.dynamodb.clone(),
+                to,
+                key_names(&source.schema),
+                parallel,
+            )
+            .on_written(on_written);
+            reader::read_export_into(
+                &clients.s3,
+                &source.bucket,
+                &source.summary_key,
+                &mut loader,
+            )
+            .await?;
+            loader.finish().await?;
+            notes.push(format!(
+                "loaded on demand (PAY_PER_REQUEST); {} BatchWriteItem calls sent again",
+                loader.retries
+            ));
+        }
+        Via::Import => {
+            let imported = import(clients, source, &spec, to).await?;
+            notes.push(format!(
+                "imported by ImportTable {imported} (on demand, PAY_PER_REQUEST)"
+            ));
+        }
+    }
+    let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
+    Ok(Restored {
+        table: to.to_owned(),
+        fingerprint,
+        expected: Some(checked.fingerprint),
+        expected_count: None,
+        seconds: started.elapsed().as_secs_f64(),
+        notes,
+    })
+}
+
+/// ImportTable of the export's data prefix into the new table `to`, waited for until it
+/// completes; an import that fails, is cancelled, or skipped any item is an error that says
+/// so. Returns the import's ARN. The ClientToken comes from (target, export), so a request
+/// sent again after a lost answer starts no second import.
+async fn import(
+    clients: &Clients,
+    source: &ExportSource,
+    spec: &TableSpec,
+    to: &str,
+) -> Result<String> {
+    use aws_sdk_dynamodb::types::{
+        ImportStatus, InputCompressionType, InputFormat, S3BucketSource, TableCreationParameters,
+    };
+    let prefix = data_prefix(&source.summary_key);
+    let built = |e: aws_sdk_dynamodb::error::BuildError| {
+        Error::refused(
+            "restore export",
+            format!("the import request cannot be built: {e}"),
+            "",
+        )
+    };
+    let mut table = TableCreationParameters::builder()
+        .table_name(to)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(spec.key_schema.clone()))
+        .set_attribute_definitions(Some(spec.attributes.clone()));
+    if !spec.global.is_empty() {
+        table = table.set_global_secondary_indexes(Some(spec.global.clone()));
+    }
+    let token = blake3::hash(
+        format!(
+            "backstop-import|{to}|{}|{}",
+            source.bucket, source.summary_key
+        )
+        .as_bytes(),
+    )
+    .to_hex()[..32]
+        .to_owned();
+    let out = clients
+        .dynamodb
+        .import_table()
+        .client_token(token)
+        .s3_bucket_source(
+            S3BucketSource::builder()
+                .s3_bucket(&source.bucket)
+                .s3_key_prefix(&prefix)
+                .build()
+                .map_err(built)?,
+        )
+        .input_format(InputFormat::DynamodbJson)
+        .input_compression_type(InputCompressionType::Gzip)
+        .table_creation_parameters(table.build().map_err(built)?)
         .send()
         .await
-        .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
+        .map_err(|e| {
+            Error::aws(
+                "ImportTable",
+                format!("s3://{}/{prefix} into table {to}", source.bucket),
+                e,
+            )
+        })?;
+    let arn = out
+        .import_table_description
+        .and_then(|d| d.import_arn)
+        .ok_or_else(|| Error::Aws {
+            operation: "ImportTable",
+            resource: format!("table {to}"),
+            code: None,
+            message: "the answer names no import".into(),
+            retryable: false,
+            hint: "look for the import in the console".into(),
+        })?;
+    let until = Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    loop {
+        let d = clients
+            .dynamodb
+            .describe_import()
+            .import_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeImport", format!("import {arn}"), e))?
+            .import_table_description
+            .unwrap_or_else(|| aws_sdk_dynamodb::types::ImportTableDescription::builder().build());
+        let failed = |message: String| Error::Aws {
+            operation: "ImportTable",
+            resource: format!("import {arn} into table {to}"),
+            code: d.failure_code.clone(),
+            message,
+            retryable: false,
+            hint: format!(
+                "the table {to} may hold part of the data: delete it, then restore with --via load"
+            ),
+        };
+        match d.import_status {
+            Some(ImportStatus::Completed) if d.error_count > 0 => {
+                return Err(failed(format!(
+                    "{} items could not be imported (AWS logs them to CloudWatch Logs)",
+                    d.error_count
+                )))
+            }
+            Some(ImportStatus::Completed) => break,
+            Some(ImportStatus::InProgress) | None => {}
+            Some(other) => {
+                return Err(failed(format!(
+                    "the import ended {}: {}",
+                    other.as_str(),
+                    d.failure_message.as_deref().unwrap_or("no reason given")
+                )))
+            }
+        }
+        if Timestamp::now() >= until {
+            return Err(Error::Aws {
+                operation: "ImportTable",
+                resource: format!("import {arn} into table {to}"),
+                code: None,
+                message: "still in progress after two hours".into(),
+                retryable: true,
+                hint: "AWS goes on importing; check the table later and compare it with `backstop diff`".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     wait_active(
         &clients.dynamodb,
         to,
@@ -720,28 +957,7 @@ pub async fn load_export(
         |_| {},
     )
     .await?;
-    let mut loader =
-        Loader::new(clients.dynamodb.clone(), to, keys, parallel).on_written(on_written);
-    reader::read_export_into(
-        &clients.s3,
-        &source.bucket,
-        &source.summary_key,
-        &mut loader,
-    )
-    .await?;
-    loader.finish().await?;
-    let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
-    Ok(Restored {
-        table: to.to_owned(),
-        fingerprint,
-        expected: Some(checked.fingerprint),
-        expected_count: None,
-        seconds: started.elapsed().as_secs_f64(),
-        notes: vec![format!(
-            "created on demand (PAY_PER_REQUEST); {} BatchWriteItem calls sent again",
-            loader.retries
-        )],
-    })
+    Ok(arn)
 }
 
 #[cfg(test)]
@@ -785,5 +1001,34 @@ mod tests {
         ]});
         assert_eq!(key_names(&schema), ["pk", "sk"]);
         assert!(key_names(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_table_spec_reads_keys_and_indexes_and_names_what_is_wrong() {
+        let schema = serde_json::json!({
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}, {"AttributeName": "g", "AttributeType": "S"}],
+            "GlobalSecondaryIndexes": [{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}],
+            "LocalSecondaryIndexes": [{"IndexName": "byPkG", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "g", "KeyType": "RANGE"}], "Projection": {"ProjectionType": "KEYS_ONLY"}}],
+        });
+        let spec = TableSpec::from_json(&schema).unwrap();
+        assert_eq!(spec.key_schema.len(), 2);
+        assert_eq!(spec.attributes.len(), 3);
+        assert_eq!(spec.global[0].index_name(), "byG");
+        assert_eq!(spec.local[0].index_name(), "byPkG");
+        let e = TableSpec::from_json(
+            &serde_json::json!({"KeySchema": [{"KeyType": "HASH"}], "AttributeDefinitions": []}),
+        )
+        .unwrap_err();
+        assert!(e.contains("a key without a name"), "{e}");
+        assert!(TableSpec::from_json(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn the_import_prefix_is_the_data_folder_beside_the_summary() {
+        assert_eq!(
+            data_prefix("backstop/T/2026-11-22T03:00:00Z/AWSDynamoDB/abc/manifest-summary.json"),
+            "backstop/T/2026-11-22T03:00:00Z/AWSDynamoDB/abc/data/"
+        );
     }
 }

@@ -319,3 +319,124 @@ async fn the_loader_writes_every_item_when_a_third_of_its_calls_are_throttled() 
         expected
     );
 }
+
+#[tokio::test]
+async fn an_export_restored_by_import_table_reads_back_with_its_fingerprint_and_local_indexes_are_loaded(
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as A, BillingMode, KeySchemaElement, KeyType,
+        LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType,
+    };
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    // Every type moto's ImportTable parser reads (see put_every_type).
+    let table = h.name("Importable");
+    h.create_table(&table, 60, &[]).await;
+    put_every_type(&h.clients, &table, true).await;
+    // A table with a local secondary index, which ImportTable cannot create.
+    let local = h.name("WithLsi");
+    let def = |n: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    h.clients
+        .dynamodb
+        .create_table()
+        .table_name(&local)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(def("pk", ScalarAttributeType::S))
+        .attribute_definitions(def("sk", ScalarAttributeType::N))
+        .attribute_definitions(def("n", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name("byN")
+                .key_schema(key("pk", KeyType::Hash))
+                .key_schema(key("n", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        h.clients
+            .dynamodb
+            .put_item()
+            .table_name(&local)
+            .item("pk", A::S(format!("p{}", i % 3)))
+            .item("sk", A::N(i.to_string()))
+            .item("n", A::N((100 - i).to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let slot = json!({"tables": [table, local], "slot": this_hour()});
+    let r = run_job(&h, JobKind::Export, &env, slot).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+
+    let cli = cli_binary();
+    for (source, says, to) in [
+        (&table, "imported by ImportTable arn:", "Imported"),
+        (
+            &local,
+            "cannot create local secondary indexes (byN): loaded",
+            "Loaded",
+        ),
+    ] {
+        let expected = fingerprint_table(&h.clients.dynamodb, source)
+            .await
+            .unwrap();
+        let to = h.name(to);
+        let out = backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+            .args([
+                "restore", "export", "--table", source, "--latest", "--to", &to, "--via", "import",
+            ])
+            .output()
+            .unwrap();
+        let shown = text(&out);
+        assert!(out.status.success(), "{source}: {shown}");
+        assert!(shown.contains(says), "{source}: {shown}");
+        assert!(shown.contains("equal to the source's"), "{source}: {shown}");
+        assert_eq!(
+            fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+            expected,
+            "{source} into {to}"
+        );
+        let d = h
+            .clients
+            .dynamodb
+            .describe_table()
+            .table_name(&to)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        let lsis: Vec<&str> = d
+            .local_secondary_indexes()
+            .iter()
+            .map(|l| l.index_name().unwrap_or_default())
+            .collect();
+        if source == &local {
+            assert_eq!(lsis, ["byN"], "{to} keeps the local index");
+        }
+    }
+}

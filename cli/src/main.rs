@@ -149,6 +149,10 @@ enum RestoreCommand {
         /// The new table to restore into (must not exist).
         #[arg(long)]
         to: String,
+        /// Leave the source's settings (TTL, stream, PITR, deletion protection, tags) off the
+        /// new table; by default they are re-applied as recorded at backup time.
+        #[arg(long)]
+        no_settings: bool,
         /// How long to wait for the table to become ACTIVE, such as 30m or 2h.
         #[arg(long, default_value = "2h", value_parser = parse_wait)]
         wait: jiff::SignedDuration,
@@ -168,6 +172,10 @@ enum RestoreCommand {
         /// The new table to restore into (must not exist).
         #[arg(long)]
         to: String,
+        /// Leave the source's settings (TTL, stream, PITR, deletion protection, tags) off the
+        /// new table; by default they are re-applied as recorded at backup time.
+        #[arg(long)]
+        no_settings: bool,
         /// The moment, RFC 3339 (such as 2026-11-20T03:00:00Z).
         #[arg(long)]
         time: Option<String>,
@@ -205,6 +213,10 @@ enum RestoreCommand {
         /// The new table to load into (must not exist).
         #[arg(long)]
         to: String,
+        /// Leave the source's settings (TTL, stream, PITR, deletion protection, tags) off the
+        /// new table; by default they are re-applied as recorded at backup time.
+        #[arg(long)]
+        no_settings: bool,
         /// How: `load` (Backstop's loader, BatchWriteItem; any table) or `import` (AWS
         /// ImportTable of the export's data prefix: any size, no write capacity; a table with
         /// local secondary indexes is loaded instead, and the output says so).
@@ -444,6 +456,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 slot,
                 latest: _,
                 to,
+                no_settings,
                 wait,
                 catalog,
                 json,
@@ -451,6 +464,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 restore::backup(
                     endpoint,
                     restore::BackupArgs {
+                        no_settings,
                         backup,
                         table,
                         slot,
@@ -468,12 +482,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 time,
                 hours_ago,
                 latest,
+                no_settings,
                 wait,
                 json,
             } => {
                 restore::pitr(
                     endpoint,
                     restore::PitrArgs {
+                        no_settings,
                         table,
                         to,
                         time,
@@ -491,6 +507,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 slot,
                 latest: _,
                 to,
+                no_settings,
                 via,
                 parallel,
                 catalog,
@@ -499,6 +516,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 restore::export(
                     endpoint,
                     restore::ExportArgs {
+                        no_settings,
                         export,
                         table,
                         slot,

@@ -54,13 +54,23 @@ fn finish(restored: &Restored, json: bool) -> ExitCode {
         );
     } else {
         println!("restored {}", restored.line());
+        for a in &restored.settings {
+            println!("  setting {}", a.line());
+        }
         for n in &restored.notes {
             println!("  note: {n}");
         }
         println!("  took {:.1} s", restored.seconds);
     }
+    if restored.settings_failed() && !json {
+        eprintln!(
+            "error: the data of {} is restored, but a setting above FAILED: set it by hand",
+            restored.table
+        );
+    }
     match restored.matches() {
         Some(false) => ExitCode::from(1),
+        _ if restored.settings_failed() => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
 }
@@ -94,10 +104,18 @@ async fn wait_and_read(
         expected_count: None,
         seconds: started.elapsed().as_secs_f64(),
         notes: Vec::new(),
+        settings: Vec::new(),
     })
 }
 
+/// The source table's name in a backup ARN (`arn:…:table/<name>/backup/<id>`).
+fn table_of_backup_arn(arn: &str) -> Option<String> {
+    let rest = arn.split_once(":table/")?.1;
+    rest.split_once("/backup/").map(|(t, _)| t.to_owned())
+}
+
 pub struct BackupArgs {
+    pub no_settings: bool,
     pub backup: Option<String>,
     pub table: Option<String>,
     pub slot: Option<String>,
@@ -180,10 +198,21 @@ pub async fn backup(endpoint: Option<&str>, a: BackupArgs) -> Result<ExitCode, E
             "the count compared is the backup's as DynamoDB reported it at backup time".into(),
         );
     }
+    if !a.no_settings {
+        let source = a.table.clone().or_else(|| table_of_backup_arn(&arn));
+        restored
+            .reapply_settings(
+                &clients.dynamodb,
+                record.as_ref().and_then(|r| r.table_settings.as_ref()),
+                source.as_deref(),
+            )
+            .await;
+    }
     Ok(finish(&restored, a.json))
 }
 
 pub struct PitrArgs {
+    pub no_settings: bool,
     pub table: String,
     pub to: String,
     pub time: Option<String>,
@@ -237,11 +266,17 @@ pub async fn pitr(endpoint: Option<&str>, a: PitrArgs) -> Result<ExitCode, Error
             PitrTime::At(t) => eprintln!("restoring {} as of {t} into {}", a.table, a.to),
         }
     }
-    let restored = wait_and_read(&clients, &a.to, a.wait, a.json, started).await?;
+    let mut restored = wait_and_read(&clients, &a.to, a.wait, a.json, started).await?;
+    if !a.no_settings {
+        restored
+            .reapply_settings(&clients.dynamodb, None, Some(&a.table))
+            .await;
+    }
     Ok(finish(&restored, a.json))
 }
 
 pub struct ExportArgs {
+    pub no_settings: bool,
     pub export: Option<String>,
     pub table: Option<String>,
     pub slot: Option<String>,
@@ -437,12 +472,40 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(finish(&restored?, a.json))
+    let mut restored = restored?;
+    if !a.no_settings {
+        // The settings of the newest backup at or before the export's slot.
+        let snapshots = catalog
+            .list_targets(JobKind::Snapshot, Some(&record.table))
+            .await?;
+        let recorded = snapshots
+            .iter()
+            .filter(|r| r.status == TargetStatus::Done && r.slot <= record.slot)
+            .filter(|r| r.table_settings.is_some())
+            .max_by(|x, y| x.slot.cmp(&y.slot))
+            .and_then(|r| r.table_settings.as_ref());
+        restored
+            .reapply_settings(&clients.dynamodb, recorded, Some(&record.table))
+            .await;
+    }
+    Ok(finish(&restored, a.json))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_arn_names_its_table() {
+        assert_eq!(
+            table_of_backup_arn(
+                "arn:aws:dynamodb:us-east-1:123456789012:table/Sales/backup/01700000000000-deadbeef"
+            )
+            .as_deref(),
+            Some("Sales")
+        );
+        assert_eq!(table_of_backup_arn("nonsense"), None);
+    }
 
     #[test]
     fn pitr_time_takes_exactly_one_way_of_saying_when() {

@@ -117,6 +117,7 @@ pub async fn describe(ddb: &DynamoDb, arn: &str, name: &str) -> Result<BackupInf
             .map(|d| d.backup_status.as_str().to_owned())
             .unwrap_or_else(|| "UNKNOWN".into()),
         table_shape: None,
+        table_settings: None,
     })
 }
 

@@ -135,6 +135,10 @@ pub struct TargetRecord {
     /// Snapshots: the table's keys, indexes and billing mode at backup time (for drills).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_shape: Option<serde_json::Value>,
+    /// Snapshots: the settings a restore loses (TTL, stream, PITR, deletion protection, tags)
+    /// as they were at backup time, re-applied by `backstop restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_settings: Option<crate::table_settings::TableSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +190,7 @@ impl TargetRecord {
             item_count: self.item_count,
             backup_status: "AVAILABLE".into(),
             table_shape: self.table_shape.clone(),
+            table_settings: self.table_settings.clone(),
         })
     }
 }
@@ -501,6 +506,14 @@ impl Catalog {
         if let Some(shape) = &backup.table_shape {
             req = req.expression_attribute_values(":shape", s(shape.to_string()));
             set.push("table_shape = :shape");
+        }
+        if let Some(settings) = backup
+            .table_settings
+            .as_ref()
+            .and_then(|t| serde_json::to_string(t).ok())
+        {
+            req = req.expression_attribute_values(":settings", s(settings));
+            set.push("table_settings = :settings");
         }
         // Safe to repeat: when the condition fails because an earlier attempt of this very write
         // took effect (its answer lost), the item shows it, and that is success.
@@ -872,6 +885,7 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         item_count: get_n("item_count"),
         // Written by Backstop as JSON; anything else reads as unknown, never as an error.
         table_shape: get_s("table_shape").and_then(|t| serde_json::from_str(&t).ok()),
+        table_settings: get_s("table_settings").and_then(|t| serde_json::from_str(&t).ok()),
         error: get_s("error"),
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),

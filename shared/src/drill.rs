@@ -1172,6 +1172,7 @@ mod tests {
             size_bytes: None,
             item_count: Some(count),
             table_shape: Some(shape()),
+            table_settings: None,
             error: None,
             claimed_at: None,
             updated_at: None,

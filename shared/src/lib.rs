@@ -20,6 +20,7 @@ pub mod restore;
 pub mod retention;
 pub mod runtime;
 pub mod selection;
+pub mod table_settings;
 pub mod settings;
 
 #[cfg(feature = "lambda")]

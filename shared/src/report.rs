@@ -296,6 +296,10 @@ pub struct BackupInfo {
     /// part of reports.
     #[serde(skip)]
     pub table_shape: Option<serde_json::Value>,
+    /// The source table's settings when the backup was made, kept in the catalog for
+    /// restores; not part of reports.
+    #[serde(skip)]
+    pub table_settings: Option<crate::table_settings::TableSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -984,6 +988,7 @@ mod tests {
             item_count: Some(10),
             backup_status: "AVAILABLE".into(),
             table_shape: None,
+            table_settings: None,
         }
     }
 

@@ -605,9 +605,55 @@ pub struct Restored {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Each setting re-applied to the new table (empty with --no-settings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<crate::table_settings::Applied>,
 }
 
 impl Restored {
+    /// Re-applies the source's settings to the restored table: those recorded at backup time
+    /// when there are any, else the source table's as it is now (and a note says so), else
+    /// none (a note says why).
+    pub async fn reapply_settings(
+        &mut self,
+        ddb: &Ddb,
+        recorded: Option<&crate::table_settings::TableSettings>,
+        source_table: Option<&str>,
+    ) {
+        use crate::table_settings;
+        let settings = match (recorded, source_table) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(source)) => match table_settings::read(ddb, source).await {
+                Ok(s) => {
+                    self.notes.push(format!(
+                        "no settings were recorded at backup time: {source}'s as they are now were applied"
+                    ));
+                    Some(s)
+                }
+                Err(e) => {
+                    self.notes.push(format!(
+                        "no settings were recorded at backup time and {source}'s cannot be read ({e}): none applied"
+                    ));
+                    None
+                }
+            },
+            (None, None) => {
+                self.notes
+                    .push("no settings were recorded at backup time: none applied".into());
+                None
+            }
+        };
+        if let Some(s) = settings {
+            self.settings = table_settings::apply(ddb, &self.table, &s).await;
+            self.notes.push(table_settings::NOT_CARRIED.into());
+        }
+    }
+
+    /// Whether a setting could not be re-applied.
+    pub fn settings_failed(&self) -> bool {
+        self.settings.iter().any(|a| a.failed())
+    }
+
     /// Whether the restored table is what the source says: equal fingerprints, else an equal
     /// count; `None` when there is nothing to compare with.
     pub fn matches(&self) -> Option<bool> {
@@ -824,6 +870,7 @@ pub async fn restore_export(
         expected_count: None,
         seconds: started.elapsed().as_secs_f64(),
         notes,
+        settings: Vec::new(),
     })
 }
 

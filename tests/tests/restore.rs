@@ -440,3 +440,213 @@ async fn an_export_restored_by_import_table_reads_back_with_its_fingerprint_and_
         }
     }
 }
+
+/// TTL, stream, PITR, deletion protection and tags as a restore loses them, re-applied from
+/// what the snapshot job recorded, and read back from the new table.
+#[tokio::test]
+async fn a_restore_re_applies_the_settings_recorded_at_backup_time_and_reads_them_back() {
+    use aws_sdk_dynamodb::types::{
+        PointInTimeRecoverySpecification, StreamSpecification, StreamViewType, Tag,
+        TimeToLiveSpecification,
+    };
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Settled");
+    h.create_table(&table, 20, &[("team", "sales"), ("cost-centre", "42")])
+        .await;
+    let ddb = &h.clients.dynamodb;
+    ddb.update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ddb.update_table()
+        .table_name(&table)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .deletion_protection_enabled(true)
+        .send()
+        .await
+        .unwrap();
+    ddb.update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let slot = json!({"tables": [table], "slot": this_hour()});
+    let r = run_job(&h, JobKind::Snapshot, &env, slot.clone()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let r = run_job(&h, JobKind::Export, &env, slot).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    // After the backup the source changes: the restore applies what was recorded then.
+    let arn = ddb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .table_arn
+        .unwrap();
+    ddb.tag_resource()
+        .resource_arn(&arn)
+        .tags(Tag::builder().key("added").value("later").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let cli = cli_binary();
+    let run = |args: &[&str]| {
+        backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (how, args) in [
+        (
+            "backup",
+            vec!["restore", "backup", "--table", &table, "--latest"],
+        ),
+        (
+            "export",
+            vec!["restore", "export", "--table", &table, "--latest"],
+        ),
+    ] {
+        let to = h.name(&format!("Settled-{how}"));
+        let mut args = args.clone();
+        args.extend(["--to", &to]);
+        let out = run(&args);
+        let shown = text(&out);
+        assert!(out.status.success(), "{how}: {shown}");
+        for line in [
+            "setting TTL: applied (attribute expires)",
+            "setting stream: applied (NEW_AND_OLD_IMAGES",
+            "setting PITR: applied (on)",
+            "setting tags: applied (cost-centre, team)",
+            "setting deletion protection: applied (on)",
+            "CloudWatch alarms and IAM policies",
+        ] {
+            assert!(shown.contains(line), "{how}: {line:?} in {shown}");
+        }
+        // Read back from the new table.
+        let d = ddb
+            .describe_table()
+            .table_name(&to)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        assert_eq!(d.deletion_protection_enabled, Some(true), "{how}");
+        let stream = d.stream_specification.expect("a stream");
+        assert!(stream.stream_enabled, "{how}");
+        assert_eq!(
+            stream.stream_view_type,
+            Some(StreamViewType::NewAndOldImages)
+        );
+        let ttl = ddb
+            .describe_time_to_live()
+            .table_name(&to)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description
+            .unwrap();
+        assert_eq!(ttl.attribute_name.as_deref(), Some("expires"), "{how}");
+        let pitr = restore_pitr_on(&h, &to).await;
+        assert!(pitr, "{how}: PITR on");
+        let tags: Vec<(String, String)> = ddb
+            .list_tags_of_resource()
+            .resource_arn(d.table_arn.unwrap())
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        let mut tags = tags;
+        tags.sort();
+        assert_eq!(
+            tags,
+            [
+                ("cost-centre".to_owned(), "42".to_owned()),
+                ("team".to_owned(), "sales".to_owned())
+            ],
+            "{how}: the tags at backup time, not the one added later"
+        );
+    }
+
+    // --no-settings leaves them off.
+    let to = h.name("Bare");
+    let out = run(&[
+        "restore",
+        "backup",
+        "--table",
+        &table,
+        "--latest",
+        "--to",
+        &to,
+        "--no-settings",
+    ]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(!shown.contains("setting "), "{shown}");
+    // What the restore alone leaves: none of it (so the checks above see Backstop's work).
+    assert!(!restore_pitr_on(&h, &to).await);
+    let d = ddb
+        .describe_table()
+        .table_name(&to)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_ne!(d.deletion_protection_enabled, Some(true));
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(&to)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description;
+    assert_ne!(
+        ttl.and_then(|t| t.attribute_name).as_deref(),
+        Some("expires")
+    );
+}
+
+async fn restore_pitr_on(h: &Harness, table: &str) -> bool {
+    h.clients
+        .dynamodb
+        .describe_continuous_backups()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .continuous_backups_description
+        .and_then(|d| d.point_in_time_recovery_description)
+        .and_then(|p| p.point_in_time_recovery_status)
+        .is_some_and(|s| s.as_str() == "ENABLED")
+}

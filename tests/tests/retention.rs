@@ -208,6 +208,7 @@ async fn build_history() -> Clocked {
             item_count: Some(3),
             backup_status: "AVAILABLE".into(),
             table_shape: None,
+            table_settings: None,
         };
         catalog
             .complete(

@@ -374,6 +374,7 @@ mod tests {
             size_bytes: None,
             item_count: None,
             table_shape: None,
+            table_settings: None,
             error: (status == TargetStatus::Failed).then(|| "S3 access denied".into()),
             claimed_at: None,
             updated_at: None,

@@ -172,6 +172,7 @@ pub fn export_info(meta: &ExportMeta) -> BackupInfo {
         item_count: meta.item_count.map(|n| n as i64),
         backup_status: "COMPLETED".into(),
         table_shape: None,
+        table_settings: None,
     }
 }
 
@@ -837,6 +838,7 @@ impl TableCtx<'_> {
                             item_count: None,
                             backup_status: "NONE".into(),
                             table_shape: None,
+                            table_settings: None,
                         }),
                     note: format!(
                         "helper: nothing to help with (the export is {})",

@@ -422,6 +422,19 @@ async fn make_backup(
     info.size_bytes = info.size_bytes.or(facts.size_bytes);
     info.item_count = info.item_count.or(facts.item_count);
     info.table_shape = facts.shape;
+    match crate::table_settings::read(&clients.dynamodb, table).await {
+        Ok(s) => {
+            report.warnings.extend(
+                s.unread
+                    .iter()
+                    .map(|u| format!("a setting could not be recorded for restores: {u}")),
+            );
+            info.table_settings = Some(s);
+        }
+        Err(e) => report.warnings.push(format!(
+            "the table's settings could not be recorded for restores: {e}"
+        )),
+    }
     Ok(info)
 }
 

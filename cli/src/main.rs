@@ -3,6 +3,7 @@
 
 mod backups;
 mod demo;
+mod diff;
 mod render;
 mod restore;
 mod retention;
@@ -93,6 +94,50 @@ enum Command {
     Restore {
         #[command(subcommand)]
         command: RestoreCommand,
+    },
+    /// What differs between two copies of a table: each side a table, or `export:<id>`,
+    /// `export:<table>@<slot>` or `export:<table>@latest`. Prints one JSON line per key only
+    /// left, only right or changed (`--items` adds the items), and the counts on standard
+    /// error; exit 1 when they differ. Memory holds one partition of one side (spilled to the
+    /// temporary directory), not the tables.
+    Diff {
+        #[arg(long)]
+        left: String,
+        #[arg(long)]
+        right: String,
+        /// Print the items themselves, not only their keys.
+        #[arg(long)]
+        items: bool,
+        /// The catalog table, for export sides (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+    },
+    /// Put back into a live table what a restored copy (or an export) has and the live table
+    /// lost. Every write is conditional: a deleted item is put back only while its key is still
+    /// absent, a changed one overwritten only while it holds what the diff saw; items written
+    /// meanwhile are skipped and named.
+    Recover {
+        /// The restored copy (a table, or an export as for `diff`).
+        #[arg(long)]
+        from: String,
+        /// The live table to put items back into.
+        #[arg(long)]
+        into: String,
+        /// Put back the items missing from the live table.
+        #[arg(long)]
+        deleted: bool,
+        /// Overwrite items that changed in the live table with the restored copy's.
+        #[arg(long)]
+        changed: bool,
+        /// Say what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The catalog table, for an export as --from (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Validation on demand: read exports back and check them.
     Validate {
@@ -533,6 +578,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 .await
             }
         },
+        Command::Diff {
+            left,
+            right,
+            items,
+            catalog,
+        } => diff::diff(endpoint, &left, &right, items, catalog.as_deref()).await,
+        Command::Recover {
+            from,
+            into,
+            deleted,
+            changed,
+            dry_run,
+            catalog,
+            json,
+        } => {
+            diff::recover(
+                endpoint,
+                diff::RecoverArgs {
+                    from: &from,
+                    into: &into,
+                    deleted,
+                    changed,
+                    dry_run,
+                    catalog: catalog.as_deref(),
+                    json,
+                },
+            )
+            .await
+        }
         Command::Demo { items, json } => demo::demo(endpoint, items, json).await,
         Command::Local {
             command: LocalCommand::Up { items },

@@ -314,40 +314,31 @@ fn pick_export<'a>(
     }
 }
 
-pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, Error> {
-    let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
-    if a.export.is_none() && a.table.is_none() {
-        return Err(Error::Payload(
-            "give --export ID, or --table T with --slot S or --latest".into(),
-        ));
-    }
-    let records = catalog
-        .list_targets(JobKind::Export, a.table.as_deref())
-        .await?;
-    let record =
-        pick_export(&records, a.export.as_deref(), a.slot.as_deref()).ok_or_else(|| {
-            Error::refused(
-                "restore export",
-                format!(
-                    "catalog {} records no finished export{}{}{}",
-                    catalog.table_name(),
-                    a.export
-                        .as_deref()
-                        .map(|e| format!(" with id {e}"))
-                        .unwrap_or_default(),
-                    a.table
-                        .as_deref()
-                        .map(|t| format!(" of {t}"))
-                        .unwrap_or_default(),
-                    a.slot
-                        .as_deref()
-                        .map(|s| format!(" at slot {s}"))
-                        .unwrap_or_default(),
-                ),
-                "list them with `backstop exports list`",
-            )
-        })?;
+/// The export the catalog records by id, or by table and slot, or a table's newest finished
+/// full export: its record and where to read it.
+pub async fn export_source(
+    clients: &Clients,
+    catalog: &Catalog,
+    export_id: Option<&str>,
+    table: Option<&str>,
+    slot: Option<&str>,
+) -> Result<(TargetRecord, export::ExportMeta, ExportSource), Error> {
+    let records = catalog.list_targets(JobKind::Export, table).await?;
+    let record = pick_export(&records, export_id, slot).ok_or_else(|| {
+        Error::refused(
+            "restore export",
+            format!(
+                "catalog {} records no finished export{}{}{}",
+                catalog.table_name(),
+                export_id
+                    .map(|e| format!(" with id {e}"))
+                    .unwrap_or_default(),
+                table.map(|t| format!(" of {t}")).unwrap_or_default(),
+                slot.map(|s| format!(" at slot {s}")).unwrap_or_default(),
+            ),
+            "list them with `backstop exports list`",
+        )
+    })?;
     let meta = record.export.clone().ok_or_else(|| {
         Error::refused(
             "restore export",
@@ -427,6 +418,25 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
             }
         }
     };
+    Ok((record.clone(), meta, source))
+}
+
+pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, Error> {
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
+    if a.export.is_none() && a.table.is_none() {
+        return Err(Error::Payload(
+            "give --export ID, or --table T with --slot S or --latest".into(),
+        ));
+    }
+    let (record, meta, source) = export_source(
+        &clients,
+        &catalog,
+        a.export.as_deref(),
+        a.table.as_deref(),
+        a.slot.as_deref(),
+    )
+    .await?;
     restore::check_target(
         &clients.dynamodb,
         &a.to,

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod backups;
 pub mod catalog;
 pub mod ddbjson;
+pub mod diff;
 pub mod drill;
 pub mod error;
 pub mod event;

@@ -241,7 +241,7 @@ enum RestoreCommand {
     /// export is read whole and checked first, every item is written (unprocessed ones retried
     /// with backoff, or the command fails naming them), and the table's fingerprint is
     /// compared with the export's.
-    #[command(group(clap::ArgGroup::new("which").required(true).args(["export", "slot", "latest"])))]
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["export", "slot", "latest", "until"])))]
     Export {
         /// The export's id (or ARN), as `exports list` shows it.
         #[arg(long, conflicts_with = "table")]
@@ -255,6 +255,10 @@ enum RestoreCommand {
         /// The table's newest finished full export.
         #[arg(long, requires = "table")]
         latest: bool,
+        /// A native chain: the table's full export and its incrementals applied in order, up
+        /// to the last link at or before this time (RFC 3339).
+        #[arg(long, requires = "table")]
+        until: Option<String>,
         /// The new table to load into (must not exist).
         #[arg(long)]
         to: String,
@@ -552,6 +556,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 slot,
                 latest: _,
                 to,
+                until,
                 no_settings,
                 via,
                 parallel,
@@ -561,6 +566,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 restore::export(
                     endpoint,
                     restore::ExportArgs {
+                        until,
                         no_settings,
                         export,
                         table,

@@ -282,6 +282,7 @@ pub struct ExportArgs {
     pub slot: Option<String>,
     pub catalog: String,
     pub to: String,
+    pub until: Option<String>,
     pub via: restore::Via,
     pub parallel: usize,
     pub json: bool,
@@ -312,6 +313,102 @@ fn pick_export<'a>(
             .find(|r| r.slot == s && r.status == TargetStatus::Done),
         (None, None) => done.max_by(|a, b| a.slot.cmp(&b.slot)),
     }
+}
+
+/// A native export's key schema (AWS's manifests do not carry it): the table's at its newest
+/// backup, else the table's as it is now.
+async fn native_schema(
+    clients: &Clients,
+    catalog: &Catalog,
+    table: &str,
+) -> Result<serde_json::Value, Error> {
+    let snapshots = catalog.list_targets(JobKind::Snapshot, Some(table)).await?;
+    if let Some(shape) =
+        backstop::drill::newest_backup(&snapshots).and_then(|r| r.table_shape.clone())
+    {
+        return Ok(shape);
+    }
+    let d = clients
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| Error::aws("DescribeTable", format!("table {table}"), e))?;
+    Ok(d.table
+        .as_ref()
+        .map(backstop::export::logical::schema_of)
+        .unwrap_or_default())
+}
+
+/// `restore export --table T --until TIME`: the native chain to the newest link by then.
+async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<ExitCode, Error> {
+    let until: Timestamp = until.parse().map_err(|e| {
+        Error::Payload(format!(
+            "--until {until:?} is not an RFC 3339 time such as 2026-11-20T03:00:00Z: {e}"
+        ))
+    })?;
+    let Some(table) = a.table.as_deref() else {
+        return Err(Error::Payload("--until needs --table".into()));
+    };
+    let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
+    let records = catalog.list_targets(JobKind::Export, Some(table)).await?;
+    let chain = export::native::chain_until(&records, until).map_err(|why| {
+        Error::refused(
+            "restore export",
+            format!(
+                "catalog {} holds no whole chain of {table}: {why}",
+                catalog.table_name()
+            ),
+            "restore from a full export (--latest) or a backup",
+        )
+    })?;
+    let schema = native_schema(clients, &catalog, table).await?;
+    let mut links = Vec::with_capacity(chain.len());
+    for r in &chain {
+        let Some(meta) = &r.export else { continue };
+        let summary_key = meta.manifest_key.clone().ok_or_else(|| {
+            Error::refused(
+                "restore export",
+                format!(
+                    "the native export at {} has no manifest recorded yet",
+                    meta.uri()
+                ),
+                "let validate finalize it, then restore",
+            )
+        })?;
+        links.push(ExportSource {
+            bucket: meta.bucket.clone(),
+            summary_key,
+            schema: schema.clone(),
+            fingerprint: r
+                .verification
+                .as_ref()
+                .and_then(|v| v.fingerprint)
+                .or(meta.fingerprint),
+        });
+    }
+    restore::check_target(
+        &clients.dynamodb,
+        &a.to,
+        &protected(Some(&a.catalog), Some(table)),
+    )
+    .await?;
+    if !a.json {
+        let last = chain.last().map(|r| r.slot.as_str()).unwrap_or_default();
+        eprintln!(
+            "restoring {table}'s native chain ({} links, up to slot {last}) into {}",
+            chain.len(),
+            a.to
+        );
+    }
+    let mut restored = restore::restore_chain(clients, &links, &a.to, a.parallel, |_| {}).await?;
+    if !a.no_settings {
+        restored
+            .reapply_settings(&clients.dynamodb, None, Some(table))
+            .await;
+    }
+    Ok(finish(&restored, a.json))
 }
 
 /// The export the catalog records by id, or by table and slot, or a table's newest finished
@@ -381,31 +478,7 @@ pub async fn export_source(
                     "let validate finalize it, then restore",
                 )
             })?;
-            // AWS's manifests do not carry the key schema: the table's at the newest backup,
-            // else the table's as it is now.
-            let snapshots = catalog
-                .list_targets(JobKind::Snapshot, Some(&record.table))
-                .await?;
-            let shape =
-                backstop::drill::newest_backup(&snapshots).and_then(|r| r.table_shape.clone());
-            let schema = match shape {
-                Some(s) => s,
-                None => {
-                    let d = clients
-                        .dynamodb
-                        .describe_table()
-                        .table_name(&record.table)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            Error::aws("DescribeTable", format!("table {}", record.table), e)
-                        })?;
-                    d.table
-                        .as_ref()
-                        .map(backstop::export::logical::schema_of)
-                        .unwrap_or_default()
-                }
-            };
+            let schema = native_schema(clients, catalog, &record.table).await?;
             ExportSource {
                 bucket: meta.bucket.clone(),
                 summary_key,
@@ -423,6 +496,9 @@ pub async fn export_source(
 
 pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, Error> {
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    if let Some(until) = a.until.clone() {
+        return export_chain(&clients, &a, &until).await;
+    }
     let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
     if a.export.is_none() && a.table.is_none() {
         return Err(Error::Payload(

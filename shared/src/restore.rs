@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    LocalSecondaryIndex, Projection, ProjectionType, PutRequest, ScalarAttributeType, TableStatus,
-    WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, LocalSecondaryIndex, Projection, ProjectionType, PutRequest,
+    ScalarAttributeType, TableStatus, WriteRequest,
 };
 use aws_sdk_dynamodb::Client as Ddb;
 use jiff::Timestamp;
@@ -386,7 +386,7 @@ pub struct Loader {
     table: String,
     keys: Vec<String>,
     parallel: usize,
-    pending: Vec<Item>,
+    pending: Vec<Write>,
     running: JoinSet<std::result::Result<BatchDone, BatchFailed>>,
     /// Items written so far.
     pub written: u64,
@@ -430,7 +430,7 @@ impl Loader {
         self
     }
 
-    fn launch(&mut self, batch: Vec<Item>) {
+    fn launch(&mut self, batch: Vec<Write>) {
         let (ddb, table, keys) = (self.ddb.clone(), self.table.clone(), self.keys.clone());
         self.running
             .spawn(async move { write_batch(&ddb, &table, &keys, batch).await });
@@ -455,7 +455,7 @@ impl Loader {
     /// Sends full batches, keeping at most `parallel` calls in flight.
     async fn send_full(&mut self) -> Result<()> {
         while self.pending.len() >= BATCH {
-            let batch: Vec<Item> = self.pending.drain(..BATCH).collect();
+            let batch: Vec<Write> = self.pending.drain(..BATCH).collect();
             while self.running.len() >= self.parallel {
                 self.join_one().await;
             }
@@ -507,11 +507,30 @@ impl Loader {
 
 impl Sink for Loader {
     fn take(&mut self, item: Item) {
-        self.pending.push(item);
+        self.pending.push(Write::Put(item));
+    }
+    /// An incremental export's change: its new image put, or its key deleted when it has none.
+    /// A record without Keys fails the load (named at the next drain).
+    fn change(&mut self, mut record: Item) {
+        match (record.remove("NewImage"), record.remove("Keys")) {
+            (Some(AttributeValue::M(image)), _) => self.pending.push(Write::Put(image)),
+            (None, Some(AttributeValue::M(keys))) => self.pending.push(Write::Delete(keys)),
+            _ => self.failed.push(BatchFailed {
+                keys: Vec::new(),
+                error: "a change record without Keys (or with a NewImage that is not a map)".into(),
+            }),
+        }
     }
     fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send {
         self.send_full()
     }
+}
+
+/// One write of a load: an item put, or a key deleted (an incremental export's removal).
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put(Item),
+    Delete(Item),
 }
 
 /// One batch, with every unprocessed item sent again after a backoff (50 ms doubling to 5 s,
@@ -520,14 +539,29 @@ async fn write_batch(
     ddb: &Ddb,
     table: &str,
     keys: &[String],
-    items: Vec<Item>,
+    items: Vec<Write>,
 ) -> std::result::Result<BatchDone, BatchFailed> {
     let total = items.len() as u64;
     let mut todo = Vec::with_capacity(items.len());
-    for item in items {
-        let key = key_line(&item, keys);
-        match PutRequest::builder().set_item(Some(item)).build() {
-            Ok(put) => todo.push(WriteRequest::builder().put_request(put).build()),
+    for w in items {
+        let (key, built) = match w {
+            Write::Put(item) => (
+                key_line(&item, keys),
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build()),
+            ),
+            Write::Delete(key) => (
+                key_line(&key, keys),
+                DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map(|del| WriteRequest::builder().delete_request(del).build()),
+            ),
+        };
+        match built {
+            Ok(w) => todo.push(w),
             Err(e) => {
                 return Err(BatchFailed {
                     keys: vec![key],
@@ -582,8 +616,12 @@ async fn write_batch(
     Err(BatchFailed {
         keys: todo
             .iter()
-            .filter_map(|w| w.put_request.as_ref())
-            .map(|p| key_line(&p.item, keys))
+            .filter_map(|w| {
+                w.put_request
+                    .as_ref()
+                    .map(|p| key_line(&p.item, keys))
+                    .or_else(|| w.delete_request.as_ref().map(|d| key_line(&d.key, keys)))
+            })
             .collect(),
         error: format!("after {} calls: {last_error}", retries + 1),
     })
@@ -734,6 +772,7 @@ pub enum Via {
 async fn check_export(
     clients: &Clients,
     source: &ExportSource,
+    incremental: bool,
 ) -> Result<(reader::ReadBack, TableSpec)> {
     let checked = reader::read_export(&clients.s3, &source.bucket, &source.summary_key, |_| {})
         .await
@@ -761,11 +800,27 @@ async fn check_export(
             ));
         }
     }
-    if checked.summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT") {
+    let is_incremental = checked.summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT");
+    if is_incremental && !incremental {
         return Err(Error::refused(
             "restore export",
-            "this is an incremental export (changes only)".to_owned(),
-            "restore its chain from the full export",
+            format!(
+                "s3://{}/{} is an incremental export (changes only)",
+                source.bucket, source.summary_key
+            ),
+            "restore its chain with --until TIME",
+        ));
+    }
+    if incremental && !is_incremental {
+        return Err(Error::refused(
+            "restore export",
+            format!(
+                "s3://{}/{} is recorded as an incremental link but its manifest says {}",
+                source.bucket,
+                source.summary_key,
+                checked.summary.export_type.as_deref().unwrap_or("nothing")
+            ),
+            "the chain's records and its manifests disagree; restore from a full export",
         ));
     }
     if key_names(&source.schema).is_empty() {
@@ -806,7 +861,7 @@ pub async fn restore_export(
     on_written: impl FnMut(u64) + Send + 'static,
 ) -> Result<Restored> {
     let started = std::time::Instant::now();
-    let (checked, spec) = check_export(clients, source).await?;
+    let (checked, spec) = check_export(clients, source, false).await?;
     let mut notes = Vec::new();
     let via = if via == Via::Import && !spec.local.is_empty() {
         notes.push(format!(
@@ -870,6 +925,69 @@ pub async fn restore_export(
         expected_count: None,
         seconds: started.elapsed().as_secs_f64(),
         notes,
+        settings: Vec::new(),
+    })
+}
+
+/// Restores a native chain into the new table `to`: its full export loaded, then each
+/// incremental applied in order (new images put, removed keys deleted; one link finished
+/// before the next starts). Every link is read whole and checked first, so a damaged link is
+/// refused before any table exists.
+pub async fn restore_chain(
+    clients: &Clients,
+    links: &[ExportSource],
+    to: &str,
+    parallel: usize,
+    on_written: impl FnMut(u64) + Send + 'static,
+) -> Result<Restored> {
+    let started = std::time::Instant::now();
+    let Some((full, increments)) = links.split_first() else {
+        return Err(Error::refused(
+            "restore export",
+            "the chain has no links".to_owned(),
+            "",
+        ));
+    };
+    let (_, spec) = check_export(clients, full, false).await?;
+    let mut changes = 0u64;
+    for link in increments {
+        changes += check_export(clients, link, true).await?.0.fingerprint.items;
+    }
+    create_request(&clients.dynamodb, to, &spec)
+        .send()
+        .await
+        .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
+    wait_active(
+        &clients.dynamodb,
+        to,
+        Timestamp::now() + jiff::SignedDuration::from_mins(30),
+        Duration::from_millis(500),
+        |_| {},
+    )
+    .await?;
+    let mut loader = Loader::new(
+        clients.dynamodb.clone(),
+        to,
+        key_names(&full.schema),
+        parallel,
+    )
+    .on_written(on_written);
+    for link in links {
+        reader::read_export_into(&clients.s3, &link.bucket, &link.summary_key, &mut loader).await?;
+        loader.finish().await?;
+    }
+    let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
+    Ok(Restored {
+        table: to.to_owned(),
+        fingerprint,
+        expected: None,
+        expected_count: None,
+        seconds: started.elapsed().as_secs_f64(),
+        notes: vec![format!(
+            "a full export and {} incremental export(s) applied in order ({changes} change records); {} BatchWriteItem calls sent again",
+            increments.len(),
+            loader.retries
+        )],
         settings: Vec::new(),
     })
 }

@@ -824,3 +824,248 @@ async fn diff_finds_the_deleted_and_changed_items_and_recover_puts_back_only_wha
         fingerprint_table(ddb, &restored).await.unwrap()
     );
 }
+
+/// Places one native export in AWS's documented layout (data file of `lines`, gzip;
+/// manifest-files.json; manifest-summary.json) and its finished record in the catalog, as the
+/// export job records a native export it finalized. Returns nothing: the catalog is the index.
+async fn place_native_link(
+    h: &Harness,
+    bucket: &str,
+    table: &str,
+    at: &str,
+    from: Option<&str>,
+    lines: &[serde_json::Value],
+) {
+    use base64::Engine;
+    use md5::Digest;
+    let full = from.is_none();
+    let root = format!("backstop/{table}/{at}");
+    let id = format!(
+        "0{}-{}",
+        at.replace([':', '-'], ""),
+        if full { "f" } else { "i" }
+    );
+    let dir = format!("{root}/AWSDynamoDB/{id}");
+    let data_key = format!("{dir}/data/part-0000.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for l in lines {
+        std::io::Write::write_all(&mut gz, format!("{l}\n").as_bytes()).unwrap();
+    }
+    let body = gz.finish().unwrap();
+    let etag = h
+        .clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&data_key)
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned();
+    let arn = format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/export/{id}");
+    let files = json!({
+        "itemCount": lines.len(),
+        "md5Checksum": base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body)),
+        "etag": etag,
+        "dataFileS3Key": data_key,
+    });
+    let mut summary = json!({
+        "version": "2023-08-01", "exportArn": arn,
+        "startTime": at, "endTime": at,
+        "tableArn": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}"),
+        "tableId": "12345a12-abcd-123a-ab12-1234abc12345",
+        "s3Bucket": bucket, "s3Prefix": root,
+        "s3SseAlgorithm": "AES256",
+        "manifestFilesS3Key": format!("{dir}/manifest-files.json"),
+        "billedSizeBytes": body.len(), "itemCount": lines.len(),
+        "outputFormat": "DYNAMODB_JSON",
+        "exportType": if full { "FULL_EXPORT" } else { "INCREMENTAL_EXPORT" },
+    });
+    match from {
+        None => summary["exportTime"] = json!(at),
+        Some(f) => {
+            summary["incrementalExportSpecification"] = json!({
+                "exportFromTime": f, "exportToTime": at, "exportViewType": "NEW_AND_OLD_IMAGES"
+            })
+        }
+    }
+    for (name, text) in [
+        ("manifest-files.json", format!("{files}\n")),
+        ("manifest-summary.json", summary.to_string()),
+    ] {
+        h.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(format!("{dir}/{name}"))
+            .body(text.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let mut meta = backstop::export::ExportMeta::planned(
+        backstop::export::Made::Native,
+        if full {
+            backstop::export::ExportType::FullExport
+        } else {
+            backstop::export::ExportType::IncrementalExport
+        },
+        bucket,
+        root,
+        t(at),
+    );
+    meta.from = from.map(t);
+    meta.export_id = id;
+    meta.export_arn = Some(arn);
+    meta.manifest_key = Some(format!("{dir}/manifest-summary.json"));
+    meta.item_count = Some(lines.len() as u64);
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    h.clients
+        .dynamodb
+        .put_item()
+        .table_name(&h.stack.catalog_table)
+        .item("pk", A::S(format!("TARGET#export#{table}")))
+        .item("sk", A::S(format!("SLOT#{at}")))
+        .item("kind", A::S("target".into()))
+        .item("job", A::S("export".into()))
+        .item("table", A::S(table.into()))
+        .item("slot", A::S(at.into()))
+        .item("status", A::S("DONE".into()))
+        .item("run_id", A::S("fixture".into()))
+        .item("export", A::S(serde_json::to_string(&meta).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A native full export and two incrementals in AWS's documented formats (full: `{"Item":…}`
+/// lines; incremental: `{"Metadata":…,"Keys":…,"OldImage":…,"NewImage":…}`, no NewImage for a
+/// delete): the chain restore puts, updates and deletes exactly, and `--until` stops at the
+/// last link before it.
+#[tokio::test]
+async fn an_incremental_chain_restores_puts_updates_and_deletes_exactly_up_to_until() {
+    let h = Harness::new().await;
+    let (bucket, _) = h.export_bucket().await;
+    let table = h.name("Chain");
+    h.create_table(&table, 0, &[]).await;
+    let item = |id: &str, v: &str| json!({"id": {"S": id}, "v": {"S": v}});
+    let full: Vec<_> = (0..10)
+        .map(|i| json!({"Item": item(&format!("k{i}"), "v0")}))
+        .collect();
+    let meta = json!({"WriteTimestampMicros": {"N": "1764565200000000"}});
+    let put = |id: &str, old: Option<&str>, new: &str| {
+        let mut c = json!({"Metadata": meta, "Keys": {"id": {"S": id}}, "NewImage": item(id, new)});
+        if let Some(o) = old {
+            c["OldImage"] = item(id, o);
+        }
+        c
+    };
+    let delete = |id: &str, old: &str| json!({"Metadata": meta, "Keys": {"id": {"S": id}}, "OldImage": item(id, old)});
+    let (t0, t1, t2) = (
+        "2026-11-29T03:00:00Z",
+        "2026-11-30T03:00:00Z",
+        "2026-12-01T03:00:00Z",
+    );
+    place_native_link(&h, &bucket, &table, t0, None, &full).await;
+    // Link 1: k1 updated, k10 new, k2 deleted.
+    place_native_link(
+        &h,
+        &bucket,
+        &table,
+        t1,
+        Some(t0),
+        &[
+            put("k1", Some("v0"), "v1"),
+            put("k10", None, "v1"),
+            delete("k2", "v0"),
+        ],
+    )
+    .await;
+    // Link 2: k10 deleted, k1 updated again, k2 put back.
+    place_native_link(
+        &h,
+        &bucket,
+        &table,
+        t2,
+        Some(t1),
+        &[
+            delete("k10", "v1"),
+            put("k1", Some("v1"), "v2"),
+            put("k2", None, "v2"),
+        ],
+    )
+    .await;
+
+    let cli = cli_binary();
+    let expect = |pairs: &[(&str, &str)]| {
+        let items: Vec<backstop::ddbjson::Item> = pairs
+            .iter()
+            .map(|(k, v)| backstop::ddbjson::item_from_json(&item(k, v).to_string()).unwrap())
+            .collect();
+        backstop::fingerprint::of_items(&items).unwrap()
+    };
+    let mut at_t2: Vec<(String, &str)> = (0..10).map(|i| (format!("k{i}"), "v0")).collect();
+    at_t2[1].1 = "v2";
+    at_t2[2].1 = "v2";
+    let mut at_t1: Vec<(String, &str)> = (0..10)
+        .filter(|i| *i != 2)
+        .map(|i| (format!("k{i}"), if i == 1 { "v1" } else { "v0" }))
+        .collect();
+    at_t1.push(("k10".into(), "v1"));
+    for (until, want, links) in [
+        (
+            "2026-12-01T12:00:00Z",
+            at_t2,
+            "3 links, up to slot 2026-12-01T03:00:00Z",
+        ),
+        (
+            "2026-11-30T23:00:00Z",
+            at_t1,
+            "2 links, up to slot 2026-11-30T03:00:00Z",
+        ),
+    ] {
+        let to = h.name(&format!("Chain-{}", &until[8..10]));
+        let out = backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+            .args([
+                "restore", "export", "--table", &table, "--until", until, "--to", &to,
+            ])
+            .output()
+            .unwrap();
+        let shown = text(&out);
+        assert!(out.status.success(), "{until}: {shown}");
+        assert!(shown.contains(links), "{until}: {shown}");
+        let pairs: Vec<(&str, &str)> = want.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+            expect(&pairs),
+            "{until}: {shown}"
+        );
+    }
+    // Before the full export there is nothing to restore: refused, nothing created.
+    let to = h.name("Chain-none");
+    let out = backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+        .args([
+            "restore",
+            "export",
+            "--table",
+            &table,
+            "--until",
+            "2026-11-01T00:00:00Z",
+            "--to",
+            &to,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no finished native export at or before"),
+        "{}",
+        text(&out)
+    );
+    assert!(!exists(&h, &to).await);
+}

@@ -47,11 +47,34 @@ fn base_of<'a>(
     links: &[(&'a TargetRecord, &'a ExportMeta)],
     link: &'a ExportMeta,
 ) -> std::result::Result<&'a ExportMeta, String> {
+    chain_of(links, link).map(|chain| chain[0])
+}
+
+/// The chain that ends at `link`: its full export first, then each incremental in order.
+fn chain_of<'a>(
+    links: &[(&'a TargetRecord, &'a ExportMeta)],
+    link: &'a ExportMeta,
+) -> std::result::Result<Vec<&'a ExportMeta>, String> {
+    chain_records(links, link).map(|c| c.into_iter().map(|(_, m)| m).collect())
+}
+
+/// [`chain_of`] with each link's record.
+fn chain_records<'a>(
+    links: &[(&'a TargetRecord, &'a ExportMeta)],
+    link: &'a ExportMeta,
+) -> std::result::Result<Vec<(&'a TargetRecord, &'a ExportMeta)>, String> {
+    let own = links
+        .iter()
+        .find(|(_, m)| std::ptr::eq(*m, link))
+        .map(|(r, _)| *r)
+        .ok_or("the link is not among the table's exports")?;
+    let mut chain = vec![(own, link)];
     let mut cursor = link;
     // Each step goes to an earlier link, so the walk ends; the bound guards bad records.
     for _ in 0..=links.len() {
         if cursor.export_type == ExportType::FullExport {
-            return Ok(cursor);
+            chain.reverse();
+            return Ok(chain);
         }
         let Some(from) = cursor.from else {
             return Err("an incremental link has no window start".into());
@@ -60,7 +83,10 @@ fn base_of<'a>(
             .iter()
             .find(|(_, m)| m.export_time == from && m.export_time < cursor.export_time)
         {
-            Some((r, m)) if r.status == TargetStatus::Done => cursor = m,
+            Some((r, m)) if r.status == TargetStatus::Done => {
+                cursor = m;
+                chain.push((r, m));
+            }
             Some((r, _)) => {
                 return Err(format!(
                     "the chain's link at slot {} is {}; a broken chain is never continued",
@@ -75,6 +101,24 @@ fn base_of<'a>(
         }
     }
     Err("the chain's links do not lead back to a full export".into())
+}
+
+/// Pure, for restores: the native chain that brings a table to the newest finished link at or
+/// before `until` (a full export, then its incrementals in order). `Err` says why there is
+/// none: no finished native export by then, or a chain that is not whole.
+pub fn chain_until(
+    records: &[TargetRecord],
+    until: Timestamp,
+) -> std::result::Result<Vec<TargetRecord>, String> {
+    let links = native_links(records);
+    let Some((_, last)) = links
+        .iter()
+        .rev()
+        .find(|(r, m)| r.status == TargetStatus::Done && m.export_time <= until)
+    else {
+        return Err(format!("no finished native export at or before {until}"));
+    };
+    chain_records(&links, last).map(|c| c.into_iter().map(|(r, _)| r.clone()).collect())
 }
 
 /// Pure, for validate: every finished incremental export whose chain back to its full export

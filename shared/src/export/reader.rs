@@ -94,6 +94,9 @@ pub async fn read_files(s3: &S3, bucket: &str, summary: &Summary) -> Result<Vec<
 /// they come and memory does not grow with the export.
 pub trait Sink {
     fn take(&mut self, item: Item);
+    /// A change record of an incremental export (`Keys`, and `NewImage`/`OldImage` when the
+    /// record holds them, each a map); ignored unless the sink applies changes.
+    fn change(&mut self, _record: Item) {}
     fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
@@ -133,7 +136,7 @@ pub async fn read_export_into<S: Sink>(
     let summary = read_summary(s3, bucket, summary_key).await?;
     let files = read_files(s3, bucket, &summary).await?;
     // An incremental export holds change records, not items: each is read and counted, and
-    // fingerprinted as one map (Keys and images); the sink sees only items.
+    // fingerprinted as one map (Keys and images), and handed to the sink as a change.
     let changes = summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT");
     let mut fp = Fingerprinter::default();
     let mut stored = 0u64;
@@ -199,7 +202,9 @@ impl<S: Sink> Lines<'_, S> {
             self.bad = Some(format!("line {}: {e}", self.line));
             return;
         }
-        if !self.changes {
+        if self.changes {
+            self.sink.change(item);
+        } else {
             self.sink.take(item);
         }
         self.items += 1;

@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
-.PHONY: deps demo test infra-check local lint bench bench-export zips
+.PHONY: deps demo test infra-check local lint bench bench-export bench-restore bench-tools zips
 
 deps:
 	$(PIP_INSTALL)
@@ -52,13 +52,21 @@ bench: deps
 ## (release builds; prints a table).
 ## dynamodump goes into its own virtualenv (its boto3 pin clashes with moto's); GNU time
 ## measures each client's own peak RSS.
-bench-export: deps
+bench-export: deps bench-tools
 	cargo build --release -p backstop-cli
 	cargo build --release -p backstop-shared --example fingerprint_bench
+	$(PYTHON) bench/export.py
+
+## Restore: `backstop restore export --via load` vs dynamodump's restore of the same 20,000 items
+## on one moto: wall, CPU, peak RSS, items exactly equal (release build; prints a table).
+bench-restore: deps bench-tools
+	cargo build --release -p backstop-cli
+	$(PYTHON) bench/restore.py
+
+bench-tools:
 	[ -x target/venv-bench/bin/python ] || $(PYTHON) -m venv target/venv-bench
 	target/venv-bench/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt
 	[ -x /usr/bin/time ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq time; }
-	$(PYTHON) bench/export.py
 
 ## Deployable zips for Lambda (arm64, provided.al2023): target/lambda/<function>/bootstrap.zip
 zips: deps

@@ -488,7 +488,7 @@ async fn run_export_shows_progress_and_the_fingerprint_and_exports_list_reads_th
         stderr.contains("export: 40 items,") && stderr.contains("1/1 segments done"),
         "{stderr}"
     );
-    assert!(all.contains("fingerprint v1:40:"), "{all}");
+    assert!(all.contains("fingerprint v2:40:"), "{all}");
     assert!(
         all.contains(&format!(
             "at s3://{bucket}/backstop/{table}/20261122T030000Z/"

@@ -1193,7 +1193,7 @@ async fn a_damaged_export_is_never_read_as_whole_and_the_error_says_where() {
     assert_eq!(fp.items, good.fingerprint.items);
     let e = verify().await.unwrap_err().to_string();
     assert!(
-        e.contains("backstop-manifest.json failed: the data's fingerprint is v1:40:")
+        e.contains("backstop-manifest.json failed: the data's fingerprint is v2:40:")
             && e.contains("the items differ from the ones exported"),
         "{e}"
     );

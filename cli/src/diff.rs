@@ -49,11 +49,21 @@ pub async fn diff(
     let r = side(&clients, catalog, right).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let summary = diff::diff(&clients, &l, &r, items, |d| {
+    let summary = match diff::diff(&clients, &l, &r, items, |d| {
         writeln!(out, "{}", d.json_line())
             .map_err(|e| Error::Local(format!("diff: cannot write to standard output: {e}")))
     })
-    .await?;
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // As diff(1): 2 for trouble, so that a partial output is never taken for a result.
+            let _ = out.flush();
+            eprintln!("error: {e}");
+            eprintln!("error: the diff did not finish; what it printed is incomplete");
+            return Ok(ExitCode::from(2));
+        }
+    };
     out.flush()
         .map_err(|e| Error::Local(format!("diff: cannot write to standard output: {e}")))?;
     eprintln!(
@@ -121,6 +131,17 @@ pub async fn recover(endpoint: Option<&str>, a: RecoverArgs<'_>) -> Result<ExitC
         for k in &r.skipped {
             println!("  skipped {k}");
         }
+        if let Some(e) = &r.error {
+            println!("STOPPED: {e}");
+            println!(
+                "  the counts above were written; run recover again to carry on (it diffs anew)"
+            );
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    // 1 when anything was left undone: a skipped item or a write that failed.
+    Ok(if r.error.is_some() || !r.skipped.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -139,7 +139,21 @@ pub async fn backup(endpoint: Option<&str>, a: BackupArgs) -> Result<ExitCode, E
     let started = Instant::now();
     // The backup: by ARN, or the table's record of a slot (or its newest complete one).
     let (arn, record) = match (&a.backup, &a.table) {
-        (Some(arn), _) => (arn.clone(), None),
+        (Some(arn), _) => {
+            // The catalog's record of this backup, when there is one: its count and settings.
+            let record = match (&a.catalog, table_of_backup_arn(arn)) {
+                (Some(c), Some(t)) => Catalog::new(clients.dynamodb.clone(), c.clone())
+                    .list_targets(JobKind::Snapshot, Some(&t))
+                    .await
+                    .ok()
+                    .and_then(|rs| {
+                        rs.into_iter()
+                            .find(|r| r.backup_arn.as_deref() == Some(arn.as_str()))
+                    }),
+                _ => None,
+            };
+            (arn.clone(), record)
+        }
         (None, Some(table)) => {
             let catalog = Catalog::new(clients.dynamodb.clone(), need_catalog(a.catalog.clone())?);
             let records = catalog.list_targets(JobKind::Snapshot, Some(table)).await?;
@@ -402,7 +416,32 @@ async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<
             a.to
         );
     }
-    let mut restored = restore::restore_chain(clients, &links, &a.to, a.parallel, |_| {}).await?;
+    let Some(restored_to) = chain
+        .last()
+        .and_then(|r| r.export.as_ref())
+        .map(|m| m.export_time)
+    else {
+        return Err(Error::refused(
+            "restore export",
+            format!("the chain of {table} has no links"),
+            "",
+        ));
+    };
+    let mut restored =
+        restore::restore_chain(clients, &links, restored_to, &a.to, a.parallel, |_| {}).await?;
+    if restored_to < until {
+        restored.notes.push(format!(
+            "that is {} before --until {until}: no finished link is newer",
+            (until - restored_to)
+                .round(
+                    jiff::SpanRound::new()
+                        .largest(jiff::Unit::Hour)
+                        .smallest(jiff::Unit::Minute)
+                )
+                .map(|s| format!("{s:#}"))
+                .unwrap_or_else(|_| "some time".into())
+        ));
+    }
     if !a.no_settings {
         restored
             .reapply_settings(&clients.dynamodb, None, Some(table))
@@ -465,7 +504,27 @@ pub async fn export_source(
                     "restore from another export",
                 )
             })?;
-            ExportSource::from_manifest(&meta.bucket, &m)
+            // The manifest lives beside the data, so whoever can rewrite the one can rewrite
+            // the other: the catalog's record (written when the export finished) is what the
+            // data is checked against, and the summary must be this export's own.
+            if !m
+                .manifest_summary_key
+                .starts_with(&format!("{}/", meta.root))
+            {
+                return Err(Error::refused(
+                    "restore export",
+                    format!(
+                        "s3://{}/{key} points at {}, outside the export's own prefix {}/",
+                        meta.bucket, m.manifest_summary_key, meta.root
+                    ),
+                    "the export's manifest was changed; restore from another export",
+                ));
+            }
+            let mut source = ExportSource::from_manifest(&meta.bucket, &m);
+            if meta.fingerprint.is_some() {
+                source.fingerprint = meta.fingerprint;
+            }
+            source
         }
         Made::Native => {
             let summary_key = meta.manifest_key.clone().ok_or_else(|| {

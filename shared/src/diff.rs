@@ -121,16 +121,25 @@ struct Spill {
 }
 
 impl Spill {
+    /// A new directory only this user can read (the files hold items), made fresh: a name
+    /// that exists already (someone else's directory or link) is an error, never reused.
     fn new(parts: usize) -> Result<Spill> {
-        let dir = std::env::temp_dir().join(format!(
-            "backstop-diff-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| local(&dir, "create", e))?;
+        use std::os::unix::fs::DirBuilderExt;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = blake3::hash(
+            format!(
+                "{}|{:?}|{}",
+                std::process::id(),
+                std::time::SystemTime::now(),
+                SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+            .as_bytes(),
+        );
+        let dir = std::env::temp_dir().join(format!("backstop-diff-{}", &nonce.to_hex()[..24]));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| local(&dir, "create", e))?;
         Ok(Spill { dir, parts })
     }
 
@@ -170,7 +179,11 @@ impl<'a> Writer<'a> {
             let path = spill.path(side, p);
             files.push(BufWriter::with_capacity(
                 16 * 1024,
-                File::create(&path).map_err(|e| local(&path, "create", e))?,
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| local(&path, "create", e))?,
             ));
         }
         Ok(Writer {
@@ -246,6 +259,15 @@ impl reader::Sink for Writer<'_> {
     fn take(&mut self, item: Item) {
         self.add(&item);
     }
+    fn change(&mut self, _record: Item) {
+        if self.error.is_none() {
+            self.error = Some(Error::refused(
+                "diff",
+                "an incremental export holds changes, not a table's items".to_owned(),
+                "diff a full export, or restore the chain (restore export --until) and diff that",
+            ));
+        }
+    }
     fn drain(&mut self) -> impl std::future::Future<Output = Result<()>> + Send {
         std::future::ready(match self.error.take() {
             Some(e) => Err(e),
@@ -301,6 +323,13 @@ async fn stream_side(clients: &Clients, side: &Side, w: &mut Writer<'_>) -> Resu
                 .map(|_| ())
         }
     }
+}
+
+fn torn(path: &std::path::Path) -> Error {
+    Error::Local(format!(
+        "diff: {} holds a line that is not as written (is something else writing there?)",
+        path.display()
+    ))
 }
 
 /// One partition line.
@@ -369,16 +398,19 @@ pub async fn diff(
         let mut seen: HashMap<String, Line> = HashMap::new();
         for l in BufReader::new(File::open(&path).map_err(|e| local(&path, "open", e))?).lines() {
             let l = l.map_err(|e| local(&path, "read", e))?;
-            if let Some((k, line)) = parse_line(&l) {
-                seen.insert(k, line);
+            let (k, line) = parse_line(&l).ok_or_else(|| torn(&path))?;
+            if let Some(earlier) = seen.insert(k, line) {
+                return Err(Error::Local(format!(
+                    "diff: {} holds the key {} twice",
+                    left.name(),
+                    earlier.key
+                )));
             }
         }
         let path = spill.path('r', p);
         for r in BufReader::new(File::open(&path).map_err(|e| local(&path, "open", e))?).lines() {
             let r = r.map_err(|e| local(&path, "read", e))?;
-            let Some((k, right_line)) = parse_line(&r) else {
-                continue;
-            };
+            let (k, right_line) = parse_line(&r).ok_or_else(|| torn(&path))?;
             match seen.remove(&k) {
                 Some(left_line) if left_line.item_hash == right_line.item_hash => {
                     summary.equal += 1
@@ -430,6 +462,9 @@ pub struct Recovered {
     /// Items left alone because the live table changed after the diff: their keys.
     pub skipped: Vec<String>,
     pub dry_run: bool,
+    /// The write that stopped it, when one failed: what is counted above was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What `recover` will write: the diff of `from` against the live table `into`, and the
@@ -471,7 +506,13 @@ pub async fn apply_recovery(
         let done = if dry_run {
             true
         } else {
-            put_if_unchanged(ddb, into, &d).await?
+            match put_if_unchanged(ddb, into, &d).await {
+                Ok(done) => done,
+                Err(e) => {
+                    out.error = Some(e.to_string());
+                    return Ok(out);
+                }
+            }
         };
         match (done, d.kind) {
             (true, Kind::OnlyLeft) => out.put_back += 1,

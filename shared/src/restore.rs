@@ -136,9 +136,12 @@ pub async fn start_from_backup(ddb: &Ddb, backup_arn: &str, to: &str) -> Result<
         .send()
         .await
         .map_err(|e| {
-            let missing = e.as_service_error().is_some_and(|s| {
-                s.is_backup_not_found_exception() || s.is_table_already_exists_exception()
-            });
+            // Not TableAlreadyExists: the target was checked just before, so that answer most
+            // likely means the SDK sent the request again after a lost answer and AWS is
+            // restoring into the table for us; refusing would say "nothing created".
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_backup_not_found_exception());
             let err = Error::aws("RestoreTableFromBackup", format!("backup {backup_arn}"), e);
             if missing {
                 Error::refused("restore backup", err.to_string(), "")
@@ -682,7 +685,8 @@ impl Restored {
             }
         };
         if let Some(s) = settings {
-            self.settings = table_settings::apply(ddb, &self.table, &s).await;
+            let data_ok = self.matches() != Some(false);
+            self.settings = table_settings::apply(ddb, &self.table, &s, data_ok).await;
             self.notes.push(table_settings::NOT_CARRIED.into());
         }
     }
@@ -840,6 +844,33 @@ async fn check_export(
     Ok((checked, spec))
 }
 
+/// The data loaded must be the data checked: an export rewritten in S3 between the check and
+/// the load fails the restore (the new table then holds something else: delete it).
+fn same_as_checked(
+    source: &ExportSource,
+    checked: &crate::fingerprint::Fingerprint,
+    loaded: &crate::fingerprint::Fingerprint,
+    to: &str,
+) -> Result<()> {
+    if checked.same_content(loaded) {
+        return Ok(());
+    }
+    Err(Error::Aws {
+        operation: "restore export",
+        resource: format!("s3://{}/{}", source.bucket, source.summary_key),
+        code: None,
+        message: format!(
+            "the export read as {} items, fingerprint {} when checked, and as {} items, fingerprint {} when loaded: it changed in between",
+            checked.items,
+            checked.digest(),
+            loaded.items,
+            loaded.digest()
+        ),
+        retryable: false,
+        hint: format!("table {to} holds data that is not the export's: delete it, find out who writes to the export bucket, and restore again"),
+    })
+}
+
 /// The prefix ImportTable reads: the `data/` folder beside the export's summary.
 pub fn data_prefix(summary_key: &str) -> String {
     let dir = summary_key
@@ -897,7 +928,7 @@ pub async fn restore_export(
                 parallel,
             )
             .on_written(on_written);
-            reader::read_export_into(
+            let loaded = reader::read_export_into(
                 &clients.s3,
                 &source.bucket,
                 &source.summary_key,
@@ -905,6 +936,7 @@ pub async fn restore_export(
             )
             .await?;
             loader.finish().await?;
+            same_as_checked(source, &checked.fingerprint, &loaded.fingerprint, to)?;
             notes.push(format!(
                 "loaded on demand (PAY_PER_REQUEST); {} BatchWriteItem calls sent again",
                 loader.retries
@@ -936,6 +968,7 @@ pub async fn restore_export(
 pub async fn restore_chain(
     clients: &Clients,
     links: &[ExportSource],
+    restored_to: Timestamp,
     to: &str,
     parallel: usize,
     on_written: impl FnMut(u64) + Send + 'static,
@@ -948,10 +981,13 @@ pub async fn restore_chain(
             "",
         ));
     };
-    let (_, spec) = check_export(clients, full, false).await?;
+    let (full_read, spec) = check_export(clients, full, false).await?;
+    let mut checked = vec![full_read.fingerprint];
     let mut changes = 0u64;
     for link in increments {
-        changes += check_export(clients, link, true).await?.0.fingerprint.items;
+        let f = check_export(clients, link, true).await?.0.fingerprint;
+        changes += f.items;
+        checked.push(f);
     }
     create_request(&clients.dynamodb, to, &spec)
         .send()
@@ -972,9 +1008,12 @@ pub async fn restore_chain(
         parallel,
     )
     .on_written(on_written);
-    for link in links {
-        reader::read_export_into(&clients.s3, &link.bucket, &link.summary_key, &mut loader).await?;
+    for (link, checked) in links.iter().zip(&checked) {
+        let loaded =
+            reader::read_export_into(&clients.s3, &link.bucket, &link.summary_key, &mut loader)
+                .await?;
         loader.finish().await?;
+        same_as_checked(link, checked, &loaded.fingerprint, to)?;
     }
     let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
     Ok(Restored {
@@ -983,11 +1022,14 @@ pub async fn restore_chain(
         expected: None,
         expected_count: None,
         seconds: started.elapsed().as_secs_f64(),
-        notes: vec![format!(
-            "a full export and {} incremental export(s) applied in order ({changes} change records); {} BatchWriteItem calls sent again",
-            increments.len(),
-            loader.retries
-        )],
+        notes: vec![
+            format!("the table as of {restored_to}, the chain's last link"),
+            format!(
+                "a full export and {} incremental export(s) applied in order ({changes} change records); {} BatchWriteItem calls sent again",
+                increments.len(),
+                loader.retries
+            ),
+        ],
         settings: Vec::new(),
     })
 }

@@ -170,10 +170,16 @@ impl Applied {
 /// that name the old table, and the settings this version does not record.
 pub const NOT_CARRIED: &str = "not changed by Backstop: CloudWatch alarms and IAM policies that name the source table, auto scaling policies, contributor insights and a resource policy; set them on the new table by hand";
 
-/// Sets `settings` on the restored table `table`, one at a time, deletion protection last
-/// (so that a failure before it leaves a table that can still be deleted). Never fails as a
+/// Sets `settings` on the restored table `table`, one at a time, deletion protection last and
+/// only when everything before it was applied and `data_ok` (the restored data matched the
+/// source's record): a table that is wrong or half set up stays deletable. Never fails as a
 /// whole: each setting's outcome is returned.
-pub async fn apply(ddb: &Ddb, table: &str, settings: &TableSettings) -> Vec<Applied> {
+pub async fn apply(
+    ddb: &Ddb,
+    table: &str,
+    settings: &TableSettings,
+    data_ok: bool,
+) -> Vec<Applied> {
     let mut out = Vec::new();
     let arn = match ddb.describe_table().table_name(table).send().await {
         Ok(d) => d.table.and_then(|t| t.table_arn),
@@ -321,10 +327,22 @@ pub async fn apply(ddb: &Ddb, table: &str, settings: &TableSettings) -> Vec<Appl
         },
     });
 
+    let earlier_failed = out.iter().any(Applied::failed);
     out.push(Applied {
         setting: "deletion protection",
         outcome: if !settings.deletion_protection {
             na("it was off")
+        } else if earlier_failed || !data_ok {
+            Outcome::Failed {
+                detail: format!(
+                    "left off on purpose: {}, so table {table} stays deletable; turn it on by hand once the table is right",
+                    if data_ok {
+                        "a setting above failed"
+                    } else {
+                        "the restored data differs from the source's record"
+                    }
+                ),
+            }
         } else {
             result(
                 async {

@@ -1039,6 +1039,7 @@ async fn an_incremental_chain_restores_puts_updates_and_deletes_exactly_up_to_un
         let shown = text(&out);
         assert!(out.status.success(), "{until}: {shown}");
         assert!(shown.contains(links), "{until}: {shown}");
+        assert!(shown.contains("the chain's last link"), "{until}: {shown}");
         let pairs: Vec<(&str, &str)> = want.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(
             fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
@@ -1046,6 +1047,23 @@ async fn an_incremental_chain_restores_puts_updates_and_deletes_exactly_up_to_un
             "{until}: {shown}"
         );
     }
+    // An incremental export is changes, not a table: diff refuses it (exit 2, not "differs").
+    let out = backstop_cmd(&cli, &h, &h.stack.endpoint, &[])
+        .args([
+            "diff",
+            "--left",
+            &format!("export:{table}@{t1}"),
+            "--right",
+            &table,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("an incremental export holds changes"),
+        "{}",
+        text(&out)
+    );
     // Before the full export there is nothing to restore: refused, nothing created.
     let to = h.name("Chain-none");
     let out = backstop_cmd(&cli, &h, &h.stack.endpoint, &[])

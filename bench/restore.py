@@ -196,6 +196,9 @@ def main():
         r = rows[name]
         print(f"| {label} | {r['wall_s']:.1f} ({r['spread'][0]:.1f}–{r['spread'][1]:.1f}) | {r['cpu_s']:.2f} | "
               f"{r['cpu_s'] / args.items * 1e6:.1f} | {r['rss_mib']:.1f} | {r['count']:,} | {r['exact_min']:,} |")
+    phases = [l.strip() for l in rows["backstop"]["stdout"].splitlines() if "read the table back in" in l]
+    if phases:
+        print(f"\nBackstop's median run: {phases[0].removeprefix('note: ')}")
     ratio = rows["backstop"]["wall_s"] / rows["dynamodump"]["wall_s"]
     print(f"\nBackstop/dynamodump wall time: {ratio:.3f} (goal <= 0.5)")
     print(f"Backstop items exactly equal: {rows['backstop']['exact_min']:,} of {args.items:,} (goal: all)")

@@ -355,6 +355,35 @@ async fn native_schema(
         .unwrap_or_default())
 }
 
+/// Where a native export is read from: its manifest as finalized, the table's key schema, and
+/// the fingerprint its first verification recorded.
+fn native_source(
+    record: &TargetRecord,
+    meta: &export::ExportMeta,
+    schema: serde_json::Value,
+) -> Result<ExportSource, Error> {
+    let summary_key = meta.manifest_key.clone().ok_or_else(|| {
+        Error::refused(
+            "restore export",
+            format!(
+                "the native export at {} has no manifest recorded yet",
+                meta.uri()
+            ),
+            "let validate finalize it, then restore",
+        )
+    })?;
+    Ok(ExportSource {
+        bucket: meta.bucket.clone(),
+        summary_key,
+        schema,
+        fingerprint: record
+            .verification
+            .as_ref()
+            .and_then(|v| v.fingerprint)
+            .or(meta.fingerprint),
+    })
+}
+
 /// `restore export --table T --until TIME`: the native chain to the newest link by then.
 async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<ExitCode, Error> {
     let until: Timestamp = until.parse().map_err(|e| {
@@ -381,26 +410,7 @@ async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<
     let mut links = Vec::with_capacity(chain.len());
     for r in &chain {
         let Some(meta) = &r.export else { continue };
-        let summary_key = meta.manifest_key.clone().ok_or_else(|| {
-            Error::refused(
-                "restore export",
-                format!(
-                    "the native export at {} has no manifest recorded yet",
-                    meta.uri()
-                ),
-                "let validate finalize it, then restore",
-            )
-        })?;
-        links.push(ExportSource {
-            bucket: meta.bucket.clone(),
-            summary_key,
-            schema: schema.clone(),
-            fingerprint: r
-                .verification
-                .as_ref()
-                .and_then(|v| v.fingerprint)
-                .or(meta.fingerprint),
-        });
+        links.push(native_source(r, meta, schema.clone())?);
     }
     restore::check_target(
         &clients.dynamodb,
@@ -527,27 +537,8 @@ pub async fn export_source(
             source
         }
         Made::Native => {
-            let summary_key = meta.manifest_key.clone().ok_or_else(|| {
-                Error::refused(
-                    "restore export",
-                    format!(
-                        "the native export at {} has no manifest recorded yet",
-                        meta.uri()
-                    ),
-                    "let validate finalize it, then restore",
-                )
-            })?;
             let schema = native_schema(clients, catalog, &record.table).await?;
-            ExportSource {
-                bucket: meta.bucket.clone(),
-                summary_key,
-                schema,
-                fingerprint: record
-                    .verification
-                    .as_ref()
-                    .and_then(|v| v.fingerprint)
-                    .or(meta.fingerprint),
-            }
+            native_source(record, &meta, schema)?
         }
     };
     Ok((record.clone(), meta, source))

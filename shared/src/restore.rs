@@ -844,6 +844,35 @@ async fn check_export(
     Ok((checked, spec))
 }
 
+/// Creates the new table `to` from `spec`, waits until it is ACTIVE, and returns a loader for
+/// it.
+async fn new_table_loader(
+    clients: &Clients,
+    to: &str,
+    spec: &TableSpec,
+    schema: &Value,
+    parallel: usize,
+) -> Result<Loader> {
+    create_request(&clients.dynamodb, to, spec)
+        .send()
+        .await
+        .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
+    wait_active(
+        &clients.dynamodb,
+        to,
+        Timestamp::now() + jiff::SignedDuration::from_mins(30),
+        Duration::from_millis(500),
+        |_| {},
+    )
+    .await?;
+    Ok(Loader::new(
+        clients.dynamodb.clone(),
+        to,
+        key_names(schema),
+        parallel,
+    ))
+}
+
 /// The data loaded must be the data checked: an export rewritten in S3 between the check and
 /// the load fails the restore (the new table then holds something else: delete it).
 fn same_as_checked(
@@ -893,6 +922,7 @@ pub async fn restore_export(
 ) -> Result<Restored> {
     let started = std::time::Instant::now();
     let (checked, spec) = check_export(clients, source, false).await?;
+    let checked_s = started.elapsed().as_secs_f64();
     let mut notes = Vec::new();
     let via = if via == Via::Import && !spec.local.is_empty() {
         notes.push(format!(
@@ -909,25 +939,9 @@ pub async fn restore_export(
     };
     match via {
         Via::Load => {
-            create_request(&clients.dynamodb, to, &spec)
-                .send()
-                .await
-                .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
-            wait_active(
-                &clients.dynamodb,
-                to,
-                Timestamp::now() + jiff::SignedDuration::from_mins(30),
-                Duration::from_millis(500),
-                |_| {},
-            )
-            .await?;
-            let mut loader = Loader::new(
-                clients.dynamodb.clone(),
-                to,
-                key_names(&source.schema),
-                parallel,
-            )
-            .on_written(on_written);
+            let mut loader = new_table_loader(clients, to, &spec, &source.schema, parallel)
+                .await?
+                .on_written(on_written);
             let loaded = reader::read_export_into(
                 &clients.s3,
                 &source.bucket,
@@ -949,7 +963,13 @@ pub async fn restore_export(
             ));
         }
     }
+    let loaded_s = started.elapsed().as_secs_f64();
     let fingerprint = crate::export::logical::fingerprint_table(&clients.dynamodb, to).await?;
+    notes.push(format!(
+        "checked the export in {checked_s:.1} s, wrote it in {:.1} s, read the table back in {:.1} s",
+        loaded_s - checked_s,
+        started.elapsed().as_secs_f64() - loaded_s
+    ));
     Ok(Restored {
         table: to.to_owned(),
         fingerprint,
@@ -989,25 +1009,9 @@ pub async fn restore_chain(
         changes += f.items;
         checked.push(f);
     }
-    create_request(&clients.dynamodb, to, &spec)
-        .send()
-        .await
-        .map_err(|e| Error::aws("CreateTable", format!("table {to}"), e))?;
-    wait_active(
-        &clients.dynamodb,
-        to,
-        Timestamp::now() + jiff::SignedDuration::from_mins(30),
-        Duration::from_millis(500),
-        |_| {},
-    )
-    .await?;
-    let mut loader = Loader::new(
-        clients.dynamodb.clone(),
-        to,
-        key_names(&full.schema),
-        parallel,
-    )
-    .on_written(on_written);
+    let mut loader = new_table_loader(clients, to, &spec, &full.schema, parallel)
+        .await?
+        .on_written(on_written);
     for (link, checked) in links.iter().zip(&checked) {
         let loaded =
             reader::read_export_into(&clients.s3, &link.bucket, &link.summary_key, &mut loader)

@@ -21,8 +21,8 @@ pub mod restore;
 pub mod retention;
 pub mod runtime;
 pub mod selection;
-pub mod table_settings;
 pub mod settings;
+pub mod table_settings;
 
 #[cfg(feature = "lambda")]
 pub mod lambda;

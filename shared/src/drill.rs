@@ -914,27 +914,7 @@ impl DrillCtx<'_> {
 
     /// The table's status, `None` when it does not exist.
     async fn table_status(&self, table: &str) -> Result<Option<TableStatus>> {
-        match self
-            .clients
-            .dynamodb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(
-                out.table
-                    .and_then(|t| t.table_status)
-                    .unwrap_or(TableStatus::Creating),
-            )),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Error::aws("DescribeTable", format!("table {table}"), e)),
-        }
+        crate::restore::table_status(&self.clients.dynamodb, table).await
     }
 
     async fn verify(&self, drill: &Drill) -> Result<(DrillLevel, String)> {

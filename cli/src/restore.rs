@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use backstop::aws::Clients;
-use backstop::catalog::{Catalog, TargetRecord, TargetStatus};
-use backstop::export::{self, manifest::BackstopManifest, Made};
-use backstop::restore::{self, ExportSource, PitrTime, Restored};
-use backstop::settings::{self, JobKind};
+use backstop::catalog::{Catalog, TargetRecord};
+use backstop::restore::{self, source, PitrTime, Restored};
+use backstop::settings;
 use backstop::Error;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::{SignedDuration, Timestamp};
@@ -19,15 +18,11 @@ use crate::aws_config_for;
 
 /// Tables a restore must never write into: the catalog and the tables named for backup.
 fn protected(catalog: Option<&str>, source: Option<&str>) -> Vec<String> {
-    let mut names: Vec<String> = std::env::var(settings::ENV_TABLES)
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    names.extend(catalog.map(str::to_owned));
-    names.extend(source.map(str::to_owned));
-    names
+    source::protected(
+        std::env::var(settings::ENV_TABLES).ok().as_deref(),
+        catalog,
+        source,
+    )
 }
 
 /// A spinner on a terminal while `what` runs; nothing otherwise.
@@ -108,12 +103,6 @@ async fn wait_and_read(
     })
 }
 
-/// The source table's name in a backup ARN (`arn:…:table/<name>/backup/<id>`).
-fn table_of_backup_arn(arn: &str) -> Option<String> {
-    let rest = arn.split_once(":table/")?.1;
-    rest.split_once("/backup/").map(|(t, _)| t.to_owned())
-}
-
 pub struct BackupArgs {
     pub no_settings: bool,
     pub backup: Option<String>,
@@ -125,73 +114,18 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-fn need_catalog(catalog: Option<String>) -> Result<String, Error> {
-    catalog.ok_or_else(|| {
-        Error::setting(
-            settings::ENV_CATALOG_TABLE,
-            "--table needs the catalog: give --catalog or set BACKSTOP_CATALOG_TABLE",
-        )
-    })
-}
-
 pub async fn backup(endpoint: Option<&str>, a: BackupArgs) -> Result<ExitCode, Error> {
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let started = Instant::now();
     // The backup: by ARN, or the table's record of a slot (or its newest complete one).
-    let (arn, record) = match (&a.backup, &a.table) {
-        (Some(arn), _) => {
-            // The catalog's record of this backup, when there is one: its count and settings.
-            let record = match (&a.catalog, table_of_backup_arn(arn)) {
-                (Some(c), Some(t)) => Catalog::new(clients.dynamodb.clone(), c.clone())
-                    .list_targets(JobKind::Snapshot, Some(&t))
-                    .await
-                    .ok()
-                    .and_then(|rs| {
-                        rs.into_iter()
-                            .find(|r| r.backup_arn.as_deref() == Some(arn.as_str()))
-                    }),
-                _ => None,
-            };
-            (arn.clone(), record)
-        }
-        (None, Some(table)) => {
-            let catalog = Catalog::new(clients.dynamodb.clone(), need_catalog(a.catalog.clone())?);
-            let records = catalog.list_targets(JobKind::Snapshot, Some(table)).await?;
-            let found = match &a.slot {
-                Some(slot) => records
-                    .iter()
-                    .find(|r| &r.slot == slot && r.status == TargetStatus::Done),
-                None => backstop::drill::newest_backup(&records),
-            };
-            let r = found.cloned().ok_or_else(|| {
-                Error::refused(
-                    "restore backup",
-                    format!(
-                        "catalog {} records no complete backup of {table}{}",
-                        catalog.table_name(),
-                        a.slot
-                            .as_deref()
-                            .map(|s| format!(" at slot {s}"))
-                            .unwrap_or_default()
-                    ),
-                    "list them with `backstop backups list --table T`",
-                )
-            })?;
-            let arn = r.backup_arn.clone().ok_or_else(|| {
-                Error::refused(
-                    "restore backup",
-                    format!("the record of {table} at {} holds no backup ARN", r.slot),
-                    "restore by --backup ARN",
-                )
-            })?;
-            (arn, Some(r))
-        }
-        (None, None) => {
-            return Err(Error::Payload(
-                "give --backup ARN, or --table T with --slot S or --latest".into(),
-            ))
-        }
-    };
+    let (arn, record) = source::backup(
+        &clients,
+        a.catalog.as_deref(),
+        a.backup.as_deref(),
+        a.table.as_deref(),
+        a.slot.as_deref(),
+    )
+    .await?;
     restore::check_target(
         &clients.dynamodb,
         &a.to,
@@ -213,7 +147,7 @@ pub async fn backup(endpoint: Option<&str>, a: BackupArgs) -> Result<ExitCode, E
         );
     }
     if !a.no_settings {
-        let source = a.table.clone().or_else(|| table_of_backup_arn(&arn));
+        let source = a.table.clone().or_else(|| source::table_of_backup_arn(&arn));
         restored
             .reapply_settings(
                 &clients.dynamodb,
@@ -236,37 +170,8 @@ pub struct PitrArgs {
     pub json: bool,
 }
 
-/// Pure: the point in time the arguments ask for.
-pub fn pitr_time(
-    time: Option<&str>,
-    hours_ago: Option<f64>,
-    latest: bool,
-    now: Timestamp,
-) -> Result<PitrTime, Error> {
-    match (time, hours_ago, latest) {
-        (Some(t), None, false) => t.parse::<Timestamp>().map(PitrTime::At).map_err(|e| {
-            Error::Payload(format!(
-                "--time {t:?} is not an RFC 3339 time such as 2026-11-20T03:00:00Z: {e}"
-            ))
-        }),
-        (None, Some(h), false) if h.is_finite() && (0.0..24.0 * 366.0).contains(&h) => {
-            let back = SignedDuration::from_secs_f64(h * 3600.0);
-            Ok(PitrTime::At(now.checked_sub(back).map_err(|e| {
-                Error::Payload(format!("--hours-ago {h}: {e}"))
-            })?))
-        }
-        (None, Some(h), false) => Err(Error::Payload(format!(
-            "--hours-ago {h} is not a number of hours between 0 and 8784"
-        ))),
-        (None, None, true) => Ok(PitrTime::Latest),
-        _ => Err(Error::Payload(
-            "give exactly one of --time, --hours-ago and --latest".into(),
-        )),
-    }
-}
-
 pub async fn pitr(endpoint: Option<&str>, a: PitrArgs) -> Result<ExitCode, Error> {
-    let time = pitr_time(a.time.as_deref(), a.hours_ago, a.latest, Timestamp::now())?;
+    let time = source::pitr_time(a.time.as_deref(), a.hours_ago, a.latest, Timestamp::now())?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let started = Instant::now();
     restore::check_target(&clients.dynamodb, &a.to, &protected(None, Some(&a.table))).await?;
@@ -302,88 +207,6 @@ pub struct ExportArgs {
     pub json: bool,
 }
 
-/// The export the arguments name, from the catalog: by id, by table and slot, or the table's
-/// newest finished full export.
-fn pick_export<'a>(
-    records: &'a [TargetRecord],
-    export_id: Option<&str>,
-    slot: Option<&str>,
-) -> Option<&'a TargetRecord> {
-    let done = records.iter().filter(|r| {
-        r.status == TargetStatus::Done
-            && r.export
-                .as_ref()
-                .is_some_and(|m| m.export_type == export::ExportType::FullExport)
-    });
-    match (export_id, slot) {
-        (Some(id), _) => records.iter().find(|r| {
-            r.status == TargetStatus::Done
-                && r.export
-                    .as_ref()
-                    .is_some_and(|m| m.export_id == id || m.export_arn.as_deref() == Some(id))
-        }),
-        (None, Some(s)) => records
-            .iter()
-            .find(|r| r.slot == s && r.status == TargetStatus::Done),
-        (None, None) => done.max_by(|a, b| a.slot.cmp(&b.slot)),
-    }
-}
-
-/// A native export's key schema (AWS's manifests do not carry it): the table's at its newest
-/// backup, else the table's as it is now.
-async fn native_schema(
-    clients: &Clients,
-    catalog: &Catalog,
-    table: &str,
-) -> Result<serde_json::Value, Error> {
-    let snapshots = catalog.list_targets(JobKind::Snapshot, Some(table)).await?;
-    if let Some(shape) =
-        backstop::drill::newest_backup(&snapshots).and_then(|r| r.table_shape.clone())
-    {
-        return Ok(shape);
-    }
-    let d = clients
-        .dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| Error::aws("DescribeTable", format!("table {table}"), e))?;
-    Ok(d.table
-        .as_ref()
-        .map(backstop::export::logical::schema_of)
-        .unwrap_or_default())
-}
-
-/// Where a native export is read from: its manifest as finalized, the table's key schema, and
-/// the fingerprint its first verification recorded.
-fn native_source(
-    record: &TargetRecord,
-    meta: &export::ExportMeta,
-    schema: serde_json::Value,
-) -> Result<ExportSource, Error> {
-    let summary_key = meta.manifest_key.clone().ok_or_else(|| {
-        Error::refused(
-            "restore export",
-            format!(
-                "the native export at {} has no manifest recorded yet",
-                meta.uri()
-            ),
-            "let validate finalize it, then restore",
-        )
-    })?;
-    Ok(ExportSource {
-        bucket: meta.bucket.clone(),
-        summary_key,
-        schema,
-        fingerprint: record
-            .verification
-            .as_ref()
-            .and_then(|v| v.fingerprint)
-            .or(meta.fingerprint),
-    })
-}
-
 /// `restore export --table T --until TIME`: the native chain to the newest link by then.
 async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<ExitCode, Error> {
     let until: Timestamp = until.parse().map_err(|e| {
@@ -395,23 +218,7 @@ async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<
         return Err(Error::Payload("--until needs --table".into()));
     };
     let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
-    let records = catalog.list_targets(JobKind::Export, Some(table)).await?;
-    let chain = export::native::chain_until(&records, until).map_err(|why| {
-        Error::refused(
-            "restore export",
-            format!(
-                "catalog {} holds no whole chain of {table}: {why}",
-                catalog.table_name()
-            ),
-            "restore from a full export (--latest) or a backup",
-        )
-    })?;
-    let schema = native_schema(clients, &catalog, table).await?;
-    let mut links = Vec::with_capacity(chain.len());
-    for r in &chain {
-        let Some(meta) = &r.export else { continue };
-        links.push(native_source(r, meta, schema.clone())?);
-    }
+    let (links, restored_to) = source::chain(clients, &catalog, table, until).await?;
     restore::check_target(
         &clients.dynamodb,
         &a.to,
@@ -419,129 +226,23 @@ async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<
     )
     .await?;
     if !a.json {
-        let last = chain.last().map(|r| r.slot.as_str()).unwrap_or_default();
         eprintln!(
-            "restoring {table}'s native chain ({} links, up to slot {last}) into {}",
-            chain.len(),
+            "restoring {table}'s native chain ({} links, up to {restored_to}) into {}",
+            links.len(),
             a.to
         );
     }
-    let Some(restored_to) = chain
-        .last()
-        .and_then(|r| r.export.as_ref())
-        .map(|m| m.export_time)
-    else {
-        return Err(Error::refused(
-            "restore export",
-            format!("the chain of {table} has no links"),
-            "",
-        ));
-    };
     let mut restored =
         restore::restore_chain(clients, &links, restored_to, &a.to, a.parallel, |_| {}).await?;
-    if restored_to < until {
-        restored.notes.push(format!(
-            "that is {} before --until {until}: no finished link is newer",
-            (until - restored_to)
-                .round(
-                    jiff::SpanRound::new()
-                        .largest(jiff::Unit::Hour)
-                        .smallest(jiff::Unit::Minute)
-                )
-                .map(|s| format!("{s:#}"))
-                .unwrap_or_else(|_| "some time".into())
-        ));
-    }
+    restored
+        .notes
+        .extend(source::chain_short_note(restored_to, until));
     if !a.no_settings {
         restored
             .reapply_settings(&clients.dynamodb, None, Some(table))
             .await;
     }
     Ok(finish(&restored, a.json))
-}
-
-/// The export the catalog records by id, or by table and slot, or a table's newest finished
-/// full export: its record and where to read it.
-pub async fn export_source(
-    clients: &Clients,
-    catalog: &Catalog,
-    export_id: Option<&str>,
-    table: Option<&str>,
-    slot: Option<&str>,
-) -> Result<(TargetRecord, export::ExportMeta, ExportSource), Error> {
-    let records = catalog.list_targets(JobKind::Export, table).await?;
-    let record = pick_export(&records, export_id, slot).ok_or_else(|| {
-        Error::refused(
-            "restore export",
-            format!(
-                "catalog {} records no finished export{}{}{}",
-                catalog.table_name(),
-                export_id
-                    .map(|e| format!(" with id {e}"))
-                    .unwrap_or_default(),
-                table.map(|t| format!(" of {t}")).unwrap_or_default(),
-                slot.map(|s| format!(" at slot {s}")).unwrap_or_default(),
-            ),
-            "list them with `backstop exports list`",
-        )
-    })?;
-    let meta = record.export.clone().ok_or_else(|| {
-        Error::refused(
-            "restore export",
-            format!(
-                "the record of {} at {} holds no export",
-                record.table, record.slot
-            ),
-            "",
-        )
-    })?;
-    let source = match meta.made {
-        Made::Logical => {
-            let key = export::backstop_manifest_key(&meta.root);
-            let bytes = export::s3io::get(&clients.s3, &meta.bucket, &key)
-                .await?
-                .ok_or_else(|| {
-                    Error::refused(
-                        "restore export",
-                        format!("s3://{}/{key} is missing", meta.bucket),
-                        "the export is incomplete; restore from another",
-                    )
-                })?;
-            let m: BackstopManifest = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::refused(
-                    "restore export",
-                    format!("s3://{}/{key} is not a Backstop manifest: {e}", meta.bucket),
-                    "restore from another export",
-                )
-            })?;
-            // The manifest lives beside the data, so whoever can rewrite the one can rewrite
-            // the other: the catalog's record (written when the export finished) is what the
-            // data is checked against, and the summary must be this export's own.
-            if !m
-                .manifest_summary_key
-                .starts_with(&format!("{}/", meta.root))
-            {
-                return Err(Error::refused(
-                    "restore export",
-                    format!(
-                        "s3://{}/{key} points at {}, outside the export's own prefix {}/",
-                        meta.bucket, m.manifest_summary_key, meta.root
-                    ),
-                    "the export's manifest was changed; restore from another export",
-                ));
-            }
-            let mut source = ExportSource::from_manifest(&meta.bucket, &m);
-            if meta.fingerprint.is_some() {
-                source.fingerprint = meta.fingerprint;
-            }
-            source
-        }
-        Made::Native => {
-            let schema = native_schema(clients, catalog, &record.table).await?;
-            native_source(record, &meta, schema)?
-        }
-    };
-    Ok((record.clone(), meta, source))
 }
 
 pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, Error> {
@@ -555,7 +256,7 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
             "give --export ID, or --table T with --slot S or --latest".into(),
         ));
     }
-    let (record, meta, source) = export_source(
+    let (record, meta, source) = source::export(
         &clients,
         &catalog,
         a.export.as_deref(),
@@ -611,58 +312,10 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     let mut restored = restored?;
     if !a.no_settings {
         // The settings of the newest backup at or before the export's slot.
-        let snapshots = catalog
-            .list_targets(JobKind::Snapshot, Some(&record.table))
-            .await?;
-        let recorded = snapshots
-            .iter()
-            .filter(|r| r.status == TargetStatus::Done && r.slot <= record.slot)
-            .filter(|r| r.table_settings.is_some())
-            .max_by(|x, y| x.slot.cmp(&y.slot))
-            .and_then(|r| r.table_settings.as_ref());
+        let recorded = source::settings_before(&catalog, &record.table, &record.slot).await?;
         restored
-            .reapply_settings(&clients.dynamodb, recorded, Some(&record.table))
+            .reapply_settings(&clients.dynamodb, recorded.as_ref(), Some(&record.table))
             .await;
     }
     Ok(finish(&restored, a.json))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_backup_arn_names_its_table() {
-        assert_eq!(
-            table_of_backup_arn(
-                "arn:aws:dynamodb:us-east-1:123456789012:table/Sales/backup/01700000000000-deadbeef"
-            )
-            .as_deref(),
-            Some("Sales")
-        );
-        assert_eq!(table_of_backup_arn("nonsense"), None);
-    }
-
-    #[test]
-    fn pitr_time_takes_exactly_one_way_of_saying_when() {
-        let now: Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
-        assert_eq!(
-            pitr_time(None, Some(2.5), false, now).unwrap(),
-            PitrTime::At("2026-12-01T09:30:00Z".parse().unwrap())
-        );
-        assert_eq!(pitr_time(None, None, true, now).unwrap(), PitrTime::Latest);
-        assert_eq!(
-            pitr_time(Some("2026-11-20T03:00:00Z"), None, false, now).unwrap(),
-            PitrTime::At("2026-11-20T03:00:00Z".parse().unwrap())
-        );
-        for (t, h, l) in [
-            (None, None, false),
-            (Some("2026-11-20T03:00:00Z"), None, true),
-            (Some("yesterday"), None, false),
-            (None, Some(-1.0), false),
-            (None, Some(f64::NAN), false),
-        ] {
-            assert!(pitr_time(t, h, l, now).is_err(), "{t:?} {h:?} {l}");
-        }
-    }
 }

@@ -7,6 +7,8 @@
 //! anything is created. Every restore ends with the restored table's count and fingerprint, to
 //! compare with the evidence the source left (the export's fingerprint, the backup's count).
 
+pub mod source;
+
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{

@@ -30,7 +30,8 @@ async fn side(clients: &Clients, catalog: Option<&str>, text: &str) -> Result<Si
         Some((t, s)) => (None, Some(t), Some(s)),
         None => (Some(which), None, None),
     };
-    let (_, _, source) = backstop::restore::source::export(clients, &catalog, id, table, slot).await?;
+    let (_, _, source) =
+        backstop::restore::source::export(clients, &catalog, id, table, slot).await?;
     Ok(Side::Export {
         name: text.to_owned(),
         source,

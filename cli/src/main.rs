@@ -387,15 +387,20 @@ enum Job {
     Retention,
     /// Freshness, export verification and restore drills of the selected tables.
     Validate,
+    /// One invocation of the restore function: `{"restore": {...}}` started, or carried on and
+    /// reported (run it again with the same payload until its state is DONE).
+    Restore,
 }
 
 impl Job {
-    fn kind(self) -> JobKind {
+    /// The scheduled job; `None` for the restore function, which is asked, not scheduled.
+    fn kind(self) -> Option<JobKind> {
         match self {
-            Job::Snapshot => JobKind::Snapshot,
-            Job::Export => JobKind::Export,
-            Job::Retention => JobKind::Retention,
-            Job::Validate => JobKind::Validate,
+            Job::Snapshot => Some(JobKind::Snapshot),
+            Job::Export => Some(JobKind::Export),
+            Job::Retention => Some(JobKind::Retention),
+            Job::Validate => Some(JobKind::Validate),
+            Job::Restore => None,
         }
     }
 }
@@ -445,7 +450,10 @@ async fn async_main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let endpoint = cli.endpoint.as_deref();
     match cli.command {
-        Command::Run { job, event, json } => run::run(endpoint, job.kind(), &event, json).await,
+        Command::Run { job, event, json } => match job.kind() {
+            Some(kind) => run::run(endpoint, kind, &event, json).await,
+            None => run::restore(endpoint, &event, json).await,
+        },
         Command::Retention {
             command:
                 RetentionCommand::Plan {

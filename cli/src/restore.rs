@@ -147,7 +147,10 @@ pub async fn backup(endpoint: Option<&str>, a: BackupArgs) -> Result<ExitCode, E
         );
     }
     if !a.no_settings {
-        let source = a.table.clone().or_else(|| source::table_of_backup_arn(&arn));
+        let source = a
+            .table
+            .clone()
+            .or_else(|| source::table_of_backup_arn(&arn));
         restored
             .reapply_settings(
                 &clients.dynamodb,

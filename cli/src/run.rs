@@ -29,6 +29,36 @@ pub async fn run(
     Ok(exit_for(&report))
 }
 
+/// One invocation of the restore function, as Lambda would run it (without a deadline: it works
+/// until the restore is done, or BACKSTOP_RESTORE_TIME_BUDGET runs out). Exit 0 when the
+/// invocation succeeded (whatever the state), 1 when it failed.
+pub async fn restore(endpoint: Option<&str>, event: &Path, json: bool) -> Result<ExitCode, Error> {
+    use backstop::restore::request::{self, RestoreSettings};
+    let payload = read_payload(event)?;
+    let settings = RestoreSettings::resolve(&Environment::from_process())?;
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let status = request::handle(&clients, &settings, &payload, None).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!("{}: {:?}: {}", status.to, status.state, status.message);
+        if let (Some(done), Some(total)) = (status.files_done, status.files_total) {
+            println!(
+                "  {done}/{total} data files, {} items written",
+                status.items_written.unwrap_or(0)
+            );
+        }
+        if let Some(how) = &status.continuation {
+            println!("  continues: {how}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn read_payload(path: &Path) -> Result<serde_json::Value, Error> {
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())

@@ -249,9 +249,19 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            let job: JobKind = name.split('-').next().unwrap().parse().unwrap();
             let payload: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            // The restore function's samples are requests, not job payloads.
+            if name.starts_with("restore-") {
+                let (r, _) = crate::restore::request::parse(&payload)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(
+                    r.to.starts_with(crate::restore::request::DEFAULT_PREFIX),
+                    "{name}"
+                );
+                continue;
+            }
+            let job: JobKind = name.split('-').next().unwrap().parse().unwrap();
             let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             Settings::resolve(job, &env, &request).unwrap_or_else(|e| panic!("{name}: {e}"));

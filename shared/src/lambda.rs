@@ -37,3 +37,29 @@ pub async fn serve(job: JobKind) -> Result<(), lambda_runtime::Error> {
     }))
     .await
 }
+
+/// The `restore` function's `main`: restores asked for by payload (see
+/// [`crate::restore::request`]). Settings that cannot be used fail every invocation with the
+/// reason, rather than the process.
+pub fn main_restore() -> Result<(), lambda_runtime::Error> {
+    crate::runtime::build()?.block_on(serve_restore())
+}
+
+pub async fn serve_restore() -> Result<(), lambda_runtime::Error> {
+    use crate::restore::request::{self, RestoreSettings};
+    lambda_runtime::tracing::init_default_subscriber();
+    let ctx = Context::from_env().await;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let settings = RestoreSettings::resolve(&ctx.env).map_err(Diagnostic::from)?;
+        request::handle(
+            &ctx.clients,
+            &settings,
+            &event.payload,
+            deadline_of(event.context.deadline),
+        )
+        .await
+        .map_err(Diagnostic::from)
+    }))
+    .await
+}

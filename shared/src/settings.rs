@@ -37,6 +37,9 @@ pub const ENV_EXPORT_MAX_AGE: &str = "BACKSTOP_EXPORT_MAX_AGE";
 pub const ENV_PITR_MAX_LAG: &str = "BACKSTOP_PITR_MAX_LAG";
 pub const ENV_DRILL_EVERY: &str = "BACKSTOP_DRILL_EVERY";
 pub const ENV_DRILLS_PER_RUN: &str = "BACKSTOP_DRILLS_PER_RUN";
+pub const ENV_RESTORE_PREFIX: &str = "BACKSTOP_RESTORE_PREFIX";
+pub const ENV_RESTORE_TIME_BUDGET: &str = "BACKSTOP_RESTORE_TIME_BUDGET";
+pub const ENV_RESTORE_PARALLEL: &str = "BACKSTOP_RESTORE_PARALLEL";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -77,6 +80,18 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     (
         ENV_DRILL_TABLE_PREFIX,
         "optional; name prefix of Backstop's restore-drill tables, default backstop-drill-",
+    ),
+    (
+        ENV_RESTORE_PREFIX,
+        "restore function; every target table's name must start with it, default restored- (the function's role may create only such tables)",
+    ),
+    (
+        ENV_RESTORE_TIME_BUDGET,
+        "restore function; seconds of loading per invocation before it continues in a new one, default: until 2 minutes before the deadline (tests set it low)",
+    ),
+    (
+        ENV_RESTORE_PARALLEL,
+        "restore function; BatchWriteItem calls in flight while loading an export, 1 to 64, default 8",
     ),
     (
         ENV_RETENTION_POLICY,
@@ -541,6 +556,11 @@ impl Environment {
 
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// The setting's value, trimmed; `None` when unset or blank.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 }
 

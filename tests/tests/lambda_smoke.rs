@@ -1,4 +1,4 @@
-//! Smoke test of the real `snapshot` binary through the Lambda Runtime API: `cargo lambda watch`
+//! Smoke test of the real function binaries (snapshot, retention, export, validate, restore) through the Lambda Runtime API: `cargo lambda watch`
 //! runs it, `cargo lambda invoke` sends the sample events from `events/`.
 
 use std::net::TcpStream;
@@ -280,6 +280,55 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
         assert!(v.exports.iter().all(|c| c.ok), "{t:#?}");
     }
 
+    // The restore function, on its backup sample: the first invocation starts the restore of
+    // the manual sample's backup of SalesTable, the same payload again finishes it (read back,
+    // settings applied), and a target outside the restore prefix is refused by name.
+    let restore = |file: &str| {
+        let out = invoke_fn(port, "restore", file);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "restore invoke failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<backstop::restore::request::Status>(&stdout)
+            .unwrap_or_else(|e| panic!("not a restore status ({e}): {stdout}"))
+    };
+    let started = restore("events/restore-backup.json");
+    assert_eq!(
+        started.state,
+        backstop::restore::request::State::Restoring,
+        "{started:?}"
+    );
+    let done = restore("events/restore-backup.json");
+    assert_eq!(
+        done.state,
+        backstop::restore::request::State::Done,
+        "{done:?}"
+    );
+    let restored =
+        backstop::export::logical::fingerprint_table(&h.clients.dynamodb, "restored-SalesTable")
+            .await
+            .unwrap();
+    assert_eq!(restored.items, 20, "{done:?}");
+    let outside = std::env::temp_dir().join(format!("{}restore-outside.json", h.prefix));
+    std::fs::write(
+        &outside,
+        r#"{"restore": {"kind": "backup", "table": "SalesTable", "latest": true, "to": "SalesTable-copy"}}"#,
+    )
+    .unwrap();
+    let out = invoke_fn(port, "restore", outside.to_str().unwrap());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && all.contains("Backstop.Refused") && all.contains("restored-"),
+        "{all}"
+    );
+
+    let _ = std::fs::remove_file(outside);
     let _ = std::fs::remove_file(continuation);
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(env_file);

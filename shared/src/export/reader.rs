@@ -151,6 +151,20 @@ pub async fn read_export_into<S: Sink>(
     })
 }
 
+/// Reads one data file of an export into `sink`, adding its items (or change records, when
+/// `changes`) to `fp`, with every check [`read_export_into`] makes of a file; returns its stored
+/// size. For work that resumes between files (the `restore` function's load).
+pub async fn read_file_into<S: Sink>(
+    s3: &S3,
+    bucket: &str,
+    f: &FileEntry,
+    changes: bool,
+    fp: &mut Fingerprinter,
+    sink: &mut S,
+) -> Result<u64> {
+    read_data_file(s3, bucket, f, changes, fp, sink).await
+}
+
 /// Lines of decompressed text, handed on as each one completes.
 struct Lines<'a, S: Sink> {
     pending: Vec<u8>,

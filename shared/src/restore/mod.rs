@@ -7,6 +7,7 @@
 //! anything is created. Every restore ends with the restored table's count and fingerprint, to
 //! compare with the evidence the source left (the export's fingerprint, the backup's count).
 
+pub mod request;
 pub mod source;
 
 use std::time::Duration;
@@ -738,7 +739,7 @@ impl Restored {
 }
 
 /// Where an export is, and what Backstop recorded of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExportSource {
     pub bucket: String,
     /// The export's `manifest-summary.json`.
@@ -762,7 +763,7 @@ impl ExportSource {
 }
 
 /// How an export is restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// Backstop's loader: parallel BatchWriteItem into a table it creates.
@@ -877,7 +878,7 @@ async fn new_table_loader(
 
 /// The data loaded must be the data checked: an export rewritten in S3 between the check and
 /// the load fails the restore (the new table then holds something else: delete it).
-fn same_as_checked(
+pub(crate) fn same_as_checked(
     source: &ExportSource,
     checked: &crate::fingerprint::Fingerprint,
     loaded: &crate::fingerprint::Fingerprint,

@@ -164,8 +164,7 @@ pub async fn native_schema(
     table: &str,
 ) -> Result<serde_json::Value> {
     let snapshots = catalog.list_targets(JobKind::Snapshot, Some(table)).await?;
-    if let Some(shape) =
-        crate::drill::newest_backup(&snapshots).and_then(|r| r.table_shape.clone())
+    if let Some(shape) = crate::drill::newest_backup(&snapshots).and_then(|r| r.table_shape.clone())
     {
         return Ok(shape);
     }

@@ -87,6 +87,7 @@ CODE_URIS = {
     "RetentionFunction": "s3://a/r.zip",
     "ExportFunction": "s3://a/e.zip",
     "ValidateFunction": "s3://a/v.zip",
+    "RestoreFunction": "s3://a/x.zip",
 }
 PSEUDO = {
     "AWS::Region": "us-east-1",
@@ -95,8 +96,14 @@ PSEUDO = {
     "AWS::StackName": "backstop",
 }
 ACCOUNT = PSEUDO["AWS::AccountId"]
-FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction", "ValidateFunction")
-FUNCTION_ROLES = ("SnapshotFunctionRole", "RetentionFunctionRole", "ExportFunctionRole", "ValidateFunctionRole")
+FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction", "ValidateFunction", "RestoreFunction")
+FUNCTION_ROLES = (
+    "SnapshotFunctionRole",
+    "RetentionFunctionRole",
+    "ExportFunctionRole",
+    "ValidateFunctionRole",
+    "RestoreFunctionRole",
+)
 SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole", "ExportScheduleRole", "ValidateScheduleRole")
 EXPORT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:backstop-export"
 CATALOG_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"
@@ -301,6 +308,9 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             # Drill tables only (the prefix): RestoreTableFromBackup needs the item actions on
             # its target, and the drill deletes its table at the end.
             "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"],
+            # Restored tables' items (a chain's removed keys; RestoreTableFromBackup's target)
+            # and the restores' own catalog records: no table, no backup, no object.
+            "RestoreFunctionRole": ["dynamodb:DeleteItem"],
         }
         for action in ("dynamodb:DeleteItem", "dynamodb:DeleteTable", "dynamodb:PutItem", "dynamodb:Scan"):
             assert stack.grants("ValidateFunctionRole")[action] == [
@@ -379,13 +389,17 @@ def test_delete_backup_is_scoped_to_the_named_tables_backups():
     assert by_tag.grants("RetentionFunctionRole")["dynamodb:DeleteBackup"] == [
         "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"
     ]
-    # Nobody else may delete anything, but validate its own drill tables.
+    # Nobody else may delete anything, but validate its own drill tables and restore items of
+    # the tables it restores (and its own catalog records, by the condition tested below).
     drill = ["arn:aws:dynamodb:us-east-1:123456789012:table/backstop-drill-*"]
+    restored = ["arn:aws:dynamodb:us-east-1:123456789012:table/restored-*", CATALOG_ARN]
     for stack in (named, by_tag):
         for role in stack.of_type("AWS::IAM::Role"):
             deletes = {a: r for a, r in stack.grants(role).items() if "Delete" in a}
             if role == "ValidateFunctionRole":
                 assert deletes == {"dynamodb:DeleteTable": drill, "dynamodb:DeleteItem": drill}, deletes
+            elif role == "RestoreFunctionRole":
+                assert deletes == {"dynamodb:DeleteItem": restored}, deletes
             elif role != "RetentionFunctionRole":
                 assert not deletes, role
 
@@ -403,13 +417,20 @@ def test_update_continuous_backups_only_for_snapshot_and_only_when_pitr_is_enabl
     for params in ({}, {"TableNames": "SalesTable,BuyersTable"}, {"EnablePitr": "false"}):
         stack = Stack(params)
         for role in stack.of_type("AWS::IAM::Role"):
-            assert "dynamodb:UpdateContinuousBackups" not in stack.grants(role), (params, role)
+            grants = stack.grants(role)
+            if role == "RestoreFunctionRole":
+                # Turning PITR on for the tables it restores (a setting re-applied), only.
+                assert grants["dynamodb:UpdateContinuousBackups"] == [
+                    "arn:aws:dynamodb:us-east-1:123456789012:table/restored-*"
+                ], params
+                continue
+            assert "dynamodb:UpdateContinuousBackups" not in grants, (params, role)
 
     by_tag = Stack({"EnablePitr": "true"})
     named = Stack({"EnablePitr": "true", "TableNames": "SalesTable,BuyersTable"})
     for stack in (by_tag, named):
         holders = [r for r in stack.of_type("AWS::IAM::Role") if "dynamodb:UpdateContinuousBackups" in stack.grants(r)]
-        assert holders == ["SnapshotFunctionRole"]
+        assert holders == ["SnapshotFunctionRole", "RestoreFunctionRole"]
     assert by_tag.grants("SnapshotFunctionRole")["dynamodb:UpdateContinuousBackups"] == [
         "arn:aws:dynamodb:us-east-1:123456789012:table/*"
     ]
@@ -457,6 +478,13 @@ def test_each_function_gets_only_its_own_environment():
         stack = Stack(params)
         for fn in FUNCTIONS:
             env = stack.props(fn)["Environment"]["Variables"]
+            if fn == "RestoreFunction":
+                # Asked, not scheduled: no report topic, no metrics, no selection but the
+                # names it must never restore into.
+                names = {"BACKSTOP_TABLES"} if selection == "BACKSTOP_TABLES" else set()
+                assert set(env) == {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_RESTORE_PREFIX"} | names, (params, env)
+                assert env["BACKSTOP_RESTORE_PREFIX"] == "restored-"
+                continue
             assert set(env) == common | own[fn] | {selection}, (fn, params, sorted(env))
             assert env["BACKSTOP_CATALOG_TABLE"] == "<CatalogTable>"
             assert env["BACKSTOP_TOPIC_ARN"] == "<Topic>"
@@ -492,6 +520,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<RetentionFunctionRole.Arn>",
         "<ExportFunctionRole.Arn>",
         "<ValidateFunctionRole.Arn>",
+        "<RestoreFunctionRole.Arn>",
     ]
     holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
@@ -499,6 +528,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<RetentionFunctionRole.Arn>",
         "<ExportFunctionRole.Arn>",
         "<ValidateFunctionRole.Arn>",
+        "<RestoreFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
         "arn:aws:iam::123456789012:role/ops-*",
     ]
@@ -523,6 +553,13 @@ def test_only_the_function_roles_may_write_the_catalog():
             "dynamodb:Scan",
             "dynamodb:UpdateItem",
         ],
+        "RestoreFunctionRole": [
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+        ],
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
@@ -541,7 +578,7 @@ def test_function_log_groups_have_retention_and_the_stack_key():
             group = groups[name]
             assert str(group["RetentionInDays"]) == days, (fn, group)
             assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
-        assert len(used) == 4 and used == set(groups)
+        assert len(used) == 5 and used == set(groups)
 
 
 def test_key_policy_lets_services_use_the_key_only_under_conditions():
@@ -818,8 +855,8 @@ def test_export_role_invokes_only_itself_and_deletes_nothing():
 def test_the_export_may_invoke_itself_in_a_loop_and_the_others_may_not():
     stack = Stack({})
     functions = stack.of_type("AWS::Lambda::Function")
-    export = [f for f in functions if f.startswith("ExportFunction")]
-    assert len(export) == 1, functions
+    export = [f for f in functions if f.startswith(("ExportFunction", "RestoreFunction"))]
+    assert len(export) == 2, functions
     for name in functions:
         props = stack.resources[name]["Properties"]
         assert props.get("RecursiveLoop") == ("Allow" if name in export else None), name
@@ -871,6 +908,10 @@ def test_export_scans_and_exports_only_the_named_tables():
             # A drill's export of its backup's moment: the named tables only.
             (statement,) = named.statements_with(role, "dynamodb:ExportTableToPointInTime")
             assert table_names(as_list(statement["Resource"])) == ["SalesTable", "BuyersTable"]
+        elif role == "RestoreFunctionRole":
+            # The tables it restored, read back to compare.
+            assert grants["dynamodb:Scan"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/restored-*"]
+            assert "dynamodb:ExportTableToPointInTime" not in grants
         elif role != "ExportFunctionRole":
             assert "dynamodb:Scan" not in grants and "dynamodb:ExportTableToPointInTime" not in grants, role
 
@@ -899,7 +940,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip"):
+    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip", "restore.zip"):
         s3.put_object(Bucket="backstop-artifacts", Key=key, Body=buf.getvalue())
     out = translated(
         {
@@ -907,6 +948,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
             "RetentionFunction": "s3://backstop-artifacts/retention.zip",
             "ExportFunction": "s3://backstop-artifacts/export.zip",
             "ValidateFunction": "s3://backstop-artifacts/validate.zip",
+            "RestoreFunction": "s3://backstop-artifacts/restore.zip",
         }
     )
     for fn in FUNCTIONS:
@@ -1013,3 +1055,53 @@ def test_validate_reads_exports_and_writes_only_the_drills_exports_which_expire(
     rules = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     (drill_rule,) = [r for r in rules if r["Id"] == "drill-exports"]
     assert drill_rule["Prefix"] == {"Fn::Sub": "${ExportPrefix}/~drills/"} and drill_rule["ExpirationInDays"] == 7
+
+
+def test_restore_role_creates_and_writes_only_prefixed_tables_and_only_its_catalog_records():
+    for params in PARAM_SETS + [{"RestoreTablePrefix": "dr-copy-"}]:
+        stack = Stack(params)
+        prefix = params.get("RestoreTablePrefix", "restored-")
+        target = f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}*"
+        grants = stack.grants("RestoreFunctionRole")
+        assert stack.props("RestoreFunction")["Environment"]["Variables"]["BACKSTOP_RESTORE_PREFIX"] == prefix
+        # Everything that creates or changes a table or its items names the prefix only (the
+        # catalog's restore records aside, below).
+        for action in (
+            "dynamodb:CreateTable",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:Scan",
+            "dynamodb:UpdateTable",
+            "dynamodb:UpdateTimeToLive",
+            "dynamodb:UpdateContinuousBackups",
+            "dynamodb:TagResource",
+        ):
+            assert grants[action] == [target], (params, action, grants[action])
+        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            assert grants[action] == [target, CATALOG_ARN], (params, action)
+        # The restore actions on the source side: any backup, any table's PITR; AWS also
+        # requires the item actions on the target, which only the prefix has.
+        assert grants["dynamodb:RestoreTableFromBackup"] == [
+            "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*",
+            target,
+        ]
+        assert grants["dynamodb:RestoreTableToPointInTime"] == [
+            "arn:aws:dynamodb:us-east-1:123456789012:table/*",
+            target,
+        ]
+        # Catalog writes only to partition keys RESTORE#...: no backup record, hold or run.
+        (writes,) = [
+            st for st in stack.statements("RestoreFunctionRole")
+            if CATALOG_ARN in as_list(st["Resource"]) and "dynamodb:PutItem" in as_list(st["Action"])
+        ]
+        assert writes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RESTORE#*"]}}
+        # No table, backup or object deleted; exports read only; it invokes only itself.
+        assert not [a for a in grants if a.startswith("s3:") and a != "s3:GetObject"], grants
+        for action in ("dynamodb:DeleteTable", "dynamodb:DeleteBackup", "dynamodb:CreateBackup", "s3:DeleteObject", "s3:PutObject"):
+            assert action not in grants, (params, action)
+        assert grants["lambda:InvokeFunction"] == ["arn:aws:lambda:us-east-1:123456789012:function:backstop-restore"]
+        assert stack.props("RestoreFunction")["FunctionName"] == "backstop-restore"
+        # Nobody else may invoke it: no schedule, no other role.
+        for role in stack.of_type("AWS::IAM::Role"):
+            if role != "RestoreFunctionRole":
+                invokes = stack.grants(role).get("lambda:InvokeFunction", [])
+                assert not [i for i in invokes if "restore" in i.lower()], role

@@ -1021,12 +1021,12 @@ async fn an_incremental_chain_restores_puts_updates_and_deletes_exactly_up_to_un
         (
             "2026-12-01T12:00:00Z",
             at_t2,
-            "3 links, up to slot 2026-12-01T03:00:00Z",
+            "3 links, up to 2026-12-01T03:00:00Z",
         ),
         (
             "2026-11-30T23:00:00Z",
             at_t1,
-            "2 links, up to slot 2026-11-30T03:00:00Z",
+            "2 links, up to 2026-11-30T03:00:00Z",
         ),
     ] {
         let to = h.name(&format!("Chain-{}", &until[8..10]));

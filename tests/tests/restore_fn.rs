@@ -208,6 +208,9 @@ async fn refusals_name_the_reason_and_create_nothing() {
     let h = Harness::new().await;
     let (_, mut env) = h.export_bucket().await;
     env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    // An export of several data files, so that checking it takes several invocations.
+    env.push(("BACKSTOP_EXPORT_FILE_BYTES", "1024".to_owned()));
+    env.push(("BACKSTOP_EXPORT_PAGE_ITEMS", "10".to_owned()));
     let table = h.name("Source");
     source(&h, &table, &env).await;
     let s = settings_for(&h, &[]);
@@ -342,5 +345,74 @@ async fn an_export_loads_a_file_per_invocation_survives_a_killed_one_and_reads_b
     assert_eq!(
         fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
         expected
+    );
+}
+
+#[tokio::test]
+async fn a_table_of_the_targets_name_made_by_someone_else_meanwhile_is_never_written_into() {
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    env.push(("BACKSTOP_EXPORT_FILE_BYTES", "1024".to_owned()));
+    env.push(("BACKSTOP_EXPORT_PAGE_ITEMS", "10".to_owned()));
+    let table = h.name("Source");
+    source(&h, &table, &env).await;
+    let step = settings_for(&h, &[("BACKSTOP_RESTORE_TIME_BUDGET", "0")]);
+    let to = h.name("restored-race");
+    let payload = json!({"restore": {"kind": "export", "table": table, "latest": true, "to": to}});
+    let first = invoke(&h, &step, &payload).await;
+    assert_eq!(first.state, State::Checking, "{first:?}");
+    assert!(first.files_total.unwrap() > 2, "{first:?}");
+    // While the export is checked, somebody creates a table of that name.
+    h.create_table(&to, 1, &[]).await;
+    let before = fingerprint_table(&h.clients.dynamodb, &to).await.unwrap();
+    let mut refused = None;
+    for _ in 0..50 {
+        match handle(&h.clients, &step, &payload, None).await {
+            Ok(s) => assert_eq!(s.state, State::Checking, "{s:?}"),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the restore stopped at the stranger's table");
+    assert!(
+        e.to_string().contains("exists and is not this restore's"),
+        "{e}"
+    );
+    assert_eq!(
+        fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+        before,
+        "the stranger's table is untouched"
+    );
+    // Asked again: the failure and its reason, and no restart while the table is there.
+    let failed = invoke(&h, &step, &payload).await;
+    assert_eq!(failed.state, State::Failed, "{failed:?}");
+    assert!(
+        failed.message.contains("is not this restore's"),
+        "{failed:?}"
+    );
+    let mut retry = payload.clone();
+    retry["retry"] = json!(true);
+    let still = invoke(&h, &step, &retry).await;
+    assert_eq!(still.state, State::Failed, "{still:?}");
+    assert!(still.message.contains("exists"), "{still:?}");
+    // Once the name is free, "retry" starts anew and finishes with the export's fingerprint.
+    h.clients
+        .dynamodb
+        .delete_table()
+        .table_name(&to)
+        .send()
+        .await
+        .unwrap();
+    let whole = settings_for(&h, &[]);
+    let done = invoke(&h, &whole, &retry).await;
+    assert_eq!(done.state, State::Done, "{done:?}");
+    assert_eq!(
+        fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+        fingerprint_table(&h.clients.dynamodb, &table)
+            .await
+            .unwrap()
     );
 }

@@ -17,6 +17,8 @@
 //! an invocation killed mid-file costs at most that file.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TableStatus};
@@ -42,6 +44,9 @@ pub const DEFAULT_PREFIX: &str = "restored-";
 const MAX_STARTS: u32 = 3;
 /// How often the holder renews its lease while it works.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
+/// The tag a loaded table is created with: the restore's id, so that a table of that name made
+/// by anybody else is never taken for this restore's.
+pub const RESTORE_TAG: &str = "backstop:restore";
 
 /// What the function is configured with (`BACKSTOP_*`).
 #[derive(Debug, Clone)]
@@ -170,10 +175,20 @@ struct Envelope {
     restore: Request,
     #[serde(default)]
     continuation: u32,
+    #[serde(default)]
+    retry: bool,
 }
 
-/// Pure: the payload's request and continuation count, or what is wrong with it.
-pub fn parse(payload: &Value) -> Result<(Request, u32)> {
+/// How this invocation came: a continuation's number (0 for an operator's or a first
+/// invocation), and whether a FAILED restore of the same request is to start anew.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Invocation {
+    pub continuation: u32,
+    pub retry: bool,
+}
+
+/// Pure: the payload's request and how it was invoked, or what is wrong with it.
+pub fn parse(payload: &Value) -> Result<(Request, Invocation)> {
     let e: Envelope = serde_json::from_value(payload.clone()).map_err(|e| {
         Error::Payload(format!(
             "not a restore request ({e}); expected {{\"restore\": {{\"kind\": \"pitr\"|\"backup\"|\"export\", \"to\": \"restored-…\", …}}}}"
@@ -255,7 +270,13 @@ pub fn parse(payload: &Value) -> Result<(Request, u32)> {
     }
     settings::validate_table_name("to", &r.to)
         .map_err(|e| Error::Payload(format!("\"to\": {e}")))?;
-    Ok((e.restore, e.continuation))
+    Ok((
+        e.restore,
+        Invocation {
+            continuation: e.continuation,
+            retry: e.retry,
+        },
+    ))
 }
 
 /// Where a restore stands.
@@ -304,6 +325,14 @@ struct Progress {
     written: u64,
     files_total: usize,
     files_done: usize,
+    /// The read-back scan: where it stands (LastEvaluatedKey, DynamoDB JSON) and what the
+    /// pages before it added up to.
+    #[serde(default)]
+    scan_from: Option<String>,
+    #[serde(default)]
+    scanned: Fingerprint,
+    #[serde(default)]
+    scan_pages: u64,
 }
 
 /// The catalog's record of one restore.
@@ -482,7 +511,7 @@ impl Store<'_> {
     }
 
     /// Takes the lease when nobody holds it (or the holder's ran out); `false` when it is held.
-    async fn claim(&self, lease: Timestamp, now: Timestamp) -> Result<bool> {
+    async fn claim(&self, state: State, lease: Timestamp, now: Timestamp) -> Result<bool> {
         match self
             .catalog
             .client()
@@ -490,7 +519,11 @@ impl Store<'_> {
             .table_name(self.catalog.table_name())
             .set_key(Some(key(self.to)))
             .update_expression("SET holder = :me, lease_until = :lease")
-            .condition_expression("attribute_exists(pk) AND (lease_until < :now OR holder = :me)")
+            .condition_expression(
+                "attribute_exists(pk) AND #state = :state AND (lease_until < :now OR holder = :me)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state_name(state)))
             .expression_attribute_values(":me", s(&self.holder))
             .expression_attribute_values(":lease", n(lease.as_second()))
             .expression_attribute_values(":now", n(now.as_second()))
@@ -607,6 +640,16 @@ struct Work<'a> {
     /// When to stop starting new data files.
     until: Option<Timestamp>,
     deadline: Option<Timestamp>,
+    how: Invocation,
+    /// Set when the lease could not be renewed: another invocation may hold it now, so this
+    /// one stops before its next data file.
+    lost: Arc<AtomicBool>,
+}
+
+/// Pure: the id of a restore, from its request and when it was recorded: the value of
+/// [`RESTORE_TAG`] on the tables it loads.
+pub fn restore_id(identity: &str, started_at: &str) -> String {
+    blake3::hash(format!("{identity}|{started_at}").as_bytes()).to_hex()[..20].to_owned()
 }
 
 /// Pure: when an invocation stops starting new data files: two minutes before its deadline
@@ -636,7 +679,7 @@ pub async fn handle(
     deadline: Option<Timestamp>,
 ) -> Result<Status> {
     let started = Timestamp::now();
-    let (request, continuation) = parse(payload)?;
+    let (request, how) = parse(payload)?;
     if !request.to.starts_with(&settings.prefix) {
         return Err(Error::refused(
             "restore",
@@ -662,10 +705,12 @@ pub async fn handle(
         },
         until: work_until(started, deadline, settings.time_budget),
         deadline,
+        how,
+        lost: Arc::new(AtomicBool::new(false)),
     };
     let mut status = work.run().await?;
     if status.continuation.is_some() {
-        status.continuation = work.continue_elsewhere(continuation + 1).await?;
+        status.continuation = work.continue_elsewhere(how.continuation + 1).await?;
     }
     Ok(status)
 }
@@ -693,17 +738,24 @@ impl Work<'_> {
                 ))
             }
             Some(r) if r.state == State::Failed => {
-                if super::table_status(&self.clients.dynamodb, &self.request.to)
+                let left = super::table_status(&self.clients.dynamodb, &self.request.to)
                     .await?
-                    .is_some()
-                {
+                    .is_some();
+                if !self.how.retry || left {
+                    let then = if left {
+                        format!("table {} exists: if it is this restore's, delete it, then invoke with \"retry\": true to restore anew (if it is not, restore into another name)", self.request.to)
+                    } else {
+                        "invoke with \"retry\": true to restore anew".to_owned()
+                    };
                     return Ok(self.status(
                         &r,
-                        "the restore FAILED; delete the table and invoke again to restore anew"
-                            .into(),
+                        format!(
+                            "the restore FAILED: {}; {then}",
+                            r.error.as_deref().unwrap_or("no reason recorded")
+                        ),
                     ));
                 }
-                // Nothing was left behind: start anew.
+                // Asked to, and nothing was left behind: start anew.
                 self.store.forget().await?;
                 return Box::pin(self.run()).await;
             }
@@ -711,14 +763,36 @@ impl Work<'_> {
                 return Ok(self.status(&r, "restored".into()));
             }
             Some(r) => {
-                if !self.store.claim(lease, now).await? {
+                if !self.store.claim(r.state, lease, now).await? {
+                    if self.how.continuation > 0 {
+                        // A continuation (or Lambda's retry of one) must not end the chain
+                        // because a dying holder's lease has not run out yet: fail, so that
+                        // Lambda tries it again later.
+                        return Err(Error::Aws {
+                            operation: "restore",
+                            resource: format!("table {}", self.request.to),
+                            code: None,
+                            message: "another invocation holds the restore's lease".into(),
+                            retryable: true,
+                            hint: "Lambda retries this continuation; or invoke again later".into(),
+                        });
+                    }
                     return Ok(self.status(
                         &r,
                         "another invocation is working on it; invoke again later to see its state"
                             .into(),
                     ));
                 }
-                r
+                // Read again under the lease: the record as the last holder left it.
+                match self.store.get().await? {
+                    Some(fresh) if fresh.request == identity => fresh,
+                    _ => {
+                        return Err(Error::Local(format!(
+                            "the restore record of {} changed while it was claimed",
+                            self.request.to
+                        )))
+                    }
+                }
             }
             None => {
                 self.start_fresh(&identity, lease, now).await?;
@@ -987,6 +1061,7 @@ impl Work<'_> {
         let to = self.request.to.clone();
         let holder = self.store.holder.clone();
         let deadline = self.deadline;
+        let lost = self.lost.clone();
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
@@ -1004,6 +1079,7 @@ impl Work<'_> {
                     .await
                 {
                     warn!(error = %e, "renewing the restore lease");
+                    lost.store(true, Ordering::Relaxed);
                 }
             }
         }))
@@ -1020,22 +1096,34 @@ impl Work<'_> {
             .plan
             .clone()
             .ok_or_else(|| Error::Local("a restore record without a plan".into()))?;
+        let id = restore_id(&r.request, &r.started_at);
         loop {
             match r.state {
                 State::Restoring => {
                     let status =
                         super::table_status(&self.clients.dynamodb, &self.request.to).await?;
+                    if status.is_some() {
+                        // A table of that name: this restore's only when it was started and
+                        // AWS says it restored it from this source.
+                        if r.starts == 0 {
+                            return Err(self.not_ours("the restore was never started"));
+                        }
+                        self.check_ours(&plan, &id).await?;
+                    }
                     match status {
-                        Some(TableStatus::Active) => r.state = State::Verifying,
-                        Some(TableStatus::Creating) | Some(TableStatus::Updating)
-                            if r.starts > 0 =>
-                        {
+                        Some(TableStatus::Active) => {
+                            r.state = State::Verifying;
+                            r.progress.scan_from = None;
+                            r.progress.scanned = Fingerprint::default();
+                            r.progress.scan_pages = 0;
+                        }
+                        Some(TableStatus::Creating) | Some(TableStatus::Updating) => {
                             return Ok(self.status(
                                 &r,
                                 "AWS is restoring the table; invoke again later".into(),
                             ));
                         }
-                        Some(other) if r.starts > 0 => {
+                        Some(other) => {
                             return Err(Error::Aws {
                                 operation: "restore",
                                 resource: format!("table {}", self.request.to),
@@ -1046,12 +1134,13 @@ impl Work<'_> {
                                 ),
                                 retryable: false,
                                 hint:
-                                    "look at the table in the console; delete it and invoke again"
+                                    "look at the table in the console; delete it and invoke again with \"retry\": true"
                                         .into(),
                             });
                         }
-                        _ => {
-                            // Not started yet (or its start was lost): start it.
+                        None => {
+                            // Not started yet (or its start was lost): start it, counting the
+                            // start first, so that a table found later is known to be one.
                             if r.starts >= MAX_STARTS {
                                 return Err(Error::Aws {
                                     operation: "restore",
@@ -1059,14 +1148,20 @@ impl Work<'_> {
                                     code: None,
                                     message: format!("started {} times, and the table still does not exist", r.starts),
                                     retryable: false,
-                                    hint: "look for a failed restore in the console (and CloudTrail), then invoke again".into(),
+                                    hint: "look for a failed restore in the console (and CloudTrail), then invoke again with \"retry\": true".into(),
                                 });
                             }
-                            self.start_aws(&plan).await?;
                             r.starts += 1;
                             self.store
                                 .save(State::Restoring, &[("starts", n(i64::from(r.starts)))])
                                 .await?;
+                            match self.start_aws(&plan).await {
+                                Ok(()) => {}
+                                // A start sent again after a lost answer: AWS is restoring;
+                                // the next invocation checks that the table is this one's.
+                                Err(e) if e.code() == Some("TableAlreadyExistsException") => {}
+                                Err(e) => return Err(e),
+                            }
                             return Ok(self.status(
                                 &r,
                                 format!("started the restore of {}; invoke again with the same request to see its state and to apply its settings", plan.what),
@@ -1075,7 +1170,7 @@ impl Work<'_> {
                     }
                 }
                 State::Checking | State::Loading => {
-                    if !self.pass(&plan, &mut r).await? {
+                    if !self.pass(&plan, &mut r, &id).await? {
                         let mut st = self.status(
                             &r,
                             format!(
@@ -1092,13 +1187,57 @@ impl Work<'_> {
                         st.continuation = Some("continue".into());
                         return Ok(st);
                     }
+                    if self.time_low() {
+                        let mut st = self.status(
+                            &r,
+                            "loaded; reading the table back continues in a new invocation".into(),
+                        );
+                        st.continuation = Some("continue".into());
+                        return Ok(st);
+                    }
                 }
                 State::Verifying => {
-                    let restored = self.verify(&plan, &r).await?;
-                    let mut done = r.clone();
-                    done.state = State::Done;
+                    self.check_ours(&plan, &id).await?;
+                    let Some(fingerprint) = self.scan_back(&mut r).await? else {
+                        let mut st = self.status(
+                            &r,
+                            format!(
+                                "reading the table back ({} pages so far); it continues in a new invocation",
+                                r.progress.scan_pages
+                            ),
+                        );
+                        st.continuation = Some("continue".into());
+                        return Ok(st);
+                    };
+                    let restored = self.verify(&plan, &r, fingerprint).await;
                     let value = serde_json::to_value(&restored)
                         .map_err(|e| Error::Local(format!("encoding the result: {e}")))?;
+                    let line = restored.line();
+                    // The final state is decided before it is written, in one write: a table
+                    // that differs is never left recorded as DONE.
+                    if restored.matches() == Some(false) {
+                        let err = Error::Aws {
+                            operation: "restore",
+                            resource: format!("table {}", self.request.to),
+                            code: None,
+                            message: line,
+                            retryable: false,
+                            hint: "the restored table is not what the source recorded: do not use it; compare with `backstop diff`".into(),
+                        };
+                        self.store
+                            .save(
+                                State::Failed,
+                                &[
+                                    ("result", s(value.to_string())),
+                                    ("error", s(err.to_string())),
+                                    ("lease_until", n(0)),
+                                ],
+                            )
+                            .await?;
+                        return Err(err);
+                    }
+                    let mut done = r.clone();
+                    done.state = State::Done;
                     done.result = Some(value.clone());
                     self.store
                         .save(
@@ -1106,22 +1245,150 @@ impl Work<'_> {
                             &[("result", s(value.to_string())), ("lease_until", n(0))],
                         )
                         .await?;
-                    let line = restored.line();
                     info!(to = %self.request.to, result = %line, "restored");
-                    if restored.matches() == Some(false) {
-                        return Err(Error::Aws {
-                            operation: "restore",
-                            resource: format!("table {}", self.request.to),
-                            code: None,
-                            message: line,
-                            retryable: false,
-                            hint: "the restored table is not what the source recorded: do not use it; compare with `backstop diff`".into(),
-                        });
+                    let mut message = format!("restored {line}");
+                    if restored.settings_failed() {
+                        message
+                            .push_str("; a setting FAILED (see result.settings): set it by hand");
                     }
-                    return Ok(self.status(&done, format!("restored {line}")));
+                    return Ok(self.status(&done, message));
                 }
                 State::Done | State::Failed => return Ok(self.status(&r, "restored".into())),
             }
+        }
+    }
+
+    fn not_ours(&self, why: &str) -> Error {
+        Error::refused(
+            "restore",
+            format!(
+                "table {} exists and is not this restore's ({why}); nothing was written to it",
+                self.request.to
+            ),
+            "restore into another name; the table is somebody else's",
+        )
+    }
+
+    /// Whether the table `to` is this restore's: a loaded table carries [`RESTORE_TAG`] with
+    /// the restore's id; a table AWS restored names this restore's backup (or PITR source) in
+    /// its RestoreSummary.
+    async fn check_ours(&self, plan: &Plan, id: &str) -> Result<()> {
+        let to = &self.request.to;
+        let table = self
+            .clients
+            .dynamodb
+            .describe_table()
+            .table_name(to)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeTable", format!("table {to}"), e))?
+            .table
+            .ok_or_else(|| Error::Local(format!("DescribeTable of {to} answered no table")))?;
+        if !plan.links.is_empty() {
+            let arn = table.table_arn.clone().unwrap_or_default();
+            let tags = self
+                .clients
+                .dynamodb
+                .list_tags_of_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| Error::aws("ListTagsOfResource", format!("table {to}"), e))?
+                .tags
+                .unwrap_or_default();
+            if tags.iter().any(|t| t.key == RESTORE_TAG && t.value == id) {
+                return Ok(());
+            }
+            return Err(self.not_ours(&format!("it has no tag {RESTORE_TAG}={id}")));
+        }
+        let summary = table.restore_summary;
+        let from_backup = summary
+            .as_ref()
+            .and_then(|s| s.source_backup_arn.as_deref());
+        let from_table = summary.as_ref().and_then(|s| s.source_table_arn.as_deref());
+        let ours = match (&plan.backup_arn, &plan.source_table) {
+            (Some(arn), _) => from_backup == Some(arn.as_str()),
+            (None, Some(source)) => {
+                from_backup.is_none()
+                    && from_table.is_some_and(|t| t.ends_with(&format!(":table/{source}")))
+            }
+            _ => false,
+        };
+        if ours {
+            Ok(())
+        } else {
+            Err(self.not_ours(&format!(
+                "AWS restored it from {}",
+                from_backup
+                    .or(from_table)
+                    .unwrap_or("nothing: it was not restored")
+            )))
+        }
+    }
+
+    /// The read-back: a consistent Scan of the table, its place saved after each page so that
+    /// a big table is read across invocations; `None` when time ran low first.
+    async fn scan_back(&self, r: &mut Record) -> Result<Option<Fingerprint>> {
+        let to = &self.request.to;
+        let mut did_one = false;
+        loop {
+            if did_one && self.time_low() {
+                return Ok(None);
+            }
+            if self.lost.load(Ordering::Relaxed) {
+                return Err(self.lease_lost());
+            }
+            let start = match &r.progress.scan_from {
+                Some(k) => Some(crate::ddbjson::item_from_json(k).map_err(|e| {
+                    Error::Local(format!(
+                        "the saved scan position of {to} cannot be read: {e}"
+                    ))
+                })?),
+                None => None,
+            };
+            let page = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(to)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| Error::aws("Scan", format!("table {to}"), e))?;
+            let mut fp = Fingerprinter::default();
+            for item in page.items.unwrap_or_default() {
+                fp.add(&item)
+                    .map_err(|e| Error::Local(format!("table {to}: {e}")))?;
+            }
+            r.progress.scanned.merge(&fp.fingerprint);
+            r.progress.scan_pages += 1;
+            did_one = true;
+            r.progress.scan_from = match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => Some(
+                    crate::ddbjson::item_to_json(&k)
+                        .map_err(|e| Error::Local(format!("table {to}: {e}")))?,
+                ),
+                _ => None,
+            };
+            self.store
+                .save(State::Verifying, &[("progress", s(json(&r.progress)?))])
+                .await?;
+            if r.progress.scan_from.is_none() {
+                return Ok(Some(r.progress.scanned));
+            }
+        }
+    }
+
+    fn lease_lost(&self) -> Error {
+        Error::Aws {
+            operation: "restore",
+            resource: format!("table {}", self.request.to),
+            code: None,
+            message: "this invocation could not renew its lease; another may hold the restore now"
+                .into(),
+            retryable: true,
+            hint: "nothing to do: the holder carries it on; invoke again to see its state".into(),
         }
     }
 
@@ -1143,8 +1410,12 @@ impl Work<'_> {
     /// One pass (check, then load) over every link's files from the saved place, a file at a
     /// time with the place saved after each; `false` when time ran low first (at least one file
     /// is done per invocation, so a restore always moves on).
-    async fn pass(&self, plan: &Plan, r: &mut Record) -> Result<bool> {
+    async fn pass(&self, plan: &Plan, r: &mut Record, id: &str) -> Result<bool> {
         let loading = r.state == State::Loading;
+        if loading {
+            // Never write into a table that is not this restore's own.
+            self.check_ours(plan, id).await?;
+        }
         let spec = TableSpec::from_json(&plan.links[0].schema)
             .map_err(|e| Error::refused("restore export", e, ""))?;
         let mut loader = if loading {
@@ -1165,6 +1436,9 @@ impl Work<'_> {
             while r.progress.file < files.len() {
                 if did_one && self.time_low() {
                     return Ok(false);
+                }
+                if self.lost.load(Ordering::Relaxed) {
+                    return Err(self.lease_lost());
                 }
                 let f = &files[r.progress.file];
                 let mut fp = Fingerprinter::default();
@@ -1187,7 +1461,12 @@ impl Work<'_> {
                         reader::read_file_into(&self.clients.s3, &link.bucket, f, changes, &mut fp, &mut skip)
                             .await
                             .map_err(|e| {
-                                Error::refused("restore export", e.to_string(), "this export cannot be restored; pick another (backstop exports list)")
+                                // A damaged file refuses the export; a hiccup is tried again.
+                                if e.is_retryable() {
+                                    e
+                                } else {
+                                    Error::refused("restore export", e.to_string(), "this export cannot be restored; pick another (backstop exports list)")
+                                }
                             })?;
                     }
                 }
@@ -1234,11 +1513,23 @@ impl Work<'_> {
         // The pass is over: checking goes on to create the table and load, loading to verify.
         if loading {
             r.state = State::Verifying;
-            self.store.save(State::Verifying, &[]).await?;
+            r.progress.scan_from = None;
+            r.progress.scanned = Fingerprint::default();
+            r.progress.scan_pages = 0;
+            self.store
+                .save(State::Verifying, &[("progress", s(json(&r.progress)?))])
+                .await?;
         } else {
-            let req = super::create_request(&self.clients.dynamodb, &self.request.to, &spec);
+            // Created with the restore's id as a tag: a table of that name found later is
+            // this restore's only if it carries it.
+            let tag = aws_sdk_dynamodb::types::Tag::builder()
+                .key(RESTORE_TAG)
+                .value(id)
+                .build()
+                .map_err(|e| Error::Local(format!("the restore tag: {e}")))?;
+            let req =
+                super::create_request(&self.clients.dynamodb, &self.request.to, &spec).tags(tag);
             if let Err(e) = req.send().await {
-                // A CreateTable sent again after a lost answer finds the table made by us.
                 let exists = e
                     .as_service_error()
                     .is_some_and(|s| s.is_resource_in_use_exception());
@@ -1249,6 +1540,9 @@ impl Work<'_> {
                         e,
                     ));
                 }
+                // A CreateTable sent again after a lost answer finds the table made by this
+                // restore; any other table of that name is refused.
+                self.check_ours(plan, id).await?;
             }
             super::wait_active(
                 &self.clients.dynamodb,
@@ -1268,17 +1562,14 @@ impl Work<'_> {
             if self.time_low() {
                 return Ok(false);
             }
-            return Box::pin(self.pass(plan, r)).await;
+            return Box::pin(self.pass(plan, r, id)).await;
         }
         Ok(true)
     }
 
-    /// Reads the restored table back and re-applies the settings.
-    async fn verify(&self, plan: &Plan, r: &Record) -> Result<Restored> {
+    /// The result of the table read back as `fingerprint`, with the settings re-applied.
+    async fn verify(&self, plan: &Plan, r: &Record, fingerprint: Fingerprint) -> Restored {
         let started = std::time::Instant::now();
-        let fingerprint =
-            crate::export::logical::fingerprint_table(&self.clients.dynamodb, &self.request.to)
-                .await?;
         let single_export = plan.links.len() == 1;
         let mut restored = Restored {
             table: self.request.to.clone(),
@@ -1314,7 +1605,8 @@ impl Work<'_> {
                 )
                 .await;
         }
-        Ok(restored)
+        restored.seconds = started.elapsed().as_secs_f64();
+        restored
     }
 
     /// Invokes this function again (asynchronously) with the same request. Outside Lambda
@@ -1373,9 +1665,22 @@ mod tests {
             &json!({"restore": {"kind": "pitr", "table": "T", "to": "restored-T", "hours_ago": 2}}),
         )
         .unwrap();
-        assert_eq!((r.kind, c, r.settings), (Kind::Pitr, 0, true));
-        let (r, c) = parse(&json!({"restore": {"kind": "export", "table": "T", "latest": true, "to": "restored-T", "settings": false}, "continuation": 3})).unwrap();
-        assert_eq!((r.kind, c, r.settings), (Kind::Export, 3, false));
+        assert_eq!(
+            (r.kind, c, r.settings),
+            (Kind::Pitr, Invocation::default(), true)
+        );
+        let (r, c) = parse(&json!({"restore": {"kind": "export", "table": "T", "latest": true, "to": "restored-T", "settings": false}, "continuation": 3, "retry": true})).unwrap();
+        assert_eq!(
+            (r.kind, c, r.settings),
+            (
+                Kind::Export,
+                Invocation {
+                    continuation: 3,
+                    retry: true
+                },
+                false
+            )
+        );
         parse(&json!({"restore": {"kind": "backup", "backup_arn": "arn:aws:dynamodb:us-east-1:1:table/T/backup/1", "to": "restored-T"}})).unwrap();
         parse(&json!({"restore": {"kind": "export", "table": "T", "until": "2026-12-01T00:00:00Z", "to": "restored-T"}})).unwrap();
         for (bad, says) in [

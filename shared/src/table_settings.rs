@@ -181,8 +181,14 @@ pub async fn apply(
     data_ok: bool,
 ) -> Vec<Applied> {
     let mut out = Vec::new();
-    let arn = match ddb.describe_table().table_name(table).send().await {
-        Ok(d) => d.table.and_then(|t| t.table_arn),
+    // What the table has already (a restore carried on after an invocation that applied part
+    // of this died): a stream or TTL already on as recorded is reported applied, not set again
+    // (AWS refuses to enable either twice).
+    let (arn, stream_now) = match ddb.describe_table().table_name(table).send().await {
+        Ok(d) => d
+            .table
+            .map(|t| (t.table_arn, t.stream_specification))
+            .unwrap_or_default(),
         Err(e) => {
             let detail = Error::aws("DescribeTable", format!("table {table}"), e).to_string();
             for setting in ["TTL", "stream", "PITR", "tags", "deletion protection"] {
@@ -220,6 +226,22 @@ pub async fn apply(
             (None, None) => na("TTL was off"),
             (Some(attr), None) => result(
                 async {
+                    let now = ddb
+                        .describe_time_to_live()
+                        .table_name(table)
+                        .send()
+                        .await
+                        .ok()
+                        .and_then(|o| o.time_to_live_description);
+                    if now.is_some_and(|d| {
+                        d.attribute_name.as_deref() == Some(attr.as_str())
+                            && matches!(
+                                d.time_to_live_status.as_ref().map(|s| s.as_str()),
+                                Some("ENABLED") | Some("ENABLING")
+                            )
+                    }) {
+                        return Ok(format!("attribute {attr} (already on)"));
+                    }
                     let spec = TimeToLiveSpecification::builder()
                         .enabled(true)
                         .attribute_name(attr)
@@ -246,6 +268,13 @@ pub async fn apply(
             None => na("no stream"),
             Some(view) => result(
                 async {
+                    if stream_now.as_ref().is_some_and(|s| {
+                        s.stream_enabled
+                            && s.stream_view_type.as_ref().map(|v| v.as_str())
+                                == Some(view.as_str())
+                    }) {
+                        return Ok(format!("{view} (already on)"));
+                    }
                     let spec = StreamSpecification::builder()
                         .stream_enabled(true)
                         .stream_view_type(StreamViewType::from(view.as_str()))

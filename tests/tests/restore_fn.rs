@@ -180,6 +180,18 @@ async fn a_backup_or_pitr_restore_starts_then_a_later_invocation_finishes_it_wit
             "{kind}"
         );
         assert_settings_applied(&h, &to, &result).await;
+        // Applied again (an invocation that died after applying them, carried on): what is on
+        // already is reported so, nothing fails, deletion protection stays.
+        let recorded = backstop::table_settings::read(&h.clients.dynamodb, &table)
+            .await
+            .unwrap();
+        let again =
+            backstop::table_settings::apply(&h.clients.dynamodb, &to, &recorded, true).await;
+        assert!(again.iter().all(|a| !a.failed()), "{again:?}");
+        for setting in ["TTL", "stream"] {
+            let a = again.iter().find(|a| a.setting == setting).unwrap();
+            assert!(a.line().contains("already on"), "{}", a.line());
+        }
         if kind == "backup" {
             assert!(
                 second
@@ -415,4 +427,73 @@ async fn a_table_of_the_targets_name_made_by_someone_else_meanwhile_is_never_wri
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn backstop_run_restore_is_one_invocation_run_again_until_done() {
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Source");
+    source(&h, &table, &env).await;
+    let to = h.name("restored-cli");
+    let event = std::env::temp_dir().join(format!("{}restore-event.json", h.prefix));
+    std::fs::write(
+        &event,
+        json!({"restore": {"kind": "backup", "table": table, "latest": true, "to": to}})
+            .to_string(),
+    )
+    .unwrap();
+    let cli = backstop_tests::cli_binary();
+    let run = |json: bool| {
+        let mut cmd = backstop_tests::backstop_cmd(
+            &cli,
+            &h,
+            &h.stack.endpoint,
+            &[("BACKSTOP_RESTORE_PREFIX", h.name("restored-"))],
+        );
+        cmd.args(["run", "restore", "--event"]).arg(&event);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let first = run(false);
+    let shown = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        shown.contains(&format!("{to}: Restoring: started the restore")),
+        "{shown}"
+    );
+    let second = run(true);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let status: Status = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(status.state, State::Done, "{status:?}");
+    assert_eq!(
+        fingerprint_table(&h.clients.dynamodb, &to).await.unwrap(),
+        fingerprint_table(&h.clients.dynamodb, &table)
+            .await
+            .unwrap()
+    );
+    // A target outside the prefix: exit 2 and the reason.
+    std::fs::write(
+        &event,
+        json!({"restore": {"kind": "backup", "table": table, "latest": true, "to": h.name("other")}}).to_string(),
+    )
+    .unwrap();
+    let refused = run(false);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not start with the restore prefix"),
+        "{refused:?}"
+    );
+    let _ = std::fs::remove_file(event);
 }

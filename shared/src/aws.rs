@@ -10,11 +10,30 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub s3: aws_sdk_s3::Client,
-    /// For the export's continuation: a new invocation of the running function.
+    /// For continuations (export, restore): a new invocation of the running function.
     pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Clients {
+    /// Invokes `function` asynchronously (InvocationType Event) with `payload`: how a long job
+    /// continues in a new invocation of itself. `operation` names the call in the error.
+    pub async fn invoke_async(
+        &self,
+        operation: &'static str,
+        function: &str,
+        payload: &serde_json::Value,
+    ) -> crate::Result<()> {
+        self.lambda
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map_err(|e| crate::Error::aws(operation, format!("function {function}"), e))?;
+        Ok(())
+    }
+
     /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Clients {
         let config = aws_config::defaults(BehaviorVersion::latest()).load().await;

@@ -99,14 +99,8 @@ async fn continue_elsewhere(
         "continuation": next,
     });
     clients
-        .lambda
-        .invoke()
-        .function_name(&function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-        .send()
-        .await
-        .map_err(|e| Error::aws("Invoke (continuation)", format!("function {function}"), e))?;
+        .invoke_async("Invoke (continuation)", &function, &payload)
+        .await?;
     Ok(Some(format!("invoked {function} (continuation {next})")))
 }
 
@@ -129,16 +123,8 @@ async fn fan_out(
     });
     for _ in 1..settings.fan_out {
         clients
-            .lambda
-            .invoke()
-            .function_name(&function)
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-            .send()
-            .await
-            .map_err(|e| {
-                Error::aws("Invoke (fan-out helper)", format!("function {function}"), e)
-            })?;
+            .invoke_async("Invoke (fan-out helper)", &function, &payload)
+            .await?;
     }
     Ok(Some(settings.fan_out - 1))
 }

@@ -1623,14 +1623,8 @@ impl Work<'_> {
         }
         let payload = serde_json::json!({ "restore": self.request, "continuation": next });
         self.clients
-            .lambda
-            .invoke()
-            .function_name(&function)
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-            .send()
-            .await
-            .map_err(|e| Error::aws("Invoke (continuation)", format!("function {function}"), e))?;
+            .invoke_async("Invoke (continuation)", &function, &payload)
+            .await?;
         Ok(Some(format!("invoked {function} (continuation {next})")))
     }
 }

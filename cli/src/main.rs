@@ -2,6 +2,7 @@
 //! This file holds the arguments and the dispatch; each command lives in its own module.
 
 mod backups;
+mod bucket;
 mod demo;
 mod diff;
 mod render;
@@ -59,6 +60,12 @@ enum Command {
     Backups {
         #[command(subcommand)]
         command: BackupsCommand,
+    },
+    /// S3 bucket backups: incremental, server-side, one complete manifest per slot (settings
+    /// BACKSTOP_BUCKET_*; the bucket's lock lives in the catalog).
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
     },
     /// Read exports from the catalog.
     Exports {
@@ -176,6 +183,55 @@ enum Via {
 
 #[derive(Subcommand)]
 enum RestoreCommand {
+    /// Restore a bucket backup's slot into a bucket (server-side copies with the manifest's
+    /// headers, metadata and tags; each read back). Refused, before any copy, when a key exists
+    /// in the target, unless --overwrite (then each only if unchanged since the check).
+    Bucket {
+        /// The source bucket whose backup to restore.
+        #[arg(long)]
+        bucket: String,
+        /// The slot, as `bucket list` shows it.
+        #[arg(long)]
+        slot: String,
+        /// The bucket to restore into.
+        #[arg(long)]
+        to: String,
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        overwrite: bool,
+        /// Say what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore one object onto its key (or --to another): a previous version (copied onto the
+    /// key, it becomes current and every version stays) or its copy in a slot's backup. In a
+    /// bucket without versioning an existing object is replaced only with --overwrite.
+    #[command(group(clap::ArgGroup::new("from").required(true).args(["version", "slot"])))]
+    Object {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        /// The version id to restore.
+        #[arg(long)]
+        version: Option<String>,
+        /// The slot whose backup to restore it from.
+        #[arg(long)]
+        slot: Option<String>,
+        /// The key to restore onto (default: --key).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        overwrite: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "slot", "latest"])))]
     Backup {
@@ -278,6 +334,54 @@ enum RestoreCommand {
         #[arg(long, env = settings::ENV_CATALOG_TABLE)]
         catalog: String,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// Back up buckets for one slot: copy (server-side) every object whose key, version and
+    /// ETag is not stored yet, reference the rest, write the slot's manifest. Safe to repeat: a
+    /// finished slot says "already done", an unfinished one goes on from its checkpoint.
+    Backup {
+        /// A source bucket (repeat for several; default: BACKSTOP_BUCKETS).
+        #[arg(long = "bucket")]
+        buckets: Vec<String>,
+        /// The slot, RFC 3339 (default: now, to the second).
+        #[arg(long)]
+        slot: Option<String>,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List one bucket's backups (slots), complete or unfinished.
+    List {
+        #[arg(long)]
+        bucket: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention for one bucket's backups: delete the slots the policy
+    /// (BACKSTOP_BUCKET_RETENTION_POLICY) no longer keeps, then every stored object no
+    /// remaining slot references. Never while a backup of the bucket runs.
+    Prune {
+        #[arg(long)]
+        bucket: String,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Evaluate as of this RFC 3339 time instead of now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Plan and count; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -506,7 +610,74 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             catalog,
             json,
         } => validate::drill(endpoint, &table, catalog, keep, wait, json).await,
+        Command::Bucket { command } => match command {
+            BucketCommand::Backup {
+                buckets,
+                slot,
+                catalog,
+                json,
+            } => bucket::backup(endpoint, buckets, slot.as_deref(), catalog, json).await,
+            BucketCommand::List { bucket, json } => bucket::list(endpoint, &bucket, json).await,
+            BucketCommand::Prune {
+                bucket,
+                catalog,
+                now,
+                dry_run,
+                json,
+            } => {
+                bucket::prune_bucket(endpoint, &bucket, catalog, now.as_deref(), dry_run, json)
+                    .await
+            }
+        },
         Command::Restore { command } => match command {
+            RestoreCommand::Bucket {
+                bucket,
+                slot,
+                to,
+                prefix,
+                overwrite,
+                dry_run,
+                json,
+            } => {
+                bucket::restore_bucket(
+                    endpoint,
+                    bucket::BucketRestoreArgs {
+                        bucket,
+                        slot,
+                        to,
+                        prefix,
+                        overwrite,
+                        dry_run,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Object {
+                bucket,
+                key,
+                version,
+                slot,
+                to,
+                overwrite,
+                dry_run,
+                json,
+            } => {
+                bucket::restore_object(
+                    endpoint,
+                    bucket::ObjectRestoreArgs {
+                        bucket,
+                        key,
+                        version,
+                        slot,
+                        to,
+                        overwrite,
+                        dry_run,
+                        json,
+                    },
+                )
+                .await
+            }
             RestoreCommand::Backup {
                 backup,
                 table,

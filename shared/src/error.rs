@@ -110,25 +110,27 @@ impl Error {
     }
 
     /// Turns an SDK error into an [`Error::Aws`] that names the operation and the resource.
-    pub fn aws<E, R>(
+    pub fn aws<E>(
         operation: &'static str,
         resource: impl Into<String>,
-        err: SdkError<E, R>,
+        err: SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
     ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
     {
         let resource = resource.into();
         let (code, message, retryable) = match &err {
             SdkError::ServiceError(service) => {
                 let e = service.err();
                 let code = e.code().map(str::to_owned);
-                let message = e
-                    .message()
-                    .unwrap_or("no message from the service")
-                    .to_owned();
-                let retryable = code.as_deref().is_some_and(is_retryable_code);
+                // An answer without a body (HEAD) carries only its HTTP status.
+                let status = service.raw().status().as_u16();
+                let message = match e.message() {
+                    Some(m) => m.to_owned(),
+                    None => format!("HTTP {status}, no message from the service"),
+                };
+                let retryable = code.as_deref().is_some_and(is_retryable_code)
+                    || (code.is_none() && (status == 429 || status >= 500));
                 (code, message, retryable)
             }
             SdkError::TimeoutError(_) => (None, "the request timed out".to_owned(), true),
@@ -180,6 +182,8 @@ fn is_retryable_code(code: &str) -> bool {
             | "InternalFailure"
             | "InternalError"
             | "ServiceUnavailable"
+            | "SlowDown"
+            | "RequestTimeout"
             | "TransactionConflictException"
     )
 }

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod backups;
+pub mod bucket;
 pub mod catalog;
 pub mod ddbjson;
 pub mod diff;

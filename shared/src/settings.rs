@@ -40,6 +40,20 @@ pub const ENV_DRILLS_PER_RUN: &str = "BACKSTOP_DRILLS_PER_RUN";
 pub const ENV_RESTORE_PREFIX: &str = "BACKSTOP_RESTORE_PREFIX";
 pub const ENV_RESTORE_TIME_BUDGET: &str = "BACKSTOP_RESTORE_TIME_BUDGET";
 pub const ENV_RESTORE_PARALLEL: &str = "BACKSTOP_RESTORE_PARALLEL";
+pub const ENV_BUCKETS: &str = "BACKSTOP_BUCKETS";
+pub const ENV_BUCKET_BACKUP_BUCKET: &str = "BACKSTOP_BUCKET_BACKUP_BUCKET";
+pub const ENV_BUCKET_BACKUP_PREFIX: &str = "BACKSTOP_BUCKET_BACKUP_PREFIX";
+pub const ENV_BUCKET_KMS_KEY: &str = "BACKSTOP_BUCKET_KMS_KEY";
+pub const ENV_BUCKET_MULTIPART_THRESHOLD: &str = "BACKSTOP_BUCKET_MULTIPART_THRESHOLD";
+pub const ENV_BUCKET_PART_SIZE: &str = "BACKSTOP_BUCKET_PART_SIZE";
+pub const ENV_BUCKET_PARALLEL: &str = "BACKSTOP_BUCKET_PARALLEL";
+pub const ENV_BUCKET_PAGE_SIZE: &str = "BACKSTOP_BUCKET_PAGE_SIZE";
+pub const ENV_BUCKET_ENFORCE_GUARDS: &str = "BACKSTOP_BUCKET_ENFORCE_GUARDS";
+pub const ENV_BUCKET_NONCURRENT_TRANSITION_DAYS: &str =
+    "BACKSTOP_BUCKET_NONCURRENT_TRANSITION_DAYS";
+pub const ENV_BUCKET_NONCURRENT_EXPIRATION_DAYS: &str =
+    "BACKSTOP_BUCKET_NONCURRENT_EXPIRATION_DAYS";
+pub const ENV_BUCKET_RETENTION_POLICY: &str = "BACKSTOP_BUCKET_RETENTION_POLICY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -165,7 +179,167 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_DRILLS_PER_RUN,
         "validate only; new drills one run starts at most (the others wait their turn), 0 to 50, default 1",
     ),
+    (
+        ENV_BUCKETS,
+        "bucket backups; the source buckets, comma-separated",
+    ),
+    (
+        ENV_BUCKET_BACKUP_BUCKET,
+        "bucket backups: required; the bucket that holds the copies and manifests",
+    ),
+    (
+        ENV_BUCKET_BACKUP_PREFIX,
+        "bucket backups; key prefix in the backup bucket, default buckets (each source under <prefix>/<bucket>/)",
+    ),
+    (
+        ENV_BUCKET_KMS_KEY,
+        "bucket backups; KMS key ARN or alias for SSE-KMS of the copies and manifests, default SSE-S3 (AES256)",
+    ),
+    (
+        ENV_BUCKET_MULTIPART_THRESHOLD,
+        "bucket backups and restores; bytes above which an object is copied in parts (UploadPartCopy), 5242880 to 5368709120, default 5368709120 (5 GiB, S3's CopyObject limit)",
+    ),
+    (
+        ENV_BUCKET_PART_SIZE,
+        "bucket backups and restores; bytes per UploadPartCopy part, 5242880 to 5368709120, default 536870912 (512 MiB; raised where an object would need over 10,000 parts)",
+    ),
+    (
+        ENV_BUCKET_PARALLEL,
+        "bucket backups and restores; copies in flight at once, 1 to 64, default 16",
+    ),
+    (
+        ENV_BUCKET_PAGE_SIZE,
+        "bucket backups; versions per ListObjectVersions page (one manifest part and one checkpoint each), 1 to 1000, default 1000",
+    ),
+    (
+        ENV_BUCKET_ENFORCE_GUARDS,
+        "bucket backups; true: turn versioning on and put Backstop's noncurrent-version lifecycle rule where they are off or drifted, default false (reported only)",
+    ),
+    (
+        ENV_BUCKET_NONCURRENT_TRANSITION_DAYS,
+        "bucket backups; the guard expects noncurrent versions to move to Glacier after this many days, or off, default 90",
+    ),
+    (
+        ENV_BUCKET_NONCURRENT_EXPIRATION_DAYS,
+        "bucket backups; the guard expects noncurrent versions to be deleted after this many days, or off, default 2555 (7 years)",
+    ),
+    (
+        ENV_BUCKET_RETENTION_POLICY,
+        "bucket prune; the policy for bucket backups (slots), same form as the backup policy, default keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
+    ),
 ];
+
+/// The settings of bucket backups, restores and prunes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BucketSettings {
+    pub buckets: Vec<String>,
+    pub backup_bucket: String,
+    pub prefix: String,
+    pub kms_key: Option<String>,
+    pub options: crate::bucket::backup::BackupOptions,
+    pub policy: RetentionPolicy,
+}
+
+impl BucketSettings {
+    /// The store the settings name.
+    pub fn store(&self) -> crate::bucket::Store {
+        crate::bucket::Store::new(&self.backup_bucket, &self.prefix, self.kms_key.clone())
+    }
+
+    pub fn copy_options(&self) -> crate::bucket::restore::CopyOptions {
+        crate::bucket::restore::CopyOptions {
+            multipart_threshold: self.options.multipart_threshold,
+            part_size: self.options.part_size,
+            parallel: self.options.parallel,
+        }
+    }
+
+    /// Reads and checks every bucket setting.
+    pub fn resolve(env: &Environment) -> Result<BucketSettings> {
+        use crate::bucket::backup::{BackupOptions, GuardPolicy};
+        use crate::bucket::check_bucket_name;
+        let buckets = env
+            .get(ENV_BUCKETS)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|b| !b.is_empty())
+                    .map(|b| {
+                        check_bucket_name(b)
+                            .map(|()| b.to_owned())
+                            .map_err(|rule| Error::setting(ENV_BUCKETS, rule))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let backup_bucket = env.get(ENV_BUCKET_BACKUP_BUCKET).ok_or_else(|| {
+            Error::setting(
+                ENV_BUCKET_BACKUP_BUCKET,
+                "required: the bucket that holds bucket backups",
+            )
+        })?;
+        check_bucket_name(backup_bucket)
+            .map_err(|rule| Error::setting(ENV_BUCKET_BACKUP_BUCKET, rule))?;
+        if buckets.iter().any(|b| b == backup_bucket) {
+            return Err(Error::setting(
+                ENV_BUCKETS,
+                format!("{backup_bucket} is the backup bucket itself: a bucket cannot hold its own backups"),
+            ));
+        }
+        const MIB5: i64 = 5 * 1024 * 1024;
+        const GIB5: i64 = 5 * 1024 * 1024 * 1024;
+        let bytes = |name: &str, default: i64| match env.get(name) {
+            Some(v) => number(name, v, MIB5..=GIB5),
+            None => Ok(default),
+        };
+        let days = |name: &str, default: i32| match env.get(name) {
+            Some(v) if v.eq_ignore_ascii_case("off") => Ok(None),
+            Some(v) => number(name, v, 1..=36_500).map(Some),
+            None => Ok(Some(default)),
+        };
+        let defaults = BackupOptions::default();
+        let options = BackupOptions {
+            multipart_threshold: bytes(
+                ENV_BUCKET_MULTIPART_THRESHOLD,
+                defaults.multipart_threshold,
+            )?,
+            part_size: bytes(ENV_BUCKET_PART_SIZE, defaults.part_size)?,
+            page_size: match env.get(ENV_BUCKET_PAGE_SIZE) {
+                Some(v) => number(ENV_BUCKET_PAGE_SIZE, v, 1..=1000)?,
+                None => defaults.page_size,
+            },
+            parallel: match env.get(ENV_BUCKET_PARALLEL) {
+                Some(v) => number(ENV_BUCKET_PARALLEL, v, 1..=64)?,
+                None => defaults.parallel,
+            },
+            guards: GuardPolicy {
+                enforce: match env.get(ENV_BUCKET_ENFORCE_GUARDS) {
+                    Some(v) => parse_bool(ENV_BUCKET_ENFORCE_GUARDS, v)?,
+                    None => false,
+                },
+                noncurrent_transition_days: days(ENV_BUCKET_NONCURRENT_TRANSITION_DAYS, 90)?,
+                noncurrent_expiration_days: days(ENV_BUCKET_NONCURRENT_EXPIRATION_DAYS, 2555)?,
+            },
+        };
+        let policy = match env.get(ENV_BUCKET_RETENTION_POLICY) {
+            Some(v) => check_policy(ENV_BUCKET_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+            None => RetentionPolicy::runbook_default(),
+        };
+        Ok(BucketSettings {
+            buckets,
+            backup_bucket: backup_bucket.to_owned(),
+            prefix: env
+                .get(ENV_BUCKET_BACKUP_PREFIX)
+                .unwrap_or("buckets")
+                .trim_matches('/')
+                .to_owned(),
+            kms_key: env.get(ENV_BUCKET_KMS_KEY).map(str::to_owned),
+            options,
+            policy,
+        })
+    }
+}
 
 /// The job a function runs. Each job validates only the settings it uses, so that a typo in one
 /// job's setting never stops another job. Code that differs per job matches on it without a

@@ -185,7 +185,10 @@ async fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std
             let logged = if s3 { String::new() } else { body_text.clone() };
             state.lock().unwrap().log.push((operation.clone(), logged));
         }
-        let verdict = decide(state, &operation, &body_text, json);
+        // S3 faults match on the request line and headers (the key, the copy source), since
+        // an S3 body is the object's bytes.
+        let matched = if s3 { &head_text } else { &body_text };
+        let verdict = decide(state, &operation, matched, json);
         let response = match verdict {
             Verdict::Answer(f) if s3 => s3_error_response(&f),
             Verdict::Answer(f) => error_response(&f, json),
@@ -222,6 +225,7 @@ fn operation_of(head: &str, body: &str) -> (String, bool) {
 /// The S3 operation of a REST request, from its method and query.
 fn s3_operation(head: &str) -> String {
     let line = head.split("\r\n").next().unwrap_or_default();
+    let copy = header(head, "x-amz-copy-source").is_some();
     let mut parts = line.split(' ');
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
@@ -232,7 +236,9 @@ fn s3_operation(head: &str) -> String {
             .any(|kv| kv == k || kv.starts_with(&format!("{k}=")))
     };
     match method {
+        "PUT" if has("partNumber") && copy => "UploadPartCopy",
         "PUT" if has("partNumber") => "UploadPart",
+        "PUT" if copy => "CopyObject",
         "PUT" if has("tagging") => "PutObjectTagging",
         "PUT" => "PutObject",
         "POST" if has("uploads") => "CreateMultipartUpload",
@@ -241,6 +247,8 @@ fn s3_operation(head: &str) -> String {
         "DELETE" if has("uploadId") => "AbortMultipartUpload",
         "DELETE" => "DeleteObject",
         "GET" if has("list-type") => "ListObjectsV2",
+        "GET" if has("versions") => "ListObjectVersions",
+        "GET" if has("tagging") => "GetObjectTagging",
         "GET" => "GetObject",
         "HEAD" => "HeadObject",
         _ => "",
@@ -250,7 +258,10 @@ fn s3_operation(head: &str) -> String {
 
 /// S3's error response (REST XML, no wrapper).
 fn s3_error_response(f: &Fault) -> Vec<u8> {
+    // A status of 200 is S3's "200 with an error in the body" (CopyObject, UploadPartCopy,
+    // CompleteMultipartUpload can fail that way after the copy started).
     let (status, code) = match f.code.as_str() {
+        _ if f.status == 200 => (200, f.code.as_str()),
         "Throttling" | "ThrottlingException" => (503, "SlowDown"),
         "InternalFailure" | "InternalServerError" => (500, "InternalError"),
         other => (f.status, other),

@@ -1,0 +1,831 @@
+//! One source bucket's backup for one slot: guards, listing, server-side copies of what is not
+//! stored yet, manifest parts, checkpoint, summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, NoncurrentVersionTransition,
+    TransitionStorageClass, VersioningConfiguration,
+};
+use aws_sdk_s3::Client as S3;
+use futures::{stream, StreamExt};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::lock::{self, Holder};
+use super::manifest::{self, ObjectEntry, Summary};
+use super::s3::{self as s3x, Condition, CopyHeaders};
+use super::{object_id, Store};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::event::ScheduleSlot;
+use crate::export::s3io;
+
+/// How a backup copies and what its guards expect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupOptions {
+    /// Objects above this many bytes are copied in parts (UploadPartCopy); S3 allows one
+    /// CopyObject up to 5 GiB.
+    pub multipart_threshold: i64,
+    pub part_size: i64,
+    /// Versions listed per ListObjectVersions page (one manifest part each), 1 to 1,000.
+    pub page_size: i32,
+    /// Copies under way at once.
+    pub parallel: usize,
+    pub guards: GuardPolicy,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            multipart_threshold: s3x::MAX_SINGLE_COPY,
+            part_size: 512 * 1024 * 1024,
+            page_size: 1000,
+            parallel: 16,
+            guards: GuardPolicy::default(),
+        }
+    }
+}
+
+/// What each source bucket should have: versioning on, and a lifecycle rule for noncurrent
+/// versions (the runbooks: to Glacier after 90 days, deleted after 7 years).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardPolicy {
+    /// Turn versioning on, and put Backstop's noncurrent-version rule, where they are off or
+    /// drifted. Off by default: a guard reports, it does not change a bucket unless asked.
+    pub enforce: bool,
+    pub noncurrent_transition_days: Option<i32>,
+    pub noncurrent_expiration_days: Option<i32>,
+}
+
+impl Default for GuardPolicy {
+    fn default() -> Self {
+        GuardPolicy {
+            enforce: false,
+            noncurrent_transition_days: Some(90),
+            noncurrent_expiration_days: Some(2555),
+        }
+    }
+}
+
+/// The id of the lifecycle rule Backstop puts when asked to enforce.
+pub const LIFECYCLE_RULE_ID: &str = "backstop-noncurrent-versions";
+
+/// How long the bucket lock holds before its holder renews it (at every listing page).
+pub const LOCK_LEASE: Duration = Duration::from_secs(5 * 60);
+
+/// What one call did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BackupOutcome {
+    /// The slot's backup is complete; `already`: it was before this call (a redelivery).
+    Done { summary: Summary, already: bool },
+    /// Stopped at the time limit with a checkpoint; the next call goes on from there.
+    Continues { progress: Checkpoint },
+    /// Another backup or a prune of this bucket holds its lock.
+    Held {
+        holder: String,
+        doing: String,
+        until: Timestamp,
+    },
+}
+
+/// Where an unfinished backup stands (`checkpoint.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub started_at: String,
+    pub versioning: String,
+    /// Where the listing goes on (ListObjectVersions' markers); `None` before the first page.
+    pub key_marker: Option<String>,
+    pub version_marker: Option<String>,
+    pub parts: u32,
+    /// Each written part's digest, in order (the fingerprint is made from them).
+    pub digests: Vec<String>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub copied: u64,
+    pub copied_bytes: u64,
+    pub referenced: u64,
+    pub vanished: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Backs up `source` for `slot` into `store`. Safe to call again at any point: a complete slot
+/// answers `Done { already: true }`; an unfinished one goes on from its checkpoint; copies
+/// already stored are not made again. `work_until`: stop with a checkpoint once past it;
+/// `deadline`: the invocation's end, which the lock's lease never outlives.
+#[allow(clippy::too_many_arguments)]
+pub async fn backup(
+    s3: &S3,
+    catalog: &Catalog,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+    opts: &BackupOptions,
+    work_until: Option<Timestamp>,
+    deadline: Option<Timestamp>,
+) -> Result<BackupOutcome> {
+    if let Some(summary) = read_summary(s3, store, source, slot).await? {
+        return Ok(BackupOutcome::Done {
+            summary,
+            already: true,
+        });
+    }
+    let holder = uuid::Uuid::new_v4().to_string();
+    let lease = |now: Timestamp| {
+        let until = now + LOCK_LEASE;
+        deadline.map_or(until, |d| until.min(d))
+    };
+    let now = Timestamp::now();
+    if let Some(Holder {
+        holder,
+        doing,
+        until,
+    }) = lock::acquire(
+        catalog,
+        source,
+        &holder,
+        &format!("backup {slot}"),
+        now,
+        lease(now),
+    )
+    .await?
+    {
+        return Ok(BackupOutcome::Held {
+            holder,
+            doing,
+            until,
+        });
+    }
+    let result = backup_locked(
+        s3, catalog, store, source, slot, opts, work_until, &holder, &lease,
+    )
+    .await;
+    // Released whatever happened; a lock that cannot be released runs out by its lease.
+    if let Err(e) = lock::release(catalog, source, &holder).await {
+        warn!(bucket = source, error = %e, "releasing the bucket lock");
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn backup_locked(
+    s3: &S3,
+    catalog: &Catalog,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+    opts: &BackupOptions,
+    work_until: Option<Timestamp>,
+    holder: &str,
+    lease: &dyn Fn(Timestamp) -> Timestamp,
+) -> Result<BackupOutcome> {
+    // Completed by another call between the first look and the lock.
+    if let Some(summary) = read_summary(s3, store, source, slot).await? {
+        return Ok(BackupOutcome::Done {
+            summary,
+            already: true,
+        });
+    }
+    let checkpoint_key = store.checkpoint_key(source, slot);
+    let mut cp = match s3io::get(s3, &store.bucket, &checkpoint_key).await? {
+        Some(bytes) => serde_json::from_slice::<Checkpoint>(&bytes).map_err(|e| {
+            Error::refused(
+                "bucket backup",
+                format!("{} is not a checkpoint ({e})", store.url(&checkpoint_key)),
+                "delete it to start this slot's backup over",
+            )
+        })?,
+        None => {
+            let guard = check_guards(s3, source, &opts.guards).await?;
+            Checkpoint {
+                started_at: Timestamp::now().to_string(),
+                versioning: guard.versioning,
+                key_marker: None,
+                version_marker: None,
+                parts: 0,
+                digests: vec![],
+                objects: 0,
+                bytes: 0,
+                copied: 0,
+                copied_bytes: 0,
+                referenced: 0,
+                vanished: 0,
+                warnings: guard.warnings,
+            }
+        }
+    };
+
+    let mut stored: HashMap<String, i64> =
+        s3io::list(s3, &store.bucket, &store.objects_prefix(source))
+            .await?
+            .into_iter()
+            .filter_map(|(k, size)| k.rsplit('/').next().map(|id| (id.to_owned(), size)))
+            .collect();
+    let previous = previous_entries(s3, store, source, slot).await?;
+    info!(
+        bucket = source,
+        %slot,
+        stored = stored.len(),
+        previous = previous.len(),
+        resumed_at_part = cp.parts,
+        "bucket backup"
+    );
+
+    loop {
+        if !lock::renew(catalog, source, holder, lease(Timestamp::now())).await? {
+            return Err(lock_lost(source));
+        }
+        let page = with_retries(|| async {
+            s3.list_object_versions()
+                .bucket(source)
+                .max_keys(opts.page_size)
+                .set_key_marker(cp.key_marker.clone())
+                .set_version_id_marker(cp.version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| Error::aws("ListObjectVersions", format!("bucket {source}"), e))
+        })
+        .await?;
+
+        let listed: Vec<ObjectEntry> = page
+            .versions()
+            .iter()
+            .filter(|v| v.is_latest() == Some(true))
+            .filter_map(|v| {
+                Some(ObjectEntry {
+                    key: v.key()?.to_owned(),
+                    version_id: v.version_id().unwrap_or("null").to_owned(),
+                    etag: v.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                    size: v.size().unwrap_or(0),
+                    last_modified: v.last_modified().map(|t| t.to_string()).unwrap_or_default(),
+                    content_type: None,
+                    cache_control: None,
+                    content_disposition: None,
+                    content_encoding: None,
+                    content_language: None,
+                    metadata: BTreeMap::new(),
+                    tags: BTreeMap::new(),
+                    stored: String::new(),
+                })
+            })
+            .collect();
+
+        let results: Vec<Result<Option<(ObjectEntry, bool)>>> = stream::iter(listed)
+            .map(|mut e| {
+                let previous = &previous;
+                let stored = &stored;
+                async move {
+                    e.stored = object_id(&e.key, &e.version_id, &e.etag);
+                    match previous.get(&e.stored) {
+                        Some(p) => {
+                            e.content_type.clone_from(&p.content_type);
+                            e.cache_control.clone_from(&p.cache_control);
+                            e.content_disposition.clone_from(&p.content_disposition);
+                            e.content_encoding.clone_from(&p.content_encoding);
+                            e.content_language.clone_from(&p.content_language);
+                            e.metadata.clone_from(&p.metadata);
+                            e.tags.clone_from(&p.tags);
+                        }
+                        None => {
+                            let Some(h) = with_retries(|| {
+                                s3x::read_headers(s3, source, &e.key, &e.version_id)
+                            })
+                            .await?
+                            else {
+                                return Ok(None);
+                            };
+                            if h.etag != e.etag {
+                                // Rewritten since it was listed (an unversioned key).
+                                return Ok(None);
+                            }
+                            e.content_type = h.content_type;
+                            e.cache_control = h.cache_control;
+                            e.content_disposition = h.content_disposition;
+                            e.content_encoding = h.content_encoding;
+                            e.content_language = h.content_language;
+                            e.metadata = h.metadata;
+                            e.tags = h.tags;
+                        }
+                    }
+                    if stored.get(&e.stored) == Some(&e.size) {
+                        return Ok(Some((e, false)));
+                    }
+                    let versioned = e.version_id != "null";
+                    let dst = store.object_key(source, &e.stored);
+                    let copied = with_retries(|| {
+                        s3x::copy(
+                            s3,
+                            (source, &e.key, versioned.then_some(e.version_id.as_str())),
+                            (!versioned).then_some(e.etag.as_str()),
+                            e.size,
+                            (&store.bucket, &dst),
+                            Some(&store.enc),
+                            CopyHeaders::Keep,
+                            Condition::None,
+                            opts.multipart_threshold,
+                            opts.part_size,
+                        )
+                    })
+                    .await;
+                    match copied {
+                        Ok(()) => Ok(Some((e, true))),
+                        Err(err) if is_vanished(&err) => Ok(None),
+                        Err(err) => Err(err),
+                    }
+                }
+            })
+            .buffered(opts.parallel.max(1))
+            .collect()
+            .await;
+
+        let mut entries = Vec::with_capacity(results.len());
+        let mut vanished = 0u64;
+        for r in results {
+            match r? {
+                Some((e, copied)) => {
+                    cp.objects += 1;
+                    cp.bytes += e.size.max(0) as u64;
+                    if copied {
+                        cp.copied += 1;
+                        cp.copied_bytes += e.size.max(0) as u64;
+                        stored.insert(e.stored.clone(), e.size);
+                    } else {
+                        cp.referenced += 1;
+                    }
+                    entries.push(e);
+                }
+                None => vanished += 1,
+            }
+        }
+        if vanished > 0 {
+            cp.vanished += vanished;
+        }
+        if !entries.is_empty() {
+            let (gz, lines) = manifest::encode_part(&entries);
+            cp.parts += 1;
+            let key = store.part_key(source, slot, cp.parts);
+            with_retries(|| {
+                s3io::put_small(
+                    s3,
+                    &store.bucket,
+                    &key,
+                    gz.clone(),
+                    "application/gzip",
+                    &store.enc,
+                )
+            })
+            .await?;
+            cp.digests.push(manifest::part_digest(&lines));
+        }
+        let truncated = page.is_truncated() == Some(true);
+        cp.key_marker = page.next_key_marker().map(str::to_owned);
+        cp.version_marker = page.next_version_id_marker().map(str::to_owned);
+        if !truncated {
+            break;
+        }
+        if cp.key_marker.is_none() {
+            return Err(Error::Aws {
+                operation: "ListObjectVersions",
+                resource: format!("bucket {source}"),
+                code: None,
+                message: "a truncated page came without a next marker".into(),
+                retryable: true,
+                hint: "a retry lists again from the last checkpoint".into(),
+            });
+        }
+        save_checkpoint(s3, store, source, slot, &cp).await?;
+        if work_until.is_some_and(|t| Timestamp::now() >= t) {
+            return Ok(BackupOutcome::Continues { progress: cp });
+        }
+    }
+
+    if cp.vanished > 0 {
+        cp.warnings.push(format!(
+            "{} objects were deleted or rewritten while they were being backed up and are left out of this slot; the next slot has them as they are then",
+            cp.vanished
+        ));
+    }
+    let summary = Summary {
+        format: manifest::FORMAT,
+        source_bucket: source.to_owned(),
+        slot: slot.to_string(),
+        started_at: cp.started_at.clone(),
+        finished_at: Timestamp::now().to_string(),
+        objects: cp.objects,
+        bytes: cp.bytes,
+        copied: cp.copied,
+        copied_bytes: cp.copied_bytes,
+        referenced: cp.referenced,
+        parts: cp.parts,
+        fingerprint: manifest::fingerprint_of_parts(&cp.digests),
+        versioning: cp.versioning.clone(),
+        vanished: cp.vanished,
+        warnings: cp.warnings.clone(),
+    };
+    // The last check that nobody swept under us, then the summary: from here the slot is a
+    // complete backup.
+    if !lock::renew(catalog, source, holder, lease(Timestamp::now())).await? {
+        return Err(lock_lost(source));
+    }
+    let body = serde_json::to_vec_pretty(&summary).expect("a summary serializes");
+    let summary_key = store.manifest_key(source, slot);
+    with_retries(|| {
+        s3io::put_small(
+            s3,
+            &store.bucket,
+            &summary_key,
+            body.clone(),
+            "application/json",
+            &store.enc,
+        )
+    })
+    .await?;
+    // Best effort: a checkpoint beside a summary is never read again.
+    let _ = s3
+        .delete_object()
+        .bucket(&store.bucket)
+        .key(&checkpoint_key)
+        .send()
+        .await;
+    info!(
+        bucket = source,
+        %slot,
+        objects = summary.objects,
+        copied = summary.copied,
+        "bucket backup complete"
+    );
+    Ok(BackupOutcome::Done {
+        summary,
+        already: false,
+    })
+}
+
+fn lock_lost(source: &str) -> Error {
+    Error::Aws {
+        operation: "UpdateItem",
+        resource: format!("lock of bucket {source}"),
+        code: None,
+        message: "this backup lost the bucket's lock (its lease ran out and another backup or prune took it)".into(),
+        retryable: true,
+        hint: "a retry goes on from the last checkpoint".into(),
+    }
+}
+
+async fn save_checkpoint(
+    s3: &S3,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+    cp: &Checkpoint,
+) -> Result<()> {
+    let body = serde_json::to_vec(cp).expect("a checkpoint serializes");
+    let key = store.checkpoint_key(source, slot);
+    with_retries(|| {
+        s3io::put_small(
+            s3,
+            &store.bucket,
+            &key,
+            body.clone(),
+            "application/json",
+            &store.enc,
+        )
+    })
+    .await?;
+    Ok(())
+}
+
+/// A copy that failed because its source is gone (deleted, or rewritten: 412 on the ETag).
+fn is_vanished(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some("NoSuchKey" | "NoSuchVersion" | "PreconditionFailed")
+    )
+}
+
+/// Runs `f` up to 5 times while it fails with a retryable error, backing off 0.2 s, 0.4 s, …
+/// (on top of the SDK's own retries of each request).
+pub async fn with_retries<F, Fut, T>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt < 5 => {
+                warn!(attempt, error = %e, "retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The slot's summary, if the slot is complete.
+pub async fn read_summary(
+    s3: &S3,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+) -> Result<Option<Summary>> {
+    let key = store.manifest_key(source, slot);
+    match s3io::get(s3, &store.bucket, &key).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::refused(
+                "reading a bucket backup",
+                format!("{} is not a manifest summary ({e})", store.url(&key)),
+                "the slot cannot be trusted; back up a new slot",
+            )
+        }),
+    }
+}
+
+/// Every entry of a complete slot's manifest, checked against its summary (part count and
+/// fingerprint).
+pub async fn read_manifest(
+    s3: &S3,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+) -> Result<(Summary, Vec<ObjectEntry>)> {
+    let Some(summary) = read_summary(s3, store, source, slot).await? else {
+        return Err(Error::refused(
+            "reading a bucket backup",
+            format!("bucket {source} has no complete backup for slot {slot}"),
+            "list the slots with `backstop bucket list`",
+        ));
+    };
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for part in 1..=summary.parts {
+        let key = store.part_key(source, slot, part);
+        let url = store.url(&key);
+        let Some(bytes) = s3io::get(s3, &store.bucket, &key).await? else {
+            return Err(Error::refused(
+                "reading a bucket backup",
+                format!(
+                    "{url} is missing (the summary names {} parts)",
+                    summary.parts
+                ),
+                "the slot is damaged; restore another slot",
+            ));
+        };
+        let (part_entries, lines) = manifest::decode_part(&bytes, &url)
+            .map_err(|e| Error::refused("reading a bucket backup", e, "restore another slot"))?;
+        digests.push(manifest::part_digest(&lines));
+        entries.extend(part_entries);
+    }
+    let fingerprint = manifest::fingerprint_of_parts(&digests);
+    if fingerprint != summary.fingerprint || entries.len() as u64 != summary.objects {
+        return Err(Error::refused(
+            "reading a bucket backup",
+            format!(
+                "the manifest of bucket {source} slot {slot} does not match its summary ({} entries, fingerprint {fingerprint}; the summary says {} and {})",
+                entries.len(),
+                summary.objects,
+                summary.fingerprint
+            ),
+            "the slot is damaged; restore another slot",
+        ));
+    }
+    Ok((summary, entries))
+}
+
+/// The complete slots of `source`, oldest first.
+pub async fn complete_slots(s3: &S3, store: &Store, source: &str) -> Result<Vec<ScheduleSlot>> {
+    let mut slots: Vec<ScheduleSlot> = s3io::list(s3, &store.bucket, &store.slots_prefix(source))
+        .await?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let rest = k.strip_prefix(&store.slots_prefix(source))?;
+            let (slot, file) = rest.split_once('/')?;
+            (file == "manifest.json").then(|| super::parse_compact_slot(slot))?
+        })
+        .collect();
+    slots.sort();
+    Ok(slots)
+}
+
+/// The newest complete slot before `slot`'s entries by stored id: their headers and tags are
+/// reused for unchanged objects (a version's metadata cannot change).
+async fn previous_entries(
+    s3: &S3,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+) -> Result<HashMap<String, ObjectEntry>> {
+    let slots = complete_slots(s3, store, source).await?;
+    let Some(prev) = slots.iter().rev().find(|s| *s < slot) else {
+        return Ok(HashMap::new());
+    };
+    match read_manifest(s3, store, source, prev).await {
+        Ok((_, entries)) => Ok(entries.into_iter().map(|e| (e.stored.clone(), e)).collect()),
+        Err(e) => {
+            // Only a saving: without it every object's headers are read again.
+            warn!(bucket = source, slot = %prev, error = %e, "previous manifest unreadable");
+            Ok(HashMap::new())
+        }
+    }
+}
+
+/// What the guards found on one source bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardReport {
+    pub versioning: String,
+    pub warnings: Vec<String>,
+}
+
+/// Checks versioning and the noncurrent-version lifecycle of `source`; turns them on when the
+/// policy says to enforce, and reports what it found or changed.
+pub async fn check_guards(s3: &S3, source: &str, policy: &GuardPolicy) -> Result<GuardReport> {
+    let mut warnings = Vec::new();
+    let mut versioning = match s3.get_bucket_versioning().bucket(source).send().await {
+        Ok(v) => v
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|| "off".into()),
+        // An answer without an error code that the SDK cannot read (moto 5.2 names the XML
+        // root GetBucketVersioningResponse): the backup itself does not depend on it, so it is
+        // reported, not fatal. Errors with a code (AccessDenied, NoSuchBucket) stop the backup.
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                .is_none()
+                && !matches!(
+                    e,
+                    aws_sdk_s3::error::SdkError::DispatchFailure(_)
+                        | aws_sdk_s3::error::SdkError::TimeoutError(_)
+                ) =>
+        {
+            warnings.push(format!(
+                "the versioning of bucket {source} could not be read (GetBucketVersioning: {}); check it by hand",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ));
+            "unknown".into()
+        }
+        Err(e) => {
+            return Err(Error::aws(
+                "GetBucketVersioning",
+                format!("bucket {source}"),
+                e,
+            ))
+        }
+    };
+    if versioning != "Enabled" && versioning != "unknown" {
+        if policy.enforce {
+            s3.put_bucket_versioning()
+                .bucket(source)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| Error::aws("PutBucketVersioning", format!("bucket {source}"), e))?;
+            warnings.push(format!(
+                "versioning of bucket {source} was {versioning}; turned on"
+            ));
+            versioning = "Enabled".into();
+        } else {
+            warnings.push(format!(
+                "versioning of bucket {source} is {versioning}: a delete or overwrite loses the object until the next backup (turn it on, or set BACKSTOP_BUCKET_ENFORCE_GUARDS=true)"
+            ));
+        }
+    }
+    if policy.noncurrent_transition_days.is_none() && policy.noncurrent_expiration_days.is_none() {
+        return Ok(GuardReport {
+            versioning,
+            warnings,
+        });
+    }
+    let rules = match s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(source)
+        .send()
+        .await
+    {
+        Ok(c) => c.rules.unwrap_or_default(),
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                == Some("NoSuchLifecycleConfiguration") =>
+        {
+            vec![]
+        }
+        Err(e) => {
+            return Err(Error::aws(
+                "GetBucketLifecycleConfiguration",
+                format!("bucket {source}"),
+                e,
+            ))
+        }
+    };
+    // The rule's legacy top-level prefix counts too (deprecated, still returned by old rules).
+    #[allow(deprecated)]
+    let whole_bucket = |r: &LifecycleRule| {
+        r.status == ExpirationStatus::Enabled
+            && r.filter.as_ref().is_none_or(|f| {
+                f.prefix().is_none_or(str::is_empty) && f.and().is_none() && f.tag().is_none()
+            })
+            && r.prefix().is_none_or(str::is_empty)
+    };
+    let transition_ok = policy.noncurrent_transition_days.is_none_or(|days| {
+        rules.iter().filter(|r| whole_bucket(r)).any(|r| {
+            r.noncurrent_version_transitions().iter().any(|t| {
+                t.noncurrent_days() == Some(days)
+                    && t.storage_class() == Some(&TransitionStorageClass::Glacier)
+            })
+        })
+    });
+    let expiration_ok = policy.noncurrent_expiration_days.is_none_or(|days| {
+        rules.iter().filter(|r| whole_bucket(r)).any(|r| {
+            r.noncurrent_version_expiration()
+                .is_some_and(|x| x.noncurrent_days() == Some(days))
+        })
+    });
+    if transition_ok && expiration_ok {
+        return Ok(GuardReport {
+            versioning,
+            warnings,
+        });
+    }
+    let wanted = describe_lifecycle(policy);
+    if !policy.enforce {
+        warnings.push(format!(
+            "bucket {source} has no enabled whole-bucket lifecycle rule for noncurrent versions as policy says ({wanted}): old versions are kept forever or deleted early (set BACKSTOP_BUCKET_ENFORCE_GUARDS=true to put one)"
+        ));
+        return Ok(GuardReport {
+            versioning,
+            warnings,
+        });
+    }
+    // Every other rule is kept as it is; only Backstop's own rule is replaced.
+    let mut new_rules: Vec<LifecycleRule> = rules
+        .into_iter()
+        .filter(|r| r.id() != Some(LIFECYCLE_RULE_ID))
+        .collect();
+    let mut rule = LifecycleRule::builder()
+        .id(LIFECYCLE_RULE_ID)
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build());
+    if let Some(days) = policy.noncurrent_transition_days {
+        rule = rule.noncurrent_version_transitions(
+            NoncurrentVersionTransition::builder()
+                .noncurrent_days(days)
+                .storage_class(TransitionStorageClass::Glacier)
+                .build(),
+        );
+    }
+    if let Some(days) = policy.noncurrent_expiration_days {
+        rule = rule.noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(days)
+                .build(),
+        );
+    }
+    new_rules.push(rule.build().map_err(|e| Error::Local(e.to_string()))?);
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(source)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .set_rules(Some(new_rules))
+                .build()
+                .map_err(|e| Error::Local(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "PutBucketLifecycleConfiguration",
+                format!("bucket {source}"),
+                e,
+            )
+        })?;
+    warnings.push(format!(
+        "bucket {source} had no lifecycle rule for noncurrent versions as policy says; put rule {LIFECYCLE_RULE_ID} ({wanted})"
+    ));
+    Ok(GuardReport {
+        versioning,
+        warnings,
+    })
+}
+
+fn describe_lifecycle(policy: &GuardPolicy) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = policy.noncurrent_transition_days {
+        parts.push(format!("to Glacier after {d} days"));
+    }
+    if let Some(d) = policy.noncurrent_expiration_days {
+        parts.push(format!("deleted after {d} days"));
+    }
+    format!("noncurrent versions {}", parts.join(", "))
+}

@@ -1,0 +1,757 @@
+//! S3 bucket backups against moto (S3 with versioning): incremental server-side backups, bucket
+//! and object restores, prune (mark and sweep), and faults on copies and listings.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use backstop::bucket::backup::{self, BackupOutcome};
+use backstop::bucket::{lock, prune, restore, Store};
+use backstop::catalog::Catalog;
+use backstop::event::ScheduleSlot;
+use backstop::settings::{self, BucketSettings};
+use backstop_testkit::fault_proxy::{Chaos, Fault, FaultProxy};
+use backstop_tests::{backstop_cmd, cli_binary, Harness};
+
+const MIB: usize = 1024 * 1024;
+
+/// What the test wrote to a key: bytes, metadata, tags, content type.
+#[derive(Debug, Clone, PartialEq)]
+struct Written {
+    hash: String,
+    size: usize,
+    metadata: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+    content_type: String,
+}
+
+fn content(key: &str, round: u32, size: usize) -> Vec<u8> {
+    let seed = format!("{key}#{round}|");
+    seed.bytes().cycle().take(size).collect()
+}
+
+async fn make_bucket(h: &Harness, name: &str, versioned: bool) {
+    h.clients
+        .s3
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    if versioned {
+        h.clients
+            .s3
+            .put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn put(
+    h: &Harness,
+    bucket: &str,
+    key: &str,
+    round: u32,
+    size: usize,
+    model: &mut BTreeMap<String, Written>,
+) {
+    let body = content(key, round, size);
+    let metadata = BTreeMap::from([
+        ("owner".to_owned(), format!("team {}", round)),
+        ("source-key".to_owned(), "kept".to_owned()),
+    ]);
+    let tags = BTreeMap::from([
+        ("class".to_owned(), "invoice".to_owned()),
+        ("round".to_owned(), round.to_string()),
+    ]);
+    let content_type = if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    h.clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .content_type(content_type)
+        .set_metadata(Some(metadata.clone().into_iter().collect()))
+        .tagging(backstop::bucket::s3::tagging_header(&tags))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    model.insert(
+        key.to_owned(),
+        Written {
+            hash: blake3::hash(&body).to_hex().to_string(),
+            size,
+            metadata,
+            tags,
+            content_type: content_type.to_owned(),
+        },
+    );
+}
+
+/// Every object of `bucket` as a person would check it: bytes (by hash), metadata, tags.
+async fn read_bucket(h: &Harness, bucket: &str) -> BTreeMap<String, Written> {
+    let s3 = &h.clients.s3;
+    let mut out = BTreeMap::new();
+    let keys = backstop::export::s3io::list(s3, bucket, "").await.unwrap();
+    for (key, _) in keys {
+        let got = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let metadata: BTreeMap<String, String> = got
+            .metadata()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let content_type = got.content_type().unwrap_or_default().to_owned();
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        let tags = s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect();
+        out.insert(
+            key,
+            Written {
+                hash: blake3::hash(&bytes).to_hex().to_string(),
+                size: bytes.len(),
+                metadata,
+                tags,
+                content_type,
+            },
+        );
+    }
+    out
+}
+
+struct Setup {
+    h: Harness,
+    source: String,
+    backups: String,
+    settings: BucketSettings,
+    catalog: Catalog,
+}
+
+impl Setup {
+    async fn new(extra: &[(&str, &str)]) -> Setup {
+        let h = Harness::new().await;
+        let source = h.name("attachments");
+        let backups = h.name("bucket-backups");
+        make_bucket(&h, &source, true).await;
+        make_bucket(&h, &backups, true).await;
+        let mut env: Vec<(&str, &str)> = vec![
+            (settings::ENV_BUCKETS, &source),
+            (settings::ENV_BUCKET_BACKUP_BUCKET, &backups),
+            (settings::ENV_BUCKET_MULTIPART_THRESHOLD, "5242880"),
+            (settings::ENV_BUCKET_PART_SIZE, "5242880"),
+            (settings::ENV_BUCKET_PAGE_SIZE, "40"),
+        ];
+        env.extend_from_slice(extra);
+        let settings = BucketSettings::resolve(&h.env(&env)).unwrap();
+        let catalog = Catalog::new(h.clients.dynamodb.clone(), h.stack.catalog_table.clone());
+        Setup {
+            source,
+            backups,
+            settings,
+            catalog,
+            h,
+        }
+    }
+
+    fn store(&self) -> Store {
+        self.settings.store()
+    }
+
+    async fn backup(&self, slot: &ScheduleSlot) -> BackupOutcome {
+        backup::backup(
+            &self.h.clients.s3,
+            &self.catalog,
+            &self.store(),
+            &self.source,
+            slot,
+            &self.settings.options,
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn stored_objects(&self) -> usize {
+        backstop::export::s3io::list(
+            &self.h.clients.s3,
+            &self.backups,
+            &self.store().objects_prefix(&self.source),
+        )
+        .await
+        .unwrap()
+        .len()
+    }
+}
+
+fn done(outcome: BackupOutcome) -> (backstop::bucket::Summary, bool) {
+    match outcome {
+        BackupOutcome::Done { summary, already } => (summary, already),
+        other => panic!("not done: {other:?}"),
+    }
+}
+
+fn slot(s: &str) -> ScheduleSlot {
+    ScheduleSlot::parse(s).unwrap()
+}
+
+/// The keys of the acceptance bucket: a 0-byte object, spaces, unicode, nested prefixes.
+fn keys(n: usize) -> Vec<String> {
+    let mut keys: Vec<String> = (0..n)
+        .map(|i| match i % 4 {
+            0 => format!("invoices/2026/{i:04}.json"),
+            1 => format!("attachments/with space {i}.txt"),
+            2 => format!("unicode/ünïcödé-€-{i}.txt"),
+            _ => format!("deep/a/b/c/{i}"),
+        })
+        .collect();
+    keys.push("empty-object".into());
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_backs_up_incrementally_and_either_slot_restores_byte_identical() {
+    let s = Setup::new(&[]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    let keys = keys(240);
+    for (i, key) in keys.iter().enumerate() {
+        let size = if key == "empty-object" {
+            0
+        } else {
+            100 + i * 13
+        };
+        put(h, &s.source, key, 1, size, &mut model).await;
+    }
+    // One object above the multipart threshold (5 MiB here): copied in parts.
+    put(h, &s.source, "big/video.bin", 1, 11 * MIB + 17, &mut model).await;
+    let first_model = model.clone();
+
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let (sum1, already) = done(s.backup(&slot1).await);
+    assert!(!already);
+    assert_eq!(sum1.objects, first_model.len() as u64);
+    assert_eq!(sum1.copied, first_model.len() as u64);
+    assert_eq!(sum1.referenced, 0);
+    assert!(sum1.parts >= 6, "pages of 40 make parts: {sum1:?}");
+    assert_eq!(s.stored_objects().await, first_model.len());
+
+    // 10 changed, 5 deleted, 3 added.
+    let mut second_model = first_model.clone();
+    for key in keys.iter().take(10) {
+        put(h, &s.source, key, 2, 333, &mut second_model).await;
+    }
+    for key in keys.iter().skip(20).take(5) {
+        h.clients
+            .s3
+            .delete_object()
+            .bucket(&s.source)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        second_model.remove(key);
+    }
+    for i in 0..3 {
+        put(
+            h,
+            &s.source,
+            &format!("new/added {i}.txt"),
+            2,
+            50 + i,
+            &mut second_model,
+        )
+        .await;
+    }
+
+    let slot2 = slot("2026-12-02T02:00:00Z");
+    let (sum2, _) = done(s.backup(&slot2).await);
+    assert_eq!(
+        sum2.copied, 13,
+        "exactly the new or changed objects: {sum2:?}"
+    );
+    assert_eq!(sum2.objects, second_model.len() as u64);
+    assert_eq!(sum2.referenced, second_model.len() as u64 - 13);
+    assert_eq!(s.stored_objects().await, first_model.len() + 13);
+
+    // A redelivered slot does nothing again.
+    let (again, already) = done(s.backup(&slot2).await);
+    assert!(already);
+    assert_eq!(again, sum2);
+    assert_eq!(s.stored_objects().await, first_model.len() + 13);
+
+    // Both slots restore into empty buckets with the same bytes, metadata and tags; slot 1
+    // through the CLI.
+    let target1 = h.name("restored-one");
+    let target2 = h.name("restored-two");
+    make_bucket(h, &target1, false).await;
+    make_bucket(h, &target2, false).await;
+    let env = [
+        (settings::ENV_BUCKET_BACKUP_BUCKET, s.backups.clone()),
+        (settings::ENV_BUCKET_MULTIPART_THRESHOLD, "5242880".into()),
+        (settings::ENV_BUCKET_PART_SIZE, "5242880".into()),
+    ];
+    let cli = cli_binary();
+    let out = backstop_cmd(&cli, h, &h.stack.endpoint, &env)
+        .args([
+            "restore",
+            "bucket",
+            "--bucket",
+            &s.source,
+            "--slot",
+            "2026-12-01T02:00:00Z",
+            "--to",
+            &target1,
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("restored {} objects", first_model.len())),
+        "{text}"
+    );
+    assert_eq!(read_bucket(h, &target1).await, first_model);
+
+    let report = restore::restore_bucket(
+        &h.clients.s3,
+        &s.store(),
+        &s.source,
+        &slot2,
+        &target2,
+        None,
+        false,
+        false,
+        &s.settings.copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.checked, second_model.len() as u64);
+    assert_eq!(read_bucket(h, &target2).await, second_model);
+
+    // Again into the same bucket: refused before any copy, the objects there untouched.
+    let err = restore::restore_bucket(
+        &h.clients.s3,
+        &s.store(),
+        &s.source,
+        &slot1,
+        &target2,
+        None,
+        false,
+        false,
+        &s.settings.copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("already exist in bucket"), "{err}");
+    assert!(err.to_string().contains("--overwrite"), "{err}");
+    assert_eq!(read_bucket(h, &target2).await, second_model);
+
+    // A prefix of a slot, with --overwrite, replaces only those objects.
+    let report = restore::restore_bucket(
+        &h.clients.s3,
+        &s.store(),
+        &s.source,
+        &slot1,
+        &target2,
+        Some("invoices/"),
+        true,
+        false,
+        &s.settings.copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.overwritten > 0);
+    let after = read_bucket(h, &target2).await;
+    for (k, w) in &after {
+        let want = if k.starts_with("invoices/") && first_model.contains_key(k) {
+            &first_model[k]
+        } else {
+            &second_model[k]
+        };
+        assert_eq!(w, want, "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_object_makes_a_previous_version_current_and_keeps_every_version() {
+    let s = Setup::new(&[]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    let key = "contracts/the deal ü.txt";
+    put(h, &s.source, key, 1, 500, &mut model).await;
+    let first = model[key].clone();
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    done(s.backup(&slot1).await);
+    put(h, &s.source, key, 2, 700, &mut model).await;
+
+    let versions = |h: &Harness| {
+        let s3 = h.clients.s3.clone();
+        let bucket = s.source.clone();
+        async move {
+            s3.list_object_versions()
+                .bucket(&bucket)
+                .prefix(key)
+                .send()
+                .await
+                .unwrap()
+                .versions()
+                .iter()
+                .map(|v| (v.version_id().unwrap().to_owned(), v.is_latest().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = versions(h).await;
+    assert_eq!(before.len(), 2);
+    let oldest = before
+        .iter()
+        .find(|(_, latest)| !latest)
+        .map(|(v, _)| v.clone())
+        .unwrap();
+
+    let cli = cli_binary();
+    let env = [(settings::ENV_BUCKET_BACKUP_BUCKET, s.backups.clone())];
+    let out = backstop_cmd(&cli, h, &h.stack.endpoint, &env)
+        .args([
+            "restore",
+            "object",
+            "--bucket",
+            &s.source,
+            "--key",
+            key,
+            "--version",
+            &oldest,
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("stays as a noncurrent version"), "{text}");
+    let after = versions(h).await;
+    assert_eq!(after.len(), 3, "every earlier version remains: {after:?}");
+    for (v, _) in &before {
+        assert!(after.iter().any(|(a, _)| a == v), "{v} kept");
+    }
+    let now = read_bucket(h, &s.source).await;
+    assert_eq!(
+        now[key], first,
+        "the old version is current, with its metadata and tags"
+    );
+
+    // From the slot onto another key, into a bucket without versioning: refused over an
+    // existing object unless --overwrite.
+    let plain = h.name("plain");
+    make_bucket(h, &plain, false).await;
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&plain)
+        .key("x")
+        .body(ByteStream::from_static(b"there"))
+        .send()
+        .await
+        .unwrap();
+    let err = restore::restore_object(
+        &h.clients.s3,
+        Some(&s.store()),
+        &plain,
+        "x",
+        &restore::ObjectSource::Version("nope".into()),
+        None,
+        false,
+        false,
+        &s.settings.copy_options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("without a version id"), "{err}");
+    let out = backstop_cmd(&cli, h, &h.stack.endpoint, &env)
+        .args([
+            "restore",
+            "object",
+            "--bucket",
+            &s.source,
+            "--key",
+            key,
+            "--slot",
+            "2026-12-01T02:00:00Z",
+            "--to",
+            "copies/restored.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = read_bucket(h, &s.source).await;
+    assert_eq!(now["copies/restored.txt"], first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references() {
+    let s = Setup::new(&[(
+        settings::ENV_BUCKET_RETENTION_POLICY,
+        "keep_last=1,min_complete=1",
+    )])
+    .await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for k in ["a", "b", "c"] {
+        put(h, &s.source, k, 1, 10, &mut model).await;
+    }
+    done(s.backup(&slot("2026-12-01T02:00:00Z")).await);
+    // b changes: its new version is copied in slot 2 and referenced (not copied) by slot 3.
+    put(h, &s.source, "b", 2, 20, &mut model).await;
+    done(s.backup(&slot("2026-12-02T02:00:00Z")).await);
+    put(h, &s.source, "a", 3, 30, &mut model).await;
+    h.clients
+        .s3
+        .delete_object()
+        .bucket(&s.source)
+        .key("c")
+        .send()
+        .await
+        .unwrap();
+    model.remove("c");
+    let (sum3, _) = done(s.backup(&slot("2026-12-03T02:00:00Z")).await);
+    assert_eq!((sum3.copied, sum3.referenced), (1, 1));
+    assert_eq!(s.stored_objects().await, 5);
+
+    let policy = s.settings.policy.compile().unwrap();
+    let now: jiff::Timestamp = "2026-12-03T03:00:00Z".parse().unwrap();
+    let store = s.store();
+    // While a backup holds the bucket's lock, nothing is pruned.
+    assert!(lock::acquire(
+        &s.catalog,
+        &s.source,
+        "a-backup",
+        "backup",
+        now,
+        now + jiff::SignedDuration::from_mins(5)
+    )
+    .await
+    .unwrap()
+    .is_none());
+    let held = prune::prune(
+        &h.clients.s3,
+        &s.catalog,
+        &store,
+        &s.source,
+        &policy,
+        jiff::Timestamp::now(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        held.blocked
+            .as_deref()
+            .unwrap_or_default()
+            .contains("locked by a-backup"),
+        "{held:?}"
+    );
+    assert_eq!(s.stored_objects().await, 5);
+    lock::release(&s.catalog, &s.source, "a-backup")
+        .await
+        .unwrap();
+
+    let dry = prune::prune(
+        &h.clients.s3,
+        &s.catalog,
+        &store,
+        &s.source,
+        &policy,
+        now,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.deleted_slots.len(), 2, "{dry:?}");
+    assert_eq!(dry.swept, 3);
+    assert_eq!(s.stored_objects().await, 5, "a dry run deletes nothing");
+
+    let report = prune::prune(
+        &h.clients.s3,
+        &s.catalog,
+        &store,
+        &s.source,
+        &policy,
+        now,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.deleted_slots,
+        vec!["20261201T020000Z".to_owned(), "20261202T020000Z".to_owned()]
+    );
+    assert_eq!((report.referenced, report.swept), (2, 3));
+    assert_eq!(s.stored_objects().await, 2);
+    let slots = prune::list_slots(&h.clients.s3, &store, &s.source)
+        .await
+        .unwrap();
+    assert_eq!(slots, vec![(slot("2026-12-03T02:00:00Z"), true)]);
+
+    // b's copy, made for slot 2 and referenced by the kept slot 3, survived: slot 3 restores.
+    let target = h.name("after-prune");
+    make_bucket(h, &target, false).await;
+    restore::restore_bucket(
+        &h.clients.s3,
+        &store,
+        &s.source,
+        &slot("2026-12-03T02:00:00Z"),
+        &target,
+        None,
+        false,
+        false,
+        &s.settings.copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_bucket(h, &target).await, model);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_on_copies_and_listings_end_complete_or_failed_never_with_a_manifest_naming_a_missing_copy(
+) {
+    let s = Setup::new(&[]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for i in 0..60 {
+        put(
+            h,
+            &s.source,
+            &format!("doc-{i:03}.txt"),
+            1,
+            200 + i,
+            &mut model,
+        )
+        .await;
+    }
+    put(h, &s.source, "big/one.bin", 1, 6 * MIB, &mut model).await;
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let faulty = backstop_testkit::clients_through(&proxy).await;
+    let store = s.store();
+    let run = |slot: ScheduleSlot| {
+        let s3 = faulty.s3.clone();
+        let catalog = Catalog::new(faulty.dynamodb.clone(), h.stack.catalog_table.clone());
+        let store = store.clone();
+        let source = s.source.clone();
+        let options = s.settings.options.clone();
+        async move { backup::backup(&s3, &catalog, &store, &source, &slot, &options, None, None).await }
+    };
+
+    // A copy that fails after S3 answered 200 (the error in the body), every time: the backup
+    // fails naming the copy, and writes no summary.
+    proxy.inject(Fault::new(
+        "CopyObject",
+        "doc-007.txt",
+        200,
+        "InternalError",
+    ));
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let err = run(slot1).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("CopyObject"), "{text}");
+    assert!(text.contains("doc-007.txt"), "{text}");
+    assert!(
+        backup::read_summary(&h.clients.s3, &store, &s.source, &slot1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(proxy.injected() >= 1);
+    let stored_before = s.stored_objects().await;
+    assert!(stored_before < model.len(), "{stored_before}");
+
+    // Throttling and 500s on listings, heads, tags and copies: the retries carry it through,
+    // and the copies made before are reused, not made again.
+    proxy.clear();
+    proxy.chaos(Chaos {
+        rate: 0.25,
+        lost_share: 0.0,
+        seed: 7,
+        operations: vec![
+            "CopyObject".into(),
+            "UploadPartCopy".into(),
+            "ListObjectVersions".into(),
+            "HeadObject".into(),
+            "GetObjectTagging".into(),
+        ],
+    });
+    let outcome = run(slot1).await;
+    let counts = proxy.counts();
+    assert!(counts.faults > 10, "{counts:?}");
+    let summary = match outcome {
+        Ok(BackupOutcome::Done { summary, .. }) => summary,
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => {
+            // Failing is allowed, but only with a precise error and no summary.
+            assert!(
+                backup::read_summary(&h.clients.s3, &store, &s.source, &slot1)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            panic!("with retries this seed completes; it failed with {e}");
+        }
+    };
+    assert_eq!(summary.objects, model.len() as u64);
+    assert_eq!(summary.copied as usize, model.len() - stored_before);
+
+    // Every object the manifest names is stored, with its size.
+    let (_, entries) = backup::read_manifest(&h.clients.s3, &store, &s.source, &slot1)
+        .await
+        .unwrap();
+    let stored: HashMap<String, i64> =
+        backstop::export::s3io::list(&h.clients.s3, &s.backups, &store.objects_prefix(&s.source))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, size)| (k.rsplit('/').next().unwrap().to_owned(), size))
+            .collect();
+    for e in &entries {
+        assert_eq!(stored.get(&e.stored), Some(&e.size), "{}", e.key);
+    }
+}

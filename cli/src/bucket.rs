@@ -426,3 +426,56 @@ pub async fn restore_object(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Replicates one slot of one bucket's backups.
+pub async fn replicate(
+    endpoint: Option<&str>,
+    bucket: &str,
+    slot: &str,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    bucket_arg(bucket)?;
+    let (clients, settings) = setup(endpoint).await?;
+    let (Some(replica_settings), Some(replica_store)) =
+        (settings.replica.clone(), settings.replica_store())
+    else {
+        return Err(Error::setting(
+            backstop::settings::ENV_REPLICA_BUCKET,
+            "required: the bucket that receives the replicas",
+        ));
+    };
+    let slot = slot_arg(Some(slot))?;
+    let mut config = aws_config_for(endpoint).await.into_builder();
+    if let Some(region) = &replica_settings.region {
+        config = config.region(aws_config::Region::new(region.clone()));
+    }
+    let replica = backstop::bucket::replica::Replica {
+        s3: Clients::from_config(&config.build()).s3,
+        store: replica_store,
+    };
+    let report = backstop::bucket::replica::replicate_slot(
+        &clients.s3,
+        &settings.store(),
+        &replica,
+        bucket,
+        &slot,
+        settings.options.parallel,
+        settings.options.multipart_threshold,
+        settings.options.part_size,
+    )
+    .await?;
+    if json {
+        print_json(&report);
+    } else {
+        println!(
+            "bucket {bucket} slot {slot}: replica {} {}; copied {} objects ({} bytes); fingerprint {} matches; {:.0} s behind the original",
+            report.replica,
+            if report.already { "was complete already" } else { "complete" },
+            report.copied,
+            report.copied_bytes,
+            report.fingerprint,
+            report.lag_seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

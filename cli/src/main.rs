@@ -358,6 +358,19 @@ enum BucketCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy one complete slot of a bucket's backups to the replica (BACKSTOP_REPLICA_BUCKET,
+    /// BACKSTOP_REPLICA_REGION): the objects it lacks, the manifest, the summary last; then
+    /// read the replica's manifest back and compare it with the original.
+    Replicate {
+        #[arg(long)]
+        bucket: String,
+        /// The slot, as `bucket list` shows it.
+        #[arg(long)]
+        slot: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List one bucket's backups (slots), complete or unfinished.
     List {
         #[arg(long)]
@@ -618,6 +631,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 json,
             } => bucket::backup(endpoint, buckets, slot.as_deref(), catalog, json).await,
             BucketCommand::List { bucket, json } => bucket::list(endpoint, &bucket, json).await,
+            BucketCommand::Replicate { bucket, slot, json } => {
+                bucket::replicate(endpoint, &bucket, &slot, json).await
+            }
             BucketCommand::Prune {
                 bucket,
                 catalog,

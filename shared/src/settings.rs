@@ -54,6 +54,9 @@ pub const ENV_BUCKET_NONCURRENT_TRANSITION_DAYS: &str =
 pub const ENV_BUCKET_NONCURRENT_EXPIRATION_DAYS: &str =
     "BACKSTOP_BUCKET_NONCURRENT_EXPIRATION_DAYS";
 pub const ENV_BUCKET_RETENTION_POLICY: &str = "BACKSTOP_BUCKET_RETENTION_POLICY";
+pub const ENV_REPLICA_BUCKET: &str = "BACKSTOP_REPLICA_BUCKET";
+pub const ENV_REPLICA_REGION: &str = "BACKSTOP_REPLICA_REGION";
+pub const ENV_REPLICA_KMS_KEY: &str = "BACKSTOP_REPLICA_KMS_KEY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -227,7 +230,27 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_BUCKET_RETENTION_POLICY,
         "bucket prune; the policy for bucket backups (slots), same form as the backup policy, default keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
     ),
+    (
+        ENV_REPLICA_BUCKET,
+        "replicas; a bucket (in another region or account) that receives a copy of every complete bucket backup, under the same prefix, default none",
+    ),
+    (
+        ENV_REPLICA_REGION,
+        "replicas; the replica bucket's region, default the region Backstop runs in",
+    ),
+    (
+        ENV_REPLICA_KMS_KEY,
+        "replicas; KMS key ARN or alias (in the replica's region) for SSE-KMS of the replica, default SSE-S3",
+    ),
 ];
+
+/// Where copies of complete backups go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaSettings {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub kms_key: Option<String>,
+}
 
 /// The settings of bucket backups, restores and prunes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -238,12 +261,20 @@ pub struct BucketSettings {
     pub kms_key: Option<String>,
     pub options: crate::bucket::backup::BackupOptions,
     pub policy: RetentionPolicy,
+    pub replica: Option<ReplicaSettings>,
 }
 
 impl BucketSettings {
     /// The store the settings name.
     pub fn store(&self) -> crate::bucket::Store {
         crate::bucket::Store::new(&self.backup_bucket, &self.prefix, self.kms_key.clone())
+    }
+
+    /// The replica's store (same prefix as the original), if one is configured.
+    pub fn replica_store(&self) -> Option<crate::bucket::Store> {
+        self.replica
+            .as_ref()
+            .map(|r| crate::bucket::Store::new(&r.bucket, &self.prefix, r.kms_key.clone()))
     }
 
     pub fn copy_options(&self) -> crate::bucket::restore::CopyOptions {
@@ -337,6 +368,24 @@ impl BucketSettings {
             kms_key: env.get(ENV_BUCKET_KMS_KEY).map(str::to_owned),
             options,
             policy,
+            replica: match env.get(ENV_REPLICA_BUCKET) {
+                None => None,
+                Some(b) => {
+                    check_bucket_name(b)
+                        .map_err(|rule| Error::setting(ENV_REPLICA_BUCKET, rule))?;
+                    if b == backup_bucket {
+                        return Err(Error::setting(
+                            ENV_REPLICA_BUCKET,
+                            "is the backup bucket itself: a replica must be another bucket",
+                        ));
+                    }
+                    Some(ReplicaSettings {
+                        bucket: b.to_owned(),
+                        region: env.get(ENV_REPLICA_REGION).map(str::to_owned),
+                        kms_key: env.get(ENV_REPLICA_KMS_KEY).map(str::to_owned),
+                    })
+                }
+            },
         })
     }
 }

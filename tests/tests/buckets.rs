@@ -755,3 +755,186 @@ async fn faults_on_copies_and_listings_end_complete_or_failed_never_with_a_manif
         assert_eq!(stored.get(&e.stored), Some(&e.size), "{}", e.key);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_stopped_at_its_time_limit_goes_on_from_its_checkpoint() {
+    let s = Setup::new(&[(settings::ENV_BUCKET_PAGE_SIZE, "10")]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for i in 0..35 {
+        put(h, &s.source, &format!("k{i:02}"), 1, 10 + i, &mut model).await;
+    }
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let store = s.store();
+    let mut calls = 0;
+    let summary = loop {
+        calls += 1;
+        assert!(calls < 10, "it finishes");
+        // A limit already past: one page per call, then a checkpoint.
+        let outcome = backup::backup(
+            &h.clients.s3,
+            &s.catalog,
+            &store,
+            &s.source,
+            &slot1,
+            &s.settings.options,
+            Some(jiff::Timestamp::now()),
+            None,
+        )
+        .await
+        .unwrap();
+        match outcome {
+            BackupOutcome::Continues { progress } => {
+                assert_eq!(progress.parts, calls, "{progress:?}");
+                assert!(
+                    backup::read_summary(&h.clients.s3, &store, &s.source, &slot1)
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "no summary before the end"
+                );
+            }
+            BackupOutcome::Done { summary, .. } => break summary,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(calls, 4, "35 objects in pages of 10");
+    assert_eq!(
+        (summary.objects, summary.copied, summary.parts),
+        (35, 35, 4)
+    );
+    // The same bucket backed up in one go for another slot has the same manifest lines, so the
+    // same fingerprint (the stored ids do not depend on the slot).
+    let (straight, _) = done(s.backup(&slot("2026-12-02T02:00:00Z")).await);
+    assert_eq!(straight.fingerprint, summary.fingerprint);
+    assert_eq!((straight.copied, straight.referenced), (0, 35));
+    let target = h.name("resumed");
+    make_bucket(h, &target, false).await;
+    restore::restore_bucket(
+        &h.clients.s3,
+        &store,
+        &s.source,
+        &slot1,
+        &target,
+        None,
+        false,
+        false,
+        &s.settings.copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_bucket(h, &target).await, model);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_in_another_region_matches_the_original_manifest_and_objects() {
+    let s = Setup::new(&[]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for i in 0..30 {
+        put(h, &s.source, &format!("r/{i} ü"), 1, 100 + i, &mut model).await;
+    }
+    put(h, &s.source, "r/big.bin", 1, 6 * MIB, &mut model).await;
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let (sum, _) = done(s.backup(&slot1).await);
+
+    // The replica bucket lives in us-west-2 on the same emulator.
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = backstop::aws::Clients::from_config(&west_config).s3;
+    let replica = h.name("replica-west");
+    west.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let env = [
+        (settings::ENV_BUCKET_BACKUP_BUCKET, s.backups.clone()),
+        (settings::ENV_REPLICA_BUCKET, replica.clone()),
+        (settings::ENV_REPLICA_REGION, "us-west-2".to_owned()),
+        (settings::ENV_BUCKET_MULTIPART_THRESHOLD, "5242880".into()),
+        (settings::ENV_BUCKET_PART_SIZE, "5242880".into()),
+    ];
+    let cli = cli_binary();
+    let replicate = || {
+        let out = backstop_cmd(&cli, h, &h.stack.endpoint, &env)
+            .args([
+                "bucket",
+                "replicate",
+                "--bucket",
+                &s.source,
+                "--slot",
+                "2026-12-01T02:00:00Z",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let text = replicate();
+    assert!(
+        text.contains(&format!("copied {} objects", model.len())),
+        "{text}"
+    );
+    assert!(text.contains(&sum.fingerprint), "{text}");
+
+    // The replica's manifest and every object it names match the original, byte for byte.
+    let replica_store = Store::new(&replica, "buckets", None);
+    let (rsum, rentries) = backup::read_manifest(&west, &replica_store, &s.source, &slot1)
+        .await
+        .unwrap();
+    let (osum, oentries) = backup::read_manifest(&h.clients.s3, &s.store(), &s.source, &slot1)
+        .await
+        .unwrap();
+    assert_eq!(rsum, osum);
+    assert_eq!(rentries, oentries);
+    for e in &oentries {
+        let get = |s3: aws_sdk_s3::Client, bucket: String, key: String| async move {
+            let b = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            blake3::hash(&b.body.collect().await.unwrap().into_bytes())
+                .to_hex()
+                .to_string()
+        };
+        let original = get(
+            h.clients.s3.clone(),
+            s.backups.clone(),
+            s.store().object_key(&s.source, &e.stored),
+        )
+        .await;
+        let copy = get(
+            west.clone(),
+            replica.clone(),
+            replica_store.object_key(&s.source, &e.stored),
+        )
+        .await;
+        assert_eq!(original, copy, "{}", e.key);
+        assert_eq!(original, model[&e.key].hash, "{}", e.key);
+    }
+
+    // Again: already complete, nothing copied.
+    let text = replicate();
+    assert!(text.contains("was complete already"), "{text}");
+    assert!(text.contains("copied 0 objects"), "{text}");
+}

@@ -20,6 +20,7 @@ pub mod backup;
 pub mod lock;
 pub mod manifest;
 pub mod prune;
+pub mod replica;
 pub mod restore;
 pub mod s3;
 

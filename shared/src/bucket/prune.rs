@@ -112,17 +112,16 @@ async fn prune_locked(
 
     let mut points = Vec::new();
     for (name, files) in &slots {
-        match parse_compact_slot(name) {
-            Some(slot) => points.push(RecoveryPoint {
+        // A directory not named like a slot is never planned, so kept; its parts count below.
+        if let Some(slot) = parse_compact_slot(name) {
+            points.push(RecoveryPoint {
                 id: name.clone(),
                 source: source.to_owned(),
                 created_at: slot.timestamp(),
                 complete: files.complete,
                 legal_hold: false,
                 managed: true,
-            }),
-            // Not a slot Backstop names: never planned, so kept; its parts count below.
-            None => {}
+            });
         }
     }
     let plan = retention::plan(&points, policy, now);

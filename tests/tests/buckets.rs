@@ -610,6 +610,17 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
     assert_eq!(dry.swept, 3);
     assert_eq!(s.stored_objects().await, 5, "a dry run deletes nothing");
 
+    // A key under objects/ that is not a stored id (not Backstop's) is never swept.
+    let foreign = format!("{}notes/README.txt", store.objects_prefix(&s.source));
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&s.backups)
+        .key(&foreign)
+        .body(ByteStream::from_static(b"not a copy"))
+        .send()
+        .await
+        .unwrap();
     let report = prune::prune(
         &h.clients.s3,
         &s.catalog,
@@ -626,7 +637,17 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
         vec!["20261201T020000Z".to_owned(), "20261202T020000Z".to_owned()]
     );
     assert_eq!((report.referenced, report.swept), (2, 3));
-    assert_eq!(s.stored_objects().await, 2);
+    assert_eq!(
+        s.stored_objects().await,
+        3,
+        "two copies and the foreign key"
+    );
+    assert!(
+        backstop::bucket::s3::head(&h.clients.s3, &s.backups, &foreign)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let slots = prune::list_slots(&h.clients.s3, &store, &s.source)
         .await
         .unwrap();

@@ -219,12 +219,7 @@ async fn backup_locked(
         }
     };
 
-    let mut stored: HashMap<String, i64> =
-        s3io::list(s3, &store.bucket, &store.objects_prefix(source))
-            .await?
-            .into_iter()
-            .filter_map(|(k, size)| k.rsplit('/').next().map(|id| (id.to_owned(), size)))
-            .collect();
+    let mut stored = stored_ids(s3, store, source).await?;
     let previous = previous_entries(s3, store, source, slot).await?;
     info!(
         bucket = source,
@@ -280,7 +275,12 @@ async fn backup_locked(
                 let stored = &stored;
                 async move {
                     e.stored = object_id(&e.key, &e.version_id, &e.etag);
-                    match previous.get(&e.stored) {
+                    // An unversioned key rewritten with the same bytes keeps its ETag (so its
+                    // id) but may have new headers: reused only when it was not rewritten.
+                    match previous
+                        .get(&e.stored)
+                        .filter(|p| p.last_modified == e.last_modified)
+                    {
                         Some(p) => {
                             e.content_type.clone_from(&p.content_type);
                             e.cache_control.clone_from(&p.cache_control);
@@ -364,6 +364,11 @@ async fn backup_locked(
         if vanished > 0 {
             cp.vanished += vanished;
         }
+        // The page's copies may have taken longer than the lease: nothing is written on a
+        // lock another holder may have taken meanwhile.
+        if !lock::renew(catalog, source, holder, lease(Timestamp::now())).await? {
+            return Err(lock_lost(source));
+        }
         if !entries.is_empty() {
             let (gz, lines) = manifest::encode_part(&entries);
             cp.parts += 1;
@@ -426,10 +431,59 @@ async fn backup_locked(
         vanished: cp.vanished,
         warnings: cp.warnings.clone(),
     };
-    // The last check that nobody swept under us, then the summary: from here the slot is a
-    // complete backup.
+    // The last checks, then the summary (from which on the slot is a complete backup): the lock
+    // is still ours, and every copy the parts name is stored with its size (read back from the
+    // parts and a new listing, so that nothing swept or lost on the way is named).
     if !lock::renew(catalog, source, holder, lease(Timestamp::now())).await? {
         return Err(lock_lost(source));
+    }
+    let now_stored = stored_ids(s3, store, source).await?;
+    let mut digests = Vec::with_capacity(cp.parts as usize);
+    let mut named = 0u64;
+    for part in 1..=cp.parts {
+        let key = store.part_key(source, slot, part);
+        let url = store.url(&key);
+        let bytes = s3io::get(s3, &store.bucket, &key)
+            .await?
+            .ok_or_else(|| Error::Aws {
+                operation: "GetObject",
+                resource: url.clone(),
+                code: None,
+                message: "a manifest part written by this backup is missing".into(),
+                retryable: false,
+                hint: "delete the slot's checkpoint.json to back the slot up anew".into(),
+            })?;
+        let (entries, lines) = manifest::decode_part(&bytes, &url).map_err(|e| {
+            Error::refused(
+                "bucket backup",
+                e,
+                "delete the slot's checkpoint.json to back it up anew",
+            )
+        })?;
+        digests.push(manifest::part_digest(&lines));
+        for e in &entries {
+            named += 1;
+            if now_stored.get(&e.stored) != Some(&e.size) {
+                return Err(Error::Aws {
+                    operation: "bucket backup",
+                    resource: store.url(&store.object_key(source, &e.stored)),
+                    code: None,
+                    message: format!(
+                        "the copy of {:?} that the manifest names is not stored (or not with its {} bytes)",
+                        e.key, e.size
+                    ),
+                    retryable: false,
+                    hint: "delete the slot's checkpoint.json to back the slot up anew".into(),
+                });
+            }
+        }
+    }
+    if digests != cp.digests || named != cp.objects {
+        return Err(Error::refused(
+            "bucket backup",
+            format!("the parts of bucket {source} slot {slot} changed while it was backed up (another writer?)"),
+            "delete the slot's checkpoint.json to back the slot up anew",
+        ));
     }
     let body = serde_json::to_vec_pretty(&summary).expect("a summary serializes");
     let summary_key = store.manifest_key(source, slot);
@@ -496,6 +550,16 @@ async fn save_checkpoint(
     })
     .await?;
     Ok(())
+}
+
+/// The stored copies of `source`: id and size.
+pub async fn stored_ids(s3: &S3, store: &Store, source: &str) -> Result<HashMap<String, i64>> {
+    let prefix = store.objects_prefix(source);
+    Ok(s3io::list(s3, &store.bucket, &prefix)
+        .await?
+        .into_iter()
+        .filter_map(|(k, size)| super::stored_id(&k, &prefix).map(|id| (id.to_owned(), size)))
+        .collect())
 }
 
 /// A copy that failed because its source is gone (deleted, or rewritten: 412 on the ETag).

@@ -103,11 +103,25 @@ pub fn object_id(key: &str, version_id: &str, etag: &str) -> String {
     h.finalize().to_hex().to_string()
 }
 
-/// Parses a compact slot (`20261122T020000Z`) as found in a key.
+/// Parses a compact slot (`20261122T020000Z`) as found in a key; only the one spelling
+/// Backstop writes, so that a slot's directory is always the one its name leads back to.
 pub fn parse_compact_slot(s: &str) -> Option<ScheduleSlot> {
     let ts = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", s).ok()?;
     let ts = ts.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
-    Some(ScheduleSlot::new(ts))
+    let slot = ScheduleSlot::new(ts);
+    (slot.compact() == s).then_some(slot)
+}
+
+/// The stored id a key under `objects/` names: exactly 64 lowercase hex digits after the
+/// prefix, nothing nested. Anything else under the prefix is not Backstop's: never counted as
+/// stored, never swept.
+pub fn stored_id<'a>(key: &'a str, objects_prefix: &str) -> Option<&'a str> {
+    let id = key.strip_prefix(objects_prefix)?;
+    (id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(id)
 }
 
 /// Checks a bucket name the way S3 does (3–63 of a-z, 0-9, '.', '-'; starting and ending with a
@@ -161,6 +175,12 @@ mod tests {
         );
         assert_eq!(parse_compact_slot(&slot.compact()), Some(slot));
         assert_eq!(parse_compact_slot("nonsense"), None);
+        assert_eq!(parse_compact_slot("20261301T020000Z"), None);
+        let id = object_id("k", "v", "e");
+        let p = s.objects_prefix("a");
+        assert_eq!(stored_id(&format!("{p}{id}"), &p), Some(id.as_str()));
+        assert_eq!(stored_id(&format!("{p}x/{id}"), &p), None);
+        assert_eq!(stored_id(&format!("{p}{}", id.to_uppercase()), &p), None);
         let bare = Store::new("backups", "", None);
         assert_eq!(bare.objects_prefix("a-b"), "a-b/objects/");
     }

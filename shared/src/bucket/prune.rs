@@ -58,8 +58,11 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<PruneReport> {
     let holder = uuid::Uuid::new_v4().to_string();
-    let lease = |t: Timestamp| t + LOCK_LEASE;
-    if let Some(h) = lock::acquire(catalog, source, &holder, "prune", now, lease(now)).await? {
+    // The lock runs on the clock, whatever `now` the plan is made for.
+    let clock = Timestamp::now();
+    if let Some(h) =
+        lock::acquire(catalog, source, &holder, "prune", clock, clock + LOCK_LEASE).await?
+    {
         return Ok(PruneReport {
             bucket: source.to_owned(),
             dry_run,
@@ -200,7 +203,10 @@ async fn prune_locked(
                 .filter(|k| **k != summary)
                 .cloned()
                 .collect();
-            delete_keys(s3, &store.bucket, &rest).await?;
+            for chunk in rest.chunks(1000) {
+                renew(catalog, source, holder).await?;
+                delete_keys(s3, &store.bucket, chunk).await?;
+            }
         }
         report.deleted_slots.push(name.to_owned());
     }
@@ -211,8 +217,7 @@ async fn prune_locked(
         .await?
         .into_iter()
         .filter(|(k, _)| {
-            k.strip_prefix(&objects_prefix)
-                .is_some_and(|id| !referenced.contains(id))
+            super::stored_id(k, &objects_prefix).is_some_and(|id| !referenced.contains(id))
         })
         .collect();
     report.swept = unreferenced.len() as u64;

@@ -3,19 +3,18 @@
 //! summary last, so that a replica slot is never visible half made. Then the replica's manifest
 //! is read back and checked against the original.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use aws_sdk_s3::Client as S3;
 use futures::{stream, StreamExt};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::backup::{read_manifest, read_summary, with_retries};
+use super::backup::{read_manifest, read_summary, stored_ids, with_retries};
 use super::s3::{self as s3x, Condition, CopyHeaders};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::event::ScheduleSlot;
-use crate::export::s3io;
 
 /// Where replicas go: a client for the replica's region, and the replica's store.
 #[derive(Debug, Clone)]
@@ -91,15 +90,7 @@ pub async fn replicate_slot(
         return Ok(report);
     }
 
-    let there: HashMap<String, i64> = s3io::list(
-        &replica.s3,
-        &replica.store.bucket,
-        &replica.store.objects_prefix(source),
-    )
-    .await?
-    .into_iter()
-    .filter_map(|(k, size)| k.rsplit('/').next().map(|id| (id.to_owned(), size)))
-    .collect();
+    let there = stored_ids(&replica.s3, &replica.store, source).await?;
     let mut seen = HashSet::new();
     let missing: Vec<(String, i64)> = entries
         .iter()
@@ -174,15 +165,7 @@ pub async fn replicate_slot(
     // Read back: the replica's manifest against its own summary and the original's
     // fingerprint, and every object it names present with its size.
     let (r, replica_entries) = read_manifest(&replica.s3, &replica.store, source, slot).await?;
-    let now_there: HashMap<String, i64> = s3io::list(
-        &replica.s3,
-        &replica.store.bucket,
-        &replica.store.objects_prefix(source),
-    )
-    .await?
-    .into_iter()
-    .filter_map(|(k, size)| k.rsplit('/').next().map(|id| (id.to_owned(), size)))
-    .collect();
+    let now_there = stored_ids(&replica.s3, &replica.store, source).await?;
     let absent = replica_entries
         .iter()
         .filter(|e| now_there.get(&e.stored) != Some(&e.size))

@@ -244,7 +244,9 @@ pub async fn restore_object(
     }
     let condition = match (&current, versioned) {
         (Some((_, etag)), false) => Condition::Matches(etag),
-        _ => Condition::None,
+        (Some(_), true) => Condition::None,
+        // Nothing there at the check: nothing may be overwritten that appears meanwhile.
+        (None, _) => Condition::Absent,
     };
     // The copy's source, and the headers and tags the restored object gets.
     let (src_bucket, src_key, src_version, from_text, mut entry) = match from {

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client as S3;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -196,7 +195,7 @@ async fn prune_locked(
         if !dry_run {
             renew(catalog, source, holder).await?;
             let summary = format!("{slots_prefix}{name}/manifest.json");
-            delete_keys(s3, &store.bucket, std::slice::from_ref(&summary)).await?;
+            s3io::delete_keys(s3, &store.bucket, std::slice::from_ref(&summary)).await?;
             let rest: Vec<String> = files
                 .all
                 .iter()
@@ -205,7 +204,7 @@ async fn prune_locked(
                 .collect();
             for chunk in rest.chunks(1000) {
                 renew(catalog, source, holder).await?;
-                delete_keys(s3, &store.bucket, chunk).await?;
+                s3io::delete_keys(s3, &store.bucket, chunk).await?;
             }
         }
         report.deleted_slots.push(name.to_owned());
@@ -226,7 +225,7 @@ async fn prune_locked(
         for chunk in unreferenced.chunks(1000) {
             renew(catalog, source, holder).await?;
             let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
-            delete_keys(s3, &store.bucket, &keys).await?;
+            s3io::delete_keys(s3, &store.bucket, &keys).await?;
         }
     }
     info!(
@@ -252,47 +251,6 @@ async fn renew(catalog: &Catalog, source: &str, holder: &str) -> Result<()> {
             hint: "the next retention run prunes again".into(),
         })
     }
-}
-
-/// Deletes `keys` (at most 1,000), failing on any key S3 reports it could not delete.
-async fn delete_keys(s3: &S3, bucket: &str, keys: &[String]) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let objects = keys
-        .iter()
-        .map(|k| ObjectIdentifier::builder().key(k).build())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Local(e.to_string()))?;
-    let out = s3
-        .delete_objects()
-        .bucket(bucket)
-        .delete(
-            Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| Error::Local(e.to_string()))?,
-        )
-        .send()
-        .await
-        .map_err(|e| Error::aws("DeleteObjects", format!("bucket {bucket}"), e))?;
-    if let Some(first) = out.errors().first() {
-        return Err(Error::Aws {
-            operation: "DeleteObjects",
-            resource: format!("s3://{bucket}/{}", first.key().unwrap_or_default()),
-            code: first.code().map(str::to_owned),
-            message: format!(
-                "{} of {} keys were not deleted: {}",
-                out.errors().len(),
-                keys.len(),
-                first.message().unwrap_or_default()
-            ),
-            retryable: true,
-            hint: "the next prune deletes them".into(),
-        });
-    }
-    Ok(())
 }
 
 /// The slots of `source` in the store, each with whether it is complete: for listings.

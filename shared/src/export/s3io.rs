@@ -495,7 +495,6 @@ pub async fn list_with_etags(
 /// Deletes every object under `prefix` (which must end in `/`), 1,000 keys a call. Returns how
 /// many keys were deleted. Safe to repeat: keys already gone are not errors.
 pub async fn delete_prefix(s3: &S3, bucket: &str, prefix: &str) -> Result<usize> {
-    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     if !prefix.ends_with('/') || prefix.len() < 2 {
         return Err(Error::Local(format!(
             "refusing to delete under {prefix:?}: an export root ends in '/'"
@@ -503,41 +502,53 @@ pub async fn delete_prefix(s3: &S3, bucket: &str, prefix: &str) -> Result<usize>
     }
     let keys = list(s3, bucket, prefix).await?;
     for chunk in keys.chunks(1000) {
-        let objects = chunk
-            .iter()
-            .map(|(k, _)| ObjectIdentifier::builder().key(k).build())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Local(e.to_string()))?;
-        let out = s3
-            .delete_objects()
-            .bucket(bucket)
-            .delete(
-                Delete::builder()
-                    .set_objects(Some(objects))
-                    .quiet(true)
-                    .build()
-                    .map_err(|e| Error::Local(e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| Error::aws("DeleteObjects", resource(bucket, prefix), e))?;
-        if let Some(first) = out.errors().first() {
-            return Err(Error::Aws {
-                operation: "DeleteObjects",
-                resource: resource(bucket, first.key().unwrap_or(prefix)),
-                code: first.code().map(str::to_owned),
-                message: format!(
-                    "{} of {} keys were not deleted: {}",
-                    out.errors().len(),
-                    chunk.len(),
-                    first.message().unwrap_or("no message")
-                ),
-                retryable: true,
-                hint: "the next retention run deletes the rest".into(),
-            });
-        }
+        let chunk: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
+        delete_keys(s3, bucket, &chunk).await?;
     }
     Ok(keys.len())
+}
+
+/// Deletes `keys` (at most 1,000: one DeleteObjects call), failing on any key S3 reports it could
+/// not delete. Keys already gone are not errors.
+pub async fn delete_keys(s3: &S3, bucket: &str, keys: &[String]) -> Result<()> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let objects = keys
+        .iter()
+        .map(|k| ObjectIdentifier::builder().key(k).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Local(e.to_string()))?;
+    let out = s3
+        .delete_objects()
+        .bucket(bucket)
+        .delete(
+            Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::Local(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| Error::aws("DeleteObjects", format!("bucket {bucket}"), e))?;
+    if let Some(first) = out.errors().first() {
+        return Err(Error::Aws {
+            operation: "DeleteObjects",
+            resource: resource(bucket, first.key().unwrap_or_default()),
+            code: first.code().map(str::to_owned),
+            message: format!(
+                "{} of {} keys were not deleted: {}",
+                out.errors().len(),
+                keys.len(),
+                first.message().unwrap_or("no message")
+            ),
+            retryable: true,
+            hint: "the next run deletes the rest".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -504,6 +504,9 @@ enum Job {
     Retention,
     /// Freshness, export verification and restore drills of the selected tables.
     Validate,
+    /// Incremental server-side backups of the selected S3 buckets, once per schedule slot,
+    /// with their replica and prune.
+    Bucket,
     /// One invocation of the restore function: `{"restore": {...}}` started, or carried on and
     /// reported (run it again with the same payload until its state is DONE).
     Restore,
@@ -517,6 +520,7 @@ impl Job {
             Job::Export => Some(JobKind::Export),
             Job::Retention => Some(JobKind::Retention),
             Job::Validate => Some(JobKind::Validate),
+            Job::Bucket => Some(JobKind::Bucket),
             Job::Restore => None,
         }
     }

@@ -244,6 +244,8 @@ mod tests {
             ("BACKSTOP_CATALOG_TABLE", "backstop-catalog"),
             ("BACKSTOP_EXPORT_BUCKET", "backstop-exports"),
             ("BACKSTOP_TABLE_TAG", "backup:plan=daily"),
+            ("BACKSTOP_BUCKET_TAG", "backup:plan=daily"),
+            ("BACKSTOP_BUCKET_BACKUP_BUCKET", "backstop-bucket-backups"),
         ]);
         let mut seen = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(&dir).unwrap() {

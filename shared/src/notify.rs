@@ -31,6 +31,14 @@ pub const METRIC_DRILL_SECONDS: &str = "RestoreDrillSeconds";
 pub const METRIC_DRILL_VERIFY_SECONDS: &str = "RestoreDrillVerifySeconds";
 pub const METRIC_DRILL_LEVEL: &str = "RestoreDrillLevel";
 pub const METRIC_DRILL_FAILURE: &str = "RestoreDrillFailure";
+pub const METRIC_BUCKET_SUCCESS: &str = "BucketBackupSuccess";
+pub const METRIC_BUCKET_FAILURE: &str = "BucketBackupFailure";
+pub const METRIC_BUCKET_DURATION: &str = "BucketBackupDuration";
+pub const METRIC_BUCKET_OBJECTS: &str = "BucketBackupObjects";
+pub const METRIC_BUCKET_BYTES: &str = "BucketBackupBytes";
+pub const METRIC_BUCKET_COPIED_BYTES: &str = "BucketBackupCopiedBytes";
+pub const METRIC_REPLICA_LAG: &str = "ReplicaLagSeconds";
+pub const METRIC_REPLICA_FAILURE: &str = "ReplicaFailure";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -87,7 +95,104 @@ pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
         JobKind::Export => export_metrics(report, &data),
         JobKind::Retention => retention_metrics(report, &data),
         JobKind::Validate => validate_metrics(report, &data),
+        JobKind::Bucket => bucket_metrics(report, &data),
     }
+}
+
+/// Per bucket (dimensions Job and Bucket): BucketBackupSuccess and BucketBackupFailure (Count)
+/// for every bucket whose backup finished or failed in this run; BucketBackupDuration
+/// (Seconds), BucketBackupObjects (Count), BucketBackupBytes and BucketBackupCopiedBytes
+/// (Bytes) for every backup finished; with a replica, ReplicaLagSeconds (dimensions Job, Bucket
+/// and Replica) whenever it was measured and ReplicaFailure 1/0. Run totals of success,
+/// failure, duration, copied bytes and replica failures with the Job dimension alone.
+fn bucket_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = Vec::new();
+    let t = &report.totals;
+    if t.created + t.failed > 0 {
+        data.push(m.total(METRIC_BUCKET_SUCCESS, t.created as f64, StandardUnit::Count));
+        data.push(m.total(METRIC_BUCKET_FAILURE, t.failed as f64, StandardUnit::Count));
+        data.push(m.total(
+            METRIC_BUCKET_DURATION,
+            report.duration_ms as f64 / 1000.0,
+            StandardUnit::Seconds,
+        ));
+        data.push(m.total(
+            METRIC_BUCKET_COPIED_BYTES,
+            t.bytes_copied as f64,
+            StandardUnit::Bytes,
+        ));
+    }
+    let replicas = report
+        .targets
+        .iter()
+        .filter(|t| t.bucket.as_ref().is_some_and(|b| b.replica.is_some()))
+        .count();
+    if replicas > 0 {
+        data.push(m.total(
+            METRIC_REPLICA_FAILURE,
+            t.replicas_failed as f64,
+            StandardUnit::Count,
+        ));
+    }
+    for t in &report.targets {
+        let b = t.bucket.as_deref();
+        match &t.outcome {
+            Outcome::Created { .. } => {
+                data.push(m.bucket(METRIC_BUCKET_SUCCESS, &t.table, 1.0, StandardUnit::Count));
+                data.push(m.bucket(METRIC_BUCKET_FAILURE, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.bucket(
+                    METRIC_BUCKET_DURATION,
+                    &t.table,
+                    t.duration_ms as f64 / 1000.0,
+                    StandardUnit::Seconds,
+                ));
+                if let Some(b) = b {
+                    data.push(m.bucket(
+                        METRIC_BUCKET_OBJECTS,
+                        &t.table,
+                        b.objects as f64,
+                        StandardUnit::Count,
+                    ));
+                    data.push(m.bucket(
+                        METRIC_BUCKET_BYTES,
+                        &t.table,
+                        b.bytes as f64,
+                        StandardUnit::Bytes,
+                    ));
+                    data.push(m.bucket(
+                        METRIC_BUCKET_COPIED_BYTES,
+                        &t.table,
+                        b.copied_bytes as f64,
+                        StandardUnit::Bytes,
+                    ));
+                }
+            }
+            Outcome::Failed { .. } => {
+                data.push(m.bucket(METRIC_BUCKET_SUCCESS, &t.table, 0.0, StandardUnit::Count));
+                data.push(m.bucket(METRIC_BUCKET_FAILURE, &t.table, 1.0, StandardUnit::Count));
+            }
+            _ => {}
+        }
+        if let Some(r) = b.and_then(|b| b.replica.as_ref()) {
+            data.push(m.replica(
+                METRIC_REPLICA_FAILURE,
+                &t.table,
+                &r.target,
+                if r.ok { 0.0 } else { 1.0 },
+                StandardUnit::Count,
+            ));
+            if let Some(lag) = r.lag_s {
+                data.push(m.replica(
+                    METRIC_REPLICA_LAG,
+                    &t.table,
+                    &r.target,
+                    lag as f64,
+                    StandardUnit::Seconds,
+                ));
+            }
+        }
+    }
+    data
 }
 
 /// Per table: the ages and lag (when there is something to age), 1/0 for a freshness
@@ -208,10 +313,45 @@ impl<'a> MetricData<'a> {
         self.datum(name, Some(table), value, unit)
     }
 
+    /// A bucket's datum: dimensions Job and Bucket.
+    fn bucket(&self, name: &str, bucket: &str, value: f64, unit: StandardUnit) -> MetricDatum {
+        self.with_dimensions(name, &[("Bucket", bucket)], value, unit)
+    }
+
+    /// A replica's datum: dimensions Job, Bucket and Replica (the replica's location).
+    fn replica(
+        &self,
+        name: &str,
+        bucket: &str,
+        replica: &str,
+        value: f64,
+        unit: StandardUnit,
+    ) -> MetricDatum {
+        self.with_dimensions(
+            name,
+            &[("Bucket", bucket), ("Replica", replica)],
+            value,
+            unit,
+        )
+    }
+
     fn datum(
         &self,
         name: &str,
         table: Option<&str>,
+        value: f64,
+        unit: StandardUnit,
+    ) -> MetricDatum {
+        match table {
+            Some(t) => self.with_dimensions(name, &[("Table", t)], value, unit),
+            None => self.with_dimensions(name, &[], value, unit),
+        }
+    }
+
+    fn with_dimensions(
+        &self,
+        name: &str,
+        dims: &[(&str, &str)],
         value: f64,
         unit: StandardUnit,
     ) -> MetricDatum {
@@ -221,8 +361,10 @@ impl<'a> MetricData<'a> {
                 .value(self.report.job.name())
                 .build(),
         );
-        if let Some(t) = table {
-            b = b.dimensions(Dimension::builder().name("Table").value(t).build());
+        for (k, v) in dims {
+            // CloudWatch takes dimension values up to 1,024 characters.
+            let v: String = v.chars().take(1024).collect();
+            b = b.dimensions(Dimension::builder().name(*k).value(v).build());
         }
         b.timestamp(self.at).value(value).unit(unit).build()
     }
@@ -407,6 +549,7 @@ mod tests {
                 export: None,
                 export_retention: None,
                 validation: None,
+                bucket: None,
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -422,6 +565,7 @@ mod tests {
                 export: None,
                 export_retention: None,
                 validation: None,
+                bucket: None,
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -445,6 +589,7 @@ mod tests {
                 export: None,
                 export_retention: None,
                 validation: None,
+                bucket: None,
             },
         ];
         let totals = Totals::from_targets(&targets);

@@ -101,6 +101,67 @@ pub struct TargetReport {
     /// Validate: freshness, export verifications and the drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<Box<Validation>>,
+    /// Bucket job: the bucket's backup for the slot, its replica and its prune (`table` is
+    /// then the bucket's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<Box<BucketTarget>>,
+}
+
+/// What the bucket job did for one bucket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketTarget {
+    /// The slot's summary (`s3://…/manifest.json`), once written; the checkpoint while under way.
+    pub manifest: String,
+    /// In the slot's backup (the bucket's current objects).
+    pub objects: u64,
+    pub bytes: u64,
+    /// Copied for this slot (new or changed); the rest are referenced from earlier slots.
+    pub copied: u64,
+    pub copied_bytes: u64,
+    pub referenced: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The source's versioning as the guard found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaState>,
+    /// The prunes after a complete backup: the backup bucket's, then the replica's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prunes: Vec<BucketPrune>,
+}
+
+/// The replica of a bucket's backups after this run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// Where the replica lives (`s3://replica/prefix/bucket/`).
+    pub target: String,
+    /// The slot's replica is complete and matches the original's fingerprint.
+    pub ok: bool,
+    pub copied: u64,
+    pub copied_bytes: u64,
+    /// How far the replica's newest complete backup is behind the original's, by slot time
+    /// (0: in step; the metric ReplicaLagSeconds). `None` when it could not be measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_s: Option<i64>,
+    /// What was checked, or what went wrong.
+    pub detail: String,
+}
+
+/// One prune of a bucket's backups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketPrune {
+    /// The store pruned (`s3://backups/prefix/bucket/`).
+    pub store: String,
+    /// Slots kept and deleted (in a dry run: to be deleted).
+    pub kept: usize,
+    pub deleted: usize,
+    pub swept: u64,
+    pub swept_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What validate found for one table.
@@ -360,6 +421,18 @@ pub struct Totals {
     pub drills_finished: usize,
     #[serde(default)]
     pub drills_failed: usize,
+    /// Bucket job: objects and bytes copied in this run (the rest were referenced).
+    #[serde(default)]
+    pub objects_copied: i64,
+    #[serde(default)]
+    pub bytes_copied: i64,
+    /// Bucket job: replicas that failed, slots pruned and stored objects swept.
+    #[serde(default)]
+    pub replicas_failed: usize,
+    #[serde(default)]
+    pub slots_pruned: usize,
+    #[serde(default)]
+    pub objects_swept: i64,
 }
 
 /// Where the report went.
@@ -449,6 +522,18 @@ impl Totals {
                     t.drills_finished += usize::from(d.level.is_some());
                     t.drills_failed +=
                         usize::from(d.level == Some(crate::drill::DrillLevel::Failed));
+                }
+            }
+            if let Some(b) = &target.bucket {
+                // Counted when the backup was made in this run, like `bytes` and `items`.
+                if matches!(target.outcome, Outcome::Created { .. }) {
+                    t.objects_copied += b.copied as i64;
+                    t.bytes_copied += b.copied_bytes as i64;
+                }
+                t.replicas_failed += usize::from(b.replica.as_ref().is_some_and(|r| !r.ok));
+                for p in &b.prunes {
+                    t.slots_pruned += p.deleted;
+                    t.objects_swept += p.swept as i64;
                 }
             }
             match target.pitr {
@@ -660,6 +745,20 @@ impl RunReport {
                 ("deleted", c(t.deleted)),
                 ("failed", c(t.failed)),
             ],
+            JobKind::Bucket => vec![
+                ("selected", c(t.selected)),
+                ("created", c(t.created)),
+                ("started", c(t.started)),
+                ("already_done", c(t.already_done)),
+                ("in_progress", c(t.in_progress)),
+                ("failed", c(t.failed)),
+                ("bytes", t.bytes),
+                ("objects", t.items),
+                ("objects_copied", t.objects_copied),
+                ("bytes_copied", t.bytes_copied),
+                ("replicas_failed", c(t.replicas_failed)),
+                ("slots_pruned", c(t.slots_pruned)),
+            ],
             JobKind::Validate => vec![
                 ("selected", c(t.selected)),
                 ("validated", c(t.validated)),
@@ -743,6 +842,46 @@ impl RunReport {
                 }
                 out
             }
+            JobKind::Bucket => {
+                let mut out = format!(
+                    "Buckets:    {} selected, {} backed up now, {} under way, {} already done for this slot, {} failed{}\n",
+                    t.selected,
+                    t.created,
+                    t.started,
+                    t.already_done,
+                    t.failed,
+                    if t.in_progress > 0 {
+                        format!(", {} in progress elsewhere", t.in_progress)
+                    } else {
+                        String::new()
+                    }
+                );
+                if t.created > 0 {
+                    out.push_str(&format!(
+                        "Backed up:  {} objects, {}; copied {} objects, {}\n",
+                        t.items,
+                        human_bytes(t.bytes),
+                        t.objects_copied,
+                        human_bytes(t.bytes_copied)
+                    ));
+                }
+                if self
+                    .targets
+                    .iter()
+                    .any(|x| x.bucket.as_ref().is_some_and(|b| !b.prunes.is_empty()))
+                {
+                    out.push_str(&format!(
+                        "Pruned:     {} slots, {} stored objects swept{}\n",
+                        t.slots_pruned,
+                        t.objects_swept,
+                        if self.dry_run { " (dry run)" } else { "" }
+                    ));
+                }
+                if t.replicas_failed > 0 {
+                    out.push_str(&format!("Replicas:   {} FAILED\n", t.replicas_failed));
+                }
+                out
+            }
             JobKind::Validate => format!(
                 "Targets:    {} selected, {} checked, {} with problems ({} problems), {} failed\n\
                  Freshness:  {} stale\n\
@@ -811,8 +950,57 @@ fn target_block(target: &TargetReport) -> String {
     if let Some(v) = &target.validation {
         out.push_str(&validation_lines(v));
     }
+    if let Some(b) = &target.bucket {
+        out.push_str(&bucket_lines(b));
+    }
     for w in target.warnings.iter().take(10) {
         out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
+    }
+    out
+}
+
+/// The bucket job's lines for one bucket: counts, where the manifest is, the replica, the
+/// prunes. Object keys never appear.
+fn bucket_lines(b: &BucketTarget) -> String {
+    let mut out = format!(
+        "    {} objects ({}); copied {} ({}), referenced {}\n",
+        b.objects,
+        human_bytes(b.bytes as i64),
+        b.copied,
+        human_bytes(b.copied_bytes as i64),
+        b.referenced
+    );
+    if let Some(fp) = &b.fingerprint {
+        out.push_str(&format!("    fingerprint {fp}\n"));
+    }
+    if !b.manifest.is_empty() {
+        out.push_str(&format!("    at {}\n", clip(&b.manifest, 1100)));
+    }
+    if let Some(r) = &b.replica {
+        out.push_str(&format!(
+            "    replica {}: {}{}\n",
+            clip(&r.target, 1100),
+            if r.ok { "" } else { "FAILED: " },
+            clip(&r.detail, 1000)
+        ));
+    }
+    for p in &b.prunes {
+        out.push_str(&format!(
+            "    prune {}: kept {} slots, deleted {}, swept {} objects ({}){}{}\n",
+            clip(&p.store, 1100),
+            p.kept,
+            p.deleted,
+            p.swept,
+            human_bytes(p.swept_bytes as i64),
+            p.blocked
+                .as_ref()
+                .map(|b| format!(" ({})", clip(b, 500)))
+                .unwrap_or_default(),
+            p.error
+                .as_ref()
+                .map(|e| format!("; FAILED: {}", clip(e, 1000)))
+                .unwrap_or_default()
+        ));
     }
     out
 }
@@ -1003,6 +1191,7 @@ mod tests {
             export: None,
             export_retention: None,
             validation: None,
+            bucket: None,
         }
     }
 

@@ -58,18 +58,31 @@ impl TableSelection {
     }
 
     pub fn describe(&self) -> String {
+        self.describe_as("tables")
+    }
+
+    /// The names a list selection gives (none for a pattern or a tag).
+    pub fn names(&self) -> &[String] {
+        match self {
+            TableSelection::Names(n) => n,
+            _ => &[],
+        }
+    }
+
+    /// In words, for `noun` ("tables", "buckets").
+    pub fn describe_as(&self, noun: &str) -> String {
         match self {
             // Bounded: the description goes into every message and report.
             TableSelection::Names(n) if n.len() > 20 => {
-                format!("tables {} and {} more", n[..20].join(", "), n.len() - 20)
+                format!("{noun} {} and {} more", n[..20].join(", "), n.len() - 20)
             }
-            TableSelection::Names(n) => format!("tables {}", n.join(", ")),
-            TableSelection::Pattern(p) => format!("tables matching {p}"),
+            TableSelection::Names(n) => format!("{noun} {}", n.join(", ")),
+            TableSelection::Pattern(p) => format!("{noun} matching {p}"),
             TableSelection::Tag {
                 key,
                 value: Some(v),
-            } => format!("tables tagged {key}={v}"),
-            TableSelection::Tag { key, value: None } => format!("tables tagged {key}"),
+            } => format!("{noun} tagged {key}={v}"),
+            TableSelection::Tag { key, value: None } => format!("{noun} tagged {key}"),
         }
     }
 }
@@ -257,6 +270,109 @@ async fn table_has_tag(
             Some(t) if !t.is_empty() => next = Some(t),
             _ => return Ok(false),
         }
+    }
+}
+
+/// Resolves a bucket selection: a list as given; a pattern or a tag against ListBuckets (every
+/// page), in `region` only (a bucket elsewhere is excluded, with the reason), never `own` (the
+/// backup and replica buckets). A bucket whose tags cannot be read fails alone.
+pub async fn resolve_buckets(
+    s3: &aws_sdk_s3::Client,
+    selection: &TableSelection,
+    region: Option<&str>,
+    own: &[&str],
+    concurrency: usize,
+) -> Result<Selected> {
+    let mut out = Selected::default();
+    let candidates: Vec<String> = match selection {
+        TableSelection::Names(names) => names.clone(),
+        TableSelection::Pattern(_) | TableSelection::Tag { .. } => {
+            let mut pages = s3.list_buckets().into_paginator().send();
+            let mut all = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| Error::aws("ListBuckets", "the account's buckets", e))?;
+                for b in page.buckets() {
+                    let Some(name) = b.name() else { continue };
+                    if !selection.matches_name(name) {
+                        continue;
+                    }
+                    match (b.bucket_region(), region) {
+                        (Some(r), Some(here)) if r != here => out.excluded.push(Excluded {
+                            table: name.to_owned(),
+                            reason: format!(
+                                "in region {r}; this Backstop backs up buckets in {here} (deploy a stack in {r} for it)"
+                            ),
+                        }),
+                        _ => all.push(name.to_owned()),
+                    }
+                }
+            }
+            all
+        }
+    };
+    let candidates: Vec<String> = candidates
+        .into_iter()
+        .filter(|b| {
+            if own.contains(&b.as_str()) {
+                out.excluded.push(Excluded {
+                    table: b.clone(),
+                    reason:
+                        "Backstop's own bucket (backups or replicas); never backed up by selection"
+                            .to_owned(),
+                });
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let TableSelection::Tag { key, value } = selection else {
+        out.tables = candidates;
+        return Ok(out);
+    };
+    let checked: Vec<(String, Result<bool>)> = stream::iter(candidates)
+        .map(|b| async move {
+            let has = bucket_has_tag(s3, &b, key, value.as_deref()).await;
+            (b, has)
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    for (bucket, has) in checked {
+        match has {
+            Ok(true) => out.tables.push(bucket),
+            Ok(false) => {}
+            Err(e) => out.unreadable.push(Unreadable {
+                table: bucket,
+                operation: "GetBucketTagging".to_owned(),
+                error: format!("could not tell whether it is selected: {e}"),
+                retryable: e.is_retryable(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the bucket carries the tag; a bucket without tags (NoSuchTagSet) does not.
+async fn bucket_has_tag(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<bool> {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => Ok(out
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == key && value.is_none_or(|v| t.value() == v))),
+        Err(e) if e.code() == Some("NoSuchTagSet") => Ok(false),
+        Err(e) => Err(Error::aws(
+            "GetBucketTagging",
+            format!("bucket {bucket}"),
+            e,
+        )),
     }
 }
 

@@ -41,6 +41,10 @@ pub const ENV_RESTORE_PREFIX: &str = "BACKSTOP_RESTORE_PREFIX";
 pub const ENV_RESTORE_TIME_BUDGET: &str = "BACKSTOP_RESTORE_TIME_BUDGET";
 pub const ENV_RESTORE_PARALLEL: &str = "BACKSTOP_RESTORE_PARALLEL";
 pub const ENV_BUCKETS: &str = "BACKSTOP_BUCKETS";
+pub const ENV_BUCKET_PATTERN: &str = "BACKSTOP_BUCKET_PATTERN";
+pub const ENV_BUCKET_TAG: &str = "BACKSTOP_BUCKET_TAG";
+pub const ENV_BUCKET_PRUNE: &str = "BACKSTOP_BUCKET_PRUNE";
+pub const ENV_BUCKET_TIME_BUDGET: &str = "BACKSTOP_BUCKET_TIME_BUDGET";
 pub const ENV_BUCKET_BACKUP_BUCKET: &str = "BACKSTOP_BUCKET_BACKUP_BUCKET";
 pub const ENV_BUCKET_BACKUP_PREFIX: &str = "BACKSTOP_BUCKET_BACKUP_PREFIX";
 pub const ENV_BUCKET_KMS_KEY: &str = "BACKSTOP_BUCKET_KMS_KEY";
@@ -184,7 +188,23 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_BUCKETS,
-        "bucket backups; the source buckets, comma-separated",
+        "bucket backups; the source buckets, comma-separated (set one of this, BACKSTOP_BUCKET_PATTERN or BACKSTOP_BUCKET_TAG for the bucket job)",
+    ),
+    (
+        ENV_BUCKET_PATTERN,
+        "bucket job; back up every bucket in Backstop's region whose name matches this glob (e.g. prod-*), except the backup and replica buckets",
+    ),
+    (
+        ENV_BUCKET_TAG,
+        "bucket job; back up every bucket in Backstop's region carrying this tag (key=value, or key for any value), except the backup and replica buckets",
+    ),
+    (
+        ENV_BUCKET_PRUNE,
+        "bucket job; true: after a bucket's backup is complete, prune its backups (and the replica's) by BACKSTOP_BUCKET_RETENTION_POLICY, default true",
+    ),
+    (
+        ENV_BUCKET_TIME_BUDGET,
+        "bucket job; seconds of work after which an invocation stops at a checkpoint and continues in a new invocation, default none (it stops 120 s before Lambda's deadline)",
     ),
     (
         ENV_BUCKET_BACKUP_BUCKET,
@@ -262,6 +282,12 @@ pub struct BucketSettings {
     pub options: crate::bucket::backup::BackupOptions,
     pub policy: RetentionPolicy,
     pub replica: Option<ReplicaSettings>,
+    /// The bucket job prunes each bucket's backups after its backup is complete.
+    pub prune: bool,
+    /// Work per invocation before a continuation (default: up to the deadline's margin).
+    pub time_budget: Option<std::time::Duration>,
+    /// Set by a continuation payload: how many invocations came before this one.
+    pub continuation: u32,
 }
 
 impl BucketSettings {
@@ -368,6 +394,19 @@ impl BucketSettings {
             kms_key: env.get(ENV_BUCKET_KMS_KEY).map(str::to_owned),
             options,
             policy,
+            prune: match env.get(ENV_BUCKET_PRUNE) {
+                Some(v) => parse_bool(ENV_BUCKET_PRUNE, v)?,
+                None => true,
+            },
+            time_budget: match env.get(ENV_BUCKET_TIME_BUDGET) {
+                Some(v) => Some(std::time::Duration::from_secs(number(
+                    ENV_BUCKET_TIME_BUDGET,
+                    v,
+                    0..=900,
+                )?)),
+                None => None,
+            },
+            continuation: 0,
             replica: match env.get(ENV_REPLICA_BUCKET) {
                 None => None,
                 Some(b) => {
@@ -400,14 +439,16 @@ pub enum JobKind {
     Export,
     Retention,
     Validate,
+    Bucket,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Snapshot,
         JobKind::Export,
         JobKind::Retention,
         JobKind::Validate,
+        JobKind::Bucket,
     ];
 
     pub fn name(self) -> &'static str {
@@ -416,6 +457,7 @@ impl JobKind {
             JobKind::Export => "export",
             JobKind::Retention => "retention",
             JobKind::Validate => "validate",
+            JobKind::Bucket => "bucket",
         }
     }
 }
@@ -472,6 +514,7 @@ pub enum JobSettings {
         exports: Option<Box<ExportRetention>>,
     },
     Validate(Box<ValidateSettings>),
+    Bucket(Box<BucketSettings>),
 }
 
 /// The validate job's settings.
@@ -706,6 +749,14 @@ impl Settings {
         }
     }
 
+    /// The bucket job's settings (`None` for any other job).
+    pub fn bucket(&self) -> Option<&BucketSettings> {
+        match &self.job {
+            JobSettings::Bucket(b) => Some(b.as_ref()),
+            _ => None,
+        }
+    }
+
     /// Export pruning, when the retention job is configured for it.
     pub fn export_retention(&self) -> Option<&ExportRetention> {
         match &self.job {
@@ -732,6 +783,13 @@ pub struct Overrides {
     pub table_pattern: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_tag: Option<String>,
+    /// Bucket job: the buckets, a glob or a tag (instead of BACKSTOP_BUCKET_*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_pitr: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -850,7 +908,27 @@ impl Settings {
             (None, None) => DEFAULT_METRICS_NAMESPACE.to_owned(),
         };
 
-        let (selection, within) = if guarded && payload_selects(overrides) {
+        let bucket_selects = overrides.buckets.is_some()
+            || overrides.bucket_pattern.is_some()
+            || overrides.bucket_tag.is_some();
+        if job == JobKind::Bucket && payload_selects(overrides) {
+            return Err(Error::setting(
+                "tables / table_pattern / table_tag",
+                "the bucket job selects buckets: use buckets, bucket_pattern or bucket_tag",
+            ));
+        }
+        if job != JobKind::Bucket && bucket_selects {
+            return Err(Error::setting(
+                "buckets / bucket_pattern / bucket_tag",
+                format!(
+                    "select buckets for the bucket job; the {} job selects tables (tables, table_pattern, table_tag)",
+                    job.name()
+                ),
+            ));
+        }
+        let (selection, within) = if job == JobKind::Bucket {
+            (resolve_bucket_selection(env, overrides)?, None)
+        } else if guarded && payload_selects(overrides) {
             narrowed_selection(env, overrides)?
         } else {
             (resolve_selection(env, overrides)?, None)
@@ -898,7 +976,11 @@ impl Settings {
             ("helper", overrides.helper.is_some()),
         ];
         if job != JobKind::Export {
-            if let Some((field, _)) = export_fields.iter().find(|(_, set)| *set) {
+            if let Some((field, _)) = export_fields
+                .iter()
+                .filter(|(f, _)| !(job == JobKind::Bucket && *f == "continuation"))
+                .find(|(_, set)| *set)
+            {
                 return Err(foreign(field, JobKind::Export));
             }
         }
@@ -941,6 +1023,29 @@ impl Settings {
                     return Err(foreign("enable_pitr", JobKind::Snapshot));
                 }
                 JobSettings::Validate(Box::new(resolve_validate(env)?))
+            }
+            JobKind::Bucket => {
+                if overrides.policy.is_some() {
+                    return Err(foreign("policy", JobKind::Retention));
+                }
+                if overrides.enable_pitr.is_some() {
+                    return Err(foreign("enable_pitr", JobKind::Snapshot));
+                }
+                let mut b = BucketSettings::resolve(env)?;
+                if let Some(n) = overrides.continuation {
+                    b.continuation = number("continuation", &n.to_string(), 1..=MAX_CONTINUATIONS)?;
+                }
+                for name in selection.names() {
+                    if *name == b.backup_bucket
+                        || b.replica.as_ref().is_some_and(|r| r.bucket == *name)
+                    {
+                        return Err(Error::setting(
+                            "buckets",
+                            format!("{name} holds Backstop's bucket backups (the backup or replica bucket): a bucket cannot hold its own backups"),
+                        ));
+                    }
+                }
+                JobSettings::Bucket(Box::new(b))
             }
         };
 
@@ -1186,6 +1291,73 @@ fn narrowed_selection(
     Ok((TableSelection::Names(asked), within))
 }
 
+/// The bucket job's selection: a payload's buckets / bucket_pattern / bucket_tag, or else
+/// BACKSTOP_BUCKETS / BACKSTOP_BUCKET_PATTERN / BACKSTOP_BUCKET_TAG; exactly one of them.
+fn resolve_bucket_selection(env: &Environment, o: &Overrides) -> Result<TableSelection> {
+    let from_payload = o.buckets.is_some() || o.bucket_pattern.is_some() || o.bucket_tag.is_some();
+    let (list, pattern, tag, names) = if from_payload {
+        (
+            o.buckets.clone(),
+            o.bucket_pattern.clone(),
+            o.bucket_tag.clone(),
+            ["buckets", "bucket_pattern", "bucket_tag"],
+        )
+    } else {
+        (
+            env.get(ENV_BUCKETS).map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            }),
+            env.get(ENV_BUCKET_PATTERN).map(str::to_owned),
+            env.get(ENV_BUCKET_TAG).map(str::to_owned),
+            [ENV_BUCKETS, ENV_BUCKET_PATTERN, ENV_BUCKET_TAG],
+        )
+    };
+    let given = [list.is_some(), pattern.is_some(), tag.is_some()];
+    match given.iter().filter(|g| **g).count() {
+        0 => Err(Error::setting(
+            names.join(" / "),
+            "no buckets selected: set exactly one of a bucket list, a name pattern or a tag",
+        )),
+        1 => {
+            if let Some(list) = list {
+                if list.is_empty() {
+                    return Err(Error::setting(names[0], "the bucket list is empty"));
+                }
+                let mut out: Vec<String> = Vec::with_capacity(list.len());
+                for b in list {
+                    let b = b.trim().to_owned();
+                    crate::bucket::check_bucket_name(&b)
+                        .map_err(|rule| Error::setting(names[0], rule))?;
+                    if !out.contains(&b) {
+                        out.push(b);
+                    }
+                }
+                Ok(TableSelection::Names(out))
+            } else if let Some(p) = pattern {
+                TableSelection::pattern(&p).map_err(|rule| Error::setting(names[1], rule))
+            } else {
+                TableSelection::tag(&tag.unwrap_or_default())
+                    .map_err(|rule| Error::setting(names[2], rule))
+            }
+        }
+        _ => {
+            let set: Vec<&str> = names
+                .iter()
+                .zip(given)
+                .filter(|(_, g)| *g)
+                .map(|(n, _)| *n)
+                .collect();
+            Err(Error::setting(
+                set.join(" + "),
+                "set only one bucket selection (list, pattern or tag), not several",
+            ))
+        }
+    }
+}
+
 fn resolve_selection(env: &Environment, o: &Overrides) -> Result<TableSelection> {
     // A payload that names any selection replaces the environment's selection entirely.
     let from_payload = o.tables.is_some() || o.table_pattern.is_some() || o.table_tag.is_some();
@@ -1411,6 +1583,97 @@ mod tests {
 
     fn err_of(pairs: &[(&str, &str)], o: &Overrides) -> String {
         snap(&env(pairs), o).unwrap_err().to_string()
+    }
+
+    fn bucket_job(pairs: &[(&str, &str)], o: &Overrides) -> Result<Settings> {
+        let mut all = vec![
+            (ENV_CATALOG_TABLE, "backstop-catalog"),
+            (ENV_BUCKET_BACKUP_BUCKET, "acme-backups"),
+        ];
+        all.extend_from_slice(pairs);
+        Settings::resolve(JobKind::Bucket, &env(&all), &req(o, false))
+    }
+
+    #[test]
+    fn the_bucket_job_selects_buckets_by_list_pattern_or_tag_and_never_its_own() {
+        let s = bucket_job(
+            &[(ENV_BUCKETS, "a-one, a-two,a-one")],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.selection,
+            TableSelection::Names(vec!["a-one".into(), "a-two".into()])
+        );
+        assert_eq!(s.selection.describe_as("buckets"), "buckets a-one, a-two");
+        let b = s.bucket().unwrap();
+        assert!(b.prune);
+        assert_eq!(b.continuation, 0);
+        let s = bucket_job(&[(ENV_BUCKET_PATTERN, "prod-*")], &Overrides::default()).unwrap();
+        assert_eq!(s.selection, TableSelection::Pattern("prod-*".into()));
+        let s = bucket_job(&[(ENV_BUCKET_TAG, "backup=daily")], &Overrides::default()).unwrap();
+        assert!(matches!(s.selection, TableSelection::Tag { .. }));
+        // A payload's selection replaces the environment's, and a continuation is counted.
+        let o = Overrides {
+            buckets: Some(vec!["b-x".into()]),
+            continuation: Some(3),
+            ..Overrides::default()
+        };
+        let s = bucket_job(&[(ENV_BUCKET_PATTERN, "prod-*")], &o).unwrap();
+        assert_eq!(s.selection, TableSelection::Names(vec!["b-x".into()]));
+        assert_eq!(s.bucket().unwrap().continuation, 3);
+        for (pairs, o, want) in [
+            (vec![], Overrides::default(), "no buckets selected"),
+            (
+                vec![(ENV_BUCKETS, "a-one"), (ENV_BUCKET_TAG, "k")],
+                Overrides::default(),
+                "only one bucket selection",
+            ),
+            (
+                vec![(ENV_BUCKETS, "Not_A_Bucket")],
+                Overrides::default(),
+                ENV_BUCKETS,
+            ),
+            (
+                vec![(ENV_BUCKET_PATTERN, "*")],
+                Overrides {
+                    buckets: Some(vec!["acme-backups".into()]),
+                    ..Overrides::default()
+                },
+                "holds Backstop's bucket backups",
+            ),
+            (
+                vec![(ENV_BUCKET_PATTERN, "*")],
+                Overrides {
+                    tables: Some(vec!["T".into()]),
+                    ..Overrides::default()
+                },
+                "the bucket job selects buckets",
+            ),
+            (
+                vec![(ENV_BUCKET_PATTERN, "*"), (ENV_BUCKET_PRUNE, "maybe")],
+                Overrides::default(),
+                ENV_BUCKET_PRUNE,
+            ),
+            (
+                vec![(ENV_BUCKET_PATTERN, "*")],
+                Overrides {
+                    policy: Some(serde_json::json!("keep_daily=1")),
+                    ..Overrides::default()
+                },
+                "retention setting",
+            ),
+        ] {
+            let e = bucket_job(&pairs, &o).unwrap_err().to_string();
+            assert!(e.contains(want), "{pairs:?}: {e}");
+        }
+        // A table job refuses a bucket selection by name.
+        let o = Overrides {
+            buckets: Some(vec!["a-one".into()]),
+            ..Overrides::default()
+        };
+        let e = snap(&env(&base()), &o).unwrap_err().to_string();
+        assert!(e.contains("select buckets for the bucket job"), "{e}");
     }
 
     #[test]

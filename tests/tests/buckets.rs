@@ -959,3 +959,356 @@ async fn a_replica_in_another_region_matches_the_original_manifest_and_objects()
     assert!(text.contains("was complete already"), "{text}");
     assert!(text.contains("copied 0 objects"), "{text}");
 }
+
+async fn tag_bucket(h: &Harness, bucket: &str, key: &str, value: &str) {
+    h.clients
+        .s3
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(
+                    aws_sdk_s3::types::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A bucket job metric's sum over the last hour (dimensions Job=bucket, Bucket and, for replica
+/// metrics, Replica), or `None` when nothing was published.
+async fn bucket_metric(
+    h: &Harness,
+    metric: &str,
+    bucket: &str,
+    replica: Option<&str>,
+    stat: aws_sdk_cloudwatch::types::Statistic,
+) -> Option<f64> {
+    let cw = aws_sdk_cloudwatch::Client::new(&h.config);
+    let now = jiff::Timestamp::now().as_second();
+    let dim = |n: &str, v: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(n)
+            .value(v)
+            .build()
+    };
+    let mut dims = vec![dim("Job", "bucket"), dim("Bucket", bucket)];
+    dims.extend(replica.map(|r| dim("Replica", r)));
+    let out = cw
+        .get_metric_statistics()
+        .namespace(h.namespace())
+        .metric_name(metric)
+        .set_dimensions(Some(dims))
+        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
+        .end_time(aws_smithy_types::DateTime::from_secs(now + 60))
+        .period(3600)
+        .statistics(stat.clone())
+        .send()
+        .await
+        .unwrap();
+    let points = out.datapoints();
+    if points.is_empty() {
+        return None;
+    }
+    Some(
+        points
+            .iter()
+            .filter_map(|p| match stat {
+                aws_sdk_cloudwatch::types::Statistic::Maximum => p.maximum(),
+                _ => p.sum(),
+            })
+            .fold(0.0, |a, b| {
+                if matches!(stat, aws_sdk_cloudwatch::types::Statistic::Maximum) {
+                    f64::max(a, b)
+                } else {
+                    a + b
+                }
+            }),
+    )
+}
+
+fn target<'a>(
+    r: &'a backstop::report::RunReport,
+    bucket: &str,
+) -> &'a backstop::report::TargetReport {
+    r.targets
+        .iter()
+        .find(|t| t.table == bucket)
+        .unwrap_or_else(|| panic!("no target {bucket}: {r:#?}"))
+}
+
+/// The scheduled bucket job end to end: tag selection (never the backup or replica bucket), a
+/// backup that runs out of time and goes on from its checkpoint, the replica in another region
+/// and its lag, the prune of both after the next slot, a redelivery that does nothing, a dry
+/// run that writes nothing; and the report, the SNS message and the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bucket_job_backs_up_tagged_buckets_replicates_prunes_and_reports() {
+    use aws_sdk_cloudwatch::types::Statistic;
+    use backstop::report::{Outcome, RunStatus};
+    use backstop::settings::JobKind;
+    let h = Harness::new().await;
+    let h = &h;
+    let attachments = h.name("job-attachments");
+    let invoices = h.name("job-invoices");
+    let scratch = h.name("job-scratch");
+    let backups = h.name("job-backups");
+    for b in [&attachments, &invoices, &scratch, &backups] {
+        make_bucket(h, b, true).await;
+    }
+    let plan = h.name("daily");
+    for b in [&attachments, &invoices, &backups] {
+        tag_bucket(h, b, "backup", &plan).await;
+    }
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = backstop::aws::Clients::from_config(&west_config).s3;
+    let replica = h.name("job-replica");
+    west.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..25 {
+        put(
+            h,
+            &attachments,
+            &format!("a/{i}.txt"),
+            1,
+            100 + i,
+            &mut model,
+        )
+        .await;
+    }
+    for i in 0..12 {
+        put(
+            h,
+            &invoices,
+            &format!("inv/{i}.json"),
+            1,
+            300 + i,
+            &mut model,
+        )
+        .await;
+    }
+    put(h, &scratch, "tmp.txt", 1, 10, &mut model).await;
+
+    let tag = format!("backup={plan}");
+    let env = |extra: &[(&'static str, String)]| {
+        let mut e: Vec<(&'static str, String)> = vec![
+            (settings::ENV_BUCKET_TAG, tag.clone()),
+            (settings::ENV_BUCKET_BACKUP_BUCKET, backups.clone()),
+            (settings::ENV_REPLICA_BUCKET, replica.clone()),
+            (settings::ENV_REPLICA_REGION, "us-west-2".into()),
+            (settings::ENV_BUCKET_PAGE_SIZE, "10".into()),
+            (
+                settings::ENV_BUCKET_RETENTION_POLICY,
+                "keep_daily=1,min_complete=1".into(),
+            ),
+        ];
+        e.extend_from_slice(extra);
+        e
+    };
+    let now = jiff::Timestamp::now();
+    let slot1 = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(30));
+    let slot2 = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(1));
+    let payload = |slot: &ScheduleSlot| serde_json::json!({ "slot": slot.to_string() });
+    let store = Store::new(&backups, "buckets", None);
+    let replica_store = Store::new(&replica, "buckets", None);
+
+    // Out of time after the first page: both buckets stop at a checkpoint, nothing complete.
+    let r = backstop_tests::run_job(
+        h,
+        JobKind::Bucket,
+        &env(&[(settings::ENV_BUCKET_TIME_BUDGET, "0".into())]),
+        payload(&slot1),
+    )
+    .await;
+    assert_eq!(r.selection, format!("buckets tagged backup={plan}"));
+    assert_eq!(r.totals.selected, 2, "{r:#?}");
+    assert_eq!(r.totals.started, 2, "{r:#?}");
+    for b in [&attachments, &invoices] {
+        assert!(
+            matches!(target(&r, b).outcome, Outcome::Started { .. }),
+            "{r:#?}"
+        );
+        assert!(backup::read_summary(&h.clients.s3, &store, b, &slot1)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // The backup bucket carries the tag too, and is left out by name.
+    assert!(
+        r.excluded
+            .iter()
+            .any(|e| e.table == backups && e.reason.contains("Backstop's own bucket")),
+        "{r:#?}"
+    );
+    assert!(r.targets.iter().all(|t| t.table != scratch));
+
+    // The next delivery goes on from the checkpoints and completes, with the replica.
+    let r = backstop_tests::run_job(h, JobKind::Bucket, &env(&[]), payload(&slot1)).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(r.totals.created, 2, "{r:#?}");
+    assert_eq!(r.totals.items, 37);
+    assert_eq!(r.totals.objects_copied, 37);
+    for (b, n) in [(&attachments, 25u64), (&invoices, 12)] {
+        let t = target(&r, b);
+        let bt = t.bucket.as_ref().unwrap();
+        assert_eq!(bt.objects, n);
+        let rep = bt.replica.as_ref().unwrap();
+        assert!(rep.ok, "{rep:?}");
+        assert_eq!(rep.lag_s, Some(0), "{rep:?}");
+        let (osum, oentries) = backup::read_manifest(&h.clients.s3, &store, b, &slot1)
+            .await
+            .unwrap();
+        let (rsum, rentries) = backup::read_manifest(&west, &replica_store, b, &slot1)
+            .await
+            .unwrap();
+        assert_eq!(osum, rsum);
+        assert_eq!(oentries, rentries);
+        assert_eq!(bt.fingerprint.as_deref(), Some(osum.fingerprint.as_str()));
+        assert_eq!(bt.prunes.len(), 2, "original and replica pruned: {bt:?}");
+        assert!(
+            bt.prunes.iter().all(|p| p.deleted == 0 && p.kept == 1),
+            "{bt:?}"
+        );
+    }
+    assert_eq!(
+        bucket_metric(h, "BucketBackupSuccess", &attachments, None, Statistic::Sum).await,
+        Some(1.0)
+    );
+    let replica_dim = replica_store.url(&replica_store.root(&attachments));
+    assert_eq!(
+        bucket_metric(
+            h,
+            "ReplicaLagSeconds",
+            &attachments,
+            Some(&replica_dim),
+            Statistic::Maximum
+        )
+        .await,
+        Some(0.0)
+    );
+    let told = backstop_testkit::local::receive_notifications(
+        &h.config,
+        &h.stack.queue_url,
+        2,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let done_message = told
+        .iter()
+        .find(|m| {
+            m.subject.starts_with("Backstop bucket OK") && m.message.contains("2 backed up now")
+        })
+        .unwrap_or_else(|| panic!("the run's message reached the queue: {told:#?}"));
+    assert!(
+        done_message.message.contains(&attachments),
+        "{}",
+        done_message.message
+    );
+    assert!(
+        done_message.message.contains("replica"),
+        "{}",
+        done_message.message
+    );
+    // Names and counts only: no object key reaches the message.
+    assert!(
+        !done_message.message.contains("a/1.txt"),
+        "{}",
+        done_message.message
+    );
+
+    // A redelivery does nothing.
+    let again = backstop_tests::run_job(h, JobKind::Bucket, &env(&[]), payload(&slot1)).await;
+    assert_eq!(again.totals.already_done, 2, "{again:#?}");
+    assert_eq!(again.totals.objects_copied, 0);
+    assert_eq!(
+        bucket_metric(h, "BucketBackupSuccess", &attachments, None, Statistic::Sum).await,
+        Some(1.0),
+        "a redelivery counts nothing twice"
+    );
+
+    // Three changes and a delete; the next slot copies just those, and the prune (keep one
+    // daily) deletes slot 1 in both stores, sweeping the copies only slot 1 named.
+    for i in 0..3 {
+        put(h, &attachments, &format!("a/{i}.txt"), 2, 77, &mut model).await;
+    }
+    h.clients
+        .s3
+        .delete_object()
+        .bucket(&attachments)
+        .key("a/20.txt")
+        .send()
+        .await
+        .unwrap();
+    let r = backstop_tests::run_job(h, JobKind::Bucket, &env(&[]), payload(&slot2)).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let a = target(&r, &attachments).bucket.as_ref().unwrap();
+    assert_eq!((a.objects, a.copied), (24, 3), "{a:?}");
+    let i = target(&r, &invoices).bucket.as_ref().unwrap();
+    assert_eq!((i.objects, i.copied), (12, 0), "{i:?}");
+    for bt in [a, i] {
+        assert_eq!(bt.replica.as_ref().unwrap().lag_s, Some(0));
+        assert!(
+            bt.prunes.iter().all(|p| p.deleted == 1 && p.kept == 1),
+            "{bt:?}"
+        );
+    }
+    assert_eq!(
+        a.prunes[0].swept, 4,
+        "3 old versions and the deleted object: {a:?}"
+    );
+    assert_eq!(r.totals.slots_pruned, 4);
+    for (s3, st) in [(&h.clients.s3, &store), (&west, &replica_store)] {
+        for b in [&attachments, &invoices] {
+            assert!(backup::read_summary(s3, st, b, &slot1)
+                .await
+                .unwrap()
+                .is_none());
+            let (_, entries) = backup::read_manifest(s3, st, b, &slot2).await.unwrap();
+            let stored = backup::stored_ids(s3, st, b).await.unwrap();
+            assert_eq!(
+                stored.len(),
+                entries.len(),
+                "{b}: only what slot 2 names is kept"
+            );
+            assert!(entries.iter().all(|e| stored.contains_key(&e.stored)));
+        }
+    }
+
+    // A dry run of a new slot plans and writes nothing.
+    let before = backstop::export::s3io::list(&h.clients.s3, &backups, "")
+        .await
+        .unwrap();
+    let plan_run = backstop_tests::run_job(
+        h,
+        JobKind::Bucket,
+        &env(&[]),
+        serde_json::json!({ "dry_run": true }),
+    )
+    .await;
+    assert_eq!(plan_run.totals.planned, 2, "{plan_run:#?}");
+    let after = backstop::export::s3io::list(&h.clients.s3, &backups, "")
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}

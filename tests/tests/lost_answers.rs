@@ -60,6 +60,7 @@ async fn until_done(
             JobKind::Snapshot => snapshot::run(clients, &settings, &request).await,
             JobKind::Export => backstop::jobs::export::run(clients, &settings, &request).await,
             JobKind::Retention => retention::run(clients, &settings, &request).await,
+            JobKind::Bucket => backstop::jobs::bucket::run(clients, &settings, &request).await,
             JobKind::Validate => backstop::jobs::validate::run(clients, &settings, &request).await,
         };
         let held = report

@@ -179,6 +179,7 @@ impl TableCtx<'_> {
             export: None,
             export_retention: None,
             validation: None,
+            bucket: None,
         };
         report.outcome = match self.export(&table, &mut report).await {
             Ok(o) => o,
@@ -881,6 +882,7 @@ impl TableCtx<'_> {
             export: None,
             export_retention: None,
             validation: None,
+            bucket: None,
         };
         match self.slot_export(table, &slot, &mut scratch, false).await {
             Ok(o) => {

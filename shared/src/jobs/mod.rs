@@ -16,6 +16,7 @@ use crate::report::{run_status, Delivery, DeliveryState, RunReport, TargetReport
 use crate::selection::{self, Excluded};
 use crate::settings::{JobKind, Settings};
 
+pub mod bucket;
 pub mod export;
 pub mod retention;
 pub mod snapshot;
@@ -67,6 +68,7 @@ pub async fn run(
         JobKind::Export => Box::pin(export::run(clients, settings, request)).await,
         JobKind::Retention => Box::pin(retention::run(clients, settings, request)).await,
         JobKind::Validate => Box::pin(validate::run(clients, settings, request)).await,
+        JobKind::Bucket => Box::pin(bucket::run(clients, settings, request)).await,
     }
 }
 
@@ -105,6 +107,26 @@ pub fn into_result(report: RunReport) -> crate::Result<RunReport> {
     Ok(report)
 }
 
+/// A target whose selection could not be decided: it fails alone.
+pub(crate) fn unreadable_target(u: selection::Unreadable) -> TargetReport {
+    TargetReport {
+        table: u.table,
+        outcome: crate::report::Outcome::Failed {
+            operation: u.operation,
+            error: u.error,
+            retryable: u.retryable,
+        },
+        pitr: None,
+        duration_ms: 0,
+        warnings: vec![],
+        decisions: vec![],
+        export: None,
+        export_retention: None,
+        validation: None,
+        bucket: None,
+    }
+}
+
 /// A run between its start and its report.
 pub(crate) struct RunInProgress {
     pub run_id: String,
@@ -124,7 +146,12 @@ impl RunInProgress {
             run_id: uuid::Uuid::new_v4().to_string(),
             job,
             request: request.clone(),
-            selection: settings.selection.describe(),
+            selection: settings.selection.describe_as(match job {
+                JobKind::Bucket => "buckets",
+                JobKind::Snapshot | JobKind::Export | JobKind::Retention | JobKind::Validate => {
+                    "tables"
+                }
+            }),
             started_at: Timestamp::now(),
             started: Instant::now(),
             targets: Vec::new(),
@@ -164,21 +191,7 @@ impl RunInProgress {
                 // Tables whose selection could not be decided fail alone.
                 for u in selected.unreadable {
                     warn!(table = %u.table, error = %u.error, "selection unreadable");
-                    self.targets.push(TargetReport {
-                        table: u.table,
-                        outcome: crate::report::Outcome::Failed {
-                            operation: u.operation,
-                            error: u.error,
-                            retryable: u.retryable,
-                        },
-                        pitr: None,
-                        duration_ms: 0,
-                        warnings: vec![],
-                        decisions: vec![],
-                        export: None,
-                        export_retention: None,
-                        validation: None,
-                    });
+                    self.targets.push(unreadable_target(u));
                 }
             }
             Err(e) => {

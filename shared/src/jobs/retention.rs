@@ -186,6 +186,7 @@ async fn retain_table(
         export: None,
         export_retention: None,
         validation: None,
+        bucket: None,
     };
     let (plan, listed) = match plan_table(
         ddb,

@@ -97,6 +97,7 @@ async fn snapshot_table(
         export: None,
         export_retention: None,
         validation: None,
+        bucket: None,
     };
 
     if request.dry_run {

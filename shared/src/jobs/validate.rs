@@ -123,6 +123,7 @@ impl TableCtx<'_> {
             export: None,
             export_retention: None,
             validation: Some(Box::new(validation)),
+            bucket: None,
         }
     }
 

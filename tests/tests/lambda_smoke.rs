@@ -82,7 +82,40 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     }
     let port = free_port();
     let (bucket, _) = h.export_bucket().await;
+    // A versioned source bucket of 12 objects and a bucket for its backups.
+    let source = h.name("smoke-source");
+    let bucket_backups = h.name("smoke-bucket-backups");
+    for b in [&source, &bucket_backups] {
+        h.clients.s3.create_bucket().bucket(b).send().await.unwrap();
+        h.clients
+            .s3
+            .put_bucket_versioning()
+            .bucket(b)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    for i in 0..12 {
+        h.clients
+            .s3
+            .put_object()
+            .bucket(&source)
+            .key(format!("doc {i}.txt"))
+            .body(aws_sdk_s3::primitives::ByteStream::from(vec![b'x'; 10 + i]))
+            .send()
+            .await
+            .unwrap();
+    }
     let env_vars = [
+        format!("BACKSTOP_BUCKETS={source}"),
+        format!("BACKSTOP_BUCKET_BACKUP_BUCKET={bucket_backups}"),
+        "BACKSTOP_BUCKET_TIME_BUDGET=0".into(),
+        "BACKSTOP_BUCKET_PAGE_SIZE=5".into(),
         format!("BACKSTOP_EXPORT_BUCKET={bucket}"),
         "BACKSTOP_EXPORT_TIME_BUDGET=0".into(),
         "BACKSTOP_EXPORT_FILE_BYTES=1024".into(),
@@ -328,6 +361,56 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
         "{all}"
     );
 
+    // The bucket function: one page of 5 versions per invocation (a time budget of 0), then it
+    // continues by invoking itself; as with the export, the test delivers the continuation
+    // payloads until the slot's summary exists. Then the scheduled sample for the same slot
+    // finds it done.
+    let bucket_slot = backstop::event::ScheduleSlot::parse("2026-11-22T04:00:00Z").unwrap();
+    let first_payload = std::env::temp_dir().join(format!("{}bucket-first.json", h.prefix));
+    std::fs::write(&first_payload, r#"{"slot": "2026-11-22T04:00:00Z"}"#).unwrap();
+    let first = invoke_fn(port, "bucket", first_payload.to_str().unwrap());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        all.contains("Invoke (continuation) on function bucket failed"),
+        "the bucket backup tried to continue itself: {all}"
+    );
+    let store = backstop::bucket::Store::new(&bucket_backups, "buckets", None);
+    let mut invocations = 1;
+    while backstop::bucket::backup::read_summary(&h.clients.s3, &store, &source, &bucket_slot)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        invocations += 1;
+        assert!(
+            invocations < 20,
+            "not backed up after {invocations} invocations"
+        );
+        std::fs::write(
+            &continuation,
+            serde_json::json!({"slot": bucket_slot.to_string(), "buckets": [source], "continuation": invocations - 1}).to_string(),
+        )
+        .unwrap();
+        let _ = invoke_fn(port, "bucket", continuation.to_str().unwrap());
+    }
+    assert!(
+        invocations >= 3,
+        "12 versions in pages of 5: {invocations} invocations"
+    );
+    let (summary, entries) =
+        backstop::bucket::backup::read_manifest(&h.clients.s3, &store, &source, &bucket_slot)
+            .await
+            .unwrap();
+    assert_eq!((summary.objects, entries.len()), (12, 12), "{summary:?}");
+    let again = report_of(&invoke_fn(port, "bucket", "events/bucket-scheduled.json"));
+    assert_eq!(again.job, backstop::settings::JobKind::Bucket);
+    assert_eq!(again.totals.already_done, 1, "{again:#?}");
+
+    let _ = std::fs::remove_file(first_payload);
     let _ = std::fs::remove_file(outside);
     let _ = std::fs::remove_file(continuation);
     let _ = std::fs::remove_file(bad);

@@ -34,6 +34,21 @@ impl Clients {
         Ok(())
     }
 
+    /// The S3 client for `region` (this one's own when `None`): same credentials, endpoint and
+    /// settings. For replicas in another region.
+    pub fn s3_in(&self, region: Option<&str>) -> aws_sdk_s3::Client {
+        match region {
+            Some(r) => aws_sdk_s3::Client::from_conf(
+                self.s3
+                    .config()
+                    .to_builder()
+                    .region(Region::new(r.to_owned()))
+                    .build(),
+            ),
+            None => self.s3.clone(),
+        }
+    }
+
     /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Clients {
         let config = aws_config::defaults(BehaviorVersion::latest()).load().await;

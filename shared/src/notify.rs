@@ -122,18 +122,7 @@ fn bucket_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             StandardUnit::Bytes,
         ));
     }
-    let replicas = report
-        .targets
-        .iter()
-        .filter(|t| t.bucket.as_ref().is_some_and(|b| b.replica.is_some()))
-        .count();
-    if replicas > 0 {
-        data.push(m.total(
-            METRIC_REPLICA_FAILURE,
-            t.replicas_failed as f64,
-            StandardUnit::Count,
-        ));
-    }
+    data.extend(replica_total(report, m));
     for t in &report.targets {
         let b = t.bucket.as_deref();
         match &t.outcome {
@@ -173,24 +162,48 @@ fn bucket_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             }
             _ => {}
         }
-        if let Some(r) = b.and_then(|b| b.replica.as_ref()) {
-            data.push(m.replica(
-                METRIC_REPLICA_FAILURE,
-                &t.table,
-                &r.target,
-                if r.ok { 0.0 } else { 1.0 },
-                StandardUnit::Count,
-            ));
-            if let Some(lag) = r.lag_s {
-                data.push(m.replica(
-                    METRIC_REPLICA_LAG,
-                    &t.table,
-                    &r.target,
-                    lag as f64,
-                    StandardUnit::Seconds,
-                ));
-            }
-        }
+        data.extend(replica_metrics(m, t));
+    }
+    data
+}
+
+/// The run's ReplicaFailure total (Job dimension alone), when any target has a replica.
+fn replica_total(report: &RunReport, m: &MetricData) -> Option<MetricDatum> {
+    report.targets.iter().any(|t| t.replica.is_some()).then(|| {
+        m.total(
+            METRIC_REPLICA_FAILURE,
+            report.totals.replicas_failed as f64,
+            StandardUnit::Count,
+        )
+    })
+}
+
+/// ReplicaFailure (1/0) and ReplicaLagSeconds of a target with a replica, dimensions Job,
+/// the target (Bucket or Table) and Replica.
+fn replica_metrics(m: &MetricData, t: &crate::report::TargetReport) -> Vec<MetricDatum> {
+    let Some(r) = &t.replica else {
+        return Vec::new();
+    };
+    let dim = match m.report.job {
+        JobKind::Bucket => "Bucket",
+        JobKind::Snapshot | JobKind::Export | JobKind::Retention | JobKind::Validate => "Table",
+    };
+    let failed = if r.ok { 0.0 } else { 1.0 };
+    let mut data = vec![m.replica(
+        METRIC_REPLICA_FAILURE,
+        (dim, &t.table),
+        &r.target,
+        failed,
+        StandardUnit::Count,
+    )];
+    if let Some(lag) = r.lag_s {
+        data.push(m.replica(
+            METRIC_REPLICA_LAG,
+            (dim, &t.table),
+            &r.target,
+            lag as f64,
+            StandardUnit::Seconds,
+        ));
     }
     data
 }
@@ -318,21 +331,17 @@ impl<'a> MetricData<'a> {
         self.with_dimensions(name, &[("Bucket", bucket)], value, unit)
     }
 
-    /// A replica's datum: dimensions Job, Bucket and Replica (the replica's location).
+    /// A replica's datum: dimensions Job, the target's (Bucket or Table) and Replica (the
+    /// replica's location).
     fn replica(
         &self,
         name: &str,
-        bucket: &str,
+        (dim, target): (&str, &str),
         replica: &str,
         value: f64,
         unit: StandardUnit,
     ) -> MetricDatum {
-        self.with_dimensions(
-            name,
-            &[("Bucket", bucket), ("Replica", replica)],
-            value,
-            unit,
-        )
+        self.with_dimensions(name, &[(dim, target), ("Replica", replica)], value, unit)
     }
 
     fn datum(
@@ -445,7 +454,9 @@ fn export_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             }
             _ => {}
         }
+        data.extend(replica_metrics(m, t));
     }
+    data.extend(replica_total(report, m));
     data
 }
 
@@ -550,6 +561,7 @@ mod tests {
                 export_retention: None,
                 validation: None,
                 bucket: None,
+                replica: None,
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -566,6 +578,7 @@ mod tests {
                 export_retention: None,
                 validation: None,
                 bucket: None,
+                replica: None,
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -590,6 +603,7 @@ mod tests {
                 export_retention: None,
                 validation: None,
                 bucket: None,
+                replica: None,
             },
         ];
         let totals = Totals::from_targets(&targets);

@@ -105,6 +105,10 @@ pub struct TargetReport {
     /// then the bucket's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<Box<BucketTarget>>,
+    /// Export and bucket jobs with a replica configured: the replica of what this target's
+    /// backup is, after this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaState>,
 }
 
 /// What the bucket job did for one bucket.
@@ -124,8 +128,6 @@ pub struct BucketTarget {
     /// The source's versioning as the guard found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<ReplicaState>,
     /// The prunes after a complete backup: the backup bucket's, then the replica's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prunes: Vec<BucketPrune>,
@@ -524,13 +526,13 @@ impl Totals {
                         usize::from(d.level == Some(crate::drill::DrillLevel::Failed));
                 }
             }
+            t.replicas_failed += usize::from(target.replica.as_ref().is_some_and(|r| !r.ok));
             if let Some(b) = &target.bucket {
                 // Counted when the backup was made in this run, like `bytes` and `items`.
                 if matches!(target.outcome, Outcome::Created { .. }) {
                     t.objects_copied += b.copied as i64;
                     t.bytes_copied += b.copied_bytes as i64;
                 }
-                t.replicas_failed += usize::from(b.replica.as_ref().is_some_and(|r| !r.ok));
                 for p in &b.prunes {
                     t.slots_pruned += p.deleted;
                     t.objects_swept += p.swept as i64;
@@ -953,6 +955,14 @@ fn target_block(target: &TargetReport) -> String {
     if let Some(b) = &target.bucket {
         out.push_str(&bucket_lines(b));
     }
+    if let Some(r) = &target.replica {
+        out.push_str(&format!(
+            "    replica {}: {}{}\n",
+            clip(&r.target, 1100),
+            if r.ok { "" } else { "FAILED: " },
+            clip(&r.detail, 1000)
+        ));
+    }
     for w in target.warnings.iter().take(10) {
         out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
     }
@@ -975,14 +985,6 @@ fn bucket_lines(b: &BucketTarget) -> String {
     }
     if !b.manifest.is_empty() {
         out.push_str(&format!("    at {}\n", clip(&b.manifest, 1100)));
-    }
-    if let Some(r) = &b.replica {
-        out.push_str(&format!(
-            "    replica {}: {}{}\n",
-            clip(&r.target, 1100),
-            if r.ok { "" } else { "FAILED: " },
-            clip(&r.detail, 1000)
-        ));
     }
     for p in &b.prunes {
         out.push_str(&format!(
@@ -1192,6 +1194,7 @@ mod tests {
             export_retention: None,
             validation: None,
             bucket: None,
+            replica: None,
         }
     }
 

@@ -252,7 +252,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_REPLICA_BUCKET,
-        "replicas; a bucket (in another region or account) that receives a copy of every complete bucket backup, under the same prefix, default none",
+        "replicas; a bucket (in another region or account) that receives a copy of every complete export and bucket backup, under the same keys, default none",
     ),
     (
         ENV_REPLICA_REGION,
@@ -407,26 +407,28 @@ impl BucketSettings {
                 None => None,
             },
             continuation: 0,
-            replica: match env.get(ENV_REPLICA_BUCKET) {
-                None => None,
-                Some(b) => {
-                    check_bucket_name(b)
-                        .map_err(|rule| Error::setting(ENV_REPLICA_BUCKET, rule))?;
-                    if b == backup_bucket {
-                        return Err(Error::setting(
-                            ENV_REPLICA_BUCKET,
-                            "is the backup bucket itself: a replica must be another bucket",
-                        ));
-                    }
-                    Some(ReplicaSettings {
-                        bucket: b.to_owned(),
-                        region: env.get(ENV_REPLICA_REGION).map(str::to_owned),
-                        kms_key: env.get(ENV_REPLICA_KMS_KEY).map(str::to_owned),
-                    })
-                }
-            },
+            replica: resolve_replica(env, backup_bucket)?,
         })
     }
+}
+
+/// The replica setting (`BACKSTOP_REPLICA_*`), which must name another bucket than `original`.
+pub fn resolve_replica(env: &Environment, original: &str) -> Result<Option<ReplicaSettings>> {
+    let Some(b) = env.get(ENV_REPLICA_BUCKET) else {
+        return Ok(None);
+    };
+    crate::bucket::check_bucket_name(b).map_err(|rule| Error::setting(ENV_REPLICA_BUCKET, rule))?;
+    if b == original {
+        return Err(Error::setting(
+            ENV_REPLICA_BUCKET,
+            format!("is {original}, the bucket it would be a replica of: a replica must be another bucket"),
+        ));
+    }
+    Ok(Some(ReplicaSettings {
+        bucket: b.to_owned(),
+        region: env.get(ENV_REPLICA_REGION).map(str::to_owned),
+        kms_key: env.get(ENV_REPLICA_KMS_KEY).map(str::to_owned),
+    }))
 }
 
 /// The job a function runs. Each job validates only the settings it uses, so that a typo in one
@@ -701,6 +703,9 @@ pub struct ExportSettings {
     /// Set on the invocations a fanned-out export starts: they work on free segments of a
     /// table whose export another invocation holds, and nothing else.
     pub helper: bool,
+    /// Where every complete export is copied (same keys), if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaSettings>,
 }
 
 /// What retention needs to prune exports.
@@ -1180,7 +1185,9 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
         Some(n) => number("continuation", &n.to_string(), 1..=MAX_CONTINUATIONS)?,
         None => 0,
     };
+    let replica = resolve_replica(env, &location.bucket)?;
     Ok(ExportSettings {
+        replica,
         location,
         kms_key: env.get(ENV_EXPORT_KMS_KEY).map(str::to_owned),
         mode,

@@ -1233,3 +1233,120 @@ async fn a_damaged_export_is_never_read_as_whole_and_the_error_says_where() {
     );
     restore().await;
 }
+
+/// With a replica configured, each complete export is copied to the same keys in a bucket in
+/// another region, its manifests last, and checked there: the replica reads back whole to the
+/// same fingerprint. A replica whose manifest cannot be copied fails the table (the export
+/// stays done) and is never left looking complete; the retry completes it.
+#[tokio::test]
+async fn a_complete_export_is_replicated_to_another_region_manifests_last_and_read_back_whole() {
+    use backstop::export::verify;
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".into()));
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = Clients::from_config(&west_config).s3;
+    let replica = h.name("export-replica");
+    west.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.push(("BACKSTOP_REPLICA_BUCKET", replica.clone()));
+    env.push(("BACKSTOP_REPLICA_REGION", "us-west-2".into()));
+    env.push(("BACKSTOP_EXPORT_FILE_BYTES", "4096".into()));
+    let table = h.name("Replicated");
+    h.create_table(&table, 300, &[]).await;
+    let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z", "segments": 2});
+
+    let r = export_run(&h.clients, &h, &env, payload.clone(), None).await;
+    assert!(!r.needs_retry(), "{r:#?}");
+    let t = target(&r, &table);
+    let rep = t.replica.as_ref().expect("replica state");
+    assert!(rep.ok, "{rep:?}");
+    assert_eq!(rep.lag_s, Some(0));
+    let meta = meta_of(&r, &table);
+    let files = backstop::export::s3io::list(&h.clients.s3, &meta.bucket, &meta.root)
+        .await
+        .unwrap();
+    assert!(files.len() > 4, "several data files: {files:?}");
+    assert_eq!(rep.copied, files.len() as u64);
+    let copies = backstop::export::s3io::list(&west, &replica, &meta.root)
+        .await
+        .unwrap();
+    assert_eq!(copies, files, "same keys and sizes");
+    let original = verify::verify(&h.clients.s3, &meta.bucket, &meta.root)
+        .await
+        .unwrap();
+    let copy = verify::verify(&west, &replica, &meta.root).await.unwrap();
+    assert_eq!(copy.items, 300);
+    assert!(copy.fingerprint.same_content(&original.fingerprint));
+    assert_eq!(
+        local_metric(&h, "ReplicaFailure").await,
+        Some(0.0),
+        "the run's ReplicaFailure total"
+    );
+
+    // A redelivery copies nothing again.
+    let again = export_run(&h.clients, &h, &env, payload, None).await;
+    let rep = target(&again, &table).replica.clone().unwrap();
+    assert!(rep.ok && rep.copied == 0, "{rep:?}");
+
+    // The next slot, with the replica refusing its Backstop manifest: the table fails on the
+    // replica, the replica has no backstop-manifest.json (so it is never read as whole), and
+    // the retry finishes it.
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let faulty = clients_through(&proxy).await;
+    proxy.inject(Fault::new(
+        "CopyObject",
+        &format!("{replica}/backstop/{table}/20261123T030000Z/backstop-manifest.json"),
+        403,
+        "AccessDenied",
+    ));
+    let next = json!({"tables": [table], "slot": "2026-11-23T03:00:00Z", "segments": 2});
+    let r = export_run(&faulty, &h, &env, next.clone(), None).await;
+    let t = target(&r, &table);
+    match &t.outcome {
+        Outcome::Failed {
+            operation, error, ..
+        } => {
+            assert_eq!(operation, "replicate");
+            assert!(
+                error.contains("the export is complete but its replica is not"),
+                "{error}"
+            );
+            assert!(error.contains("backstop-manifest.json"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(proxy.injected() > 0);
+    let meta2 = t.export.clone().unwrap();
+    assert!(verify::verify(&west, &replica, &meta2.root).await.is_err());
+    assert!(verify::verify(&h.clients.s3, &meta2.bucket, &meta2.root)
+        .await
+        .is_ok());
+    proxy.clear();
+    let r = export_run(&faulty, &h, &env, next, None).await;
+    assert!(!r.needs_retry(), "{r:#?}");
+    let t = target(&r, &table);
+    assert!(matches!(t.outcome, Outcome::AlreadyDone { .. }), "{t:#?}");
+    assert!(t.replica.as_ref().unwrap().ok);
+    assert!(verify::verify(&west, &replica, &meta2.root).await.is_ok());
+}
+
+/// The export job's run total of `metric` over the last hour.
+async fn local_metric(h: &Harness, metric: &str) -> Option<f64> {
+    backstop_testkit::local::metric_sum(&h.config, &h.namespace(), metric, "export", None)
+        .await
+        .unwrap()
+}

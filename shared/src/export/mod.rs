@@ -22,6 +22,7 @@ pub mod logical;
 pub mod manifest;
 pub mod native;
 pub mod reader;
+pub mod replica;
 pub mod s3io;
 pub mod verify;
 

@@ -60,7 +60,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         );
         run.excluded = selected.excluded;
         let replica = b.replica_store().map(|store| Replica {
-            s3: replica_client(clients, b),
+            s3: clients.s3_in(b.replica.as_ref().and_then(|r| r.region.as_deref())),
             store,
         });
         let ctx = BucketCtx {
@@ -106,21 +106,6 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     }
     .instrument(span)
     .await
-}
-
-/// An S3 client for the replica's region (the function's own when none is set).
-fn replica_client(clients: &Clients, b: &BucketSettings) -> aws_sdk_s3::Client {
-    match b.replica.as_ref().and_then(|r| r.region.clone()) {
-        Some(region) => aws_sdk_s3::Client::from_conf(
-            clients
-                .s3
-                .config()
-                .to_builder()
-                .region(aws_sdk_s3::config::Region::new(region))
-                .build(),
-        ),
-        None => clients.s3.clone(),
-    }
 }
 
 /// Invokes this function again (asynchronously) for `buckets` and the same slot. Outside Lambda
@@ -194,6 +179,7 @@ impl BucketCtx<'_> {
             export_retention: None,
             validation: None,
             bucket: None,
+            replica: None,
         };
         let s3 = &self.clients.s3;
 
@@ -299,7 +285,7 @@ impl BucketCtx<'_> {
                         retryable: true,
                     };
                 }
-                target.replica = Some(state);
+                report.replica = Some(state);
             }
         }
         // Pruned only after a complete backup whose replica (if any) is in step: when in

@@ -50,6 +50,9 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         };
         run.over_selected_tables(clients, settings, |table| ctx.export_table(table))
             .await;
+        if let (Some(replica), false) = (&export.replica, request.dry_run || export.helper) {
+            replicate_exports(clients, &catalog, replica, &mut run.targets).await;
+        }
         // Logical exports handed off for lack of time continue in a new invocation.
         let unfinished: Vec<String> = run
             .targets
@@ -73,6 +76,89 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     }
     .instrument(span)
     .await
+}
+
+/// Copies each table's newest complete export (made in this run or before, native ones
+/// finished since) to the replica and checks it there. A replica that fails fails the table's
+/// target: the export stays, and the retry replicates again.
+async fn replicate_exports(
+    clients: &Clients,
+    catalog: &Catalog,
+    settings: &crate::settings::ReplicaSettings,
+    targets: &mut [TargetReport],
+) {
+    use crate::export::replica::{replicate_export, CopyTuning, ExportReplica};
+    let replica = ExportReplica {
+        s3: clients.s3_in(settings.region.as_deref()),
+        bucket: settings.bucket.clone(),
+        enc: crate::export::s3io::Encryption {
+            kms_key: settings.kms_key.clone(),
+        },
+    };
+    for t in targets.iter_mut() {
+        if matches!(
+            t.outcome,
+            Outcome::Failed { .. } | Outcome::InProgress { .. }
+        ) {
+            continue;
+        }
+        let newest = match catalog.list_targets(JOB, Some(&t.table)).await {
+            Ok(records) => records
+                .into_iter()
+                .filter(|r| r.status == crate::catalog::TargetStatus::Done)
+                .filter_map(|r| r.export)
+                .max_by_key(|m| m.export_time),
+            Err(e) => {
+                t.replica = Some(crate::report::ReplicaState {
+                    target: format!("s3://{}/", settings.bucket),
+                    detail: format!("could not find the newest complete export: {e}"),
+                    ..Default::default()
+                });
+                continue;
+            }
+        };
+        let Some(meta) = newest else { continue };
+        let mut state = crate::report::ReplicaState {
+            target: format!("s3://{}/{}/", settings.bucket, meta.root),
+            ..Default::default()
+        };
+        match replicate_export(
+            &clients.s3,
+            &meta.bucket,
+            &meta.root,
+            &replica,
+            CopyTuning::default(),
+        )
+        .await
+        {
+            Ok(r) => {
+                state.ok = true;
+                state.copied = r.copied;
+                state.copied_bytes = r.copied_bytes;
+                state.lag_s = Some(0);
+                state.detail = format!(
+                    "{} files in place ({} copied now), manifests identical to the original's",
+                    r.files, r.copied
+                );
+            }
+            Err(e) => {
+                warn!(table = %t.table, error = %e, "export replica failed");
+                state.lag_s = Some(
+                    jiff::Timestamp::now()
+                        .duration_since(meta.export_time)
+                        .as_secs()
+                        .max(0),
+                );
+                state.detail = e.to_string();
+                t.outcome = Outcome::Failed {
+                    operation: "replicate".into(),
+                    error: format!("the export is complete but its replica is not: {e}"),
+                    retryable: true,
+                };
+            }
+        }
+        t.replica = Some(state);
+    }
 }
 
 /// Invokes this function again (asynchronously) with a continuation payload for `tables`.
@@ -180,6 +266,7 @@ impl TableCtx<'_> {
             export_retention: None,
             validation: None,
             bucket: None,
+            replica: None,
         };
         report.outcome = match self.export(&table, &mut report).await {
             Ok(o) => o,
@@ -883,6 +970,7 @@ impl TableCtx<'_> {
             export_retention: None,
             validation: None,
             bucket: None,
+            replica: None,
         };
         match self.slot_export(table, &slot, &mut scratch, false).await {
             Ok(o) => {

@@ -124,6 +124,7 @@ pub(crate) fn unreadable_target(u: selection::Unreadable) -> TargetReport {
         export_retention: None,
         validation: None,
         bucket: None,
+        replica: None,
     }
 }
 

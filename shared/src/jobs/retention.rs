@@ -187,6 +187,7 @@ async fn retain_table(
         export_retention: None,
         validation: None,
         bucket: None,
+        replica: None,
     };
     let (plan, listed) = match plan_table(
         ddb,

@@ -98,6 +98,7 @@ async fn snapshot_table(
         export_retention: None,
         validation: None,
         bucket: None,
+        replica: None,
     };
 
     if request.dry_run {

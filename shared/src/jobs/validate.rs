@@ -124,6 +124,7 @@ impl TableCtx<'_> {
             export_retention: None,
             validation: Some(Box::new(validation)),
             bucket: None,
+            replica: None,
         }
     }
 

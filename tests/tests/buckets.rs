@@ -1314,3 +1314,55 @@ async fn the_bucket_job_backs_up_tagged_buckets_replicates_prunes_and_reports() 
         .unwrap();
     assert_eq!(before, after);
 }
+
+/// An object in an archive tier cannot be copied before a restore; it never stops the backup of
+/// the rest of the bucket: it is left out and counted, with a warning that says what to do.
+#[tokio::test]
+async fn objects_in_archive_tiers_are_left_out_with_a_warning_and_the_rest_is_backed_up() {
+    let s = Setup::new(&[]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for i in 0..5 {
+        put(
+            h,
+            &s.source,
+            &format!("warm/{i}.txt"),
+            1,
+            100 + i,
+            &mut model,
+        )
+        .await;
+    }
+    for (key, class) in [
+        ("cold/glacier.bin", aws_sdk_s3::types::StorageClass::Glacier),
+        (
+            "cold/deep.bin",
+            aws_sdk_s3::types::StorageClass::DeepArchive,
+        ),
+    ] {
+        h.clients
+            .s3
+            .put_object()
+            .bucket(&s.source)
+            .key(key)
+            .storage_class(class)
+            .body(ByteStream::from(vec![7u8; 64]))
+            .send()
+            .await
+            .unwrap();
+    }
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let (sum, _) = done(s.backup(&slot1).await);
+    assert_eq!(sum.objects, 5, "{sum:?}");
+    assert_eq!(sum.archived, 2, "{sum:?}");
+    assert!(
+        sum.warnings
+            .iter()
+            .any(|w| w.contains("2 objects are in an archive tier") && w.contains("restore them")),
+        "{sum:?}"
+    );
+    let (_, entries) = backup::read_manifest(&h.clients.s3, &s.store(), &s.source, &slot1)
+        .await
+        .unwrap();
+    assert!(entries.iter().all(|e| e.key.starts_with("warm/")));
+}

@@ -110,6 +110,8 @@ pub struct Checkpoint {
     pub copied_bytes: u64,
     pub referenced: u64,
     pub vanished: u64,
+    #[serde(default)]
+    pub archived: u64,
     pub warnings: Vec<String>,
 }
 
@@ -214,6 +216,7 @@ async fn backup_locked(
                 copied_bytes: 0,
                 referenced: 0,
                 vanished: 0,
+                archived: 0,
                 warnings: guard.warnings,
             }
         }
@@ -246,10 +249,19 @@ async fn backup_locked(
         })
         .await?;
 
+        // Objects in an archive tier cannot be copied before a restore: left out and counted.
+        let mut archived_here = 0u64;
         let listed: Vec<ObjectEntry> = page
             .versions()
             .iter()
             .filter(|v| v.is_latest() == Some(true))
+            .filter(|v| {
+                let archived = v
+                    .storage_class()
+                    .is_some_and(|c| is_archive_class(c.as_str()));
+                archived_here += u64::from(archived);
+                !archived
+            })
             .filter_map(|v| {
                 Some(ObjectEntry {
                     key: v.key()?.to_owned(),
@@ -269,7 +281,7 @@ async fn backup_locked(
             })
             .collect();
 
-        let results: Vec<Result<Option<(ObjectEntry, bool)>>> = stream::iter(listed)
+        let results: Vec<Result<Step>> = stream::iter(listed)
             .map(|mut e| {
                 let previous = &previous;
                 let stored = &stored;
@@ -296,11 +308,11 @@ async fn backup_locked(
                             })
                             .await?
                             else {
-                                return Ok(None);
+                                return Ok(Step::Vanished);
                             };
                             if h.etag != e.etag {
                                 // Rewritten since it was listed (an unversioned key).
-                                return Ok(None);
+                                return Ok(Step::Vanished);
                             }
                             e.content_type = h.content_type;
                             e.cache_control = h.cache_control;
@@ -312,7 +324,7 @@ async fn backup_locked(
                         }
                     }
                     if stored.get(&e.stored) == Some(&e.size) {
-                        return Ok(Some((e, false)));
+                        return Ok(Step::Keep(e, false));
                     }
                     let versioned = e.version_id != "null";
                     let dst = store.object_key(source, &e.stored);
@@ -332,8 +344,9 @@ async fn backup_locked(
                     })
                     .await;
                     match copied {
-                        Ok(()) => Ok(Some((e, true))),
-                        Err(err) if is_vanished(&err) => Ok(None),
+                        Ok(()) => Ok(Step::Keep(e, true)),
+                        Err(err) if is_vanished(&err) => Ok(Step::Vanished),
+                        Err(err) if err.code() == Some("InvalidObjectState") => Ok(Step::Archived),
                         Err(err) => Err(err),
                     }
                 }
@@ -344,9 +357,10 @@ async fn backup_locked(
 
         let mut entries = Vec::with_capacity(results.len());
         let mut vanished = 0u64;
+        cp.archived += archived_here;
         for r in results {
             match r? {
-                Some((e, copied)) => {
+                Step::Keep(e, copied) => {
                     cp.objects += 1;
                     cp.bytes += e.size.max(0) as u64;
                     if copied {
@@ -358,7 +372,8 @@ async fn backup_locked(
                     }
                     entries.push(e);
                 }
-                None => vanished += 1,
+                Step::Vanished => vanished += 1,
+                Step::Archived => cp.archived += 1,
             }
         }
         if vanished > 0 {
@@ -408,6 +423,12 @@ async fn backup_locked(
         }
     }
 
+    if cp.archived > 0 {
+        cp.warnings.push(format!(
+            "{} objects are in an archive tier (Glacier Flexible Retrieval, Deep Archive or an Intelligent-Tiering archive tier) that S3 cannot copy without a restore; they are left out of this slot: restore them (or keep them in Glacier Instant Retrieval or a warmer class) to have them backed up",
+            cp.archived
+        ));
+    }
     if cp.vanished > 0 {
         cp.warnings.push(format!(
             "{} objects were deleted or rewritten while they were being backed up and are left out of this slot; the next slot has them as they are then",
@@ -429,6 +450,7 @@ async fn backup_locked(
         fingerprint: manifest::fingerprint_of_parts(&cp.digests),
         versioning: cp.versioning.clone(),
         vanished: cp.vanished,
+        archived: cp.archived,
         warnings: cp.warnings.clone(),
     };
     // The last checks, then the summary (from which on the slot is a complete backup): the lock
@@ -563,6 +585,21 @@ pub async fn stored_ids(s3: &S3, store: &Store, source: &str) -> Result<HashMap<
 }
 
 /// A copy that failed because its source is gone (deleted, or rewritten: 412 on the ETag).
+/// What became of one listed object.
+enum Step {
+    /// In the slot's manifest; `true` when copied now, `false` when already stored.
+    Keep(ObjectEntry, bool),
+    /// Deleted or rewritten before it could be copied.
+    Vanished,
+    /// In an archive tier: S3 refuses the copy (InvalidObjectState) until it is restored.
+    Archived,
+}
+
+/// Storage classes S3 cannot copy from without a restore first.
+fn is_archive_class(class: &str) -> bool {
+    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
+}
+
 fn is_vanished(e: &Error) -> bool {
     matches!(
         e.code(),

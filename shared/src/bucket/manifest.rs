@@ -63,6 +63,10 @@ pub struct Summary {
     /// left out of the manifest.
     #[serde(default)]
     pub vanished: u64,
+    /// Objects in an archive tier (Glacier Flexible Retrieval, Deep Archive, Intelligent-Tiering's
+    /// archive tiers) that S3 cannot copy until they are restored: left out, with a warning.
+    #[serde(default)]
+    pub archived: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

@@ -586,6 +586,8 @@ pub async fn stored_ids(s3: &S3, store: &Store, source: &str) -> Result<HashMap<
 
 /// A copy that failed because its source is gone (deleted, or rewritten: 412 on the ETag).
 /// What became of one listed object.
+// Not boxed: at most one page (1,000) of these exists at a time, almost all `Keep`.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// In the slot's manifest; `true` when copied now, `false` when already stored.
     Keep(ObjectEntry, bool),

@@ -354,3 +354,150 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
         }
     }
 }
+
+/// The bucket job under the same chaos: three slots of a changing bucket, each backed up a page
+/// per attempt (the attempts' short deadline makes every invocation continue from its
+/// checkpoint), pruned to one daily slot. Invariants: the newest slot's manifest is exactly the
+/// bucket as it was, every copy a remaining manifest names is stored with its size, the pruned
+/// slots are gone, nothing unreferenced is left, and no lock is left held.
+#[tokio::test]
+async fn bucket_backups_stay_exact_and_complete_when_answers_are_lost() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use backstop::bucket::{backup, lock, Store};
+    for seed in SEEDS {
+        let h = Harness::new().await;
+        let source = h.name("chaos-source");
+        let backups = h.name("chaos-backups");
+        for b in [&source, &backups] {
+            h.clients.s3.create_bucket().bucket(b).send().await.unwrap();
+            h.clients
+                .s3
+                .put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        // key -> ETag, as the bucket is now.
+        let mut model: BTreeMap<String, String> = BTreeMap::new();
+        let put = |key: String, round: u32| {
+            let s3 = h.clients.s3.clone();
+            let source = source.clone();
+            async move {
+                let out = s3
+                    .put_object()
+                    .bucket(&source)
+                    .key(&key)
+                    .body(ByteStream::from(
+                        format!("{key} round {round}").into_bytes(),
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+                (key, out.e_tag().unwrap().trim_matches('"').to_owned())
+            }
+        };
+        for i in 0..20 {
+            let (k, e) = put(format!("obj {i:02}"), 1).await;
+            model.insert(k, e);
+        }
+        let env = h.env(&[
+            (settings::ENV_BUCKETS, &source),
+            (settings::ENV_BUCKET_BACKUP_BUCKET, &backups),
+            (settings::ENV_BUCKET_PAGE_SIZE, "8"),
+            (settings::ENV_BUCKET_PARALLEL, "4"),
+            (
+                settings::ENV_BUCKET_RETENTION_POLICY,
+                "keep_daily=1,min_complete=1",
+            ),
+        ]);
+        let proxy = FaultProxy::start(&h.stack.endpoint).await;
+        let clients = clients_through(&proxy).await;
+        proxy.chaos(chaos(seed));
+        let now = Timestamp::now();
+        let slots: Vec<String> = [50, 26, 2]
+            .iter()
+            .map(|hours| {
+                ScheduleSlot::new(now - jiff::SignedDuration::from_hours(*hours)).to_string()
+            })
+            .collect();
+        let mut attempts = Vec::new();
+        for (n, slot) in slots.iter().enumerate() {
+            if n > 0 {
+                // Between slots: three objects change and one is deleted.
+                for i in 0..3 {
+                    let (k, e) = put(format!("obj {:02}", i + n), 1 + n as u32).await;
+                    model.insert(k, e);
+                }
+                let gone = format!("obj {:02}", 10 + n);
+                h.clients
+                    .s3
+                    .delete_object()
+                    .bucket(&source)
+                    .key(&gone)
+                    .send()
+                    .await
+                    .unwrap();
+                model.remove(&gone);
+            }
+            let reports = until_done(&clients, &env, JobKind::Bucket, slot).await;
+            attempts.push((slot[..10].to_owned(), reports.len()));
+        }
+        let counts = proxy.counts();
+        proxy.clear();
+        print_figures("bucket", seed, counts, &attempts);
+        assert!(counts.lost_answers > 0, "{counts:?}");
+
+        let s3 = &h.clients.s3;
+        let store = Store::new(&backups, "buckets", None);
+        let newest = ScheduleSlot::parse(&slots[2]).unwrap();
+        let (summary, entries) = backup::read_manifest(s3, &store, &source, &newest)
+            .await
+            .unwrap();
+        let backed_up: BTreeMap<String, String> = entries
+            .iter()
+            .map(|e| (e.key.clone(), e.etag.clone()))
+            .collect();
+        assert_eq!(
+            backed_up, model,
+            "seed {seed}: the newest slot is the bucket as it was"
+        );
+        assert_eq!(summary.objects as usize, model.len());
+        let stored = backup::stored_ids(s3, &store, &source).await.unwrap();
+        for e in &entries {
+            assert_eq!(
+                stored.get(&e.stored),
+                Some(&e.size),
+                "seed {seed}: {}",
+                e.key
+            );
+        }
+        let referenced: BTreeSet<&String> = entries.iter().map(|e| &e.stored).collect();
+        assert_eq!(
+            stored.keys().collect::<BTreeSet<_>>(),
+            referenced,
+            "seed {seed}: nothing unreferenced is left after the last prune"
+        );
+        for old in &slots[..2] {
+            let old = ScheduleSlot::parse(old).unwrap();
+            assert!(
+                backup::read_summary(s3, &store, &source, &old)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "seed {seed}: slot {old} pruned"
+            );
+        }
+        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        let held = lock::current(&catalog, &source).await.unwrap();
+        assert!(
+            held.is_none_or(|l| l.until <= Timestamp::now()),
+            "seed {seed}: no lock left held"
+        );
+    }
+}

@@ -704,17 +704,12 @@ pub async fn read_manifest(
 
 /// The complete slots of `source`, oldest first.
 pub async fn complete_slots(s3: &S3, store: &Store, source: &str) -> Result<Vec<ScheduleSlot>> {
-    let mut slots: Vec<ScheduleSlot> = s3io::list(s3, &store.bucket, &store.slots_prefix(source))
+    Ok(super::prune::list_slots(s3, store, source)
         .await?
         .into_iter()
-        .filter_map(|(k, _)| {
-            let rest = k.strip_prefix(&store.slots_prefix(source))?;
-            let (slot, file) = rest.split_once('/')?;
-            (file == "manifest.json").then(|| super::parse_compact_slot(slot))?
-        })
-        .collect();
-    slots.sort();
-    Ok(slots)
+        .filter(|(_, complete)| *complete)
+        .map(|(slot, _)| slot)
+        .collect())
 }
 
 /// The newest complete slot before `slot`'s entries by stored id: their headers and tags are

@@ -38,10 +38,15 @@ pub struct PruneReport {
     pub blocked: Option<String>,
 }
 
+/// Put in a slot's directory before a prune deletes anything of it, deleted last.
+pub const PRUNING_MARKER: &str = "pruning.json";
+
 /// One slot's files, as listed.
 #[derive(Debug, Default)]
 struct SlotFiles {
     complete: bool,
+    /// A prune decided to delete it and had begun (`pruning.json`): the next prune finishes.
+    pruning: bool,
     parts: Vec<String>,
     all: Vec<String>,
 }
@@ -106,6 +111,8 @@ async fn prune_locked(
         let files = slots.entry(slot.to_owned()).or_default();
         if file == "manifest.json" {
             files.complete = true;
+        } else if file == PRUNING_MARKER {
+            files.pruning = true;
         } else if file.starts_with("part-") {
             files.parts.push(key.clone());
         }
@@ -115,6 +122,10 @@ async fn prune_locked(
     let mut points = Vec::new();
     for (name, files) in &slots {
         // A directory not named like a slot is never planned, so kept; its parts count below.
+        // A slot a prune began to delete is not a recovery point any more.
+        if files.pruning {
+            continue;
+        }
         if let Some(slot) = parse_compact_slot(name) {
             points.push(RecoveryPoint {
                 id: name.clone(),
@@ -127,7 +138,19 @@ async fn prune_locked(
         }
     }
     let plan = retention::plan(&points, policy, now);
-    let doomed: HashSet<String> = plan.deletes().map(|p| p.point.id.clone()).collect();
+    // The plan's deletes, and the slots an earlier prune began to delete (their summary may be
+    // gone already, which would otherwise make them look like backups under way, kept forever
+    // with every copy they name).
+    let doomed: HashSet<String> = plan
+        .deletes()
+        .map(|p| p.point.id.clone())
+        .chain(
+            slots
+                .iter()
+                .filter(|(_, f)| f.pruning)
+                .map(|(n, _)| n.clone()),
+        )
+        .collect();
 
     // Mark: every stored id named by a manifest that stays (kept, in progress, or unknown).
     let mut referenced: HashSet<String> = HashSet::new();
@@ -194,18 +217,33 @@ async fn prune_locked(
         let files = &slots[name];
         if !dry_run {
             renew(catalog, source, holder).await?;
+            // The marker first: from here on the slot is being deleted, and a prune that stops
+            // half-way is finished by the next one.
+            let marker = format!("{slots_prefix}{name}/{PRUNING_MARKER}");
+            if !files.pruning {
+                s3io::put_small(
+                    s3,
+                    &store.bucket,
+                    &marker,
+                    br#"{"pruning":true}"#.to_vec(),
+                    "application/json",
+                    &store.enc,
+                )
+                .await?;
+            }
             let summary = format!("{slots_prefix}{name}/manifest.json");
             s3io::delete_keys(s3, &store.bucket, std::slice::from_ref(&summary)).await?;
             let rest: Vec<String> = files
                 .all
                 .iter()
-                .filter(|k| **k != summary)
+                .filter(|k| **k != summary && **k != marker)
                 .cloned()
                 .collect();
             for chunk in rest.chunks(1000) {
                 renew(catalog, source, holder).await?;
                 s3io::delete_keys(s3, &store.bucket, chunk).await?;
             }
+            s3io::delete_keys(s3, &store.bucket, std::slice::from_ref(&marker)).await?;
         }
         report.deleted_slots.push(name.to_owned());
     }
@@ -253,18 +291,24 @@ async fn renew(catalog: &Catalog, source: &str, holder: &str) -> Result<()> {
     }
 }
 
-/// The slots of `source` in the store, each with whether it is complete: for listings.
+/// The slots of `source` in the store, oldest first, each with whether it is complete (its
+/// summary is there and no prune has begun to delete it): for listings.
 pub async fn list_slots(s3: &S3, store: &Store, source: &str) -> Result<Vec<(ScheduleSlot, bool)>> {
     let prefix = store.slots_prefix(source);
-    let mut out: BTreeMap<ScheduleSlot, bool> = BTreeMap::new();
+    // (summary there, being pruned)
+    let mut out: BTreeMap<ScheduleSlot, (bool, bool)> = BTreeMap::new();
     for (key, _) in s3io::list(s3, &store.bucket, &prefix).await? {
         let Some((name, file)) = key.strip_prefix(&prefix).and_then(|r| r.split_once('/')) else {
             continue;
         };
         if let Some(slot) = parse_compact_slot(name) {
-            let complete = out.entry(slot).or_default();
-            *complete |= file == "manifest.json";
+            let state = out.entry(slot).or_default();
+            state.0 |= file == "manifest.json";
+            state.1 |= file == PRUNING_MARKER;
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(out
+        .into_iter()
+        .map(|(slot, (summary, pruning))| (slot, summary && !pruning))
+        .collect())
 }

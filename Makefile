@@ -70,4 +70,4 @@ bench-tools:
 
 ## Deployable zips for Lambda (arm64, provided.al2023): target/lambda/<function>/bootstrap.zip
 zips: deps
-	cargo lambda build --release --arm64 --output-format zip -p snapshot -p export -p retention -p validate
+	cargo lambda build --release --arm64 --output-format zip -p snapshot -p export -p retention -p validate -p restore -p bucket

@@ -7,6 +7,7 @@ of the deployed copy (and listed by name in the test), and cfn-lint and checkov 
 its conditions and intrinsic functions evaluated for given parameter values (`Stack` below).
 """
 
+import ast
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from samtranslator.yaml_helper import yaml_parse
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+ROOT = TEMPLATE.parents[1]
 NOT_IN_MOTO = {
     "AWS::CloudWatch::Alarm",
     "AWS::Scheduler::Schedule",
@@ -88,6 +90,7 @@ CODE_URIS = {
     "ExportFunction": "s3://a/e.zip",
     "ValidateFunction": "s3://a/v.zip",
     "RestoreFunction": "s3://a/x.zip",
+    "BucketFunction": "s3://a/b.zip",
 }
 PSEUDO = {
     "AWS::Region": "us-east-1",
@@ -96,16 +99,33 @@ PSEUDO = {
     "AWS::StackName": "backstop",
 }
 ACCOUNT = PSEUDO["AWS::AccountId"]
-FUNCTIONS = ("SnapshotFunction", "RetentionFunction", "ExportFunction", "ValidateFunction", "RestoreFunction")
+FUNCTIONS = (
+    "SnapshotFunction",
+    "RetentionFunction",
+    "ExportFunction",
+    "ValidateFunction",
+    "RestoreFunction",
+    "BucketFunction",
+)
 FUNCTION_ROLES = (
     "SnapshotFunctionRole",
     "RetentionFunctionRole",
     "ExportFunctionRole",
     "ValidateFunctionRole",
     "RestoreFunctionRole",
+    "BucketFunctionRole",
 )
-SCHEDULE_ROLES = ("SnapshotScheduleRole", "RetentionScheduleRole", "ExportScheduleRole", "ValidateScheduleRole")
+SCHEDULE_ROLES = (
+    "SnapshotScheduleRole",
+    "RetentionScheduleRole",
+    "ExportScheduleRole",
+    "ValidateScheduleRole",
+    "BucketScheduleRole",
+)
+# The bucket function's schedule (and its role) exist only with a bucket selection.
+BUCKET_SELECTED = {"BucketNames": "app-uploads,app-media"}
 EXPORT_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:backstop-export"
+BUCKET_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:backstop-bucket"
 CATALOG_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog"
 CATALOG_WRITES = {
     "dynamodb:PutItem",
@@ -128,6 +148,7 @@ NO_RESOURCE_LEVEL = {
     "dynamodb:ListBackups",
     "dynamodb:ListExports",
     "cloudwatch:PutMetricData",
+    "s3:ListAllMyBuckets",
 }
 
 
@@ -151,9 +172,16 @@ class Stack:
     stay symbolic: `<Topic>` for a Ref, `<Key.Arn>` for a GetAtt (also inside Fn::Sub).
     """
 
+    _translations = {}
+
     def __init__(self, params=None, stack_name="backstop"):
         params = dict(params or {})
-        self.out = translated(CODE_URIS, params)
+        # One translation per set of parameter values (the translator is the slow part);
+        # nothing below changes its output.
+        key = tuple(sorted(params.items()))
+        if key not in Stack._translations:
+            Stack._translations[key] = translated(CODE_URIS, params)
+        self.out = Stack._translations[key]
         self.resources = self.out["Resources"]
         defaults = {k: str(v.get("Default", "")) for k, v in self.out.get("Parameters", {}).items()}
         self.values = {**defaults, **{k: str(v) for k, v in params.items()}, **PSEUDO, "AWS::StackName": stack_name}
@@ -228,24 +256,38 @@ class Stack:
     def props(self, name):
         return self.resolve(self.resources[name]["Properties"])
 
+    def exists(self, name):
+        """Whether CloudFormation creates the resource (its Condition, if any, holds)."""
+        condition = self.resources[name].get("Condition")
+        return condition is None or self.condition(condition)
+
     def of_type(self, type_):
-        return {k: self.props(k) for k, v in self.resources.items() if v["Type"] == type_}
+        """The resources of a type that the parameter values create."""
+        return {k: self.props(k) for k, v in self.resources.items() if v["Type"] == type_ and self.exists(k)}
 
     def statements(self, role):
         props = self.props(role)
         return [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
 
     def statements_with(self, role, action):
-        return [s for s in self.statements(role) if action in as_list(s["Action"])]
+        return [s for s in self.statements(role) if s["Effect"] == "Allow" and action in as_list(s["Action"])]
 
     def grants(self, role):
         """{action: [resources]} over the role's inline Allow statements."""
         out = {}
         for s in self.statements(role):
+            if s["Effect"] == "Deny":
+                # Only the bucket function's role carries Deny statements (see `denies`).
+                assert role == "BucketFunctionRole", (role, s)
+                continue
             assert s["Effect"] == "Allow", (role, s)
             for a in as_list(s["Action"]):
                 out.setdefault(a, []).extend(as_list(s["Resource"]))
         return out
+
+    def denies(self, role):
+        """The role's inline Deny statements."""
+        return [s for s in self.statements(role) if s["Effect"] == "Deny"]
 
 
 def as_list(value):
@@ -270,6 +312,15 @@ PARAM_SETS = [
     {"TableNames": "SalesTable,BuyersTable"},
     {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
     {"ExportBucketName": "corp-dynamo-exports", "ExportPrefix": "teams/orders"},
+    BUCKET_SELECTED,
+    {"BucketPattern": "prod-*", "BucketEnforceGuards": "true"},
+    {
+        "BucketTag": "backup=daily",
+        "ReplicaBucketName": "dr-bucket-backups",
+        "ReplicaRegion": "us-west-2",
+        "ReplicaKmsKeyArn": "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "BucketBackupPrefix": "backstop/buckets",
+    },
 ]
 
 
@@ -277,7 +328,8 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
     out = translated(CODE_URIS)
     res = out["Resources"]
     schedules = {k: v for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-    assert len(schedules) == 4, sorted(res)
+    # The bucket function's schedule is the template's own (with its condition), not SAM's.
+    assert len(schedules) == 5, sorted(res)
     for s in schedules.values():
         target = s["Properties"]["Target"]
         assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
@@ -292,6 +344,10 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             for s in stack.statements(name):
                 actions = as_list(s["Action"])
                 assert "*" not in actions and not any(a.endswith(":*") for a in actions), (name, s)
+                if s["Effect"] == "Deny":
+                    # Denies only narrow (tested with the bucket function's role).
+                    assert name == "BucketFunctionRole", (name, s)
+                    continue
                 if s["Resource"] == "*":
                     # Only actions without resource-level permissions may name every resource.
                     assert set(actions) <= NO_RESOURCE_LEVEL, (name, s)
@@ -311,6 +367,8 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             # Restored tables' items (a chain's removed keys; RestoreTableFromBackup's target)
             # and the restores' own catalog records: no table, no backup, no object.
             "RestoreFunctionRole": ["dynamodb:DeleteItem"],
+            # Its locks in the catalog, and the prune: in the backup stores only (tested below).
+            "BucketFunctionRole": ["dynamodb:DeleteItem", "s3:DeleteObject"],
         }
         for action in ("dynamodb:DeleteItem", "dynamodb:DeleteTable", "dynamodb:PutItem", "dynamodb:Scan"):
             assert stack.grants("ValidateFunctionRole")[action] == [
@@ -326,9 +384,9 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
 
 
 def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_dead_letter_queue():
-    stack = Stack()
+    stack = Stack(BUCKET_SELECTED)
     schedules = stack.of_type("AWS::Scheduler::Schedule")
-    assert len(schedules) == 4
+    assert len(schedules) == 5
     seen = set()
     for name, schedule in schedules.items():
         target = schedule["Target"]
@@ -361,18 +419,20 @@ def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_d
         "<RetentionFunction.Arn>",
         "<ExportFunction.Arn>",
         "<ValidateFunction.Arn>",
+        "<BucketFunction.Arn>",
     }
 
 
 def test_schedule_names_start_with_the_stack_name():
     for stack_name in ("backstop", "backstop-eu"):
-        stack = Stack(stack_name=stack_name)
+        stack = Stack(BUCKET_SELECTED, stack_name=stack_name)
         names = {k: v["Name"] for k, v in stack.of_type("AWS::Scheduler::Schedule").items()}
         assert names == {
             "SnapshotFunctionDaily": f"{stack_name}-snapshot",
             "RetentionFunctionDaily": f"{stack_name}-retention",
             "ExportFunctionWeekly": f"{stack_name}-export",
             "ValidateFunctionDaily": f"{stack_name}-validate",
+            "BucketFunctionDaily": f"{stack_name}-bucket",
         }
 
 
@@ -400,6 +460,12 @@ def test_delete_backup_is_scoped_to_the_named_tables_backups():
                 assert deletes == {"dynamodb:DeleteTable": drill, "dynamodb:DeleteItem": drill}, deletes
             elif role == "RestoreFunctionRole":
                 assert deletes == {"dynamodb:DeleteItem": restored}, deletes
+            elif role == "BucketFunctionRole":
+                # Its locks (by condition, tested below) and its prune of the backup bucket.
+                assert deletes == {
+                    "dynamodb:DeleteItem": [CATALOG_ARN],
+                    "s3:DeleteObject": ["<BucketBackupsBucket.Arn>/buckets/*"],
+                }, deletes
             elif role != "RetentionFunctionRole":
                 assert not deletes, role
 
@@ -473,11 +539,23 @@ def test_each_function_gets_only_its_own_environment():
             "BACKSTOP_DRILL_TABLE_PREFIX",
         },
     }
+    # BACKSTOP_BUCKETS / _PATTERN / _TAG and BACKSTOP_REPLICA_* only when set (tested below).
+    bucket = {
+        "BACKSTOP_BUCKET_BACKUP_BUCKET",
+        "BACKSTOP_BUCKET_BACKUP_PREFIX",
+        "BACKSTOP_BUCKET_KMS_KEY",
+        "BACKSTOP_BUCKET_RETENTION_POLICY",
+        "BACKSTOP_BUCKET_ENFORCE_GUARDS",
+    }
     selections = (({}, "BACKSTOP_TABLE_TAG"), ({"TableNames": "SalesTable,BuyersTable"}, "BACKSTOP_TABLES"))
     for params, selection in selections:
         stack = Stack(params)
         for fn in FUNCTIONS:
             env = stack.props(fn)["Environment"]["Variables"]
+            if fn == "BucketFunction":
+                # Buckets, not tables: no table selection.
+                assert set(env) == common | bucket, (params, sorted(env))
+                continue
             if fn == "RestoreFunction":
                 # Asked, not scheduled: no report topic, no metrics, no selection but the
                 # names it must never restore into.
@@ -521,6 +599,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<ExportFunctionRole.Arn>",
         "<ValidateFunctionRole.Arn>",
         "<RestoreFunctionRole.Arn>",
+        "<BucketFunctionRole.Arn>",
     ]
     holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
@@ -529,6 +608,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<ExportFunctionRole.Arn>",
         "<ValidateFunctionRole.Arn>",
         "<RestoreFunctionRole.Arn>",
+        "<BucketFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
         "arn:aws:iam::123456789012:role/ops-*",
     ]
@@ -561,6 +641,8 @@ def test_only_the_function_roles_may_write_the_catalog():
             "dynamodb:Scan",
             "dynamodb:UpdateItem",
         ],
+        # Its bucket locks (DeleteItem only on BUCKET#..., tested below) and run records.
+        "BucketFunctionRole": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
@@ -579,7 +661,7 @@ def test_function_log_groups_have_retention_and_the_stack_key():
             group = groups[name]
             assert str(group["RetentionInDays"]) == days, (fn, group)
             assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
-        assert len(used) == 5 and used == set(groups)
+        assert len(used) == 6 and used == set(groups)
 
 
 def test_key_policy_lets_services_use_the_key_only_under_conditions():
@@ -649,15 +731,22 @@ def test_roles_carry_only_allow_listed_managed_policies_and_no_wildcard_actions(
     for params in PARAM_SETS:
         stack = Stack(params)
         roles = stack.of_type("AWS::IAM::Role")
-        # Every role in the stack is one of ours: no role generated behind our back.
-        assert set(roles) == set(FUNCTION_ROLES) | set(SCHEDULE_ROLES), sorted(roles)
+        # Every role in the stack is one of ours: no role generated behind our back (the bucket
+        # schedule's only with a bucket selection).
+        expected = set(FUNCTION_ROLES) | set(SCHEDULE_ROLES)
+        if not stack.condition("HasBucketSelection"):
+            expected.discard("BucketScheduleRole")
+        assert set(roles) == expected, sorted(roles)
         for name, role in roles.items():
             managed = set(role.get("ManagedPolicyArns", []))
             assert managed <= ALLOWED_MANAGED_POLICIES, (name, managed)
             if name in SCHEDULE_ROLES:
                 assert not managed, name
             for s in stack.statements(name):
-                assert "NotAction" not in s and "NotResource" not in s, (name, s)
+                # NotResource only in a Deny (there it denies more; in an Allow it would grant
+                # everything else).
+                assert "NotAction" not in s, (name, s)
+                assert "NotResource" not in s or s["Effect"] == "Deny", (name, s)
                 for a in as_list(s["Action"]):
                     assert a != "*" and not a.endswith(":*"), (name, s)
 
@@ -673,9 +762,11 @@ def test_alarms_on_backstop_metrics_cannot_be_raised_or_hidden_by_a_duplicate_da
         "BackupDurationAlarm",
         "BackupFailureAlarm",
         "BackupFreshnessAlarm",
+        "BucketBackupFailureAlarm",
         "ExportFailureAlarm",
         "ExportVerificationAlarm",
         "FreshnessViolationAlarm",
+        "ReplicaFailureAlarm",
         "RestoreDrillAlarm",
         "RetentionFailureAlarm",
     ]
@@ -856,8 +947,8 @@ def test_export_role_invokes_only_itself_and_deletes_nothing():
 def test_the_export_may_invoke_itself_in_a_loop_and_the_others_may_not():
     stack = Stack({})
     functions = stack.of_type("AWS::Lambda::Function")
-    export = [f for f in functions if f.startswith(("ExportFunction", "RestoreFunction"))]
-    assert len(export) == 2, functions
+    export = [f for f in functions if f.startswith(("ExportFunction", "RestoreFunction", "BucketFunction"))]
+    assert len(export) == 3, functions
     for name in functions:
         props = stack.resources[name]["Properties"]
         assert props.get("RecursiveLoop") == ("Allow" if name in export else None), name
@@ -932,9 +1023,13 @@ def test_retention_may_delete_objects_only_under_the_export_prefix():
         }, params
         (listing,) = stack.statements_with("RetentionFunctionRole", "s3:ListBucket")
         assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
-        # No other role deletes objects at all.
+        # No other role deletes objects at all, but the bucket function in its own backup
+        # bucket (tested with it).
         for role in stack.of_type("AWS::IAM::Role"):
-            if role != "RetentionFunctionRole":
+            if role == "BucketFunctionRole":
+                deletes = {a: r for a, r in stack.grants(role).items() if a.startswith("s3:Delete")}
+                assert deletes == {"s3:DeleteObject": ["<BucketBackupsBucket.Arn>/buckets/*"]}, deletes
+            elif role != "RetentionFunctionRole":
                 assert not [a for a in stack.grants(role) if a.startswith("s3:Delete")], role
 
 
@@ -944,7 +1039,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip", "restore.zip"):
+    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip", "restore.zip", "bucket.zip"):
         s3.put_object(Bucket="backstop-artifacts", Key=key, Body=buf.getvalue())
     out = translated(
         {
@@ -953,20 +1048,36 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
             "ExportFunction": "s3://backstop-artifacts/export.zip",
             "ValidateFunction": "s3://backstop-artifacts/validate.zip",
             "RestoreFunction": "s3://backstop-artifacts/restore.zip",
+            "BucketFunction": "s3://backstop-artifacts/bucket.zip",
         }
     )
     for fn in FUNCTIONS:
         assert out["Resources"][fn]["Properties"]["Architectures"] == ["arm64"]
     left_out = sorted(k for k, v in out["Resources"].items() if v["Type"] in NOT_IN_MOTO)
     out["Resources"] = {k: v for k, v in out["Resources"].items() if v["Type"] not in NOT_IN_MOTO}
-    expected_left_out = {"BackupFailureAlarm", "SnapshotFunctionDaily", "ExportFunctionWeekly", "TopicPolicy"}
+    expected_left_out = {
+        "BackupFailureAlarm",
+        "SnapshotFunctionDaily",
+        "ExportFunctionWeekly",
+        "BucketFunctionDaily",
+        "BucketBackupsBucketPolicy",
+        "TopicPolicy",
+    }
     assert expected_left_out <= set(left_out), left_out
 
     cfn = client("cloudformation", moto_endpoint)
+    # A bucket list and a replica: moto's CloudFormation evaluates the conditions and the
+    # Split/Join that turn BucketNames into the role's resource ARNs.
+    parameters = {
+        "AlarmEmail": "ops@example.com",
+        "BucketNames": "app-uploads,app-media",
+        "ReplicaBucketName": "dr-bucket-backups",
+        "ReplicaRegion": "us-west-2",
+    }
     cfn.create_stack(
         StackName="backstop",
         TemplateBody=json.dumps(out),
-        Parameters=[{"ParameterKey": "AlarmEmail", "ParameterValue": "ops@example.com"}],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     stack = cfn.describe_stacks(StackName="backstop")["Stacks"][0]
@@ -1012,13 +1123,63 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
             assert env["BACKSTOP_EXPORT_BUCKET"] == bucket and env["BACKSTOP_EXPORT_PREFIX"] == "backstop", env
     # The export function by its fixed name, the one its role may invoke.
     assert outputs["ExportFunctionName"] == "backstop-export"
+    # The bucket function by its fixed name (it invokes itself too), with its own settings.
+    assert outputs["BucketFunctionName"] == "backstop-bucket"
+    backups = outputs["BucketBackupsBucketName"]
+    rule = s3.get_bucket_encryption(Bucket=backups)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    conf = lam.get_function_configuration(FunctionName=outputs["BucketFunctionName"])
+    assert conf["Runtime"] == "provided.al2023", conf
+    env = conf["Environment"]["Variables"]
+    assert env == {
+        "BACKSTOP_CATALOG_TABLE": outputs["CatalogTableName"],
+        "BACKSTOP_TOPIC_ARN": outputs["NotificationTopicArn"],
+        "BACKSTOP_METRICS_NAMESPACE": "Backstop",
+        "BACKSTOP_BUCKETS": "app-uploads,app-media",
+        "BACKSTOP_BUCKET_BACKUP_BUCKET": backups,
+        "BACKSTOP_BUCKET_BACKUP_PREFIX": "buckets",
+        "BACKSTOP_BUCKET_KMS_KEY": env["BACKSTOP_BUCKET_KMS_KEY"],
+        "BACKSTOP_BUCKET_RETENTION_POLICY": "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
+        "BACKSTOP_BUCKET_ENFORCE_GUARDS": "false",
+        "BACKSTOP_REPLICA_BUCKET": "dr-bucket-backups",
+        "BACKSTOP_REPLICA_REGION": "us-west-2",
+    }, env
+    assert env["BACKSTOP_BUCKET_KMS_KEY"].startswith("arn:aws:kms:us-east-1:123456789012:key/"), env
     # One role per function and one per schedule.
     iam = client("iam", moto_endpoint)
     for logical in FUNCTION_ROLES + SCHEDULE_ROLES:
         assert iam.get_role(RoleName=physical[logical])["Role"]["Arn"]
+    # The bucket role's source ARNs, as CloudFormation made them from BucketNames: each bucket
+    # and its objects, nothing else; writes only in the backup bucket and the replica.
+    role = physical["BucketFunctionRole"]
+    statements = []
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        # (boto3 parses AWS's URL-encoded JSON; moto's CloudFormation stores the document it
+        # was given as a Python literal, which reaches boto3 as a string.)
+        if isinstance(document, str):
+            document = ast.literal_eval(document)
+        # (moto leaves a None where a statement's Fn::If gave AWS::NoValue; CloudFormation
+        # drops the element.)
+        statements.extend(st for st in document["Statement"] if st is not None)
+    by_sid = {st.get("Sid"): st for st in statements}
+    assert by_sid["ReadSourceBuckets"]["Resource"] == ["arn:*:s3:::app-uploads", "arn:*:s3:::app-media"]
+    assert by_sid["ReadSourceObjects"]["Resource"] == ["arn:*:s3:::app-uploads/*", "arn:*:s3:::app-media/*"]
+    assert by_sid["WriteBucketBackups"]["Resource"] == f"arn:aws:s3:::{backups}/buckets/*"
+    assert by_sid["WriteReplica"]["Resource"] == "arn:aws:s3:::dr-bucket-backups/buckets/*"
+    assert by_sid["NoWritesOutsideTheBackupStores"]["NotResource"] == [
+        f"arn:aws:s3:::{backups}/buckets/*",
+        "arn:aws:s3:::dr-bucket-backups/buckets/*",
+    ]
+    assert "FindBuckets" not in by_sid and "EnforceSourceGuards" not in by_sid, sorted(by_sid)
     # A log group per function, with the retention parameter's default.
     groups = {g["logGroupName"]: g for g in client("logs", moto_endpoint).describe_log_groups()["logGroups"]}
-    for name in ("/aws/lambda/backstop-snapshot", "/aws/lambda/backstop-retention", "/aws/lambda/backstop-export"):
+    for name in (
+        "/aws/lambda/backstop-snapshot",
+        "/aws/lambda/backstop-retention",
+        "/aws/lambda/backstop-export",
+        "/aws/lambda/backstop-bucket",
+    ):
         assert int(groups[name]["retentionInDays"]) == 90, groups.get(name)
     # The dead-letter queue and the key.
     assert client("sqs", moto_endpoint).get_queue_url(QueueName=physical["DeadLetterQueue"].rsplit("/", 1)[-1])
@@ -1108,3 +1269,443 @@ def test_restore_role_creates_and_writes_only_prefixed_tables_and_only_its_catal
             if role != "RestoreFunctionRole":
                 invokes = stack.grants(role).get("lambda:InvokeFunction", [])
                 assert not [i for i in invokes if "restore" in i.lower()], role
+
+
+# ---------- the bucket function (S3 bucket backups) ----------
+
+BACKUP_OBJECTS = "<BucketBackupsBucket.Arn>/buckets/*"
+REPLICA_KEY = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+REPLICA = {"ReplicaBucketName": "dr-bucket-backups", "ReplicaRegion": "us-west-2", "ReplicaKmsKeyArn": REPLICA_KEY}
+# The source-side S3 actions the bucket job calls (besides the guards' two, below).
+SOURCE_BUCKET_READS = {
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketVersioning",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketTagging",
+}
+SOURCE_OBJECT_READS = {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"}
+GUARDS = {"s3:PutBucketVersioning", "s3:PutLifecycleConfiguration"}
+# Every selection the bucket function can have, and the cases that change its role.
+BUCKET_PARAM_SETS = [
+    {},
+    BUCKET_SELECTED,
+    {**BUCKET_SELECTED, "BucketEnforceGuards": "true"},
+    {"BucketPattern": "prod-*"},
+    {"BucketTag": "backup=daily", "BucketEnforceGuards": "true"},
+    {**BUCKET_SELECTED, **REPLICA},
+    {"BucketPattern": "prod-*", "ReplicaBucketName": "dr-bucket-backups", "BucketBackupPrefix": "backstop/buckets"},
+]
+
+
+def bucket_names(arns, suffix=""):
+    """The bucket names in per-bucket ARNs (any partition: see the template)."""
+    names = []
+    for arn in arns:
+        m = re.fullmatch(r"arn:(\*|aws):s3:::([a-z0-9][a-z0-9.-]+[a-z0-9])" + re.escape(suffix), arn)
+        assert m, arn
+        names.append(m.group(2))
+    return names
+
+
+def test_every_function_in_the_workspace_has_its_function_in_the_template():
+    res = yaml_parse(TEMPLATE.read_text())["Resources"]
+    binaries = {
+        v["Metadata"]["BuildProperties"]["Binary"]: k
+        for k, v in res.items()
+        if v["Type"] == "AWS::Serverless::Function"
+    }
+    crates = sorted(d.name for d in (ROOT / "functions").iterdir() if (d / "Cargo.toml").is_file())
+    assert sorted(binaries) == crates, (sorted(binaries), crates)
+    assert set(binaries.values()) == set(FUNCTIONS)
+    for name in binaries.values():
+        assert res[name]["Metadata"]["BuildMethod"] == "rust-cargolambda", name
+        assert res[name]["Properties"]["CodeUri"] == "../", name
+
+
+def test_every_environment_variable_is_a_setting_the_code_reads():
+    # The names in shared/src/settings.rs (pub const ENV_...: &str = "BACKSTOP_..."): a typo in
+    # the template would leave a setting at its default without a word.
+    source = (ROOT / "shared" / "src" / "settings.rs").read_text()
+    known = set(re.findall(r'pub const ENV_\w+: &str =\s*"(BACKSTOP_\w+)"', source))
+    assert {"BACKSTOP_BUCKET_BACKUP_BUCKET", "BACKSTOP_REPLICA_KMS_KEY"} <= known, sorted(known)
+    for params in BUCKET_PARAM_SETS + PARAM_SETS:
+        stack = Stack(params)
+        for fn in FUNCTIONS:
+            env = stack.props(fn)["Environment"]["Variables"]
+            assert not set(env) - known, (fn, sorted(set(env) - known))
+
+
+def test_bucket_function_runs_with_its_own_settings():
+    stack = Stack()
+    props = stack.props("BucketFunction")
+    assert props["FunctionName"] == "backstop-bucket"
+    assert props["MemorySize"] == 1024 and props["Timeout"] == 900
+    assert props["Architectures"] == ["arm64"] and props["Runtime"] == "provided.al2023"
+    # One run at a time, as the other functions (Globals).
+    assert str(props["ReservedConcurrentExecutions"]) == "1"
+    assert props["DeadLetterConfig"] == {"TargetArn": "<DeadLetterQueue.Arn>"}
+    assert props["KmsKeyArn"] == "<Key.Arn>"
+    assert props["LoggingConfig"] == {"LogGroup": "<BucketLogGroup>"}
+    assert stack.props("BucketLogGroup")["LogGroupName"] == "/aws/lambda/backstop-bucket"
+    metadata = yaml_parse(TEMPLATE.read_text())["Resources"]["BucketFunction"]["Metadata"]
+    assert metadata["BuildMethod"] == "rust-cargolambda" and metadata["BuildProperties"] == {"Binary": "bucket"}
+    configs = stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+    (invoke_config,) = [c for c in configs if c["FunctionName"] == "<BucketFunction>"]
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == "<DeadLetterQueue.Arn>"
+    assert stack.resolve(stack.out["Outputs"]["BucketFunctionName"]["Value"]) == "<BucketFunction>"
+    assert stack.resolve(stack.out["Outputs"]["BucketBackupsBucketName"]["Value"]) == "<BucketBackupsBucket>"
+
+    base = {
+        "BACKSTOP_CATALOG_TABLE": "<CatalogTable>",
+        "BACKSTOP_TOPIC_ARN": "<Topic>",
+        "BACKSTOP_METRICS_NAMESPACE": "Backstop",
+        "BACKSTOP_BUCKET_BACKUP_BUCKET": "<BucketBackupsBucket>",
+        "BACKSTOP_BUCKET_BACKUP_PREFIX": "buckets",
+        "BACKSTOP_BUCKET_KMS_KEY": "<Key.Arn>",
+        "BACKSTOP_BUCKET_RETENTION_POLICY": "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
+        "BACKSTOP_BUCKET_ENFORCE_GUARDS": "false",
+    }
+    # Exactly one selection reaches the function (it refuses two): the list, else the pattern,
+    # else the tag.
+    cases = [
+        ({}, {}),
+        (BUCKET_SELECTED, {"BACKSTOP_BUCKETS": "app-uploads,app-media"}),
+        ({"BucketPattern": "prod-*"}, {"BACKSTOP_BUCKET_PATTERN": "prod-*"}),
+        ({"BucketTag": "backup=daily"}, {"BACKSTOP_BUCKET_TAG": "backup=daily"}),
+        ({**BUCKET_SELECTED, "BucketPattern": "prod-*", "BucketTag": "k"}, {"BACKSTOP_BUCKETS": "app-uploads,app-media"}),
+        ({"BucketPattern": "prod-*", "BucketTag": "k"}, {"BACKSTOP_BUCKET_PATTERN": "prod-*"}),
+        (
+            {"BucketTag": "k", "ReplicaBucketName": "dr-bucket-backups"},
+            {"BACKSTOP_BUCKET_TAG": "k", "BACKSTOP_REPLICA_BUCKET": "dr-bucket-backups"},
+        ),
+        (
+            {**BUCKET_SELECTED, **REPLICA},
+            {
+                "BACKSTOP_BUCKETS": "app-uploads,app-media",
+                "BACKSTOP_REPLICA_BUCKET": "dr-bucket-backups",
+                "BACKSTOP_REPLICA_REGION": "us-west-2",
+                "BACKSTOP_REPLICA_KMS_KEY": REPLICA_KEY,
+            },
+        ),
+        # A replica's region and key mean nothing without the replica.
+        ({"ReplicaRegion": "us-west-2", "ReplicaKmsKeyArn": REPLICA_KEY}, {}),
+        (
+            {
+                "BucketBackupPrefix": "backstop/buckets",
+                "BucketRetentionPolicy": "keep_daily=7",
+                "BucketEnforceGuards": "true",
+            },
+            {
+                "BACKSTOP_BUCKET_BACKUP_PREFIX": "backstop/buckets",
+                "BACKSTOP_BUCKET_RETENTION_POLICY": "keep_daily=7",
+                "BACKSTOP_BUCKET_ENFORCE_GUARDS": "true",
+            },
+        ),
+    ]
+    for params, own in cases:
+        env = Stack(params).props("BucketFunction")["Environment"]["Variables"]
+        assert env == {**base, **own}, (params, env)
+    # Bucket settings are the bucket function's alone.
+    for params in (BUCKET_SELECTED, {**BUCKET_SELECTED, **REPLICA}):
+        stack = Stack(params)
+        for fn in FUNCTIONS:
+            if fn != "BucketFunction":
+                env = stack.props(fn)["Environment"]["Variables"]
+                assert not [k for k in env if k.startswith("BACKSTOP_BUCKET")], (fn, env)
+                # The replica is the export's too (complete exports are replicated).
+                replica = [k for k in env if k.startswith("BACKSTOP_REPLICA")]
+                if fn == "ExportFunction" and "ReplicaBucketName" in params:
+                    assert "BACKSTOP_REPLICA_BUCKET" in replica, (fn, env)
+                else:
+                    assert not replica, (fn, env)
+
+    params = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    assert params["BucketEnforceGuards"]["AllowedValues"] == ["true", "false"]
+    assert params["BucketEnforceGuards"]["Default"] == "false"
+    assert params["BucketBackupPrefix"]["Default"] == "buckets"
+    assert params["BucketSchedule"]["Default"] == "cron(0 4 * * ? *)"
+    for name in ("BucketNames", "BucketPattern", "BucketTag", "ReplicaBucketName", "ReplicaRegion", "ReplicaKmsKeyArn"):
+        assert params[name]["Default"] == "", name
+    names = params["BucketNames"]["AllowedPattern"]
+    for good in ("", "app-uploads", "app-uploads,app-media", "a.b-c", "x" * 63):
+        assert re.fullmatch(names, good), good
+    for bad in ("App", "a b", "app-uploads, app-media", "ab", "a,,b", "app,", "a*", "a/b", "-ab", "x" * 64):
+        assert not re.fullmatch(names, bad), bad
+    for bad in ("", "*", "a*", "/a", "a/", "a//b", "a b"):
+        assert not re.fullmatch(params["BucketBackupPrefix"]["AllowedPattern"], bad), bad
+    assert re.fullmatch(params["ReplicaKmsKeyArn"]["AllowedPattern"], REPLICA_KEY)
+    for bad in ("alias/backups", "*", "arn:aws:kms:us-west-2:123456789012:key/*"):
+        assert not re.fullmatch(params["ReplicaKmsKeyArn"]["AllowedPattern"], bad), bad
+    for good in ("", "us-west-2", "eu-central-1", "us-gov-west-1"):
+        assert re.fullmatch(params["ReplicaRegion"]["AllowedPattern"], good), good
+
+
+def test_bucket_schedule_exists_only_with_a_bucket_selection():
+    sam = Stack(BUCKET_SELECTED).of_type("AWS::Scheduler::Schedule")
+    for params in ({}, {"ReplicaBucketName": "dr-bucket-backups"}, {"BucketEnforceGuards": "true"}):
+        stack = Stack(params)
+        assert not stack.condition("HasBucketSelection"), params
+        assert "BucketFunctionDaily" not in stack.of_type("AWS::Scheduler::Schedule"), params
+        assert "BucketScheduleRole" not in stack.of_type("AWS::IAM::Role"), params
+        # Nothing else may invoke it then; it has no source bucket to read.
+        for role in stack.of_type("AWS::IAM::Role"):
+            invokes = stack.grants(role).get("lambda:InvokeFunction", [])
+            assert "<BucketFunction.Arn>" not in invokes, role
+            assert BUCKET_FUNCTION_ARN not in invokes or role == "BucketFunctionRole", role
+    for params in (BUCKET_SELECTED, {"BucketPattern": "prod-*"}, {"BucketTag": "backup=daily"}):
+        stack = Stack({**params, "BucketSchedule": "cron(15 1 * * ? *)"})
+        schedule = stack.of_type("AWS::Scheduler::Schedule")["BucketFunctionDaily"]
+        # The shape SAM gives the other functions' schedules.
+        assert set(schedule) == set(sam["ExportFunctionWeekly"]), sorted(schedule)
+        assert schedule["Name"] == "backstop-bucket"
+        assert schedule["ScheduleExpression"] == "cron(15 1 * * ? *)"
+        assert schedule["ScheduleExpressionTimezone"] == "UTC"
+        assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+        target = schedule["Target"]
+        assert target["Arn"] == "<BucketFunction.Arn>" and target["RoleArn"] == "<BucketScheduleRole.Arn>"
+        assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+        assert target["DeadLetterConfig"] == {"Arn": "<DeadLetterQueue.Arn>"}
+        assert stack.grants("BucketScheduleRole")["lambda:InvokeFunction"] == ["<BucketFunction.Arn>"]
+        assert stack.resources["BucketScheduleRole"]["Condition"] == "HasBucketSelection"
+    assert Stack(BUCKET_SELECTED).of_type("AWS::Scheduler::Schedule")["BucketFunctionDaily"]["ScheduleExpression"] == (
+        "cron(0 4 * * ? *)"
+    )
+
+
+def test_bucket_role_never_writes_or_deletes_in_source_buckets():
+    for params in BUCKET_PARAM_SETS:
+        stack = Stack(params)
+        grants = stack.grants("BucketFunctionRole")
+        prefix = params.get("BucketBackupPrefix", "buckets")
+        backup = f"<BucketBackupsBucket.Arn>/{prefix}/*"
+        replica = f"arn:aws:s3:::dr-bucket-backups/{prefix}/*" if params.get("ReplicaBucketName") else None
+        stores = [backup] + ([replica] if replica else [])
+        s3 = {a: r for a, r in grants.items() if a.startswith("s3:")}
+        # Every write, delete or tag change of objects: in the backup stores, under the prefix.
+        for action, resources in s3.items():
+            if action in GUARDS:
+                continue
+            if not action.startswith(("s3:Get", "s3:List")):
+                assert set(resources) <= set(stores), (params, action, resources)
+        assert s3["s3:PutObject"] == stores, params
+        assert s3["s3:DeleteObject"] == stores, params
+        for action in ("s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
+            assert s3[action] == stores, (params, action)
+        # Nothing that removes versions, changes bucket policies, ACLs or deletes buckets.
+        for action in (
+            "s3:DeleteObjectVersion",
+            "s3:DeleteBucket",
+            "s3:PutBucketPolicy",
+            "s3:DeleteBucketPolicy",
+            "s3:PutObjectAcl",
+            "s3:PutBucketAcl",
+            "s3:PutObjectRetention",
+            "s3:BypassGovernanceRetention",
+            "s3:PutObjectVersionTagging",
+        ):
+            assert action not in s3, (params, action)
+        # ...and an explicit Deny of writes and deletes everywhere but the stores (whatever a
+        # bucket policy or another identity policy grants), and of bucket policies and bucket
+        # deletion everywhere.
+        denies = stack.denies("BucketFunctionRole")
+        assert len(denies) == 2, denies
+        writes, buckets = denies
+        assert set(writes["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"}
+        assert writes["NotResource"] == stores and "Resource" not in writes and "Condition" not in writes, writes
+        assert set(buckets["Action"]) >= {"s3:PutBucketPolicy", "s3:DeleteBucket"}
+        assert buckets["Resource"] == "*" and "Condition" not in buckets, buckets
+        # The listing of the stores.
+        listed = ["<BucketBackupsBucket.Arn>"] + (["arn:aws:s3:::dr-bucket-backups"] if replica else [])
+        assert [r for r in s3["s3:ListBucket"] if "*" not in r and "app-" not in r] == listed, params
+
+
+def test_bucket_role_reads_only_the_named_source_buckets_or_every_bucket_for_a_pattern_or_tag():
+    def source_statements(stack):
+        return {
+            s["Sid"]: s
+            for s in stack.statements("BucketFunctionRole")
+            if s.get("Sid") in ("ReadSourceBuckets", "ReadSourceObjects", "EnforceSourceGuards", "FindBuckets")
+        }
+
+    # No selection: no source bucket at all.
+    assert source_statements(Stack()) == {}
+    assert source_statements(Stack({"BucketEnforceGuards": "true"})) == {}
+
+    for params in (BUCKET_SELECTED, {**BUCKET_SELECTED, "BucketTag": "k", "BucketEnforceGuards": "true"}):
+        named = source_statements(Stack(params))
+        assert set(as_list(named["ReadSourceBuckets"]["Action"])) == SOURCE_BUCKET_READS
+        assert set(as_list(named["ReadSourceObjects"]["Action"])) == SOURCE_OBJECT_READS
+        assert bucket_names(named["ReadSourceBuckets"]["Resource"]) == ["app-uploads", "app-media"]
+        assert bucket_names(named["ReadSourceObjects"]["Resource"], "/*") == ["app-uploads", "app-media"]
+        # No ListBuckets for a list; the guards only when asked.
+        assert "FindBuckets" not in named, params
+        if params.get("BucketEnforceGuards") == "true":
+            assert set(as_list(named["EnforceSourceGuards"]["Action"])) == GUARDS
+            assert bucket_names(named["EnforceSourceGuards"]["Resource"]) == ["app-uploads", "app-media"]
+        else:
+            assert "EnforceSourceGuards" not in named
+    # One bucket: one ARN each (the Split/Join leaves no stray delimiter or "${...}").
+    one = source_statements(Stack({"BucketNames": "app-uploads"}))
+    assert one["ReadSourceBuckets"]["Resource"] == ["arn:*:s3:::app-uploads"]
+    assert one["ReadSourceObjects"]["Resource"] == ["arn:*:s3:::app-uploads/*"]
+
+    # A pattern or a tag: the buckets are known only at run time, so every bucket, read only.
+    for params in ({"BucketPattern": "prod-*"}, {"BucketTag": "backup=daily", "BucketEnforceGuards": "true"}):
+        listing = source_statements(Stack(params))
+        assert as_list(listing["ReadSourceBuckets"]["Resource"]) == ["arn:aws:s3:::*"]
+        assert as_list(listing["ReadSourceObjects"]["Resource"]) == ["arn:aws:s3:::*/*"]
+        assert as_list(listing["FindBuckets"]["Action"]) == ["s3:ListAllMyBuckets"]
+        assert listing["FindBuckets"]["Resource"] == "*"
+        assert ("EnforceSourceGuards" in listing) == (params.get("BucketEnforceGuards") == "true")
+    # No other role reads or lists buckets it does not own.
+    for params in BUCKET_PARAM_SETS:
+        stack = Stack(params)
+        for role in stack.of_type("AWS::IAM::Role"):
+            if role != "BucketFunctionRole":
+                grants = stack.grants(role)
+                # The export reads its own exports' tags to copy them to the replica.
+                own = {"s3:GetObject", "s3:ListBucket"} | (
+                    {"s3:GetObjectTagging"} if role == "ExportFunctionRole" else set()
+                )
+                assert not {a for a in grants if a in SOURCE_OBJECT_READS | SOURCE_BUCKET_READS | GUARDS} - own, role
+                assert "s3:ListAllMyBuckets" not in grants, role
+                assert not [r for a, rs in grants.items() if a.startswith("s3:") for r in rs if "s3:::*" in r], role
+    for stack in (Stack(p) for p in BUCKET_PARAM_SETS):
+        for s in stack.statements("BucketFunctionRole"):
+            text = json.dumps(s)
+            assert "${" not in text and ",arn:" not in text, s
+
+
+def test_bucket_role_locks_in_the_catalog_invokes_only_itself_and_uses_only_its_keys():
+    for params in BUCKET_PARAM_SETS:
+        stack = Stack(params)
+        grants = stack.grants("BucketFunctionRole")
+        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            assert grants[action] == [CATALOG_ARN], (params, action)
+        assert not [a for a in grants if a.startswith("dynamodb:") and a not in (
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )], grants
+        # Deletes only its locks (pk BUCKET#<bucket>): no run record, backup record or hold.
+        (release,) = stack.statements_with("BucketFunctionRole", "dynamodb:DeleteItem")
+        assert as_list(release["Action"]) == ["dynamodb:DeleteItem"]
+        assert release["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BUCKET#*"]}}
+        # A long backup goes on in a new invocation of itself, by its exact ARN.
+        assert grants["lambda:InvokeFunction"] == [BUCKET_FUNCTION_ARN], params
+        assert not [a for a in grants if a.startswith("lambda:") and a != "lambda:InvokeFunction"], params
+        assert stack.props("BucketFunction")["RecursiveLoop"] == "Allow"
+        for role in stack.of_type("AWS::IAM::Role"):
+            invokes = stack.grants(role).get("lambda:InvokeFunction", [])
+            if role not in ("BucketFunctionRole", "BucketScheduleRole"):
+                assert BUCKET_FUNCTION_ARN not in invokes and "<BucketFunction.Arn>" not in invokes, role
+        # The stack's key (backups SSE-KMS), and the replica's key only with a replica.
+        keys = ["<Key.Arn>"] + ([REPLICA_KEY] if params.get("ReplicaBucketName") and params.get("ReplicaKmsKeyArn") else [])
+        for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"):
+            assert sorted(grants[action]) == sorted(keys), (params, action)
+        assert not [a for a in grants if a.startswith("kms:") and a not in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt")]
+        assert grants["sns:Publish"] == ["<Topic>"]
+        # (SAM adds the same grant twice more, for DeadLetterQueue and EventInvokeConfig.)
+        assert set(grants["sqs:SendMessage"]) == {"<DeadLetterQueue.Arn>"}
+        (metrics,) = stack.statements_with("BucketFunctionRole", "cloudwatch:PutMetricData")
+        assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Backstop"}}
+    # The stack name is part of the ARN.
+    other = Stack(stack_name="backstop-eu")
+    assert other.grants("BucketFunctionRole")["lambda:InvokeFunction"] == [
+        "arn:aws:lambda:us-east-1:123456789012:function:backstop-eu-bucket"
+    ]
+    assert other.props("BucketFunction")["FunctionName"] == "backstop-eu-bucket"
+
+
+def test_bucket_backups_bucket_keeps_every_copy_until_prune_and_tiers_only_to_instant_retrieval():
+    stack = Stack()
+    props = stack.props("BucketBackupsBucket")
+    raw = yaml_parse(TEMPLATE.read_text())["Resources"]["BucketBackupsBucket"]
+    assert raw["DeletionPolicy"] == "Retain" and raw["UpdateReplacePolicy"] == "Retain"
+    assert "Condition" not in raw
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {
+            "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "<Key.Arn>"},
+            "BucketKeyEnabled": True,
+        }
+    ]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    # No Object Lock (see the template), whatever EnableObjectLock says for the exports.
+    for params in ({}, {"EnableObjectLock": "true"}):
+        locked = Stack(params).props("BucketBackupsBucket")
+        assert "ObjectLockEnabled" not in locked and "ObjectLockConfiguration" not in locked, params
+
+    for params, prefix in (({}, "buckets/"), ({"BucketBackupPrefix": "backstop/buckets"}, "backstop/buckets/")):
+        rules = Stack(params).props("BucketBackupsBucket")["LifecycleConfiguration"]["Rules"]
+        for rule in rules:
+            # Prune is the only deleter: no lifecycle expiration of current objects (a stored
+            # copy is named by every later manifest whose object did not change).
+            assert not {"ExpirationInDays", "ExpirationDate"} & set(rule), rule
+            assert "Expiration" not in rule, rule
+            # Only Glacier Instant Retrieval, which CopyObject reads (restores and replicas
+            # copy server-side); GLACIER and DEEP_ARCHIVE would fail them.
+            transitions = rule.get("Transitions", []) + ([rule["Transition"]] if "Transition" in rule else [])
+            assert {t["StorageClass"] for t in transitions} <= {"GLACIER_IR"}, rule
+            for t in rule.get("NoncurrentVersionTransitions", []):
+                assert t["StorageClass"] == "GLACIER_IR", rule
+        (tiers,) = rules
+        assert tiers["Status"] == "Enabled"
+        assert tiers["Prefix"] == prefix, tiers
+        assert tiers["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}]
+        # The prune's deletes leave noncurrent versions: gone after 30 days, as in the exports.
+        assert tiers["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+        assert tiers["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    exports = yaml_parse(TEMPLATE.read_text())["Resources"]["ExportsBucket"]["Properties"]["LifecycleConfiguration"]
+    assert exports["Rules"][0]["NoncurrentVersionExpiration"] == tiers["NoncurrentVersionExpiration"]
+
+    (statement,) = stack.props("BucketBackupsBucketPolicy")["PolicyDocument"]["Statement"]
+    assert stack.props("BucketBackupsBucketPolicy")["Bucket"] == "<BucketBackupsBucket>"
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Resource"] == ["<BucketBackupsBucket.Arn>", "<BucketBackupsBucket.Arn>/*"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_bucket_alarms_go_to_the_topic():
+    stack = Stack()
+    alarms = stack.of_type("AWS::CloudWatch::Alarm")
+    failure = alarms["BucketBackupFailureAlarm"]
+    assert (failure["Namespace"], failure["MetricName"]) == ("Backstop", "BucketBackupFailure")
+    assert failure["Dimensions"] == [{"Name": "Job", "Value": "bucket"}]
+    errors = alarms["BucketErrorsAlarm"]
+    assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": "<BucketFunction>"}]
+    # The replica's alarm only with a replica.
+    assert "ReplicaFailureAlarm" not in alarms
+    replica = Stack({**BUCKET_SELECTED, **REPLICA}).of_type("AWS::CloudWatch::Alarm")["ReplicaFailureAlarm"]
+    assert (replica["Namespace"], replica["MetricName"]) == ("Backstop", "ReplicaFailure")
+    assert replica["Dimensions"] == [{"Name": "Job", "Value": "bucket"}]
+    for alarm in (failure, replica, errors):
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", alarm
+        assert alarm["TreatMissingData"] == "notBreaching"
+    for name, alarm in Stack({**BUCKET_SELECTED, **REPLICA}).of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["AlarmActions"] == ["<Topic>"], name
+    body = json.loads(stack.props("Dashboard")["DashboardBody"])
+    metrics = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
+    assert ["Backstop", "BucketBackupSuccess", "Job", "bucket"] in metrics
+    assert [".", "BucketBackupFailure", ".", "."] in metrics and [".", "ReplicaFailure", ".", "."] in metrics
+    assert ["...", "<BucketFunction>"] in metrics
+
+
+def test_export_role_writes_replicas_of_exports_only_under_the_export_prefix_and_deletes_nothing():
+    plain = {s.get("Sid") for s in Stack().statements("ExportFunctionRole")}
+    assert not {"WriteExportReplica", "ListExportReplica", "ReadExportTagsForReplicas"} & plain
+    stack = Stack({**BUCKET_SELECTED, **REPLICA})
+    named = {s.get("Sid"): s for s in stack.statements("ExportFunctionRole")}
+    write = named["WriteExportReplica"]
+    assert not [a for a in as_list(write["Action"]) if "Delete" in a], write
+    assert stack.resolve(write["Resource"]).endswith(":s3:::" + REPLICA["ReplicaBucketName"] + "/backstop/*"), write
+    assert named["ListExportReplica"]["Condition"]["StringLike"]["s3:prefix"]

@@ -45,6 +45,8 @@ pub const ENV_BUCKET_PATTERN: &str = "BACKSTOP_BUCKET_PATTERN";
 pub const ENV_BUCKET_TAG: &str = "BACKSTOP_BUCKET_TAG";
 pub const ENV_BUCKET_PRUNE: &str = "BACKSTOP_BUCKET_PRUNE";
 pub const ENV_BUCKET_TIME_BUDGET: &str = "BACKSTOP_BUCKET_TIME_BUDGET";
+pub const ENV_BUCKET_INVENTORY: &str = "BACKSTOP_BUCKET_INVENTORY";
+pub const ENV_BUCKET_INVENTORY_MAX_AGE: &str = "BACKSTOP_BUCKET_INVENTORY_MAX_AGE";
 pub const ENV_BUCKET_BACKUP_BUCKET: &str = "BACKSTOP_BUCKET_BACKUP_BUCKET";
 pub const ENV_BUCKET_BACKUP_PREFIX: &str = "BACKSTOP_BUCKET_BACKUP_PREFIX";
 pub const ENV_BUCKET_KMS_KEY: &str = "BACKSTOP_BUCKET_KMS_KEY";
@@ -201,6 +203,14 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     (
         ENV_BUCKET_PRUNE,
         "bucket job; true: after a bucket's backup is complete, prune its backups (and the replica's) by BACKSTOP_BUCKET_RETENTION_POLICY, default true",
+    ),
+    (
+        ENV_BUCKET_INVENTORY,
+        "bucket backups; read each bucket's newest S3 Inventory report (CSV, all versions, with Size, LastModifiedDate and ETag) instead of listing it: s3://<inventory bucket>/<prefix>/{bucket}/<configuration id>, default unset (ListObjectVersions)",
+    ),
+    (
+        ENV_BUCKET_INVENTORY_MAX_AGE,
+        "bucket backups; an inventory report older than this is not used (the bucket is listed instead, with a warning), default 48h",
     ),
     (
         ENV_BUCKET_TIME_BUDGET,
@@ -377,6 +387,20 @@ impl BucketSettings {
                 },
                 noncurrent_transition_days: days(ENV_BUCKET_NONCURRENT_TRANSITION_DAYS, 90)?,
                 noncurrent_expiration_days: days(ENV_BUCKET_NONCURRENT_EXPIRATION_DAYS, 2555)?,
+            },
+            inventory: match env.get(ENV_BUCKET_INVENTORY) {
+                None => None,
+                Some(v) => {
+                    let max_age = match env.get(ENV_BUCKET_INVENTORY_MAX_AGE) {
+                        Some(a) => parse_duration_setting(ENV_BUCKET_INVENTORY_MAX_AGE, a, false)?
+                            .unwrap_or(jiff::SignedDuration::from_hours(48)),
+                        None => jiff::SignedDuration::from_hours(48),
+                    };
+                    Some(
+                        crate::bucket::inventory::InventorySource::parse(v, max_age)
+                            .map_err(|rule| Error::setting(ENV_BUCKET_INVENTORY, rule))?,
+                    )
+                }
             },
         };
         let policy = match env.get(ENV_BUCKET_RETENTION_POLICY) {

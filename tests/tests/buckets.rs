@@ -1366,3 +1366,217 @@ async fn objects_in_archive_tiers_are_left_out_with_a_warning_and_the_rest_is_ba
         .unwrap();
     assert!(entries.iter().all(|e| e.key.starts_with("warm/")));
 }
+
+/// Writes an S3 Inventory report of `source` (all versions, CSV) in AWS's documented layout and
+/// format, from what ListObjectVersions says now: manifest.json and one gzip CSV data file under
+/// `<prefix>/<source>/all-versions/<YYYY-MM-DDTHH-MMZ>/`, keys URL-encoded with `+` for spaces.
+async fn write_inventory(h: &Harness, source: &str, inv_bucket: &str, created: jiff::Timestamp) {
+    use std::io::Write;
+    let s3 = &h.clients.s3;
+    let listed = s3
+        .list_object_versions()
+        .bucket(source)
+        .send()
+        .await
+        .unwrap();
+    let mut csv = String::new();
+    let q = |v: &str| format!("\"{v}\"");
+    for v in listed.versions() {
+        let key: String = form_urlencoded::byte_serialize(v.key().unwrap().as_bytes()).collect();
+        let row = [
+            q(source),
+            q(&key),
+            q(v.version_id().unwrap_or("")),
+            q(&v.is_latest().unwrap_or(false).to_string()),
+            q("false"),
+            q(&v.size().unwrap_or(0).to_string()),
+            q(&v.last_modified()
+                .unwrap()
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap()),
+            q(v.e_tag().unwrap_or_default().trim_matches('"')),
+            q(v.storage_class().map(|c| c.as_str()).unwrap_or("STANDARD")),
+        ];
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    for m in listed.delete_markers() {
+        let key: String = form_urlencoded::byte_serialize(m.key().unwrap().as_bytes()).collect();
+        csv.push_str(&format!(
+            "\"{source}\",\"{key}\",\"{}\",\"{}\",\"true\",\"\",\"2026-12-01T00:00:00.000Z\",\"\",\"\"\n",
+            m.version_id().unwrap_or(""),
+            m.is_latest().unwrap_or(false)
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.as_bytes()).unwrap();
+    let data = gz.finish().unwrap();
+    let folder = created.strftime("%Y-%m-%dT%H-%MZ").to_string();
+    let base = format!("inventories/{source}/all-versions");
+    let data_key = format!(
+        "{base}/data/5f1b9c1e-0d6a-4c0e-9d8e-{}.csv.gz",
+        folder.len()
+    );
+    s3.put_object()
+        .bucket(inv_bucket)
+        .key(&data_key)
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let manifest = serde_json::json!({
+        "sourceBucket": source,
+        "destinationBucket": format!("arn:aws:s3:::{inv_bucket}"),
+        "version": "2016-11-30",
+        "creationTimestamp": created.as_millisecond().to_string(),
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
+        "files": [{"key": data_key, "size": data.len(), "MD5checksum": "not-checked"}]
+    });
+    s3.put_object()
+        .bucket(inv_bucket)
+        .key(format!("{base}/{folder}/manifest.json"))
+        .body(ByteStream::from(manifest.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A backup read from an S3 Inventory report (AWS's CSV format) is the same backup a listing
+/// makes: the same entries (so the listed slot after it copies nothing), across pages and
+/// invocations; a report older than the configured age is not used, and the backup says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_read_from_an_s3_inventory_report_equals_one_from_listing() {
+    let h0 = Harness::new().await;
+    let inv_bucket = h0.name("inventory");
+    make_bucket(&h0, &inv_bucket, false).await;
+    let inventory = format!("s3://{inv_bucket}/inventories/{{bucket}}/all-versions");
+    let s = Setup::new(&[(settings::ENV_BUCKET_INVENTORY, &inventory)]).await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for (i, key) in keys(30).iter().enumerate() {
+        put(h, &s.source, key, 1, 50 + i, &mut model).await;
+    }
+    put(h, &s.source, "plus+and space.txt", 1, 9, &mut model).await;
+    // An older version and a deleted key: neither is in a slot.
+    put(h, &s.source, "plus+and space.txt", 2, 11, &mut model).await;
+    put(h, &s.source, "deleted soon", 1, 5, &mut model).await;
+    h.clients
+        .s3
+        .delete_object()
+        .bucket(&s.source)
+        .key("deleted soon")
+        .send()
+        .await
+        .unwrap();
+    model.remove("deleted soon");
+    write_inventory(h, &s.source, &inv_bucket, jiff::Timestamp::now()).await;
+
+    // Pages of 10 and a time limit already passed: the first call stops after one page, with
+    // its place in the report in the checkpoint; the next call goes on from there.
+    let slot1 = slot("2026-12-01T02:00:00Z");
+    let first = backup::backup(
+        &h.clients.s3,
+        &s.catalog,
+        &s.store(),
+        &s.source,
+        &slot1,
+        &backstop::bucket::backup::BackupOptions {
+            page_size: 10,
+            ..s.settings.options.clone()
+        },
+        Some(jiff::Timestamp::now()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&first, BackupOutcome::Continues { progress } if progress.inventory.is_some()),
+        "{first:?}"
+    );
+    let (from_inventory, _) = done(s.backup(&slot1).await);
+    assert_eq!(from_inventory.objects, model.len() as u64);
+    assert!(
+        from_inventory
+            .warnings
+            .iter()
+            .any(|w| w.contains("listed from the S3 Inventory report")),
+        "{from_inventory:?}"
+    );
+    let (_, entries) = backup::read_manifest(&h.clients.s3, &s.store(), &s.source, &slot1)
+        .await
+        .unwrap();
+    let keys_backed_up: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    assert!(
+        keys_backed_up.contains(&"plus+and space.txt"),
+        "{keys_backed_up:?}"
+    );
+    assert!(keys_backed_up.contains(&"unicode/ünïcödé-€-2.txt"));
+
+    // The same slot made by listing (another store, no inventory) names the same objects.
+    let listed_settings = BucketSettings::resolve(&h.env(&[
+        (settings::ENV_BUCKET_BACKUP_BUCKET, &s.backups),
+        (settings::ENV_BUCKET_BACKUP_PREFIX, "listed"),
+    ]))
+    .unwrap();
+    let (from_listing, _) = done(
+        backup::backup(
+            &h.clients.s3,
+            &s.catalog,
+            &listed_settings.store(),
+            &s.source,
+            &slot1,
+            &listed_settings.options,
+            None,
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let (_, listed_entries) =
+        backup::read_manifest(&h.clients.s3, &listed_settings.store(), &s.source, &slot1)
+            .await
+            .unwrap();
+    let by_key =
+        |e: &[backstop::bucket::ObjectEntry]| -> BTreeMap<String, backstop::bucket::ObjectEntry> {
+            e.iter().map(|x| (x.key.clone(), x.clone())).collect()
+        };
+    assert_eq!(by_key(&entries), by_key(&listed_entries));
+    assert_eq!(from_listing.objects, from_inventory.objects);
+
+    // A report older than 48 hours is not used: that bucket is listed, and the backup says why.
+    let stale = h.name("stale-source");
+    make_bucket(h, &stale, true).await;
+    let mut stale_model = BTreeMap::new();
+    for i in 0..3 {
+        put(h, &stale, &format!("s/{i}"), 1, 10, &mut stale_model).await;
+    }
+    write_inventory(
+        h,
+        &stale,
+        &inv_bucket,
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72),
+    )
+    .await;
+    let (sum, _) = done(
+        backup::backup(
+            &h.clients.s3,
+            &s.catalog,
+            &s.store(),
+            &stale,
+            &slot1,
+            &s.settings.options,
+            None,
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(sum.objects, 3);
+    assert!(
+        sum.warnings
+            .iter()
+            .any(|w| w.contains("instead of S3 Inventory") && w.contains("is older than")),
+        "{sum:?}"
+    );
+}

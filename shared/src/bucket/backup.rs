@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::inventory;
 use super::lock::{self, Holder};
 use super::manifest::{self, ObjectEntry, Summary};
 use super::s3::{self as s3x, Condition, CopyHeaders};
@@ -36,6 +37,9 @@ pub struct BackupOptions {
     /// Copies under way at once.
     pub parallel: usize,
     pub guards: GuardPolicy,
+    /// Read the newest S3 Inventory report instead of listing (very large buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::inventory::InventorySource>,
 }
 
 impl Default for BackupOptions {
@@ -46,6 +50,7 @@ impl Default for BackupOptions {
             page_size: 1000,
             parallel: 16,
             guards: GuardPolicy::default(),
+            inventory: None,
         }
     }
 }
@@ -113,6 +118,18 @@ pub struct Checkpoint {
     #[serde(default)]
     pub archived: u64,
     pub warnings: Vec<String>,
+    /// Set when the backup reads an S3 Inventory report instead of listing the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryCursor>,
+}
+
+/// Where a backup stands in the inventory report it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryCursor {
+    pub report: inventory::Report,
+    /// The data file and the row in it (of the current versions) the next page starts at.
+    pub file: usize,
+    pub row: usize,
 }
 
 /// Backs up `source` for `slot` into `store`. Safe to call again at any point: a complete slot
@@ -202,8 +219,33 @@ async fn backup_locked(
             )
         })?,
         None => {
-            let guard = check_guards(s3, source, &opts.guards).await?;
+            let mut guard = check_guards(s3, source, &opts.guards).await?;
+            let inventory = match &opts.inventory {
+                None => None,
+                Some(inv) => match inventory::newest(s3, inv, source, Timestamp::now()).await? {
+                    Ok(report) => Some(InventoryCursor {
+                        report,
+                        file: 0,
+                        row: 0,
+                    }),
+                    Err(why) => {
+                        guard.warnings.push(format!(
+                            "listed with ListObjectVersions instead of S3 Inventory: {why}"
+                        ));
+                        None
+                    }
+                },
+            };
+            if let Some(cur) = &inventory {
+                guard.warnings.push(format!(
+                    "listed from the S3 Inventory report s3://{}/{} of {}: this slot is the bucket as it was then",
+                    opts.inventory.as_ref().map(|i| i.bucket.as_str()).unwrap_or_default(),
+                    cur.report.manifest_key,
+                    cur.report.created
+                ));
+            }
             Checkpoint {
+                inventory,
                 started_at: Timestamp::now().to_string(),
                 versioning: guard.versioning,
                 key_marker: None,
@@ -233,51 +275,110 @@ async fn backup_locked(
         "bucket backup"
     );
 
+    // The inventory data file being read, decoded, while the pages go through it.
+    let mut inventory_file: Option<(usize, Vec<inventory::Listed>)> = None;
     loop {
         if !lock::renew(catalog, source, holder, lease(Timestamp::now())).await? {
             return Err(lock_lost(source));
         }
-        let page = with_retries(|| async {
-            s3.list_object_versions()
-                .bucket(source)
-                .max_keys(opts.page_size)
-                .set_key_marker(cp.key_marker.clone())
-                .set_version_id_marker(cp.version_marker.clone())
-                .send()
-                .await
-                .map_err(|e| Error::aws("ListObjectVersions", format!("bucket {source}"), e))
-        })
-        .await?;
+        // The next page of current versions: from the inventory report, or listed.
+        let (page_versions, more, markers) = match cp.inventory.as_mut() {
+            Some(cur) => {
+                let Some(inv) = opts.inventory.as_ref() else {
+                    return Err(Error::refused(
+                        "bucket backup",
+                        format!(
+                            "the checkpoint of slot {slot} reads inventory report {}, and BACKSTOP_BUCKET_INVENTORY is no longer set",
+                            cur.report.manifest_key
+                        ),
+                        "set it again, or delete the slot's checkpoint.json to start the slot over from a listing",
+                    ));
+                };
+                if inventory_file.as_ref().map(|(i, _)| *i) != Some(cur.file) {
+                    let rows = with_retries(|| {
+                        inventory::read_file(s3, &inv.bucket, &cur.report, cur.file)
+                    })
+                    .await?;
+                    inventory_file = Some((cur.file, rows));
+                }
+                let rows = inventory_file
+                    .as_ref()
+                    .map(|(_, r)| r.as_slice())
+                    .unwrap_or(&[]);
+                let start = cur.row.min(rows.len());
+                let end = (start + opts.page_size.max(1) as usize).min(rows.len());
+                let page = rows[start..end].to_vec();
+                cur.row = end;
+                if end >= rows.len() {
+                    cur.file += 1;
+                    cur.row = 0;
+                }
+                (page, cur.file < cur.report.files.len(), None)
+            }
+            None => {
+                let page = with_retries(|| async {
+                    s3.list_object_versions()
+                        .bucket(source)
+                        .max_keys(opts.page_size)
+                        .set_key_marker(cp.key_marker.clone())
+                        .set_version_id_marker(cp.version_marker.clone())
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Error::aws("ListObjectVersions", format!("bucket {source}"), e)
+                        })
+                })
+                .await?;
+                let listed: Vec<inventory::Listed> = page
+                    .versions()
+                    .iter()
+                    .filter(|v| v.is_latest() == Some(true))
+                    .filter_map(|v| {
+                        Some(inventory::Listed {
+                            key: v.key()?.to_owned(),
+                            version_id: v.version_id().unwrap_or("null").to_owned(),
+                            etag: v.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                            size: v.size().unwrap_or(0),
+                            last_modified: v
+                                .last_modified()
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                            storage_class: v.storage_class().map(|c| c.as_str().to_owned()),
+                        })
+                    })
+                    .collect();
+                let truncated = page.is_truncated() == Some(true);
+                let markers = (
+                    page.next_key_marker().map(str::to_owned),
+                    page.next_version_id_marker().map(str::to_owned),
+                );
+                (listed, truncated, Some(markers))
+            }
+        };
 
         // Objects in an archive tier cannot be copied before a restore: left out and counted.
         let mut archived_here = 0u64;
-        let listed: Vec<ObjectEntry> = page
-            .versions()
-            .iter()
-            .filter(|v| v.is_latest() == Some(true))
+        let listed: Vec<ObjectEntry> = page_versions
+            .into_iter()
             .filter(|v| {
-                let archived = v
-                    .storage_class()
-                    .is_some_and(|c| is_archive_class(c.as_str()));
+                let archived = v.storage_class.as_deref().is_some_and(is_archive_class);
                 archived_here += u64::from(archived);
                 !archived
             })
-            .filter_map(|v| {
-                Some(ObjectEntry {
-                    key: v.key()?.to_owned(),
-                    version_id: v.version_id().unwrap_or("null").to_owned(),
-                    etag: v.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
-                    size: v.size().unwrap_or(0),
-                    last_modified: v.last_modified().map(|t| t.to_string()).unwrap_or_default(),
-                    content_type: None,
-                    cache_control: None,
-                    content_disposition: None,
-                    content_encoding: None,
-                    content_language: None,
-                    metadata: BTreeMap::new(),
-                    tags: BTreeMap::new(),
-                    stored: String::new(),
-                })
+            .map(|v| ObjectEntry {
+                key: v.key,
+                version_id: v.version_id,
+                etag: v.etag,
+                size: v.size,
+                last_modified: v.last_modified,
+                content_type: None,
+                cache_control: None,
+                content_disposition: None,
+                content_encoding: None,
+                content_language: None,
+                metadata: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                stored: String::new(),
             })
             .collect();
 
@@ -401,13 +502,14 @@ async fn backup_locked(
             .await?;
             cp.digests.push(manifest::part_digest(&lines));
         }
-        let truncated = page.is_truncated() == Some(true);
-        cp.key_marker = page.next_key_marker().map(str::to_owned);
-        cp.version_marker = page.next_version_id_marker().map(str::to_owned);
-        if !truncated {
+        if let Some((key_marker, version_marker)) = markers {
+            cp.key_marker = key_marker;
+            cp.version_marker = version_marker;
+        }
+        if !more {
             break;
         }
-        if cp.key_marker.is_none() {
+        if cp.inventory.is_none() && cp.key_marker.is_none() {
             return Err(Error::Aws {
                 operation: "ListObjectVersions",
                 resource: format!("bucket {source}"),

@@ -17,6 +17,7 @@
 //! depends on it.
 
 pub mod backup;
+pub mod inventory;
 pub mod lock;
 pub mod manifest;
 pub mod prune;

@@ -335,11 +335,16 @@ async fn an_export_loads_a_file_per_invocation_survives_a_killed_one_and_reads_b
     // says and redoes at most the file it was in.
     let whole = settings_for(&h, &[]);
     let deadline = Timestamp::now() + jiff::SignedDuration::from_secs(8);
+    // Killed for sure mid-load, however fast the machine: its writes are held unanswered.
+    let proxy = backstop_tests::fault_proxy::FaultProxy::start(&h.stack.endpoint).await;
+    let stalled = backstop_tests::clients_through(&proxy).await;
+    proxy.stall("BatchWriteItem", &to);
     let killed = tokio::time::timeout(
         Duration::from_millis(600),
-        handle(&h.clients, &whole, &payload, Some(deadline)),
+        handle(&stalled, &whole, &payload, Some(deadline)),
     )
     .await;
+    proxy.clear();
     assert!(killed.is_err(), "the load was cut short: {killed:?}");
     let held = invoke(&h, &whole, &payload).await;
     assert!(

@@ -287,7 +287,8 @@ pub async fn resolve_buckets(
     let candidates: Vec<String> = match selection {
         TableSelection::Names(names) => names.clone(),
         TableSelection::Pattern(_) | TableSelection::Tag { .. } => {
-            let mut pages = s3.list_buckets().into_paginator().send();
+            // With max-buckets set, ListBuckets answers each bucket's BucketRegion.
+            let mut pages = s3.list_buckets().max_buckets(1000).into_paginator().send();
             let mut all = Vec::new();
             while let Some(page) = pages.next().await {
                 let page =

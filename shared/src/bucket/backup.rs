@@ -294,7 +294,10 @@ async fn backup_locked(
                         "set it again, or delete the slot's checkpoint.json to start the slot over from a listing",
                     ));
                 };
-                if inventory_file.as_ref().map(|(i, _)| *i) != Some(cur.file) {
+                if cur.file >= cur.report.files.len() {
+                    // A report of no data files (an empty bucket): nothing more to read.
+                    inventory_file = Some((cur.file, Vec::new()));
+                } else if inventory_file.as_ref().map(|(i, _)| *i) != Some(cur.file) {
                     let rows = with_retries(|| {
                         inventory::read_file(s3, &inv.bucket, &cur.report, cur.file)
                     })
@@ -356,38 +359,40 @@ async fn backup_locked(
             }
         };
 
-        // Objects in an archive tier cannot be copied before a restore: left out and counted.
-        let mut archived_here = 0u64;
-        let listed: Vec<ObjectEntry> = page_versions
+        // Objects in an archive tier cannot be copied before a restore; one whose copy is
+        // stored already is kept in the slot like any other (its copy stays referenced).
+        let listed: Vec<(ObjectEntry, bool)> = page_versions
             .into_iter()
-            .filter(|v| {
+            .map(|v| {
                 let archived = v.storage_class.as_deref().is_some_and(is_archive_class);
-                archived_here += u64::from(archived);
-                !archived
-            })
-            .map(|v| ObjectEntry {
-                key: v.key,
-                version_id: v.version_id,
-                etag: v.etag,
-                size: v.size,
-                last_modified: v.last_modified,
-                content_type: None,
-                cache_control: None,
-                content_disposition: None,
-                content_encoding: None,
-                content_language: None,
-                metadata: BTreeMap::new(),
-                tags: BTreeMap::new(),
-                stored: String::new(),
+                let e = ObjectEntry {
+                    key: v.key,
+                    version_id: v.version_id,
+                    etag: v.etag,
+                    size: v.size,
+                    last_modified: v.last_modified,
+                    content_type: None,
+                    cache_control: None,
+                    content_disposition: None,
+                    content_encoding: None,
+                    content_language: None,
+                    metadata: BTreeMap::new(),
+                    tags: BTreeMap::new(),
+                    stored: String::new(),
+                };
+                (e, archived)
             })
             .collect();
 
         let results: Vec<Result<Step>> = stream::iter(listed)
-            .map(|mut e| {
+            .map(|(mut e, archived)| {
                 let previous = &previous;
                 let stored = &stored;
                 async move {
                     e.stored = object_id(&e.key, &e.version_id, &e.etag);
+                    if archived && stored.get(&e.stored) != Some(&e.size) {
+                        return Ok(Step::Archived);
+                    }
                     // An unversioned key rewritten with the same bytes keeps its ETag (so its
                     // id) but may have new headers: reused only when it was not rewritten.
                     match previous
@@ -404,11 +409,17 @@ async fn backup_locked(
                             e.tags.clone_from(&p.tags);
                         }
                         None => {
-                            let Some(h) = with_retries(|| {
+                            let read = with_retries(|| {
                                 s3x::read_headers(s3, source, &e.key, &e.version_id)
                             })
-                            .await?
-                            else {
+                            .await;
+                            let read = match read {
+                                Err(err) if err.code() == Some("InvalidObjectState") => {
+                                    return Ok(Step::Archived)
+                                }
+                                other => other?,
+                            };
+                            let Some(h) = read else {
                                 return Ok(Step::Vanished);
                             };
                             if h.etag != e.etag {
@@ -426,6 +437,9 @@ async fn backup_locked(
                     }
                     if stored.get(&e.stored) == Some(&e.size) {
                         return Ok(Step::Keep(e, false));
+                    }
+                    if archived {
+                        return Ok(Step::Archived);
                     }
                     let versioned = e.version_id != "null";
                     let dst = store.object_key(source, &e.stored);
@@ -458,7 +472,6 @@ async fn backup_locked(
 
         let mut entries = Vec::with_capacity(results.len());
         let mut vanished = 0u64;
-        cp.archived += archived_here;
         for r in results {
             match r? {
                 Step::Keep(e, copied) => {

@@ -84,10 +84,17 @@ pub async fn replicate_slot(
                 "delete the replica's slot so that the next run copies it again",
             ));
         }
-        report.already = true;
-        report.fingerprint = r.fingerprint;
-        report.lag_seconds = lag(&summary.finished_at);
-        return Ok(report);
+        // Complete only when every object it names is there too; else the copy below fills in.
+        let there = stored_ids(&replica.s3, &replica.store, source).await?;
+        if entries
+            .iter()
+            .all(|e| there.get(&e.stored) == Some(&e.size))
+        {
+            report.already = true;
+            report.fingerprint = r.fingerprint;
+            report.lag_seconds = lag(&summary.finished_at);
+            return Ok(report);
+        }
     }
 
     let there = stored_ids(&replica.s3, &replica.store, source).await?;
@@ -132,8 +139,29 @@ pub async fn replicate_slot(
     let mut files: Vec<String> = (1..=summary.parts)
         .map(|p| store.part_key(source, slot, p))
         .collect();
-    files.push(store.manifest_key(source, slot));
+    let summary_key = store.manifest_key(source, slot);
+    files.push(summary_key.clone());
     for from in files {
+        if from == summary_key {
+            // The summary only once every object the parts name is in the replica.
+            let now_there = stored_ids(&replica.s3, &replica.store, source).await?;
+            let absent = entries
+                .iter()
+                .filter(|e| now_there.get(&e.stored) != Some(&e.size))
+                .count();
+            if absent > 0 {
+                return Err(Error::Aws {
+                    operation: "replicate bucket backup",
+                    resource: report.replica.clone(),
+                    code: None,
+                    message: format!(
+                        "{absent} objects are missing in the replica, or of another size, after their copies: its summary is not written"
+                    ),
+                    retryable: true,
+                    hint: "the next run copies what is missing".into(),
+                });
+            }
+        }
         let name = from.rsplit('/').next().unwrap_or_default().to_owned();
         let to = format!("{}{name}", replica.store.slot_prefix(source, slot));
         let size = s3x::head(s3, &store.bucket, &from)
@@ -171,6 +199,13 @@ pub async fn replicate_slot(
         .filter(|e| now_there.get(&e.stored) != Some(&e.size))
         .count();
     if r.fingerprint != summary.fingerprint || absent > 0 {
+        // Never left looking complete: the replica's summary goes.
+        let key = replica.store.manifest_key(source, slot);
+        if let Err(e) =
+            crate::export::s3io::delete_keys(&replica.s3, &replica.store.bucket, &[key]).await
+        {
+            tracing::warn!(bucket = source, error = %e, "deleting a mismatched replica summary");
+        }
         return Err(Error::Aws {
             operation: "replicate bucket backup",
             resource: report.replica.clone(),

@@ -50,9 +50,6 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         };
         run.over_selected_tables(clients, settings, |table| ctx.export_table(table))
             .await;
-        if let (Some(replica), false) = (&export.replica, request.dry_run || export.helper) {
-            replicate_exports(clients, &catalog, replica, &mut run.targets).await;
-        }
         // Logical exports handed off for lack of time continue in a new invocation.
         let unfinished: Vec<String> = run
             .targets
@@ -71,6 +68,10 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
                     .errors
                     .push(format!("continuing the unfinished exports: {e}")),
             }
+        }
+        // Replicas last: the continuations above are never held up or lost by them.
+        if let (Some(replica), false) = (&export.replica, request.dry_run || export.helper) {
+            replicate_exports(clients, &catalog, replica, &mut run.targets).await;
         }
         run.finish(clients, settings, &catalog).await
     }
@@ -118,8 +119,14 @@ async fn replicate_exports(
             }
         };
         let Some(meta) = newest else { continue };
+        // The table's place in the replica (not the slot's), so that the metric's Replica
+        // dimension stays one series per table.
+        let table_root = meta
+            .root
+            .rsplit_once('/')
+            .map_or(meta.root.as_str(), |(t, _)| t);
         let mut state = crate::report::ReplicaState {
-            target: format!("s3://{}/{}/", settings.bucket, meta.root),
+            target: format!("s3://{}/{table_root}/", settings.bucket),
             ..Default::default()
         };
         match replicate_export(
@@ -150,6 +157,12 @@ async fn replicate_exports(
                         .max(0),
                 );
                 state.detail = e.to_string();
+                // An export still under way keeps its outcome (its continuation must go on);
+                // the replica's failure is in `replica` and its metric.
+                if matches!(t.outcome, Outcome::Started { .. }) {
+                    t.replica = Some(state);
+                    continue;
+                }
                 t.outcome = Outcome::Failed {
                     operation: "replicate".into(),
                     error: format!("the export is complete but its replica is not: {e}"),

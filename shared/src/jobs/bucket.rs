@@ -122,7 +122,7 @@ async fn continue_elsewhere(
     let next = settings.continuation + 1;
     if next > crate::settings::MAX_CONTINUATIONS {
         return Err(Error::Local(format!(
-            "{next} invocations in a row did not finish the bucket backups; stopping the chain (raise BACKSTOP_BUCKET_PARALLEL or the function's timeout; the next scheduled run goes on from the checkpoint)"
+            "{next} invocations in a row did not finish the bucket backups; stopping the chain (raise BACKSTOP_BUCKET_PARALLEL or the function's timeout, then invoke the function with this slot again: it goes on from the checkpoint; a later slot does not)"
         )));
     }
     let payload = serde_json::json!({

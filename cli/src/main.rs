@@ -9,6 +9,7 @@ mod render;
 mod restore;
 mod retention;
 mod run;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -145,6 +146,40 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Where every selected table (BACKSTOP_TABLES, _TABLE_PATTERN, _TABLE_TAG) and bucket
+    /// (BACKSTOP_BUCKETS, ...) stands: newest backup and its age, newest export, PITR and its
+    /// restorable window (buckets: versioning), last drill with level and RTO, the last
+    /// retention run, and a verdict held to the validate job's limits (BACKSTOP_BACKUP_MAX_AGE,
+    /// _EXPORT_MAX_AGE, _PITR_MAX_LAG). Exit 0 when all are fresh, 1 when anything is stale or
+    /// failed, so that it can gate a script.
+    Status {
+        /// Judge as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A month's (--month 2026-11) or a day's (--day 2026-11-30) report from the catalog: per
+    /// job and per table, runs, success rate, backups made and deleted, bytes, durations
+    /// (median and max), failures with reasons, drills and RTO, exports and their verification.
+    Report {
+        /// The month, such as 2026-11.
+        #[arg(long, conflicts_with = "day", required_unless_present = "day")]
+        month: Option<String>,
+        /// The day, such as 2026-11-30.
+        #[arg(long)]
+        day: Option<String>,
+        /// text, markdown, json, or html (one self-contained file with charts).
+        #[arg(long, value_enum, default_value = "text")]
+        format: status::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The catalog table (default: BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: String,
     },
     /// Validation on demand: read exports back and check them.
     Validate {
@@ -611,6 +646,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                     json,
                 },
         } => backups::list_exports(endpoint, table.as_deref(), catalog, json).await,
+        Command::Status { now, json } => status::status(endpoint, now.as_deref(), json).await,
+        Command::Report {
+            month,
+            day,
+            format,
+            output,
+            catalog,
+        } => {
+            let period = month.or(day).unwrap_or_default();
+            status::report(endpoint, &period, format, catalog, output.as_deref()).await
+        }
         Command::Validate {
             command:
                 ValidateCommand::Exports {

@@ -5,7 +5,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, table_shape (JSON: keys, indexes, billing mode at backup time), error, updated_at, deleted_at, legal_hold (set by operators: any value but false holds) |
+//! | target (one per job, table, slot) | `TARGET#<job>#<table>` | `SLOT#<slot>` | kind=`target`, job, table, slot, status (`CLAIMED`/`DONE`/`FAILED`/`DELETED`), run_id, claimed_at (epoch s), lease_until (epoch s), deadline (epoch s, the holder's invocation deadline), attempts, backup_arn, backup_name, backup_created_at, size_bytes, item_count, table_shape (JSON: keys, indexes, billing mode at backup time), error, updated_at, completed_at (when marked done), deleted_at, legal_hold (set by operators: any value but false holds) |
 //! | run (one per invocation) | `RUN#<job>` | `<slot>#<run_id>` | kind=`run`, job, slot, run_id, status, trigger, dry_run, started_at, finished_at, duration_ms, errors, and the job's counters ([`RunReport::run_counters`]): snapshot selected, created, already_done, in_progress, failed, bytes, items; retention selected, retained, kept, deleted, failed |
 //!
 //! The guard: before any work on a (job, table, slot), a conditional write takes the target
@@ -145,6 +145,12 @@ pub struct TargetRecord {
     pub claimed_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// When the target was marked done (the claim's `claimed_at` to this is its duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// When retention deleted the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
     /// Set by an operator on the catalog item; retention never deletes a held backup.
     #[serde(default)]
     pub legal_hold: bool,
@@ -490,6 +496,7 @@ impl Catalog {
             "backup_arn = :arn",
             "backup_name = :name",
             "updated_at = :now_s",
+            "completed_at = :now_s",
         ];
         if let Some(c) = backup.created_at {
             req = req.expression_attribute_values(":created", s(c.to_string()));
@@ -889,6 +896,8 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         error: get_s("error"),
         claimed_at: get_n("claimed_at"),
         updated_at: get_s("updated_at"),
+        completed_at: get_s("completed_at"),
+        deleted_at: get_s("deleted_at"),
         legal_hold: hold.unwrap_or(true),
         legal_hold_unreadable: match (hold, misspelled_hold(item)) {
             (None, _) => Some(format!(

@@ -536,6 +536,34 @@ async fn put_history(catalog: &Catalog, drill: &Drill) -> Result<()> {
     Ok(())
 }
 
+/// Every finished drill the catalog keeps as history (`DRILL#<table>` / `AT#<start>`), of every
+/// table. Reads the whole catalog (a filtered scan); an item that is not a drill is skipped.
+pub async fn history(catalog: &Catalog) -> Result<Vec<Drill>> {
+    let mut pages = catalog
+        .client()
+        .scan()
+        .table_name(catalog.table_name())
+        .filter_expression("#kind = :drill AND begins_with(sk, :at)")
+        .expression_attribute_names("#kind", "kind")
+        .expression_attribute_values(":drill", s("drill"))
+        .expression_attribute_values(":at", s("AT#"))
+        .into_paginator()
+        .items()
+        .send();
+    let mut out = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| Error::aws("Scan (drill history)", resource(catalog), e))?;
+        if let Some(d) = item
+            .get("drill")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|t| serde_json::from_str::<Drill>(t).ok())
+        {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 /// The drill tables every open (not cleaned) drill names, across all tables: the sweep leaves
 /// these alone. Reads the whole catalog (a filtered scan, every page): a partial view would let
 /// the sweep delete a table a drill still works on.
@@ -1158,6 +1186,8 @@ mod tests {
             updated_at: None,
             legal_hold: false,
             legal_hold_unreadable: None,
+            completed_at: None,
+            deleted_at: None,
             lease_until: None,
             export: None,
             verification: None,

@@ -64,7 +64,8 @@ pub enum Violation {
     PitrUnknown { reason: String },
 }
 
-fn human(secs: i64) -> String {
+/// A duration in seconds as a person reads it: 45 s, 12 min, 3.5 h, 8.0 days.
+pub fn human(secs: i64) -> String {
     match secs.abs() {
         s if s >= 2 * 86_400 => format!("{:.1} days", secs as f64 / 86_400.0),
         s if s >= 3_600 => format!("{:.1} h", secs as f64 / 3_600.0),

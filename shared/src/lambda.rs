@@ -63,3 +63,25 @@ pub async fn serve_restore() -> Result<(), lambda_runtime::Error> {
     }))
     .await
 }
+
+/// The `summary` function's `main`: the daily and monthly summaries (see [`crate::summary`]).
+pub fn main_summary() -> Result<(), lambda_runtime::Error> {
+    crate::runtime::build()?.block_on(serve_summary())
+}
+
+pub async fn serve_summary() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let ctx = Context::from_env().await;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        crate::summary::handle(
+            &ctx.clients,
+            &ctx.env,
+            &event.payload,
+            jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(Diagnostic::from)
+    }))
+    .await
+}

@@ -1,4 +1,5 @@
-//! Publishing a run: one SNS message and one CloudWatch PutMetricData batch.
+//! Publishing a run: one SNS message (plain text, and a Chatbot card for HTTPS subscriptions:
+//! see [`crate::chat`]) and one CloudWatch PutMetricData batch.
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -39,6 +40,8 @@ pub const METRIC_BUCKET_BYTES: &str = "BucketBackupBytes";
 pub const METRIC_BUCKET_COPIED_BYTES: &str = "BucketBackupCopiedBytes";
 pub const METRIC_REPLICA_LAG: &str = "ReplicaLagSeconds";
 pub const METRIC_REPLICA_FAILURE: &str = "ReplicaFailure";
+pub const METRIC_SIZE_CHANGE: &str = "BackupSizeChangePercent";
+pub const METRIC_ANOMALY: &str = "BackupAnomaly";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -67,8 +70,9 @@ pub async fn publish_sns(
         .publish()
         .topic_arn(topic_arn)
         .subject(report.subject())
-        .message(report.email_body())
-        .message_attributes("severity", attr(report.status.severity())?)
+        .message_structure("json")
+        .message(crate::chat::structured_message(report))
+        .message_attributes("severity", attr(report.severity())?)
         .message_attributes("job", attr(report.job.name())?)
         .message_attributes("status", attr(&format!("{:?}", report.status))?)
         .send()
@@ -91,8 +95,16 @@ pub async fn publish_sns(
 pub fn metric_data(report: &RunReport) -> Vec<MetricDatum> {
     let data = MetricData::of(report);
     match report.job {
-        JobKind::Snapshot => snapshot_metrics(report, &data),
-        JobKind::Export => export_metrics(report, &data),
+        JobKind::Snapshot => [
+            snapshot_metrics(report, &data),
+            anomaly_metrics(report, &data),
+        ]
+        .concat(),
+        JobKind::Export => [
+            export_metrics(report, &data),
+            anomaly_metrics(report, &data),
+        ]
+        .concat(),
         JobKind::Retention => retention_metrics(report, &data),
         JobKind::Validate => validate_metrics(report, &data),
         JobKind::Bucket => bucket_metrics(report, &data),
@@ -163,6 +175,30 @@ fn bucket_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             _ => {}
         }
         data.extend(replica_metrics(m, t));
+    }
+    data
+}
+
+/// Snapshot and export, per new backup compared with its baseline (dimensions Job and Table):
+/// BackupSizeChangePercent (signed, Percent) and BackupAnomaly (1/0); a first backup has no
+/// baseline and sends BackupAnomaly 0 alone. The run's BackupAnomaly total (Job alone), which
+/// the template's alarm watches, whenever any backup was checked.
+fn anomaly_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
+    let mut data = Vec::new();
+    for t in &report.targets {
+        let Some(c) = &t.size_check else { continue };
+        if let Some(p) = c.change_pct() {
+            data.push(m.table(METRIC_SIZE_CHANGE, &t.table, p, StandardUnit::Percent));
+        }
+        let v = if c.is_anomaly() { 1.0 } else { 0.0 };
+        data.push(m.table(METRIC_ANOMALY, &t.table, v, StandardUnit::Count));
+    }
+    if report.targets.iter().any(|t| t.size_check.is_some()) {
+        data.push(m.total(
+            METRIC_ANOMALY,
+            report.totals.anomalies as f64,
+            StandardUnit::Count,
+        ));
     }
     data
 }
@@ -562,6 +598,7 @@ mod tests {
                 validation: None,
                 bucket: None,
                 replica: None,
+                size_check: None,
             },
             TargetReport {
                 table: "Bbb".into(),
@@ -579,6 +616,7 @@ mod tests {
                 validation: None,
                 bucket: None,
                 replica: None,
+                size_check: None,
             },
             TargetReport {
                 table: "Ccc".into(),
@@ -604,6 +642,7 @@ mod tests {
                 validation: None,
                 bucket: None,
                 replica: None,
+                size_check: None,
             },
         ];
         let totals = Totals::from_targets(&targets);
@@ -624,6 +663,7 @@ mod tests {
             errors: vec![],
             delivery: Delivery::default(),
             truncated: None,
+            warnings: vec![],
         }
     }
 

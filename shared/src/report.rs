@@ -34,6 +34,9 @@ pub struct RunReport {
     /// Set when the report was cut to fit a limit (Lambda's response), saying what was left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
+    /// What deserves attention without being a failure (a run longer than an hour).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// SNS takes messages up to 256 KiB; the body stays well under it with room for the subject and
@@ -109,6 +112,10 @@ pub struct TargetReport {
     /// backup is, after this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<ReplicaState>,
+    /// Snapshot and export: the new backup's size and item count against the median of the
+    /// table's last complete ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_check: Option<crate::anomaly::SizeCheck>,
 }
 
 /// What the bucket job did for one bucket.
@@ -435,6 +442,9 @@ pub struct Totals {
     pub slots_pruned: usize,
     #[serde(default)]
     pub objects_swept: i64,
+    /// Snapshot and export: new backups whose size or item count is off their baseline.
+    #[serde(default)]
+    pub anomalies: usize,
 }
 
 /// Where the report went.
@@ -469,6 +479,9 @@ impl Totals {
             ..Totals::default()
         };
         for target in targets {
+            if target.size_check.as_ref().is_some_and(|c| c.is_anomaly()) {
+                t.anomalies += 1;
+            }
             match &target.outcome {
                 Outcome::Created { backup } => {
                     t.created += 1;
@@ -575,6 +588,17 @@ pub fn run_status(totals: &Totals, run_errors: &[String]) -> RunStatus {
 }
 
 impl RunReport {
+    /// The `severity` message attribute: the status's, raised from `info` to `warning` when a
+    /// backup is off its size baseline or the run drew a warning.
+    pub fn severity(&self) -> &'static str {
+        let s = self.status.severity();
+        if s == "info" && (self.totals.anomalies > 0 || !self.warnings.is_empty()) {
+            "warning"
+        } else {
+            s
+        }
+    }
+
     /// Whether the invocation must end in an error (after publishing) so that Lambda retries.
     pub fn needs_retry(&self) -> bool {
         matches!(self.status, RunStatus::Failed | RunStatus::PartiallyFailed)
@@ -635,6 +659,12 @@ impl RunReport {
 
     /// A plain-text body that reads well in an e-mail client.
     pub fn email_body(&self) -> String {
+        self.email_body_within(MAX_EMAIL_BYTES)
+    }
+
+    /// The plain-text body in at most about `max` bytes: the targets not done first when not
+    /// all fit, then a count of the rest.
+    pub fn email_body_within(&self, max: usize) -> String {
         let mut out = String::new();
         out.push_str(&format!(
             "Backstop {} run {}{}\n\n",
@@ -654,6 +684,15 @@ impl RunReport {
             self.duration_ms as f64 / 1000.0
         ));
         out.push_str(&self.totals_lines());
+        if self.totals.anomalies > 0 {
+            out.push_str(&format!(
+                "Anomalies:  {} backups off their size baseline (see below)\n",
+                self.totals.anomalies
+            ));
+        }
+        for w in self.warnings.iter().take(10) {
+            out.push_str(&format!("Warning:    {}\n", clip(w, 1000)));
+        }
         out.push('\n');
         // Targets not done first when not all fit; then a count of the rest.
         let mut blocks: Vec<(bool, String)> = self
@@ -681,7 +720,7 @@ impl RunReport {
                 errors.push_str(&format!("- and {} more\n", self.errors.len() - 50));
             }
         }
-        let budget = MAX_EMAIL_BYTES.saturating_sub(out.len() + errors.len() + 1024);
+        let budget = max.saturating_sub(out.len() + errors.len() + 1024);
         if blocks.iter().map(|(_, b)| b.len()).sum::<usize>() <= budget {
             for (_, b) in &blocks {
                 out.push_str(b);
@@ -963,6 +1002,18 @@ fn target_block(target: &TargetReport) -> String {
             clip(&r.detail, 1000)
         ));
     }
+    if let Some(c) = &target.size_check {
+        let what = if target.export.is_some() {
+            "export"
+        } else {
+            "backup"
+        };
+        if c.is_anomaly() {
+            out.push_str(&format!("    warning: {}\n", c.describe(what)));
+        } else {
+            out.push_str(&format!("    {}\n", c.describe(what)));
+        }
+    }
     for w in target.warnings.iter().take(10) {
         out.push_str(&format!("    warning: {}\n", clip(w, 1000)));
     }
@@ -1195,6 +1246,7 @@ mod tests {
             validation: None,
             bucket: None,
             replica: None,
+            size_check: None,
         }
     }
 
@@ -1217,6 +1269,7 @@ mod tests {
             errors: vec![],
             delivery: Delivery::default(),
             truncated: None,
+            warnings: vec![],
         }
     }
 

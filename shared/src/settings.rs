@@ -18,6 +18,7 @@ pub const ENV_TABLE_PATTERN: &str = "BACKSTOP_TABLE_PATTERN";
 pub const ENV_TABLE_TAG: &str = "BACKSTOP_TABLE_TAG";
 pub const ENV_ENABLE_PITR: &str = "BACKSTOP_ENABLE_PITR";
 pub const ENV_CONCURRENCY: &str = "BACKSTOP_CONCURRENCY";
+pub const ENV_ANOMALY_THRESHOLD: &str = "BACKSTOP_ANOMALY_THRESHOLD";
 pub const ENV_DRILL_TABLE_PREFIX: &str = "BACKSTOP_DRILL_TABLE_PREFIX";
 pub const ENV_RETENTION_POLICY: &str = "BACKSTOP_RETENTION_POLICY";
 pub const ENV_EXPORT_BUCKET: &str = "BACKSTOP_EXPORT_BUCKET";
@@ -99,6 +100,10 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     (
         ENV_CONCURRENCY,
         "optional; tables worked on at once, 1 to 50, default 4",
+    ),
+    (
+        ENV_ANOMALY_THRESHOLD,
+        "snapshot, export; percent change of a backup's size or item count from the median of the table's last 7 complete ones that raises a warning and BackupAnomaly, 1 to 1000, default 20",
     ),
     (
         ENV_DRILL_TABLE_PREFIX,
@@ -517,6 +522,9 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<TableSelection>,
     pub concurrency: usize,
+    /// A backup whose size or item count differs from its baseline by more than this many
+    /// percent is an anomaly (see [`crate::anomaly`]).
+    pub anomaly_threshold_pct: f64,
     pub drill_table_prefix: String,
     /// The settings only this job reads.
     pub job: JobSettings,
@@ -977,6 +985,22 @@ impl Settings {
             (None, None) => DEFAULT_CONCURRENCY,
         };
 
+        let anomaly_threshold_pct = match env.get(ENV_ANOMALY_THRESHOLD) {
+            None => crate::anomaly::DEFAULT_THRESHOLD_PCT,
+            Some(v) => match v.trim().trim_end_matches('%').parse::<f64>() {
+                Ok(p) if (1.0..=1000.0).contains(&p) => p,
+                _ => {
+                    return Err(Error::setting(
+                        ENV_ANOMALY_THRESHOLD,
+                        format!(
+                            "must be a percentage from 1 to 1000, such as 20, got {:?}",
+                            truncate_for_message(v)
+                        ),
+                    ))
+                }
+            },
+        };
+
         let drill_table_prefix = env
             .get(ENV_DRILL_TABLE_PREFIX)
             .unwrap_or(DEFAULT_DRILL_TABLE_PREFIX)
@@ -1085,6 +1109,7 @@ impl Settings {
             selection,
             within,
             concurrency,
+            anomaly_threshold_pct,
             drill_table_prefix,
             job: job_settings,
         })

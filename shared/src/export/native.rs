@@ -424,6 +424,8 @@ mod tests {
             updated_at: None,
             legal_hold: false,
             legal_hold_unreadable: None,
+            completed_at: None,
+            deleted_at: None,
             lease_until: None,
             export: Some(ExportMeta {
                 made: Made::Native,

@@ -180,6 +180,7 @@ impl BucketCtx<'_> {
             validation: None,
             bucket: None,
             replica: None,
+            size_check: None,
         };
         let s3 = &self.clients.s3;
 

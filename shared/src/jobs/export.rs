@@ -47,6 +47,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             settings: export,
             request,
             run_id: &run_id,
+            anomaly_threshold_pct: settings.anomaly_threshold_pct,
         };
         run.over_selected_tables(clients, settings, |table| ctx.export_table(table))
             .await;
@@ -234,6 +235,8 @@ struct TableCtx<'a> {
     settings: &'a ExportSettings,
     request: &'a JobRequest,
     run_id: &'a str,
+    /// See [`crate::anomaly`].
+    anomaly_threshold_pct: f64,
 }
 
 fn failed(e: &Error) -> Outcome {
@@ -280,6 +283,7 @@ impl TableCtx<'_> {
             validation: None,
             bucket: None,
             replica: None,
+            size_check: None,
         };
         report.outcome = match self.export(&table, &mut report).await {
             Ok(o) => o,
@@ -892,8 +896,44 @@ impl TableCtx<'_> {
         self.catalog
             .complete(JOB, table, slot, self.run_id, &info, Timestamp::now())
             .await?;
+        report.size_check = self.size_check(table, slot, &meta, report).await;
         report.export = Some(meta);
         Ok(Outcome::Created { backup: info })
+    }
+
+    /// A finished full export's item count and stored size against the median of the table's
+    /// last complete full exports made the same way (native and logical files differ in size).
+    /// Incrementals hold only a window's changes: not compared.
+    async fn size_check(
+        &self,
+        table: &str,
+        slot: &ScheduleSlot,
+        meta: &ExportMeta,
+        report: &mut TargetReport,
+    ) -> Option<crate::anomaly::SizeCheck> {
+        if meta.export_type != ExportType::FullExport {
+            return None;
+        }
+        let history = match self.catalog.list_targets(JOB, Some(table)).await {
+            Ok(h) => h,
+            Err(e) => {
+                report.warnings.push(format!(
+                    "could not read the export history to compare sizes: {e}"
+                ));
+                Vec::new()
+            }
+        };
+        let baseline = crate::anomaly::baseline(&history, &slot.to_string(), |r| {
+            r.export
+                .as_ref()
+                .is_some_and(|m| m.export_type == ExportType::FullExport && m.made == meta.made)
+        });
+        Some(crate::anomaly::check(
+            baseline,
+            meta.stored_bytes.map(|b| b as i64),
+            meta.item_count.map(|n| n as i64),
+            self.anomaly_threshold_pct,
+        ))
     }
 
     /// A fan-out helper: works on the free segments of the export another invocation holds.
@@ -984,6 +1024,7 @@ impl TableCtx<'_> {
             validation: None,
             bucket: None,
             replica: None,
+            size_check: None,
         };
         match self.slot_export(table, &slot, &mut scratch, false).await {
             Ok(o) => {

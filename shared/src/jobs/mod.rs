@@ -125,6 +125,7 @@ pub(crate) fn unreadable_target(u: selection::Unreadable) -> TargetReport {
         validation: None,
         bucket: None,
         replica: None,
+        size_check: None,
     }
 }
 
@@ -209,7 +210,25 @@ impl RunInProgress {
         settings: &Settings,
         catalog: &Catalog,
     ) -> RunReport {
-        let totals = Totals::from_targets(&self.targets);
+        let mut warnings = Vec::new();
+        let mut targets = self.targets;
+        let long = std::time::Duration::from_secs(crate::anomaly::LONG_RUN_SECS);
+        for t in &mut targets {
+            if std::time::Duration::from_millis(t.duration_ms) > long {
+                t.warnings.push(format!(
+                    "took {:.1} h, over the hour a run of one target should take",
+                    t.duration_ms as f64 / 3_600_000.0
+                ));
+            }
+        }
+        let elapsed = self.started.elapsed();
+        if elapsed > long {
+            warnings.push(format!(
+                "the run took {:.1} h, over an hour",
+                elapsed.as_secs_f64() / 3600.0
+            ));
+        }
+        let totals = Totals::from_targets(&targets);
         let mut report = RunReport {
             run_id: self.run_id,
             job: self.job,
@@ -219,14 +238,15 @@ impl RunInProgress {
             status: run_status(&totals, &self.errors),
             started_at: self.started_at,
             finished_at: Timestamp::now(),
-            duration_ms: self.started.elapsed().as_millis() as u64,
+            duration_ms: elapsed.as_millis() as u64,
             selection: self.selection,
-            targets: self.targets,
+            targets,
             excluded: self.excluded,
             totals,
             errors: self.errors,
             delivery: Delivery::default(),
             truncated: None,
+            warnings,
         };
         if report.dry_run {
             let skipped = || DeliveryState::Skipped {

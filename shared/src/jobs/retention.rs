@@ -188,6 +188,7 @@ async fn retain_table(
         validation: None,
         bucket: None,
         replica: None,
+        size_check: None,
     };
     let (plan, listed) = match plan_table(
         ddb,

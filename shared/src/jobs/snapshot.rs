@@ -41,6 +41,38 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     .await
 }
 
+/// The new backup's size and item count against the median of the table's last complete
+/// backups (from the catalog). A catalog that cannot be read gives no baseline, with a warning:
+/// the backup stands either way.
+async fn size_check(
+    catalog: &Catalog,
+    table: &str,
+    slot: &ScheduleSlot,
+    backup: &crate::report::BackupInfo,
+    settings: &Settings,
+    report: &mut TargetReport,
+) -> crate::anomaly::SizeCheck {
+    let history = match catalog.list_targets(JOB, Some(table)).await {
+        Ok(h) => h,
+        Err(e) => {
+            report.warnings.push(format!(
+                "could not read the backup history to compare sizes: {e}"
+            ));
+            Vec::new()
+        }
+    };
+    let check = crate::anomaly::check(
+        crate::anomaly::baseline(&history, &slot.to_string(), |_| true),
+        backup.size_bytes,
+        backup.item_count,
+        settings.anomaly_threshold_pct,
+    );
+    if check.is_anomaly() {
+        tracing::warn!(change_pct = ?check.change_pct(), "backup size anomaly");
+    }
+    check
+}
+
 /// Pure: the backup name for a table and slot, `<table>-backstop-<YYYYMMDDTHHMMSSZ>`. Names are
 /// 3 to 255 characters of `[a-zA-Z0-9_.-]`; a table name too long to fit is cut and given a
 /// short hash of the full name, so that two long names never share a backup name.
@@ -99,6 +131,7 @@ async fn snapshot_table(
         validation: None,
         bucket: None,
         replica: None,
+        size_check: None,
     };
 
     if request.dry_run {
@@ -191,7 +224,12 @@ async fn snapshot_table(
                 .complete(JOB, &table, &slot, run_id, &backup, Timestamp::now())
                 .await
             {
-                Ok(()) => report.outcome = Outcome::Created { backup },
+                Ok(()) => {
+                    report.size_check = Some(
+                        size_check(catalog, &table, &slot, &backup, settings, &mut report).await,
+                    );
+                    report.outcome = Outcome::Created { backup };
+                }
                 Err(e) => {
                     // The backup exists. Leave the target FAILED, never CLAIMED, so that the very
                     // next attempt takes over at once and adopts the backup by its name.

@@ -125,6 +125,7 @@ impl TableCtx<'_> {
             validation: Some(Box::new(validation)),
             bucket: None,
             replica: None,
+            size_check: None,
         }
     }
 

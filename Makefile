@@ -5,6 +5,8 @@ PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libfaketime (Debian package faketime) moves moto's clock for the 400-day retention test.
+# Headless Chromium (Debian package chromium) renders the HTML report in its test.
+CHROMIUM := $(firstword $(shell command -v chromium chromium-browser 2>/dev/null))
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
 .PHONY: deps demo test infra-check local lint bench bench-export bench-restore bench-tools zips
@@ -15,6 +17,10 @@ deps:
 ifeq ($(FAKETIME_LIB),)
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq faketime
+endif
+ifeq ($(CHROMIUM),)
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
 endif
 
 ## The demo: starts moto on loopback, creates the stack and the demo tables, runs the daily

@@ -545,6 +545,9 @@ enum Job {
     /// One invocation of the restore function: `{"restore": {...}}` started, or carried on and
     /// reported (run it again with the same payload until its state is DONE).
     Restore,
+    /// The daily or monthly summary, published once to the topic:
+    /// `{"summary": "daily", "slot": "2026-12-02T07:00:00Z"}` (or `"period": "2026-11"`).
+    Summary,
 }
 
 impl Job {
@@ -556,7 +559,7 @@ impl Job {
             Job::Retention => Some(JobKind::Retention),
             Job::Validate => Some(JobKind::Validate),
             Job::Bucket => Some(JobKind::Bucket),
-            Job::Restore => None,
+            Job::Restore | Job::Summary => None,
         }
     }
 }
@@ -608,6 +611,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Run { job, event, json } => match job.kind() {
             Some(kind) => run::run(endpoint, kind, &event, json).await,
+            None if matches!(job, Job::Summary) => run::summary(endpoint, &event, json).await,
             None => run::restore(endpoint, &event, json).await,
         },
         Command::Retention {

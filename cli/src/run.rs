@@ -29,6 +29,41 @@ pub async fn run(
     Ok(exit_for(&report))
 }
 
+/// One invocation of the summary function: the period's summary published to the topic (or
+/// not again, when an earlier delivery sent it). Prints the headline and the report.
+pub async fn summary(endpoint: Option<&str>, event: &Path, json: bool) -> Result<ExitCode, Error> {
+    let payload = read_payload(event)?;
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let out = backstop::summary::handle(
+        &clients,
+        &Environment::from_process(),
+        &payload,
+        jiff::Timestamp::now(),
+    )
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!(
+            "{} ({})\n",
+            out.headline,
+            if out.published {
+                format!(
+                    "published, message {}",
+                    out.message_id.as_deref().unwrap_or("?")
+                )
+            } else {
+                "already published for this period; nothing sent".to_owned()
+            }
+        );
+        println!("{}", out.report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One invocation of the restore function, as Lambda would run it (without a deadline: it works
 /// until the restore is done, or BACKSTOP_RESTORE_TIME_BUDGET runs out). Exit 0 when the
 /// invocation succeeded (whatever the state), 1 when it failed.

@@ -171,7 +171,7 @@ pub fn render(st: &Status, colour: bool) -> String {
         st.lines.len() - bad,
         st.lines.len(),
         st.catalog,
-        st.at
+        st.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     ));
     out
 }

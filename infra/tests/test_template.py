@@ -91,6 +91,7 @@ CODE_URIS = {
     "ValidateFunction": "s3://a/v.zip",
     "RestoreFunction": "s3://a/x.zip",
     "BucketFunction": "s3://a/b.zip",
+    "SummaryFunction": "s3://a/y.zip",
 }
 PSEUDO = {
     "AWS::Region": "us-east-1",
@@ -106,6 +107,7 @@ FUNCTIONS = (
     "ValidateFunction",
     "RestoreFunction",
     "BucketFunction",
+    "SummaryFunction",
 )
 FUNCTION_ROLES = (
     "SnapshotFunctionRole",
@@ -114,6 +116,7 @@ FUNCTION_ROLES = (
     "ValidateFunctionRole",
     "RestoreFunctionRole",
     "BucketFunctionRole",
+    "SummaryFunctionRole",
 )
 SCHEDULE_ROLES = (
     "SnapshotScheduleRole",
@@ -121,6 +124,7 @@ SCHEDULE_ROLES = (
     "ExportScheduleRole",
     "ValidateScheduleRole",
     "BucketScheduleRole",
+    "SummaryScheduleRole",
 )
 # The bucket function's schedule (and its role) exist only with a bucket selection.
 BUCKET_SELECTED = {"BucketNames": "app-uploads,app-media"}
@@ -328,11 +332,14 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
     out = translated(CODE_URIS)
     res = out["Resources"]
     schedules = {k: v for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-    # The bucket function's schedule is the template's own (with its condition), not SAM's.
-    assert len(schedules) == 5, sorted(res)
-    for s in schedules.values():
+    # The bucket function's schedule is the template's own (with its condition), not SAM's;
+    # the summary function has two (daily, monthly).
+    assert len(schedules) == 7, sorted(res)
+    for name, s in schedules.items():
         target = s["Properties"]["Target"]
-        assert json.loads(target["Input"]) == {"slot": "<aws.scheduler.scheduled-time>"}
+        summary = {"SummaryFunctionDaily": "daily", "SummaryFunctionMonthly": "monthly"}.get(name)
+        slot = {"slot": "<aws.scheduler.scheduled-time>"}
+        assert json.loads(target["Input"]) == ({"summary": summary, **slot} if summary else slot), name
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 185
         assert "DeadLetterConfig" in target
     roles = {k for k, v in res.items() if v["Type"] == "AWS::IAM::Role"}
@@ -369,6 +376,8 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             "RestoreFunctionRole": ["dynamodb:DeleteItem"],
             # Its locks in the catalog, and the prune: in the backup stores only (tested below).
             "BucketFunctionRole": ["dynamodb:DeleteItem", "s3:DeleteObject"],
+            # Its own markers in the catalog (SUMMARY#..., tested below).
+            "SummaryFunctionRole": ["dynamodb:DeleteItem"],
         }
         for action in ("dynamodb:DeleteItem", "dynamodb:DeleteTable", "dynamodb:PutItem", "dynamodb:Scan"):
             assert stack.grants("ValidateFunctionRole")[action] == [
@@ -386,7 +395,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
 def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_dead_letter_queue():
     stack = Stack(BUCKET_SELECTED)
     schedules = stack.of_type("AWS::Scheduler::Schedule")
-    assert len(schedules) == 5
+    assert len(schedules) == 7
     seen = set()
     for name, schedule in schedules.items():
         target = schedule["Target"]
@@ -420,6 +429,7 @@ def test_schedule_roles_invoke_only_their_function_and_may_write_the_encrypted_d
         "<ExportFunction.Arn>",
         "<ValidateFunction.Arn>",
         "<BucketFunction.Arn>",
+        "<SummaryFunction.Arn>",
     }
 
 
@@ -433,6 +443,8 @@ def test_schedule_names_start_with_the_stack_name():
             "ExportFunctionWeekly": f"{stack_name}-export",
             "ValidateFunctionDaily": f"{stack_name}-validate",
             "BucketFunctionDaily": f"{stack_name}-bucket",
+            "SummaryFunctionDaily": f"{stack_name}-summary-daily",
+            "SummaryFunctionMonthly": f"{stack_name}-summary-monthly",
         }
 
 
@@ -466,6 +478,9 @@ def test_delete_backup_is_scoped_to_the_named_tables_backups():
                     "dynamodb:DeleteItem": [CATALOG_ARN],
                     "s3:DeleteObject": ["<BucketBackupsBucket.Arn>/buckets/*"],
                 }, deletes
+            elif role == "SummaryFunctionRole":
+                # Its own markers (by the condition tested with it), nothing else.
+                assert deletes == {"dynamodb:DeleteItem": [CATALOG_ARN]}, deletes
             elif role != "RetentionFunctionRole":
                 assert not deletes, role
 
@@ -510,7 +525,7 @@ def test_each_function_gets_only_its_own_environment():
     assert "Environment" not in yaml_parse(TEMPLATE.read_text())["Globals"]["Function"]
     common = {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_TOPIC_ARN", "BACKSTOP_METRICS_NAMESPACE"}
     own = {
-        "SnapshotFunction": {"BACKSTOP_ENABLE_PITR"},
+        "SnapshotFunction": {"BACKSTOP_ENABLE_PITR", "BACKSTOP_ANOMALY_THRESHOLD"},
         "RetentionFunction": {
             "BACKSTOP_RETENTION_POLICY",
             # Retention prunes the exports too.
@@ -526,6 +541,7 @@ def test_each_function_gets_only_its_own_environment():
             "BACKSTOP_EXPORT_MODE",
             "BACKSTOP_EXPORT_FULL_EVERY",
             "BACKSTOP_EXPORT_FAN_OUT",
+            "BACKSTOP_ANOMALY_THRESHOLD",
         },
         "ValidateFunction": {
             "BACKSTOP_EXPORT_BUCKET",
@@ -562,6 +578,10 @@ def test_each_function_gets_only_its_own_environment():
                 names = {"BACKSTOP_TABLES"} if selection == "BACKSTOP_TABLES" else set()
                 assert set(env) == {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_RESTORE_PREFIX"} | names, (params, env)
                 assert env["BACKSTOP_RESTORE_PREFIX"] == "restored-"
+                continue
+            if fn == "SummaryFunction":
+                # Reads the catalog, publishes to the topic: no selection, no metrics.
+                assert env == {"BACKSTOP_CATALOG_TABLE": "<CatalogTable>", "BACKSTOP_TOPIC_ARN": "<Topic>"}, (params, env)
                 continue
             assert set(env) == common | own[fn] | {selection}, (fn, params, sorted(env))
             assert env["BACKSTOP_CATALOG_TABLE"] == "<CatalogTable>"
@@ -600,6 +620,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<ValidateFunctionRole.Arn>",
         "<RestoreFunctionRole.Arn>",
         "<BucketFunctionRole.Arn>",
+        "<SummaryFunctionRole.Arn>",
     ]
     holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
@@ -609,6 +630,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<ValidateFunctionRole.Arn>",
         "<RestoreFunctionRole.Arn>",
         "<BucketFunctionRole.Arn>",
+        "<SummaryFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
         "arn:aws:iam::123456789012:role/ops-*",
     ]
@@ -643,6 +665,15 @@ def test_only_the_function_roles_may_write_the_catalog():
         ],
         # Its bucket locks (DeleteItem only on BUCKET#..., tested below) and run records.
         "BucketFunctionRole": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        # Run records and every target's and drill's items read; its markers written (writes
+        # only on SUMMARY#..., tested below).
+        "SummaryFunctionRole": [
+            "dynamodb:DeleteItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+            "dynamodb:UpdateItem",
+        ],
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
@@ -661,7 +692,7 @@ def test_function_log_groups_have_retention_and_the_stack_key():
             group = groups[name]
             assert str(group["RetentionInDays"]) == days, (fn, group)
             assert group["KmsKeyId"] == "<Key.Arn>", (fn, group)
-        assert len(used) == 6 and used == set(groups)
+        assert len(used) == len(FUNCTIONS) == 7 and used == set(groups)
 
 
 def test_key_policy_lets_services_use_the_key_only_under_conditions():
@@ -759,10 +790,12 @@ def test_alarms_on_backstop_metrics_cannot_be_raised_or_hidden_by_a_duplicate_da
     alarms = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
     ours = {k: p for k, p in alarms.items() if p.get("Namespace") == "Backstop"}
     assert sorted(ours) == [
+        "BackupAnomalyAlarm",
         "BackupDurationAlarm",
         "BackupFailureAlarm",
         "BackupFreshnessAlarm",
         "BucketBackupFailureAlarm",
+        "ExportAnomalyAlarm",
         "ExportFailureAlarm",
         "ExportVerificationAlarm",
         "FreshnessViolationAlarm",
@@ -1007,6 +1040,10 @@ def test_export_scans_and_exports_only_the_named_tables():
                 "arn:aws:dynamodb:us-east-1:123456789012:table/backstop-catalog",
             ]
             assert "dynamodb:ExportTableToPointInTime" not in grants
+        elif role == "SummaryFunctionRole":
+            # The catalog only (every target's and drill's items), never a backed-up table.
+            assert grants["dynamodb:Scan"] == [CATALOG_ARN]
+            assert "dynamodb:ExportTableToPointInTime" not in grants
         elif role != "ExportFunctionRole":
             assert "dynamodb:Scan" not in grants and "dynamodb:ExportTableToPointInTime" not in grants, role
 
@@ -1039,7 +1076,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip", "restore.zip", "bucket.zip"):
+    for key in ("snapshot.zip", "retention.zip", "export.zip", "validate.zip", "restore.zip", "bucket.zip", "summary.zip"):
         s3.put_object(Bucket="backstop-artifacts", Key=key, Body=buf.getvalue())
     out = translated(
         {
@@ -1049,6 +1086,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
             "ValidateFunction": "s3://backstop-artifacts/validate.zip",
             "RestoreFunction": "s3://backstop-artifacts/restore.zip",
             "BucketFunction": "s3://backstop-artifacts/bucket.zip",
+            "SummaryFunction": "s3://backstop-artifacts/summary.zip",
         }
     )
     for fn in FUNCTIONS:
@@ -1060,6 +1098,8 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         "SnapshotFunctionDaily",
         "ExportFunctionWeekly",
         "BucketFunctionDaily",
+        "SummaryFunctionDaily",
+        "SummaryFunctionMonthly",
         "BucketBackupsBucketPolicy",
         "TopicPolicy",
     }
@@ -1145,6 +1185,14 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         "BACKSTOP_REPLICA_REGION": "us-west-2",
     }, env
     assert env["BACKSTOP_BUCKET_KMS_KEY"].startswith("arn:aws:kms:us-east-1:123456789012:key/"), env
+    # The summary function: the catalog and the topic, nothing else.
+    conf = lam.get_function_configuration(FunctionName=outputs["SummaryFunctionName"])
+    assert conf["Runtime"] == "provided.al2023", conf
+    assert conf["Environment"]["Variables"] == {
+        "BACKSTOP_CATALOG_TABLE": outputs["CatalogTableName"],
+        "BACKSTOP_TOPIC_ARN": outputs["NotificationTopicArn"],
+    }, conf["Environment"]
+    assert conf["MemorySize"] == 512 and conf["Timeout"] == 300, conf
     # One role per function and one per schedule.
     iam = client("iam", moto_endpoint)
     for logical in FUNCTION_ROLES + SCHEDULE_ROLES:
@@ -1179,6 +1227,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         "/aws/lambda/backstop-retention",
         "/aws/lambda/backstop-export",
         "/aws/lambda/backstop-bucket",
+        "/aws/lambda/backstop-summary",
     ):
         assert int(groups[name]["retentionInDays"]) == 90, groups.get(name)
     # The dead-letter queue and the key.
@@ -1709,3 +1758,330 @@ def test_export_role_writes_replicas_of_exports_only_under_the_export_prefix_and
     assert not [a for a in as_list(write["Action"]) if "Delete" in a], write
     assert stack.resolve(write["Resource"]).endswith(":s3:::" + REPLICA["ReplicaBucketName"] + "/backstop/*"), write
     assert named["ListExportReplica"]["Condition"]["StringLike"]["s3:prefix"]
+
+
+# ---------- the summary function (daily and monthly summaries) ----------
+
+SUMMARY_INPUTS = {
+    "SummaryFunctionDaily": '{"summary": "daily", "slot": "<aws.scheduler.scheduled-time>"}',
+    "SummaryFunctionMonthly": '{"summary": "monthly", "slot": "<aws.scheduler.scheduled-time>"}',
+}
+
+
+def test_summary_function_publishes_the_daily_and_monthly_summaries_on_its_own_schedules():
+    stack = Stack()
+    props = stack.props("SummaryFunction")
+    metadata = yaml_parse(TEMPLATE.read_text())["Resources"]["SummaryFunction"]["Metadata"]
+    assert metadata["BuildMethod"] == "rust-cargolambda" and metadata["BuildProperties"] == {"Binary": "summary"}
+    assert [s["id"] for s in metadata["checkov"]["skip"]] == ["CKV_AWS_117"]
+    assert props["MemorySize"] == 512 and props["Timeout"] == 300
+    assert props["Architectures"] == ["arm64"] and props["Runtime"] == "provided.al2023"
+    assert str(props["ReservedConcurrentExecutions"]) == "1"
+    assert props["KmsKeyArn"] == "<Key.Arn>"
+    assert props["DeadLetterConfig"] == {"TargetArn": "<DeadLetterQueue.Arn>"}
+    assert "RecursiveLoop" not in props and "FunctionName" not in props
+    assert props["Environment"]["Variables"] == {"BACKSTOP_CATALOG_TABLE": "<CatalogTable>", "BACKSTOP_TOPIC_ARN": "<Topic>"}
+    assert props["LoggingConfig"] == {"LogGroup": "<SummaryLogGroup>"}
+    group = stack.props("SummaryLogGroup")
+    assert group["LogGroupName"] == "/aws/lambda/backstop-summary"
+    assert group["KmsKeyId"] == "<Key.Arn>" and group["RetentionInDays"] == "90"
+    configs = stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+    (invoke_config,) = [c for c in configs if c["FunctionName"] == "<SummaryFunction>"]
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == "<DeadLetterQueue.Arn>"
+    assert stack.resolve(stack.out["Outputs"]["SummaryFunctionName"]["Value"]) == "<SummaryFunction>"
+
+    params = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    assert params["SummaryDailySchedule"]["Default"] == "cron(0 7 * * ? *)"
+    assert params["SummaryMonthlySchedule"]["Default"] == "cron(0 7 1 * ? *)"
+    defaults = {"SummaryFunctionDaily": "cron(0 7 * * ? *)", "SummaryFunctionMonthly": "cron(0 7 1 * ? *)"}
+    tuned = {"SummaryDailySchedule": "cron(30 8 * * ? *)", "SummaryMonthlySchedule": "cron(0 9 2 * ? *)"}
+    moved = {"SummaryFunctionDaily": "cron(30 8 * * ? *)", "SummaryFunctionMonthly": "cron(0 9 2 * ? *)"}
+    validate = Stack().of_type("AWS::Scheduler::Schedule")["ValidateFunctionDaily"]
+    for stack, expressions in ((Stack(), defaults), (Stack(tuned), moved)):
+        schedules = stack.of_type("AWS::Scheduler::Schedule")
+        for name, expression in expressions.items():
+            schedule = schedules[name]
+            assert set(schedule) == set(validate), (name, sorted(schedule))
+            assert schedule["Name"] == "backstop-summary-" + name.removeprefix("SummaryFunction").lower()
+            assert schedule["ScheduleExpression"] == expression
+            assert schedule["ScheduleExpressionTimezone"] == "UTC"
+            assert schedule["FlexibleTimeWindow"] == validate["FlexibleTimeWindow"]
+            target = schedule["Target"]
+            # The exact text the function parses (and the scheduled time is the period's slot).
+            assert target["Input"] == SUMMARY_INPUTS[name], target["Input"]
+            assert target["Arn"] == "<SummaryFunction.Arn>" and target["RoleArn"] == "<SummaryScheduleRole.Arn>"
+            # Retries and the dead-letter queue as the validate schedule's.
+            assert target["RetryPolicy"] == validate["Target"]["RetryPolicy"]
+            assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+            assert target["DeadLetterConfig"] == {"Arn": "<DeadLetterQueue.Arn>"}
+    assert Stack(stack_name="backstop-eu").props("SummaryLogGroup")["LogGroupName"] == "/aws/lambda/backstop-eu-summary"
+
+
+def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        grants = stack.grants("SummaryFunctionRole")
+        assert grants.pop("sns:Publish") == ["<Topic>"], params
+        # (SAM adds the same grant twice more, for DeadLetterQueue and EventInvokeConfig.)
+        assert set(grants.pop("sqs:SendMessage")) == {"<DeadLetterQueue.Arn>"}, params
+        assert grants == {
+            "dynamodb:Query": [CATALOG_ARN],
+            "dynamodb:Scan": [CATALOG_ARN],
+            "dynamodb:PutItem": [CATALOG_ARN],
+            "dynamodb:UpdateItem": [CATALOG_ARN],
+            "dynamodb:DeleteItem": [CATALOG_ARN],
+            "kms:Decrypt": ["<Key.Arn>"],
+            "kms:GenerateDataKey": ["<Key.Arn>"],
+        }, (params, grants)
+        # Writes only its markers (pk SUMMARY#daily, SUMMARY#monthly): no run record, backup
+        # record or hold.
+        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            (statement,) = stack.statements_with("SummaryFunctionRole", action)
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SUMMARY#*"]}}
+        for action in ("dynamodb:Query", "dynamodb:Scan"):
+            (statement,) = stack.statements_with("SummaryFunctionRole", action)
+            assert "Condition" not in statement, statement
+        assert not stack.denies("SummaryFunctionRole")
+        assert set(stack.props("SummaryFunctionRole").get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES
+        # Only its schedule role invokes it.
+        for role in stack.of_type("AWS::IAM::Role"):
+            invokes = stack.grants(role).get("lambda:InvokeFunction", [])
+            if role == "SummaryScheduleRole":
+                assert invokes == ["<SummaryFunction.Arn>"], invokes
+            else:
+                assert not [i for i in invokes if "summary" in i.lower()], role
+
+
+def test_anomaly_threshold_reaches_only_the_snapshot_and_the_export():
+    param = yaml_parse(TEMPLATE.read_text())["Parameters"]["AnomalyThreshold"]
+    assert param["Type"] == "Number"
+    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (20, 1, 1000)
+    assert "median" in param["Description"] and "BackupAnomaly" in param["Description"]
+    for params, value in (({}, "20"), ({"AnomalyThreshold": "35"}, "35")):
+        stack = Stack(params)
+        for fn in FUNCTIONS:
+            env = stack.props(fn)["Environment"]["Variables"]
+            if fn in ("SnapshotFunction", "ExportFunction"):
+                assert env["BACKSTOP_ANOMALY_THRESHOLD"] == value, (fn, params, env)
+            else:
+                assert "BACKSTOP_ANOMALY_THRESHOLD" not in env, (fn, env)
+
+
+def test_anomaly_and_summary_alarms_go_to_the_topic():
+    alarms = Stack().of_type("AWS::CloudWatch::Alarm")
+    for name, job in (("BackupAnomalyAlarm", "snapshot"), ("ExportAnomalyAlarm", "export")):
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("Backstop", "BackupAnomaly"), name
+        # The run's total (dimension Job alone), which the job sends whenever it checked a backup.
+        assert alarm["Dimensions"] == [{"Name": "Job", "Value": job}], name
+        assert alarm["Statistic"] == "Maximum" and alarm["Period"] == 86400, name
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"] == ["<Topic>"], name
+        assert "AnomalyThreshold" in alarm["AlarmDescription"], name
+    assert alarms["BackupAnomalyAlarm"]["AlarmDescription"] == (
+        "A Backstop backup's size or item count changed by more than AnomalyThreshold % from its baseline"
+    )
+    errors = alarms["SummaryErrorsAlarm"]
+    validate = alarms["ValidateErrorsAlarm"]
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": "<SummaryFunction>"}]
+    for key in set(validate) - {"AlarmDescription", "Dimensions"}:
+        assert errors[key] == validate[key], key
+    # Every function has its errors alarm.
+    watched = {a["Dimensions"][0]["Value"] for a in alarms.values() if a["Namespace"] == "AWS/Lambda"}
+    assert watched == {f"<{fn}>" for fn in FUNCTIONS}, watched
+
+
+# ---------- the dashboard ----------
+
+
+def dashboard_body_text():
+    """The dashboard's body as CloudFormation sends it: each ${...} replaced, ${!x} -> ${x}."""
+    sub = yaml_parse(TEMPLATE.read_text())["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(sub, str), "DashboardBody is a !Sub of one string"
+    names = re.findall(r"\$\{([^!}][^}]*)\}", sub)
+    text = re.sub(r"\$\{([^!}][^}]*)\}", lambda m: "dummy-" + m.group(1).replace(":", "-"), sub)
+    return names, text.replace("${!", "${")
+
+
+def dashboard_body():
+    return json.loads(dashboard_body_text()[1])
+
+
+def test_dashboard_body_is_json_after_substitution_and_its_widgets_fit_the_grid():
+    names, text = dashboard_body_text()
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        pytest.fail(f"DashboardBody is not JSON after !Sub: {e}\n{text[max(0, e.pos - 200):e.pos + 200]}")
+    res = yaml_parse(TEMPLATE.read_text())["Resources"]
+    # Every placeholder names a resource of the stack or a pseudo parameter.
+    assert names and all(n in res or n in PSEUDO for n in names), sorted(set(names))
+    widgets = body["widgets"]
+    cells = set()
+    for w in widgets:
+        assert w["type"] == "metric", w
+        assert 0 <= w["x"] and w["x"] + w["width"] <= 24, w
+        props = w["properties"]
+        assert props["region"] == "dummy-AWS--Region" and props["title"], props
+        for x in range(w["x"], w["x"] + w["width"]):
+            for y in range(w["y"], w["y"] + w["height"]):
+                assert (x, y) not in cells, ("widgets overlap", props["title"])
+                cells.add((x, y))
+        for row in props["metrics"]:
+            assert isinstance(row, list) and row, (props["title"], row)
+    # The function-errors widget watches every function.
+    (errors,) = [w for w in widgets if w["properties"]["title"] == "Function errors"]
+    rows = errors["properties"]["metrics"]
+    assert rows[0] == ["AWS/Lambda", "Errors", "FunctionName", "dummy-SnapshotFunction"]
+    assert {r[-1] for r in rows} == {f"dummy-{fn}" for fn in FUNCTIONS}, rows
+    # The 30-day success rates: single values, metric math over hidden success and failure sums.
+    rates = {w["properties"]["title"]: w["properties"] for w in widgets if w["properties"].get("view") == "singleValue"}
+    assert len(rates) == 3, sorted(rates)
+    jobs = {
+        ("BackupSuccess", "BackupFailure", "snapshot"),
+        ("ExportSuccess", "ExportFailure", "export"),
+        ("BucketBackupSuccess", "BucketBackupFailure", "bucket"),
+    }
+    seen = set()
+    for title, props in rates.items():
+        assert props["stat"] == "Sum" and props["period"] == 2592000, title
+        (expression,), success, failure = props["metrics"]
+        assert expression["expression"] == "100*m1/(m1+m2)" and expression["id"] == "e1", title
+        assert success[:2] == ["Backstop", success[1]] and success[2] == "Job", title
+        assert success[4] == {"id": "m1", "visible": False} and failure[4] == {"id": "m2", "visible": False}, title
+        assert failure[0] == "." and failure[2:4] == [".", "."], title
+        seen.add((success[1], failure[1], success[3]))
+    assert seen == jobs, seen
+    # The runbooks' per-table views, by SEARCH.
+    searches = [
+        r[0]["expression"] for w in widgets for r in w["properties"]["metrics"] if isinstance(r[0], dict) and "SEARCH" in r[0]["expression"]
+    ]
+    for schema, metric in (
+        ("{Backstop,Job,Table}", "BackupSizeChangePercent"),
+        ("{Backstop,Job,Table}", "PitrEnabled"),
+        ("{Backstop,Bucket,Job}", "BucketVersioningEnabled"),
+        ("{Backstop,Job,Table}", "RestoreDrillSeconds"),
+        ("{Backstop,Bucket,Job,Replica}", "ReplicaLagSeconds"),
+        ("{Backstop,Job,Replica,Table}", "ReplicaLagSeconds"),
+        ("{Backstop,Job,Table}", "BackupAgeSeconds"),
+        ("{Backstop,Job,Table}", "ExportAgeSeconds"),
+        ("{Backstop,Job,Table}", "FreshnessViolation"),
+    ):
+        assert [s for s in searches if s.startswith(f"SEARCH('{schema} MetricName=\"{metric}\"'")], (schema, metric, searches)
+
+
+def expanded_rows(rows):
+    """Metric rows with "." (the previous row's value at that place) and "..." (the previous
+    row's leading values) filled in; expression rows and rendering options left out."""
+    out, prev = [], []
+    for row in rows:
+        if isinstance(row[0], dict):
+            continue
+        values = row[:-1] if isinstance(row[-1], dict) else list(row)
+        if values[0] == "...":
+            tail = values[1:]
+            values = prev[: len(prev) - len(tail)] + tail
+        else:
+            values = [prev[i] if v == "." else v for i, v in enumerate(values)]
+        out.append(values)
+        prev = values
+    return out
+
+
+SEARCH_METRIC = re.compile(r"SEARCH\(\s*'\{([^,}]+)[^}]*\}([^']*)'")
+
+
+def backstop_metric_names(resources, body):
+    """{metric name: [where]} of every metric in namespace Backstop that the alarms and the
+    dashboard use: alarm MetricName, dashboard metric rows, MetricName="..." in SEARCH."""
+    used = {}
+    for name, res in resources.items():
+        if res["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = res["Properties"]
+        if props.get("Namespace") == "Backstop":
+            used.setdefault(props["MetricName"], []).append(name)
+        for m in props.get("Metrics", []):
+            metric = m.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == "Backstop":
+                used.setdefault(metric["MetricName"], []).append(name)
+    for w in body["widgets"]:
+        title = w["properties"].get("title", "")
+        rows = w["properties"].get("metrics", [])
+        for values in expanded_rows(rows):
+            if values[0] == "Backstop":
+                used.setdefault(values[1], []).append(title)
+            else:
+                assert values[0] in ("AWS/Lambda", "AWS/SQS"), (title, values)
+        for row in rows:
+            if isinstance(row[0], dict):
+                for namespace, query in SEARCH_METRIC.findall(row[0].get("expression", "")):
+                    names = re.findall(r'MetricName\s*=\s*"([^"]+)"', query)
+                    assert names, ("a SEARCH without MetricName=", title, row)
+                    if namespace == "Backstop":
+                        for n in names:
+                            used.setdefault(n, []).append(title)
+    return used
+
+
+def published_metric_names(source):
+    """The metric names the code sends: pub const METRIC_<X>: &str = "<Name>" in notify.rs
+    ({constant: name}), and the constants not used outside their definition and the tests."""
+    consts = dict(re.findall(r'pub const (METRIC_\w+): &str = "(\w+)";', source))
+    code = source.split("#[cfg(test)]", 1)[0]
+    unsent = sorted(c for c in consts if len(re.findall(rf"\b{c}\b", code)) < 2)
+    return consts, unsent
+
+
+def test_dashboard_and_alarms_use_only_metrics_the_code_publishes():
+    consts, unsent = published_metric_names((ROOT / "shared" / "src" / "notify.rs").read_text())
+    published = set(consts.values())
+    # The names after the reporting change; a rename in notify.rs must reach the template too.
+    assert {"BackupSizeChangePercent", "BackupAnomaly", "PitrEnabled", "BucketVersioningEnabled"} <= published, sorted(published)
+    assert len(published) == len(consts), "two constants name one metric"
+    # A name defined but never sent is not published.
+    assert not unsent, f"defined in notify.rs but never used there: {unsent}"
+
+    used = backstop_metric_names(yaml_parse(TEMPLATE.read_text())["Resources"], dashboard_body())
+    unknown = {n: w for n, w in used.items() if n not in published}
+    assert not unknown, (
+        f"metrics the template uses that no job publishes: {unknown}\n"
+        f"used: {sorted(used)}\npublished: {sorted(published)}"
+    )
+    # It found the alarms', the rows' (after "." and "...") and the SEARCH expressions' names.
+    assert {"BackupFailure", "ReplicaFailure", "BackupAnomaly"} <= set(used)
+    assert {"RetentionDeleted", "BucketBackupFailure", "ExportFailure"} <= set(used)
+    assert {"PitrEnabled", "BucketVersioningEnabled", "ReplicaLagSeconds", "ExportAgeSeconds"} <= set(used)
+    assert "Errors" not in used and "ApproximateNumberOfMessagesVisible" not in used
+
+    # ...and it would fail: a made-up name is not published, and is caught wherever it is used.
+    assert "BackupSizeChangePct" not in published
+    bogus_alarm = {"Type": "AWS::CloudWatch::Alarm", "Properties": {"Namespace": "Backstop", "MetricName": "BackupSizeChangePct"}}
+    bogus_body = {
+        "widgets": [
+            {"properties": {"title": "t", "metrics": [
+                ["Backstop", "BackupSuccess", "Job", "snapshot"],
+                [".", "BackupFailur", ".", "."],
+                ["...", "export"],
+                ["AWS/Lambda", "Errors", "FunctionName", "f"],
+                ["...", "g"],
+                [{"expression": "SEARCH('{Backstop,Job,Table} MetricName=\"PitrEnable\"', 'Minimum', 86400)", "id": "e1"}],
+                [{"expression": "SEARCH('{AWS/Lambda,FunctionName} MetricName=\"Throttles\"', 'Sum', 300)", "id": "e2"}],
+            ]}}
+        ]
+    }
+    found = backstop_metric_names({"Bogus": bogus_alarm}, bogus_body)
+    assert set(found) == {"BackupSizeChangePct", "BackupSuccess", "BackupFailur", "PitrEnable"}, found
+    assert set(found) - published == {"BackupSizeChangePct", "BackupFailur", "PitrEnable"}
+    assert expanded_rows(bogus_body["widgets"][0]["properties"]["metrics"])[2] == ["Backstop", "BackupFailur", "Job", "export"]
+    # A constant defined and never sent (or only in the tests) is reported.
+    fake = (
+        'pub const METRIC_SENT: &str = "Sent";\npub const METRIC_NOT_SENT: &str = "NotSent";\n'
+        'pub const METRIC_TESTED: &str = "Tested";\nfn f() { m.total(METRIC_SENT, 1.0) }\n'
+        "#[cfg(test)]\nmod tests { fn t() { find(METRIC_TESTED); find(METRIC_NOT_SENT_TOO) } }\n"
+    )
+    assert published_metric_names(fake) == (
+        {"METRIC_SENT": "Sent", "METRIC_NOT_SENT": "NotSent", "METRIC_TESTED": "Tested"},
+        ["METRIC_NOT_SENT", "METRIC_TESTED"],
+    )

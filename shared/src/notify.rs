@@ -42,6 +42,8 @@ pub const METRIC_REPLICA_LAG: &str = "ReplicaLagSeconds";
 pub const METRIC_REPLICA_FAILURE: &str = "ReplicaFailure";
 pub const METRIC_SIZE_CHANGE: &str = "BackupSizeChangePercent";
 pub const METRIC_ANOMALY: &str = "BackupAnomaly";
+pub const METRIC_PITR_ENABLED: &str = "PitrEnabled";
+pub const METRIC_VERSIONING_ENABLED: &str = "BucketVersioningEnabled";
 
 /// CloudWatch accepts up to 1,000 metric data points per PutMetricData call.
 pub const MAX_DATA_PER_CALL: usize = 1000;
@@ -174,6 +176,10 @@ fn bucket_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             }
             _ => {}
         }
+        if let Some(v) = b.and_then(|b| b.versioning.as_deref()) {
+            let on = if v == "Enabled" { 1.0 } else { 0.0 };
+            data.push(m.bucket(METRIC_VERSIONING_ENABLED, &t.table, on, StandardUnit::Count));
+        }
         data.extend(replica_metrics(m, t));
     }
     data
@@ -299,6 +305,14 @@ fn validate_metrics(report: &RunReport, m: &MetricData) -> Vec<MetricDatum> {
             if v.stale.is_empty() { 0.0 } else { 1.0 },
             StandardUnit::Count,
         ));
+        if let Some(on) = v.pitr_enabled {
+            data.push(m.table(
+                METRIC_PITR_ENABLED,
+                &t.table,
+                if on { 1.0 } else { 0.0 },
+                StandardUnit::Count,
+            ));
+        }
         let failed = v.exports.iter().filter(|c| !c.ok).count() + v.broken_chains.len();
         data.push(m.table(
             METRIC_EXPORT_VERIFY_FAILURE,

@@ -734,11 +734,15 @@ impl PeriodReport {
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
+        let headline = self.headline();
+        let ok = headline.starts_with('✅');
         let mut body = String::new();
         body.push_str(&format!(
-            "<h1>Backstop report {}</h1>\n<p class=\"headline\">{}</p>\n",
+            "<h1>Backstop report {}</h1>\n<p class=\"headline\"><span class=\"badge {}\">{}</span> {}</p>\n",
             esc(&self.period),
-            esc(&self.headline())
+            if ok { "ok" } else { "bad" },
+            if ok { "OK" } else { "FAILURES" },
+            esc(headline.trim_start_matches(['✅', '❌']).trim_start())
         ));
         body.push_str("<div class=\"charts\">\n");
         body.push_str(&self.success_chart());
@@ -864,6 +868,10 @@ impl PeriodReport {
              figure{{margin:0}} figcaption{{font-size:13px;color:#555}}\n\
              table{{border-collapse:collapse;font-size:13px}} th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}\n\
              th{{background:#f3f3f3}}\n\
+             .badge{{color:#fff;border-radius:4px;padding:1px 6px;font-size:13px;font-weight:600}}\n\
+             .badge.ok{{background:#1b5e20}} .badge.bad{{background:#8e0000}}\n\
+             .legend{{list-style:none;padding:0;margin:4px 0}} .legend li{{display:inline-block;margin-right:12px}}\n\
+             .swatch{{display:inline-block;width:10px;height:10px;margin-right:4px}}\n\
              </style></head>\n<body>\n{body}</body></html>\n",
             esc(&self.period)
         )
@@ -885,11 +893,10 @@ impl PeriodReport {
         );
         for (i, d) in self.days.iter().enumerate() {
             let x = pad + i as f64 * bw;
-            match d.success_rate_pct {
-                Some(p) => {
-                    let bh = (h - 2.0 * pad) * p / 100.0;
-                    let colour = if p >= 100.0 { "#2e7d32" } else { "#c62828" };
-                    svg.push_str(&format!(
+            if let Some(p) = d.success_rate_pct {
+                let bh = (h - 2.0 * pad) * p / 100.0;
+                let colour = if p >= 100.0 { "#2e7d32" } else { "#c62828" };
+                svg.push_str(&format!(
                         "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {:.0}% of {} slots</title></rect>",
                         x + 1.0,
                         h - pad - bh,
@@ -899,8 +906,6 @@ impl PeriodReport {
                         p,
                         d.slots
                     ));
-                }
-                None => {}
             }
         }
         if let (Some(first), Some(last)) = (self.days.first(), self.days.last()) {
@@ -943,6 +948,7 @@ impl PeriodReport {
             pad - 6.0,
             crate::report::human_bytes(top as i64)
         );
+        let mut legend = String::new();
         for (k, t) in tables.iter().enumerate() {
             let colour = COLOURS[k % COLOURS.len()];
             let points: Vec<String> = self
@@ -964,13 +970,13 @@ impl PeriodReport {
                 "<polyline class=\"series\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"><title>{esc}</title></polyline>",
                 points.join(" ")
             ));
-            svg.push_str(&format!(
-                "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{colour}\">{esc}</text>",
-                pad + 4.0 + 90.0 * k as f64,
-                h - 10.0
+            legend.push_str(&format!(
+                "<li><span class=\"swatch\" style=\"background:{colour}\"></span>{esc}</li>"
             ));
         }
-        svg.push_str("</svg><figcaption>Snapshot size per table per day</figcaption></figure>\n");
+        svg.push_str(&format!(
+            "</svg><figcaption>Snapshot size per table per day<ul class=\"legend\">{legend}</ul></figcaption></figure>\n"
+        ));
         svg
     }
 }
@@ -1005,10 +1011,7 @@ async fn runs(catalog: &Catalog, job: JobKind, period: &Period) -> Result<Vec<Ru
         )
         .expression_attribute_values(
             ":to",
-            s(format!(
-                "{}~",
-                crate::event::ScheduleSlot::new(period.to).to_string()
-            )),
+            s(format!("{}~", crate::event::ScheduleSlot::new(period.to))),
         )
         .into_paginator()
         .items()

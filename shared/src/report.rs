@@ -184,6 +184,9 @@ pub struct Validation {
     /// How far PITR's latest restorable time is behind (`None`: PITR off or unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitr_lag_s: Option<i64>,
+    /// Point-in-time recovery on (`None`: its state could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_enabled: Option<bool>,
     /// Each way the table is stale, in words; empty when it is fresh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<String>,

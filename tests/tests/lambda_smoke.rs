@@ -410,6 +410,34 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     assert_eq!(again.job, backstop::settings::JobKind::Bucket);
     assert_eq!(again.totals.already_done, 1, "{again:#?}");
 
+    // The summary function, on its daily sample: the 24 hours before 07:00 hold the scheduled
+    // snapshot above; a second delivery of the same event publishes nothing again.
+    let summary = |file: &str| {
+        let out = invoke_fn(port, "summary", file);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "summary invoke failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(&stdout)
+            .unwrap_or_else(|e| panic!("not a summary outcome ({e}): {stdout}"))
+    };
+    let daily = summary("events/summary-daily.json");
+    assert_eq!(daily["published"], true, "{daily:#}");
+    assert_eq!(
+        daily["period"],
+        "2026-11-21T07:00:00Z to 2026-11-22T07:00:00Z"
+    );
+    assert!(
+        daily["headline"]
+            .as_str()
+            .unwrap()
+            .contains("3 tables backed up"),
+        "{daily:#}"
+    );
+    assert_eq!(summary("events/summary-daily.json")["published"], false);
+
     let _ = std::fs::remove_file(first_payload);
     let _ = std::fs::remove_file(outside);
     let _ = std::fs::remove_file(continuation);

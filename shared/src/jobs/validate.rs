@@ -189,6 +189,11 @@ impl TableCtx<'_> {
         v.backup_age_s = fresh.backup_age_s;
         v.export_age_s = fresh.export_age_s;
         v.pitr_lag_s = fresh.pitr_lag_s;
+        v.pitr_enabled = match evidence.pitr {
+            freshness::Pitr::On { .. } => Some(true),
+            freshness::Pitr::Off => Some(false),
+            freshness::Pitr::Unknown(_) => None,
+        };
         v.stale = fresh.violations.iter().map(|x| x.to_string()).collect();
         if !v.stale.is_empty() {
             warn!(stale = ?v.stale, "stale");

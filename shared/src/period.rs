@@ -467,6 +467,16 @@ fn opt_s(s: Option<f64>) -> String {
     s.map(human_s).unwrap_or_else(|| "-".into())
 }
 
+fn verified(v: Option<VerificationCounts>) -> String {
+    v.map(|v| {
+        format!(
+            "{} ok, {} failed, {} not yet",
+            v.verified, v.failed, v.unverified
+        )
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
 fn opt_pct(p: Option<f64>) -> String {
     p.map(|p| format!("{p:.1}%")).unwrap_or_else(|| "-".into())
 }
@@ -659,14 +669,7 @@ impl PeriodReport {
                         t.items.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                         opt_s(t.duration_median_s),
                         opt_s(t.duration_max_s),
-                        t.verification
-                            .map(|v| {
-                                format!(
-                                    "{} ok, {} failed, {} not yet",
-                                    v.verified, v.failed, v.unverified
-                                )
-                            })
-                            .unwrap_or_else(|| "-".into()),
+                        verified(t.verification),
                     ]
                 })
                 .collect(),
@@ -794,6 +797,7 @@ impl PeriodReport {
                 "bytes",
                 "median",
                 "max",
+                "verified",
             ],
             self.targets
                 .iter()
@@ -808,6 +812,7 @@ impl PeriodReport {
                         crate::report::human_bytes(t.bytes),
                         opt_s(t.duration_median_s),
                         opt_s(t.duration_max_s),
+                        verified(t.verification),
                     ]
                 })
                 .collect(),
@@ -1051,4 +1056,47 @@ async fn runs(catalog: &Catalog, job: JobKind, period: &Period) -> Result<Vec<Ru
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_cover_what_they_say() {
+        let nov = Period::parse("2026-11").unwrap();
+        assert_eq!(nov.from.to_string(), "2026-11-01T00:00:00Z");
+        assert_eq!(nov.to.to_string(), "2026-12-01T00:00:00Z");
+        assert_eq!((nov.label(), nov.days().len()), ("2026-11".to_owned(), 30));
+        let day = Period::parse("2026-02-28").unwrap();
+        assert_eq!(day.to.to_string(), "2026-03-01T00:00:00Z");
+        assert_eq!(day.label(), "2026-02-28");
+        for bad in ["2026-13", "2026-1", "november", "", "2026-02-30"] {
+            assert!(Period::parse(bad).is_err(), "{bad}");
+        }
+        let now: Timestamp = "2026-12-01T07:00:00Z".parse().unwrap();
+        assert_eq!(Period::previous(now, true).label(), "2026-11");
+        assert_eq!(Period::previous(now, false).label(), "2026-11-30");
+        let window = Period::day_before(now);
+        assert_eq!(
+            window.label(),
+            "2026-11-30T07:00:00Z to 2026-12-01T07:00:00Z"
+        );
+        assert!(window.contains("2026-12-01T02:00:00Z".parse().unwrap()));
+        assert!(!window.contains(now));
+    }
+
+    #[test]
+    fn an_empty_period_reports_nothing_and_says_so() {
+        let p = Period::parse("2026-11").unwrap();
+        let r = build(&p, &History::default());
+        assert!(r.jobs.is_empty() && r.targets.is_empty());
+        assert_eq!(
+            r.headline(),
+            "✅ 0 tables backed up, 0 exports verified, 0 drills proven, 0 failures"
+        );
+        assert!(r.text().contains("Failures\nNone."), "{}", r.text());
+        let html = r.html();
+        assert!(html.contains("id=\"chart-success\"") && html.contains("id=\"chart-size\""));
+    }
 }

@@ -39,6 +39,7 @@ pub async fn summary(endpoint: Option<&str>, event: &Path, json: bool) -> Result
         &Environment::from_process(),
         &payload,
         jiff::Timestamp::now(),
+        None,
     )
     .await?;
     if json {

@@ -1856,7 +1856,7 @@ def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
 def test_anomaly_threshold_reaches_only_the_snapshot_and_the_export():
     param = yaml_parse(TEMPLATE.read_text())["Parameters"]["AnomalyThreshold"]
     assert param["Type"] == "Number"
-    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (20, 1, 1000)
+    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (20, 1, 99)
     assert "median" in param["Description"] and "BackupAnomaly" in param["Description"]
     for params, value in (({}, "20"), ({"AnomalyThreshold": "35"}, "35")):
         stack = Stack(params)

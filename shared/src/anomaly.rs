@@ -286,6 +286,71 @@ mod tests {
     }
 
     #[test]
+    fn records_that_must_not_count_would_move_the_median_if_they_did() {
+        // Seven good ones at 1000 right before the slot; around them, enough records of the
+        // kinds that must not count to move the median to their own value if they did: seven
+        // older ones (the first seven are not the last), four at or after the slot, four
+        // failed and three claimed ones in between.
+        let mut h: Vec<TargetRecord> = (1..=7)
+            .map(|d| {
+                rec(
+                    &format!("2026-10-0{d}T02:00:00Z"),
+                    TargetStatus::Done,
+                    10,
+                    1,
+                )
+            })
+            .collect();
+        h.extend((1..=7).map(|d| {
+            rec(
+                &format!("2026-11-0{d}T02:00:00Z"),
+                TargetStatus::Done,
+                1000,
+                100,
+            )
+        }));
+        h.extend((8..=9).map(|d| {
+            rec(
+                &format!("2026-11-0{d}T02:00:00Z"),
+                TargetStatus::Done,
+                5000,
+                500,
+            )
+        }));
+        h.extend((10..=11).map(|d| {
+            rec(
+                &format!("2026-11-{d}T02:00:00Z"),
+                TargetStatus::Done,
+                5000,
+                500,
+            )
+        }));
+        for m in ["10", "20", "30", "40"] {
+            h.push(rec(
+                &format!("2026-11-07T03:{m}:00Z"),
+                TargetStatus::Failed,
+                1,
+                1,
+            ));
+        }
+        for m in ["11", "21", "31"] {
+            h.push(rec(
+                &format!("2026-11-07T04:{m}:00Z"),
+                TargetStatus::Claimed,
+                1,
+                1,
+            ));
+        }
+        let b = baseline(&h, "2026-11-08T02:00:00Z", |_| true).unwrap();
+        assert_eq!(
+            (b.samples, b.size_bytes, b.item_count),
+            (7, Some(1000), Some(100))
+        );
+        // The lower middle of an even count: of 10, 20, 30, 40 the median is 20.
+        assert_eq!(median(vec![40, 10, 30, 20]), Some(20));
+    }
+
+    #[test]
     fn the_baseline_is_the_last_seven_before_the_slot_only() {
         let mut h = history();
         // Older ones beyond the seven, and one at or after the slot, do not count.

@@ -40,13 +40,34 @@ fn code(name: &str) -> String {
     format!("`{}`", clip(name, 255).replace('`', "'"))
 }
 
+/// Free text (an error, a reason, which may hold an S3 object key anyone who can write the bucket
+/// chose) made inert for chat markdown: in a code span, with the characters that could end it or
+/// start a mention or a link (`` ` ``, `<`, `>`) replaced, and line breaks made spaces.
+pub fn literal(text: &str, max: usize) -> String {
+    let t: String = clip(text, max)
+        .chars()
+        .map(|c| match c {
+            '`' => '\'',
+            '<' => '‹',
+            '>' => '›',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    format!("`{t}`")
+}
+
 /// Where a target stands, as a short markdown line.
 fn target_line(t: &TargetReport) -> String {
     let what = match &t.outcome {
         Outcome::Failed {
             operation, error, ..
-        } => format!("*FAILED* in {operation}: {}", clip(error, 400)),
-        Outcome::InProgress { note, .. } => format!("*not done*: {}", clip(note, 300)),
+        } => format!(
+            "*FAILED* in {}: {}",
+            literal(operation, 100),
+            literal(error, 400)
+        ),
+        Outcome::InProgress { note, .. } => format!("*not done*: {}", literal(note, 300)),
         Outcome::Created { .. } => "done".to_owned(),
         Outcome::AlreadyDone { .. } => "already done for this slot".to_owned(),
         Outcome::Planned { .. } => "planned (dry run)".to_owned(),
@@ -94,10 +115,10 @@ fn description(report: &RunReport) -> String {
         if report.dry_run { " (dry run)" } else { "" },
     );
     for w in report.warnings.iter().take(3) {
-        head.push_str(&format!("⚠️ {}\n", clip(w, 300)));
+        head.push_str(&format!("⚠️ {}\n", literal(w, 300)));
     }
     for e in report.errors.iter().take(3) {
-        head.push_str(&format!("❌ {}\n", clip(e, 400)));
+        head.push_str(&format!("❌ {}\n", literal(e, 400)));
     }
     let (first, rest): (Vec<&TargetReport>, Vec<&TargetReport>) =
         report.targets.iter().partition(|t| needs_attention(t));

@@ -79,6 +79,7 @@ pub async fn serve_summary() -> Result<(), lambda_runtime::Error> {
             &ctx.env,
             &event.payload,
             jiff::Timestamp::now(),
+            deadline_of(event.context.deadline),
         )
         .await
         .map_err(Diagnostic::from)

@@ -456,8 +456,9 @@ pub fn build(period: &Period, history: &History) -> PeriodReport {
 }
 
 fn human_s(s: f64) -> String {
-    if s >= 60.0 {
-        format!("{} m {} s", (s / 60.0).floor(), (s % 60.0).round())
+    if s >= 59.5 {
+        let whole = s.round() as i64;
+        format!("{} m {} s", whole / 60, whole % 60)
     } else {
         format!("{s:.1} s")
     }
@@ -519,7 +520,16 @@ impl PeriodReport {
             + self.count(JobKind::Export, |t| {
                 t.verification.map(|v| v.failed).unwrap_or(0)
             });
-        let mark = if failures == 0 { "✅" } else { "❌" };
+        let runs_bad: usize = self.jobs.iter().map(|j| j.not_succeeded).sum();
+        // Failed runs can leave no target record (a selection that failed, a missing
+        // permission): they count too. No run at all is no good news either.
+        let mark = if failures > 0 || runs_bad > 0 {
+            "❌"
+        } else if self.jobs.is_empty() {
+            "⚠️"
+        } else {
+            "✅"
+        };
         let plural =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let mut parts = vec![format!(
@@ -545,6 +555,12 @@ impl PeriodReport {
             _ => format!("{} proven", plural(proven, "drill", "drills")),
         });
         parts.push(plural(failures, "failure", "failures"));
+        if runs_bad > 0 {
+            parts.push(format!("{} not succeeded", plural(runs_bad, "run", "runs")));
+        }
+        if self.jobs.is_empty() {
+            parts.push("no runs recorded".to_owned());
+        }
         format!("{mark} {}", parts.join(", "))
     }
 
@@ -610,6 +626,29 @@ impl PeriodReport {
             }
         };
 
+        let failures: Vec<(&TargetSummary, &Failure)> = self
+            .targets
+            .iter()
+            .flat_map(|t| t.failures.iter().map(move |f| (t, f)))
+            .collect();
+        out.push_str(&h("Failures"));
+        if failures.is_empty() {
+            out.push_str("None.\n");
+        }
+        for (t, f) in failures {
+            let reason = if md {
+                f.reason.replace('|', "\\|")
+            } else {
+                f.reason.clone()
+            };
+            out.push_str(&format!("- {} {} at {}: {reason}\n", t.job, t.name, f.slot));
+        }
+        for j in self.jobs.iter().filter(|j| !j.errors.is_empty()) {
+            for e in &j.errors {
+                out.push_str(&format!("- {} run: {e}\n", j.job));
+            }
+        }
+        out.push('\n');
         out.push_str(&h("Runs per job"));
         table(
             &mut out,
@@ -702,28 +741,6 @@ impl PeriodReport {
                     })
                     .collect(),
             );
-        }
-        let failures: Vec<(&TargetSummary, &Failure)> = self
-            .targets
-            .iter()
-            .flat_map(|t| t.failures.iter().map(move |f| (t, f)))
-            .collect();
-        out.push_str(&h("Failures"));
-        if failures.is_empty() {
-            out.push_str("None.\n");
-        }
-        for (t, f) in failures {
-            let reason = if md {
-                f.reason.replace('|', "\\|")
-            } else {
-                f.reason.clone()
-            };
-            out.push_str(&format!("- {} {} at {}: {reason}\n", t.job, t.name, f.slot));
-        }
-        for j in self.jobs.iter().filter(|j| !j.errors.is_empty()) {
-            for e in &j.errors {
-                out.push_str(&format!("- {} run: {e}\n", j.job));
-            }
         }
         out
     }
@@ -1093,7 +1110,7 @@ mod tests {
         assert!(r.jobs.is_empty() && r.targets.is_empty());
         assert_eq!(
             r.headline(),
-            "✅ 0 tables backed up, 0 exports verified, 0 drills proven, 0 failures"
+            "⚠️ 0 tables backed up, 0 exports verified, 0 drills proven, 0 failures, no runs recorded"
         );
         assert!(r.text().contains("Failures\nNone."), "{}", r.text());
         let html = r.html();

@@ -103,7 +103,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_ANOMALY_THRESHOLD,
-        "snapshot, export; percent change of a backup's size or item count from the median of the table's last 7 complete ones that raises a warning and BackupAnomaly, 1 to 1000, default 20",
+        "snapshot, export; percent change of a backup's size or item count from the median of the table's last 7 complete ones that raises a warning and BackupAnomaly, 1 to 99, default 20",
     ),
     (
         ENV_DRILL_TABLE_PREFIX,
@@ -988,12 +988,13 @@ impl Settings {
         let anomaly_threshold_pct = match env.get(ENV_ANOMALY_THRESHOLD) {
             None => crate::anomaly::DEFAULT_THRESHOLD_PCT,
             Some(v) => match v.trim().trim_end_matches('%').parse::<f64>() {
-                Ok(p) if (1.0..=1000.0).contains(&p) => p,
+                // Below 100: a table emptied (-100 %) must stay an anomaly.
+                Ok(p) if (1.0..=99.0).contains(&p) => p,
                 _ => {
                     return Err(Error::setting(
                         ENV_ANOMALY_THRESHOLD,
                         format!(
-                            "must be a percentage from 1 to 1000, such as 20, got {:?}",
+                            "must be a percentage from 1 to 99 (a table emptied is -100 %), such as 20, got {:?}",
                             truncate_for_message(v)
                         ),
                     ))

@@ -107,23 +107,59 @@ pub struct Status {
 
 impl Status {
     /// All fresh, and nothing that could not be read: the exit status 0.
+    /// Nothing selected is not fresh either: a selection that matches nothing (a typo, a tag
+    /// removed, the wrong region) must not pass a gate.
     pub fn all_fresh(&self) -> bool {
-        self.errors.is_empty() && self.lines.iter().all(|l| l.verdict == Verdict::Fresh)
+        self.errors.is_empty()
+            && !self.lines.is_empty()
+            && self.lines.iter().all(|l| l.verdict == Verdict::Fresh)
     }
 }
 
-/// The newest record of a target's history that is not still in the works, when it failed:
-/// the error. (A failed slot followed by a done one is history, not a failure.)
-fn newest_failure(records: &[TargetRecord]) -> Option<String> {
+/// Whether a record is an attempt still going: claimed with a lease that has not run out, or
+/// started (AWS runs a native export; a logical one continues in a later invocation).
+fn in_the_works(r: &TargetRecord, now: Timestamp) -> bool {
+    match r.status {
+        TargetStatus::Started => true,
+        TargetStatus::Claimed => r.lease_until.is_none_or(|l| l >= now.as_second()),
+        _ => false,
+    }
+}
+
+/// The newest record of a target's history that is not still in the works, when it failed
+/// (or died holding its claim): the reason. A failed slot followed by a done one is history,
+/// not a failure.
+fn newest_failure(records: &[TargetRecord], now: Timestamp) -> Option<String> {
     let newest = records
         .iter()
-        .filter(|r| r.status != TargetStatus::Claimed && r.status != TargetStatus::Started)
+        .filter(|r| !in_the_works(r, now))
         .max_by(|a, b| a.slot.cmp(&b.slot))?;
-    (newest.status == TargetStatus::Failed).then(|| {
-        format!(
+    match newest.status {
+        TargetStatus::Failed => Some(format!(
             "the newest attempt (slot {}) failed: {}",
             newest.slot,
             crate::report::clip(newest.error.as_deref().unwrap_or("no reason recorded"), 300)
+        )),
+        TargetStatus::Claimed => Some(format!(
+            "the newest attempt (slot {}, run {}) died holding its claim (its lease ran out) and nothing has retried it",
+            newest.slot, newest.run_id
+        )),
+        _ => None,
+    }
+}
+
+/// When the newest complete export was read back and found damaged: what is wrong.
+fn newest_export_damaged(exports: &[TargetRecord]) -> Option<String> {
+    let newest = exports
+        .iter()
+        .filter(|r| r.status == TargetStatus::Done && r.export.is_some())
+        .max_by_key(|r| r.export.as_ref().map(|m| m.export_time))?;
+    let v = newest.verification.as_ref()?;
+    (!v.ok).then(|| {
+        format!(
+            "the newest export (slot {}) failed its read-back: {}",
+            newest.slot,
+            crate::report::clip(&v.detail, 300)
         )
     })
 }
@@ -156,8 +192,9 @@ pub fn assess_table(
         Verdict::Stale
     };
     for (what, failure) in [
-        ("backup", newest_failure(backups)),
-        ("export", newest_failure(exports)),
+        ("backup", newest_failure(backups, now)),
+        ("export", newest_failure(exports, now)),
+        ("export", newest_export_damaged(exports)),
     ] {
         if let Some(why) = failure {
             verdict = Verdict::Failed;
@@ -241,7 +278,7 @@ pub fn assess_bucket(
         }
         Some(_) => {}
     }
-    if let Some(why) = newest_failure(records) {
+    if let Some(why) = newest_failure(records, now) {
         verdict = Verdict::Failed;
         reasons.push(format!("backup: {why}"));
     }
@@ -618,11 +655,84 @@ mod tests {
             l.reasons
         );
 
+        // A newer slot claimed by a run that died (its lease ran out) is a failure; one still
+        // within its lease is in the works.
+        let mut dead = fresh.clone();
+        let mut claimed = rec("2026-12-02T03:00:00Z", TargetStatus::Claimed, "x");
+        claimed.lease_until = Some(now.as_second() - 60);
+        dead.push(claimed.clone());
+        let l = assess_table(now, &limits(), "T", &dead, &[], on(), None);
+        assert_eq!(l.verdict, Verdict::Failed, "{l:?}");
+        assert!(
+            l.reasons
+                .iter()
+                .any(|r| r.contains("died holding its claim")),
+            "{:?}",
+            l.reasons
+        );
+        claimed.lease_until = Some(now.as_second() + 60);
+        let live = [fresh.clone(), vec![claimed]].concat();
+        let l = assess_table(now, &limits(), "T", &live, &[], on(), None);
+        assert_eq!(l.verdict, Verdict::Fresh, "{l:?}");
+
         // An older failure, since made good, is history.
         let mut healed = fresh.clone();
         healed.insert(0, rec("2026-12-01T02:00:00Z", TargetStatus::Failed, "x"));
         let l = assess_table(now, &limits(), "T", &healed, &[], on(), None);
         assert_eq!(l.verdict, Verdict::Fresh, "{l:?}");
+    }
+
+    #[test]
+    fn a_damaged_newest_export_fails_and_nothing_selected_is_not_fresh() {
+        let now: Timestamp = "2026-12-02T08:00:00Z".parse().unwrap();
+        let backups = vec![rec(
+            "2026-12-02T02:00:00Z",
+            TargetStatus::Done,
+            "2026-12-02T02:00:05Z",
+        )];
+        let mut export = rec(
+            "2026-11-29T03:00:00Z",
+            TargetStatus::Done,
+            "2026-11-29T03:00:00Z",
+        );
+        export.job = JobKind::Export;
+        export.export = Some(
+            serde_json::from_value(serde_json::json!({
+                "made": "logical", "export_type": "FULL_EXPORT", "export_id": "e",
+                "bucket": "b", "root": "r", "export_time": "2026-11-29T03:00:00Z"
+            }))
+            .unwrap(),
+        );
+        let limits = Limits {
+            export: Some(jiff::SignedDuration::from_hours(8 * 24)),
+            ..limits()
+        };
+        let pitr = || (Pitr::Off, None);
+        let l = assess_table(now, &limits, "T", &backups, &[export.clone()], pitr(), None);
+        assert_eq!(l.verdict, Verdict::Fresh, "{l:?}");
+        export.verification = Some(crate::catalog::Verification {
+            at: now,
+            ok: false,
+            detail: "data file 2 of 3: md5 mismatch".into(),
+            items: None,
+            fingerprint: None,
+        });
+        let l = assess_table(now, &limits, "T", &backups, &[export], pitr(), None);
+        assert_eq!(l.verdict, Verdict::Failed, "{l:?}");
+        assert!(
+            l.reasons.iter().any(|r| r.contains("md5 mismatch")),
+            "{:?}",
+            l.reasons
+        );
+
+        let empty = Status {
+            at: now,
+            catalog: "c".into(),
+            lines: vec![],
+            last_retention: None,
+            errors: vec![],
+        };
+        assert!(!empty.all_fresh());
     }
 
     #[test]

@@ -77,9 +77,28 @@ impl SummaryRequest {
     }
 }
 
-/// The plain-text message: the headline, then the report's tables.
+/// The plain-text message: the headline, the failures, then the report's tables.
 pub fn text_body(report: &PeriodReport) -> String {
-    crate::report::clip(&report.text(), crate::report::MAX_EMAIL_BYTES)
+    report.text()
+}
+
+/// The `MessageStructure=json` message within `max` bytes: the plain text cut at a character
+/// boundary (the failures come first, so they stay) when both bodies would not fit.
+pub fn message_within(report: &PeriodReport, kind: Kind, max: usize) -> String {
+    let card = chatbot_card(report, kind).to_string();
+    let mut text = text_body(report);
+    loop {
+        let message = json!({ "default": text, "https": card }).to_string();
+        if message.len() <= max || text.len() < 1024 {
+            return message;
+        }
+        let mut cut = text.len() * 3 / 4;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n... (cut to fit SNS's 256 KiB; `backstop report` has it all)");
+    }
 }
 
 /// The Chatbot card: the headline as title, the jobs and failures (first) as markdown.
@@ -95,7 +114,7 @@ pub fn chatbot_card(report: &PeriodReport, kind: Kind) -> serde_json::Value {
                     t.name.replace('`', "'"),
                     t.job,
                     f.slot,
-                    crate::report::clip(&f.reason, 300)
+                    crate::chat::literal(&f.reason, 300)
                 )
             })
         })
@@ -170,11 +189,14 @@ fn marker_key(kind: Kind, period: &Period) -> std::collections::HashMap<String, 
 /// Builds the period's summary and publishes it once: a marker in the catalog
 /// (`SUMMARY#<kind>` / `<period>`) is taken first with a conditional write, and given back when
 /// the publish fails, so that Lambda's retry sends it.
+/// `deadline` is the invocation's (Lambda's); the marker is held at most until then (5 minutes
+/// outside Lambda), after which a retry takes it over.
 pub async fn handle(
     clients: &Clients,
     env: &Environment,
     payload: &serde_json::Value,
     now: Timestamp,
+    deadline: Option<Timestamp>,
 ) -> Result<SummaryOutcome> {
     let request = SummaryRequest::parse(payload)?;
     let period = request.period(now)?;
@@ -193,25 +215,29 @@ pub async fn handle(
     let headline = report.headline();
     let resource = format!("catalog table {catalog_table}");
 
+    // The marker: SENDING until this invocation's deadline, then SENT. A marker left SENDING
+    // by an invocation that died before it published is taken over once its deadline passed.
+    let until = deadline.unwrap_or(now + jiff::SignedDuration::from_mins(5));
+    let token = uuid::Uuid::new_v4().to_string();
     let mut item = marker_key(request.summary, &period);
     item.insert("kind".into(), AttributeValue::S("summary".into()));
     item.insert("state".into(), AttributeValue::S("SENDING".into()));
     item.insert("at".into(), AttributeValue::S(now.to_string()));
+    item.insert(
+        "until".into(),
+        AttributeValue::N(until.as_second().to_string()),
+    );
+    item.insert("token".into(), AttributeValue::S(token.clone()));
     let taken = clients
         .dynamodb
         .put_item()
         .table_name(catalog_table)
         .set_item(Some(item))
-        // A marker left SENDING by an invocation that died before it published is taken over
-        // after 15 minutes (Lambda's timeout is at most that).
-        .condition_expression("attribute_not_exists(pk) OR (#state = :sending AND #at < :stale)")
+        .condition_expression("attribute_not_exists(pk) OR (#state = :sending AND #until < :now)")
         .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#at", "at")
+        .expression_attribute_names("#until", "until")
         .expression_attribute_values(":sending", AttributeValue::S("SENDING".into()))
-        .expression_attribute_values(
-            ":stale",
-            AttributeValue::S((now - jiff::SignedDuration::from_mins(15)).to_string()),
-        )
+        .expression_attribute_values(":now", AttributeValue::N(now.as_second().to_string()))
         .send()
         .await;
     match taken {
@@ -220,30 +246,60 @@ pub async fn handle(
             if e.as_service_error()
                 .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
         {
-            return Ok(SummaryOutcome {
-                period: report.period.clone(),
-                headline,
-                published: false,
-                message_id: None,
-                report,
-            })
+            let old = clients
+                .dynamodb
+                .get_item()
+                .table_name(catalog_table)
+                .set_key(Some(marker_key(request.summary, &period)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| Error::aws("GetItem (summary marker)", resource.clone(), e))?
+                .item
+                .unwrap_or_default();
+            let get = |k: &str| old.get(k).and_then(|v| v.as_s().ok()).cloned();
+            let state = get("state").unwrap_or_default();
+            if state == "SENT" {
+                return Ok(SummaryOutcome {
+                    period: report.period.clone(),
+                    headline,
+                    published: false,
+                    message_id: get("message_id"),
+                    report,
+                });
+            }
+            // Another invocation is sending it now: fail, so that a retry (after it has
+            // finished or died) sends it if that one did not; never say it was sent.
+            return Err(Error::Aws {
+                operation: "PutItem (summary marker)",
+                resource: format!("{resource} item SUMMARY {}", period.label()),
+                code: Some("ConditionalCheckFailedException".into()),
+                message: format!(
+                    "another invocation is sending this summary (marker {state:?} since {})",
+                    get("at").unwrap_or_else(|| "?".into())
+                ),
+                retryable: true,
+                hint: "a retry after that invocation's deadline sends it if it did not".into(),
+            });
         }
         Err(e) => return Err(Error::aws("PutItem (summary marker)", resource, e)),
     }
 
-    let message = json!({
-        "default": text_body(&report),
-        "https": chatbot_card(&report, request.summary).to_string(),
-    })
-    .to_string();
+    let message = message_within(
+        &report,
+        request.summary,
+        crate::chat::MAX_SNS_MESSAGE_BYTES - 4096,
+    );
     let subject: String = format!("Backstop summary {}", report.period)
         .chars()
         .take(99)
         .collect();
     let severity = if headline.starts_with('✅') {
         "info"
-    } else {
+    } else if headline.starts_with('❌') {
         "error"
+    } else {
+        "warning"
     };
     let attr = |v: &str| {
         aws_sdk_sns::types::MessageAttributeValue::builder()
@@ -294,12 +350,16 @@ pub async fn handle(
             })
         }
         Err(e) => {
-            // Give the marker back, so that the retry sends the summary.
+            // Give the marker back (if it is still this invocation's), so that the retry sends
+            // the summary. Should this fail too, a retry takes it over after the deadline.
             let _ = clients
                 .dynamodb
                 .delete_item()
                 .table_name(catalog_table)
                 .set_key(Some(marker_key(request.summary, &period)))
+                .condition_expression("#token = :token")
+                .expression_attribute_names("#token", "token")
+                .expression_attribute_values(":token", AttributeValue::S(token))
                 .send()
                 .await;
             Err(Error::aws("Publish (summary)", format!("topic {topic}"), e))

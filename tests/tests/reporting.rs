@@ -231,7 +231,7 @@ async fn a_month_of_history_gives_the_expected_counts_and_rates_and_the_html_ren
     assert_eq!(report.days[10].slots, 0, "nothing on November 11");
     assert_eq!(
         report.headline(),
-        "❌ 2 tables backed up, 0 exports verified, 2 drills proven in 4 m 0 s, 3 failures"
+        "❌ 2 tables backed up, 0 exports verified, 2 drills proven in 4 m 0 s, 3 failures, 2 runs not succeeded"
     );
 
     // The CLI writes the same report; the HTML form as a browser shows it.
@@ -408,7 +408,7 @@ async fn a_partial_failure_reads_as_plain_text_on_sqs_and_as_a_chatbot_card_fail
     let at_good = description.find(&good).unwrap();
     assert!(at_missing < at_good, "failed tables first:\n{description}");
     assert!(
-        description.contains("*FAILED* in DescribeTable"),
+        description.contains("*FAILED* in `DescribeTable`"),
         "{description}"
     );
     assert_eq!(card["metadata"]["relatedResources"][0], missing.as_str());
@@ -489,12 +489,16 @@ async fn the_daily_summary_is_published_once_per_period() {
     let table = h.name("Daily");
     h.create_table(&table, 3, &[]).await;
     snapshot(&h, &[&table], "2026-12-01T02:00:00Z").await;
-    let _ = local::receive_notifications(&h.config, &h.stack.queue_url, 10, Duration::from_secs(1))
-        .await;
+    // The snapshot's own message, out of the way.
+    let run_message =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(run_message.len(), 1);
     let env = h.env(&[]);
     let event = json!({"summary": "daily", "slot": "2026-12-01T07:00:00Z"});
     let now = jiff::Timestamp::now();
-    let out = backstop::summary::handle(&h.clients, &env, &event, now)
+    let out = backstop::summary::handle(&h.clients, &env, &event, now, None)
         .await
         .unwrap();
     assert!(out.published);
@@ -502,7 +506,7 @@ async fn the_daily_summary_is_published_once_per_period() {
         out.headline,
         "✅ 1 table backed up, 0 exports verified, 0 drills proven, 0 failures"
     );
-    let again = backstop::summary::handle(&h.clients, &env, &event, now)
+    let again = backstop::summary::handle(&h.clients, &env, &event, now, None)
         .await
         .unwrap();
     assert!(!again.published, "a redelivery sends nothing again");
@@ -525,8 +529,44 @@ async fn the_daily_summary_is_published_once_per_period() {
         Some("summary")
     );
 
+    // A marker another invocation holds (SENDING, before its deadline) fails this one for a
+    // retry, and says why; once that deadline passed, the retry takes it over and sends.
+    let next = json!({"summary": "daily", "slot": "2026-12-02T07:00:00Z"});
+    let marker = |until: i64| {
+        h.clients
+            .dynamodb
+            .put_item()
+            .table_name(&h.stack.catalog_table)
+            .item("pk", s("SUMMARY#daily"))
+            .item("sk", s("2026-12-01T07:00:00Z to 2026-12-02T07:00:00Z"))
+            .item("kind", s("summary"))
+            .item("state", s("SENDING"))
+            .item("at", s("2026-12-02T07:00:01Z"))
+            .item("until", AttributeValue::N(until.to_string()))
+            .send()
+    };
+    marker(now.as_second() + 600).await.unwrap();
+    let held = backstop::summary::handle(&h.clients, &env, &next, now, None)
+        .await
+        .unwrap_err();
+    assert!(held.is_retryable(), "{held}");
+    assert!(
+        held.to_string().contains("another invocation is sending"),
+        "{held}"
+    );
+    marker(now.as_second() - 1).await.unwrap();
+    let taken = backstop::summary::handle(&h.clients, &env, &next, now, None)
+        .await
+        .unwrap();
+    assert!(taken.published);
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+
     // Bad payloads fail with what is wrong.
-    let e = backstop::summary::handle(&h.clients, &env, &json!({"summary": "weekly"}), now)
+    let e = backstop::summary::handle(&h.clients, &env, &json!({"summary": "weekly"}), now, None)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("summary"), "{e}");

@@ -918,9 +918,9 @@ impl TableCtx<'_> {
             Ok(h) => h,
             Err(e) => {
                 report.warnings.push(format!(
-                    "could not read the export history to compare sizes: {e}"
+                    "size not compared: could not read the export history ({e})"
                 ));
-                Vec::new()
+                return None;
             }
         };
         let baseline = crate::anomaly::baseline(&history, &slot.to_string(), |r| {

@@ -42,8 +42,8 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
 }
 
 /// The new backup's size and item count against the median of the table's last complete
-/// backups (from the catalog). A catalog that cannot be read gives no baseline, with a warning:
-/// the backup stands either way.
+/// backups (from the catalog). A history that cannot be read gives no check at all (never
+/// "first backup"), with a warning: the backup stands either way.
 async fn size_check(
     catalog: &Catalog,
     table: &str,
@@ -51,14 +51,14 @@ async fn size_check(
     backup: &crate::report::BackupInfo,
     settings: &Settings,
     report: &mut TargetReport,
-) -> crate::anomaly::SizeCheck {
+) -> Option<crate::anomaly::SizeCheck> {
     let history = match catalog.list_targets(JOB, Some(table)).await {
         Ok(h) => h,
         Err(e) => {
             report.warnings.push(format!(
-                "could not read the backup history to compare sizes: {e}"
+                "size not compared: could not read the backup history ({e})"
             ));
-            Vec::new()
+            return None;
         }
     };
     let check = crate::anomaly::check(
@@ -70,7 +70,7 @@ async fn size_check(
     if check.is_anomaly() {
         tracing::warn!(change_pct = ?check.change_pct(), "backup size anomaly");
     }
-    check
+    Some(check)
 }
 
 /// Pure: the backup name for a table and slot, `<table>-backstop-<YYYYMMDDTHHMMSSZ>`. Names are
@@ -225,9 +225,8 @@ async fn snapshot_table(
                 .await
             {
                 Ok(()) => {
-                    report.size_check = Some(
-                        size_check(catalog, &table, &slot, &backup, settings, &mut report).await,
-                    );
+                    report.size_check =
+                        size_check(catalog, &table, &slot, &backup, settings, &mut report).await;
                     report.outcome = Outcome::Created { backup };
                 }
                 Err(e) => {

@@ -96,7 +96,7 @@ fn needs_attention(t: &TargetReport) -> bool {
 fn description(report: &RunReport) -> String {
     let t = &report.totals;
     let mut head = format!(
-        "*Slot* {} · *run* `{}` · {:.1} s\n{} selected: {} done, {} failed{}{}\n",
+        "*Slot* {} · *run* `{}` · {:.1} s\n{} selected: {} done, {} not done{}{}\n",
         report.slot,
         report.run_id,
         report.duration_ms as f64 / 1000.0,

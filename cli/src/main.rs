@@ -9,6 +9,7 @@ mod render;
 mod restore;
 mod retention;
 mod run;
+mod stack;
 mod status;
 mod validate;
 
@@ -40,6 +41,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     endpoint: Option<String>,
 
+    /// A deployed Backstop stack: its outputs (the catalog, the topic, the buckets, the
+    /// functions) stand in for BACKSTOP_* settings not set otherwise.
+    #[arg(long, global = true, value_name = "NAME", env = "BACKSTOP_STACK")]
+    stack: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +60,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         event: PathBuf,
         /// Print the RunReport as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invoke a deployed function (needs --stack) synchronously and print its report as `run`
+    /// does; the exit status is `run`'s. No AWS CLI needed.
+    Invoke {
+        /// Which function.
+        job: Job,
+        /// Plan only: make, delete and publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these tables (comma-separated), instead of the stack's selection.
+        #[arg(long, value_name = "A,B")]
+        tables: Option<String>,
+        /// Send this payload (JSON file; - for stdin) instead.
+        #[arg(long, value_name = "FILE")]
+        payload: Option<PathBuf>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -551,6 +575,19 @@ enum Job {
 }
 
 impl Job {
+    /// As the function is named (and its template output, `<Name>FunctionName`).
+    fn name(self) -> &'static str {
+        match self {
+            Job::Snapshot => "snapshot",
+            Job::Export => "export",
+            Job::Retention => "retention",
+            Job::Validate => "validate",
+            Job::Bucket => "bucket",
+            Job::Restore => "restore",
+            Job::Summary => "summary",
+        }
+    }
+
     /// The scheduled job; `None` for the restore function, which is asked, not scheduled.
     fn kind(self) -> Option<JobKind> {
         match self {
@@ -574,6 +611,33 @@ fn settings_help() -> String {
 }
 
 fn main() -> ExitCode {
+    // A --stack's outputs become settings before the arguments are parsed (clap reads its env
+    // defaults then), on a runtime of this thread alone, before any other thread starts.
+    let args: Vec<String> = std::env::args().collect();
+    if let (Some(name), endpoint) = stack::prescan(&args) {
+        let fetched = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Local(e.to_string()))
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let config = aws_config_for(endpoint.as_deref()).await;
+                    stack::Stack::describe(&config, &name).await
+                })
+            });
+        match fetched {
+            Ok(s) => {
+                for (k, v) in s.settings(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty())) {
+                    // SAFETY (edition 2021: safe): no other thread runs yet.
+                    std::env::set_var(k, v);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: --stack {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match backstop::runtime::build() {
         Ok(rt) => rt.block_on(async_main()),
         Err(e) => {
@@ -609,6 +673,25 @@ async fn async_main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let endpoint = cli.endpoint.as_deref();
     match cli.command {
+        Command::Invoke {
+            job,
+            dry_run,
+            tables,
+            payload,
+            json,
+        } => {
+            let Some(name) = cli.stack.as_deref() else {
+                return Err(Error::refused(
+                    "invoke",
+                    "it needs the deployed stack",
+                    "give --stack NAME or set BACKSTOP_STACK",
+                ));
+            };
+            let config = aws_config_for(endpoint).await;
+            let s = stack::Stack::describe(&config, name).await?;
+            let payload = stack::payload(payload.as_deref(), dry_run, tables.as_deref())?;
+            stack::invoke(&config, &s, job.name(), payload, json).await
+        }
         Command::Run { job, event, json } => match job.kind() {
             Some(kind) => run::run(endpoint, kind, &event, json).await,
             None if matches!(job, Job::Summary) => run::summary(endpoint, &event, json).await,

@@ -95,7 +95,7 @@ pub async fn restore(endpoint: Option<&str>, event: &Path, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_payload(path: &Path) -> Result<serde_json::Value, Error> {
+pub fn read_payload(path: &Path) -> Result<serde_json::Value, Error> {
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| Error::Payload(format!("cannot read standard input: {e}")))?

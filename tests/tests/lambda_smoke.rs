@@ -438,6 +438,79 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     );
     assert_eq!(summary("events/summary-daily.json")["published"], false);
 
+    // `backstop --stack`: a CloudFormation stack in moto whose outputs name this test's catalog
+    // and topic and the functions `cargo lambda watch` serves; the CLI invokes the deployed
+    // snapshot function through Lambda's Invoke API and reads its report, and `backups list`
+    // finds the catalog from the stack alone.
+    let stack = format!("{}stack", h.prefix);
+    let outputs = serde_json::json!({
+        "CatalogTableName": {"Value": h.stack.catalog_table},
+        "NotificationTopicArn": {"Value": h.stack.topic_arn},
+        "SnapshotFunctionName": {"Value": "snapshot"},
+    });
+    let template = serde_json::json!({
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": format!("{stack}-marker")}}},
+        "Outputs": outputs,
+    });
+    aws_sdk_cloudformation::Client::new(&h.config)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let cli = backstop_tests::cli_binary();
+    let backstop = |args: &[&str]| {
+        let out = Command::new(&cli)
+            .args(["--endpoint", &h.stack.endpoint])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "BACKSTOP_LAMBDA_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = backstop(&[
+        "--stack",
+        &stack,
+        "invoke",
+        "snapshot",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let planned: RunReport = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(planned.dry_run, "{planned:#?}");
+    assert_eq!(planned.job, backstop::settings::JobKind::Snapshot);
+    assert_eq!(planned.totals.selected, 3, "{planned:#?}");
+    let (code, out, err) = backstop(&["--stack", &stack, "invoke", "snapshot", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("dry run"), "{out}");
+    let (code, out, err) = backstop(&["--stack", &stack, "backups", "list", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("SalesTable-backstop-20261122T020000Z"),
+        "{out}"
+    );
+    // A wrong stack name and a missing output are named.
+    let (code, _, err) = backstop(&["--stack", "no-such-stack", "backups", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no-such-stack") && err.contains("DescribeStacks"),
+        "{err}"
+    );
+    let (code, _, err) = backstop(&["--stack", &stack, "invoke", "retention", "--dry-run"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no output RetentionFunctionName"), "{err}");
+
     let _ = std::fs::remove_file(first_payload);
     let _ = std::fs::remove_file(outside);
     let _ = std::fs::remove_file(continuation);

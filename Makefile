@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM := $(firstword $(shell command -v chromium chromium-browser 2>/dev/null))
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
 
-.PHONY: deps demo test infra-check local lint bench bench-export bench-restore bench-tools zips
+.PHONY: deps demo test infra-check deploy-check local lint bench bench-export bench-restore bench-tools zips
 
 deps:
 	$(PIP_INSTALL)
@@ -38,6 +38,17 @@ infra-check:
 	cfn-lint infra/template.yaml
 	.venv-checkov/bin/checkov -f infra/template.yaml --compact --quiet --skip-download
 	$(PYTHON) -m pytest -q infra/tests
+
+## The deploy path up to where an AWS account is needed: SAM CLI (pinned, its own virtualenv),
+## `sam validate --lint`, `sam build` of every function for arm64 (cargo lambda, zig), and a
+## check that each artifact is an aarch64 ELF binary, with its size.
+deploy-check: export SAM_CLI_TELEMETRY = 0
+deploy-check: deps
+	[ -x .venv-sam/bin/sam ] || { $(PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --disable-pip-version-check -q -r requirements-sam.txt; }
+	.venv-sam/bin/sam --version
+	AWS_DEFAULT_REGION=us-east-1 .venv-sam/bin/sam validate --lint -t infra/template.yaml
+	.venv-sam/bin/sam build -t infra/template.yaml --beta-features
+	$(PYTHON) infra/check_artifacts.py .aws-sam/build infra/template.yaml
 
 ## The local stack alone, left running until Ctrl-C (prints the environment to use it).
 local: deps

@@ -47,7 +47,7 @@ impl Stack {
                 let mut err = Error::aws("DescribeStacks", format!("stack {name}"), e);
                 if let Error::Aws { hint, .. } = &mut err {
                     *hint = format!(
-                        "check the stack name ({name}) and the region ({}); `aws cloudformation list-stacks` lists them",
+                        "check the stack name ({name}), the region ({}) and the credentials; the CloudFormation console lists the stacks",
                         config.region().map(|r| r.to_string()).unwrap_or_else(|| "unset: set AWS_REGION".into())
                     );
                 }

@@ -669,6 +669,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         # only on SUMMARY#..., tested below).
         "SummaryFunctionRole": [
             "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:Query",
             "dynamodb:Scan",
@@ -1828,6 +1829,7 @@ def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
         assert grants == {
             "dynamodb:Query": [CATALOG_ARN],
             "dynamodb:Scan": [CATALOG_ARN],
+            "dynamodb:GetItem": [CATALOG_ARN],
             "dynamodb:PutItem": [CATALOG_ARN],
             "dynamodb:UpdateItem": [CATALOG_ARN],
             "dynamodb:DeleteItem": [CATALOG_ARN],
@@ -1836,7 +1838,7 @@ def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
         }, (params, grants)
         # Writes only its markers (pk SUMMARY#daily, SUMMARY#monthly): no run record, backup
         # record or hold.
-        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
             (statement,) = stack.statements_with("SummaryFunctionRole", action)
             assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SUMMARY#*"]}}
         for action in ("dynamodb:Query", "dynamodb:Scan"):

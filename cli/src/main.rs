@@ -606,6 +606,13 @@ fn settings_help() -> String {
     for (name, what) in settings::ALL_ENV {
         s.push_str(&format!("  {name:<30} {what}\n"));
     }
+    s.push_str(&format!(
+        "\nThis command only:\n  {:<30} {}\n  {:<30} {}\n",
+        "BACKSTOP_STACK",
+        "a deployed stack (as --stack): its outputs fill in the catalog, topic and bucket settings",
+        stack::ENV_LAMBDA_ENDPOINT,
+        "optional; where `invoke` calls Lambda, when not where the rest of AWS is (tests: cargo lambda watch)"
+    ));
     s.push_str("\nExit status: 0 when the run succeeded, 1 when any target failed (the report says which), 2 on bad input or settings, 3 when validate found problems (stale tables, a damaged export, a failed drill).");
     s
 }

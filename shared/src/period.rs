@@ -228,6 +228,15 @@ pub struct Day {
     pub sizes: BTreeMap<String, i64>,
 }
 
+/// One table of the report, as every format shows it.
+struct Section {
+    title: &'static str,
+    /// The HTML table's id.
+    id: &'static str,
+    head: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
 /// The report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeriodReport {
@@ -564,6 +573,110 @@ impl PeriodReport {
         format!("{mark} {}", parts.join(", "))
     }
 
+    /// The report's tables, the same for every format: runs per job, per table and job, and
+    /// the drills (when there were any).
+    fn sections(&self) -> Vec<Section> {
+        let mut out = vec![
+            Section {
+                title: "Runs per job",
+                id: "jobs",
+                head: vec![
+                    "job",
+                    "runs",
+                    "succeeded",
+                    "not succeeded",
+                    "success rate",
+                    "median",
+                    "max",
+                ],
+                rows: self
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.job.clone(),
+                            j.runs.to_string(),
+                            j.succeeded.to_string(),
+                            j.not_succeeded.to_string(),
+                            opt_pct(j.success_rate_pct),
+                            opt_s(j.duration_median_s),
+                            opt_s(j.duration_max_s),
+                        ]
+                    })
+                    .collect(),
+            },
+            Section {
+                title: "Per table and job",
+                id: "targets",
+                head: vec![
+                    "job",
+                    "target",
+                    "slots",
+                    "done",
+                    "failed",
+                    "success rate",
+                    "deleted",
+                    "bytes",
+                    "items",
+                    "median",
+                    "max",
+                    "verified",
+                ],
+                rows: self
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.job.clone(),
+                            t.name.clone(),
+                            t.slots.to_string(),
+                            t.done.to_string(),
+                            t.failed.to_string(),
+                            opt_pct(t.success_rate_pct),
+                            t.deleted.to_string(),
+                            crate::report::human_bytes(t.bytes),
+                            t.items.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                            opt_s(t.duration_median_s),
+                            opt_s(t.duration_max_s),
+                            verified(t.verification),
+                        ]
+                    })
+                    .collect(),
+            },
+        ];
+        if !self.drills.is_empty() {
+            out.push(Section {
+                title: "Restore drills",
+                id: "drills",
+                head: vec![
+                    "table",
+                    "drills",
+                    "proven",
+                    "consistent",
+                    "failed",
+                    "RTO median",
+                    "RTO max",
+                ],
+                rows: self
+                    .drills
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.table.clone(),
+                            d.drills.to_string(),
+                            d.proven.to_string(),
+                            d.consistent.to_string(),
+                            d.failed.to_string(),
+                            opt_s(d.rto_median_s),
+                            opt_s(d.rto_max_s),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+        out
+    }
+
     /// Plain text (a terminal, an e-mail).
     pub fn text(&self) -> String {
         self.tables(false)
@@ -649,98 +762,9 @@ impl PeriodReport {
             }
         }
         out.push('\n');
-        out.push_str(&h("Runs per job"));
-        table(
-            &mut out,
-            &[
-                "job",
-                "runs",
-                "succeeded",
-                "not succeeded",
-                "success rate",
-                "median",
-                "max",
-            ],
-            self.jobs
-                .iter()
-                .map(|j| {
-                    vec![
-                        j.job.clone(),
-                        j.runs.to_string(),
-                        j.succeeded.to_string(),
-                        j.not_succeeded.to_string(),
-                        opt_pct(j.success_rate_pct),
-                        opt_s(j.duration_median_s),
-                        opt_s(j.duration_max_s),
-                    ]
-                })
-                .collect(),
-        );
-        out.push_str(&h("Per table and job"));
-        table(
-            &mut out,
-            &[
-                "job",
-                "target",
-                "slots",
-                "done",
-                "failed",
-                "success rate",
-                "deleted",
-                "bytes",
-                "items",
-                "median",
-                "max",
-                "verified",
-            ],
-            self.targets
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.job.clone(),
-                        t.name.clone(),
-                        t.slots.to_string(),
-                        t.done.to_string(),
-                        t.failed.to_string(),
-                        opt_pct(t.success_rate_pct),
-                        t.deleted.to_string(),
-                        crate::report::human_bytes(t.bytes),
-                        t.items.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-                        opt_s(t.duration_median_s),
-                        opt_s(t.duration_max_s),
-                        verified(t.verification),
-                    ]
-                })
-                .collect(),
-        );
-        if !self.drills.is_empty() {
-            out.push_str(&h("Restore drills"));
-            table(
-                &mut out,
-                &[
-                    "table",
-                    "drills",
-                    "proven",
-                    "consistent",
-                    "failed",
-                    "RTO median",
-                    "RTO max",
-                ],
-                self.drills
-                    .iter()
-                    .map(|d| {
-                        vec![
-                            d.table.clone(),
-                            d.drills.to_string(),
-                            d.proven.to_string(),
-                            d.consistent.to_string(),
-                            d.failed.to_string(),
-                            opt_s(d.rto_median_s),
-                            opt_s(d.rto_max_s),
-                        ]
-                    })
-                    .collect(),
-            );
+        for sec in self.sections() {
+            out.push_str(&h(sec.title));
+            table(&mut out, &sec.head, sec.rows);
         }
         out
     }
@@ -784,83 +808,9 @@ impl PeriodReport {
             t.push_str("</tbody></table>\n");
             t
         };
-        body.push_str("<h2>Runs per job</h2>\n");
-        body.push_str(&table(
-            &["job", "runs", "succeeded", "success rate", "median", "max"],
-            self.jobs
-                .iter()
-                .map(|j| {
-                    vec![
-                        j.job.clone(),
-                        j.runs.to_string(),
-                        j.succeeded.to_string(),
-                        opt_pct(j.success_rate_pct),
-                        opt_s(j.duration_median_s),
-                        opt_s(j.duration_max_s),
-                    ]
-                })
-                .collect(),
-            "jobs",
-        ));
-        body.push_str("<h2>Per table and job</h2>\n");
-        body.push_str(&table(
-            &[
-                "job",
-                "target",
-                "done",
-                "failed",
-                "success rate",
-                "deleted",
-                "bytes",
-                "median",
-                "max",
-                "verified",
-            ],
-            self.targets
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.job.clone(),
-                        t.name.clone(),
-                        t.done.to_string(),
-                        t.failed.to_string(),
-                        opt_pct(t.success_rate_pct),
-                        t.deleted.to_string(),
-                        crate::report::human_bytes(t.bytes),
-                        opt_s(t.duration_median_s),
-                        opt_s(t.duration_max_s),
-                        verified(t.verification),
-                    ]
-                })
-                .collect(),
-            "targets",
-        ));
-        if !self.drills.is_empty() {
-            body.push_str("<h2>Restore drills</h2>\n");
-            body.push_str(&table(
-                &[
-                    "table",
-                    "drills",
-                    "proven",
-                    "failed",
-                    "RTO median",
-                    "RTO max",
-                ],
-                self.drills
-                    .iter()
-                    .map(|d| {
-                        vec![
-                            d.table.clone(),
-                            d.drills.to_string(),
-                            d.proven.to_string(),
-                            d.failed.to_string(),
-                            opt_s(d.rto_median_s),
-                            opt_s(d.rto_max_s),
-                        ]
-                    })
-                    .collect(),
-                "drills",
-            ));
+        for sec in self.sections() {
+            body.push_str(&format!("<h2>{}</h2>\n", esc(sec.title)));
+            body.push_str(&table(&sec.head, sec.rows, sec.id));
         }
         body.push_str("<h2>Failures</h2>\n<ul id=\"failures\">\n");
         let mut any = false;

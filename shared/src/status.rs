@@ -315,54 +315,6 @@ pub fn assess_bucket(
     }
 }
 
-/// A table's PITR state and window, as DescribeContinuousBackups gives them.
-async fn pitr_of(clients: &Clients, table: &str) -> (Pitr, Option<Timestamp>) {
-    use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus as S;
-    let out = match clients
-        .dynamodb
-        .describe_continuous_backups()
-        .table_name(table)
-        .send()
-        .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            return (
-                Pitr::Unknown(
-                    Error::aws("DescribeContinuousBackups", format!("table {table}"), e)
-                        .to_string(),
-                ),
-                None,
-            )
-        }
-    };
-    let Some(p) = out
-        .continuous_backups_description
-        .and_then(|d| d.point_in_time_recovery_description)
-    else {
-        return (
-            Pitr::Unknown("DescribeContinuousBackups gave no recovery description".into()),
-            None,
-        );
-    };
-    let ts = |t: Option<aws_smithy_types::DateTime>| {
-        t.and_then(|t| Timestamp::from_second(t.secs()).ok())
-    };
-    match p.point_in_time_recovery_status {
-        Some(S::Enabled) => (
-            Pitr::On {
-                latest_restorable: ts(p.latest_restorable_date_time),
-            },
-            ts(p.earliest_restorable_date_time),
-        ),
-        Some(S::Disabled) => (Pitr::Off, None),
-        other => (
-            Pitr::Unknown(format!("point-in-time recovery status {other:?}")),
-            None,
-        ),
-    }
-}
-
 /// The newest run record of a job, by slot.
 pub async fn last_run(catalog: &Catalog, job: JobKind) -> Result<Option<LastRun>> {
     let out = catalog
@@ -498,7 +450,7 @@ pub async fn gather(
         };
         match read.await {
             Ok((backups, exports, drill)) => {
-                let pitr = pitr_of(clients, table).await;
+                let pitr = crate::jobs::validate::pitr_window(clients, table).await;
                 lines.push(assess_table(
                     now,
                     limits,

@@ -371,6 +371,13 @@ pub async fn freshness_evidence(
 }
 
 async fn pitr(clients: &Clients, table: &str) -> Pitr {
+    pitr_window(clients, table).await.0
+}
+
+/// A table's PITR state as DescribeContinuousBackups gives it, and its earliest restorable
+/// time when on. A call that fails, or an answer without a recovery description, is
+/// `Pitr::Unknown` with the reason (a violation, never fresh).
+pub async fn pitr_window(clients: &Clients, table: &str) -> (Pitr, Option<jiff::Timestamp>) {
     let out = match clients
         .dynamodb
         .describe_continuous_backups()
@@ -380,8 +387,12 @@ async fn pitr(clients: &Clients, table: &str) -> Pitr {
     {
         Ok(out) => out,
         Err(e) => {
-            return Pitr::Unknown(
-                Error::aws("DescribeContinuousBackups", format!("table {table}"), e).to_string(),
+            return (
+                Pitr::Unknown(
+                    Error::aws("DescribeContinuousBackups", format!("table {table}"), e)
+                        .to_string(),
+                ),
+                None,
             )
         }
     };
@@ -389,15 +400,25 @@ async fn pitr(clients: &Clients, table: &str) -> Pitr {
         .continuous_backups_description
         .and_then(|d| d.point_in_time_recovery_description)
     else {
-        return Pitr::Unknown("DescribeContinuousBackups gave no recovery description".into());
+        return (
+            Pitr::Unknown("DescribeContinuousBackups gave no recovery description".into()),
+            None,
+        );
+    };
+    let ts = |t: Option<aws_smithy_types::DateTime>| {
+        t.and_then(|t| jiff::Timestamp::from_second(t.secs()).ok())
     };
     match p.point_in_time_recovery_status {
-        Some(PointInTimeRecoveryStatus::Enabled) => Pitr::On {
-            latest_restorable: p
-                .latest_restorable_date_time
-                .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok()),
-        },
-        Some(PointInTimeRecoveryStatus::Disabled) => Pitr::Off,
-        other => Pitr::Unknown(format!("point-in-time recovery status {other:?}")),
+        Some(PointInTimeRecoveryStatus::Enabled) => (
+            Pitr::On {
+                latest_restorable: ts(p.latest_restorable_date_time),
+            },
+            ts(p.earliest_restorable_date_time),
+        ),
+        Some(PointInTimeRecoveryStatus::Disabled) => (Pitr::Off, None),
+        other => (
+            Pitr::Unknown(format!("point-in-time recovery status {other:?}")),
+            None,
+        ),
     }
 }

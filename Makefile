@@ -14,6 +14,9 @@ FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime
 deps:
 	$(PIP_INSTALL)
 	[ -x .venv-checkov/bin/checkov ] || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --disable-pip-version-check -q -r requirements-checkov.txt; }
+	# iam-simulate (npm, pinned in infra/tests/iam/package-lock.json) decides the IAM-enforced
+	# tests' requests (infra/tests/moto_iam.py); Node.js and npm come with the machine.
+	[ -d infra/tests/iam/node_modules/@cloud-copilot/iam-simulate ] || (cd infra/tests/iam && npm ci --no-audit --no-fund --loglevel=error)
 ifeq ($(FAKETIME_LIB),)
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq faketime

@@ -62,6 +62,11 @@ enum Command {
         /// Print the RunReport as JSON instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Behave as an invocation with this many seconds left before its deadline, as Lambda
+        /// gives one (a drill, an export or a restore then stops in time and carries on in the
+        /// next run); without it there is no deadline.
+        #[arg(long, value_name = "SECONDS")]
+        time_left: Option<u64>,
     },
     /// Invoke a deployed function (needs --stack) synchronously and print its report as `run`
     /// does; the exit status is `run`'s. No AWS CLI needed.
@@ -699,11 +704,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             let payload = stack::payload(payload.as_deref(), dry_run, tables.as_deref())?;
             stack::invoke(&config, &s, job.name(), payload, json).await
         }
-        Command::Run { job, event, json } => match job.kind() {
-            Some(kind) => run::run(endpoint, kind, &event, json).await,
-            None if matches!(job, Job::Summary) => run::summary(endpoint, &event, json).await,
-            None => run::restore(endpoint, &event, json).await,
-        },
+        Command::Run {
+            job,
+            event,
+            json,
+            time_left,
+        } => {
+            let deadline = time_left.map(|s| {
+                jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(
+                        s.min(i64::MAX as u64) as i64
+                    ))
+                    .unwrap_or(jiff::Timestamp::MAX)
+            });
+            match job.kind() {
+                Some(kind) => run::run(endpoint, kind, &event, json, deadline).await,
+                None if matches!(job, Job::Summary) => {
+                    run::summary(endpoint, &event, json, deadline).await
+                }
+                None => run::restore(endpoint, &event, json, deadline).await,
+            }
+        }
         Command::Retention {
             command:
                 RetentionCommand::Plan {

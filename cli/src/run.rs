@@ -15,9 +15,11 @@ pub async fn run(
     kind: JobKind,
     event: &Path,
     json: bool,
+    deadline: Option<jiff::Timestamp>,
 ) -> Result<ExitCode, Error> {
     let payload = read_payload(event)?;
-    let request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
+    let mut request = JobRequest::from_payload(&payload, jiff::Timestamp::now())?;
+    request.deadline = deadline;
     let settings = Settings::resolve(kind, &Environment::from_process(), &request)?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let progress = (kind == JobKind::Export && !json).then(progress::start);
@@ -31,7 +33,12 @@ pub async fn run(
 
 /// One invocation of the summary function: the period's summary published to the topic (or
 /// not again, when an earlier delivery sent it). Prints the headline and the report.
-pub async fn summary(endpoint: Option<&str>, event: &Path, json: bool) -> Result<ExitCode, Error> {
+pub async fn summary(
+    endpoint: Option<&str>,
+    event: &Path,
+    json: bool,
+    deadline: Option<jiff::Timestamp>,
+) -> Result<ExitCode, Error> {
     let payload = read_payload(event)?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let out = backstop::summary::handle(
@@ -39,7 +46,7 @@ pub async fn summary(endpoint: Option<&str>, event: &Path, json: bool) -> Result
         &Environment::from_process(),
         &payload,
         jiff::Timestamp::now(),
-        None,
+        deadline,
     )
     .await?;
     if json {
@@ -65,15 +72,20 @@ pub async fn summary(endpoint: Option<&str>, event: &Path, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// One invocation of the restore function, as Lambda would run it (without a deadline: it works
-/// until the restore is done, or BACKSTOP_RESTORE_TIME_BUDGET runs out). Exit 0 when the
-/// invocation succeeded (whatever the state), 1 when it failed.
-pub async fn restore(endpoint: Option<&str>, event: &Path, json: bool) -> Result<ExitCode, Error> {
+/// One invocation of the restore function, as Lambda would run it (without `--time-left`, no
+/// deadline: it works until the restore is done, or BACKSTOP_RESTORE_TIME_BUDGET runs out).
+/// Exit 0 when the invocation succeeded (whatever the state), 1 when it failed.
+pub async fn restore(
+    endpoint: Option<&str>,
+    event: &Path,
+    json: bool,
+    deadline: Option<jiff::Timestamp>,
+) -> Result<ExitCode, Error> {
     use backstop::restore::request::{self, RestoreSettings};
     let payload = read_payload(event)?;
     let settings = RestoreSettings::resolve(&Environment::from_process())?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let status = request::handle(&clients, &settings, &payload, None).await?;
+    let status = request::handle(&clients, &settings, &payload, deadline).await?;
     if json {
         println!(
             "{}",

@@ -281,8 +281,9 @@ class Stack:
         out = {}
         for s in self.statements(role):
             if s["Effect"] == "Deny":
-                # Only the bucket function's role carries Deny statements (see `denies`).
-                assert role == "BucketFunctionRole", (role, s)
+                # Every function role but retention's denies itself DeleteBackup; only the
+                # bucket function's role carries other Deny statements (see `denies`).
+                assert role == "BucketFunctionRole" or s.get("Sid") == "NeverDeleteBackups", (role, s)
                 continue
             assert s["Effect"] == "Allow", (role, s)
             for a in as_list(s["Action"]):
@@ -352,8 +353,9 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
                 actions = as_list(s["Action"])
                 assert "*" not in actions and not any(a.endswith(":*") for a in actions), (name, s)
                 if s["Effect"] == "Deny":
-                    # Denies only narrow (tested with the bucket function's role).
-                    assert name == "BucketFunctionRole", (name, s)
+                    # Denies only narrow (tested with the bucket function's role), and each
+                    # role's own NeverDeleteBackups.
+                    assert name == "BucketFunctionRole" or s.get("Sid") == "NeverDeleteBackups", (name, s)
                     continue
                 if s["Resource"] == "*":
                     # Only actions without resource-level permissions may name every resource.
@@ -387,7 +389,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             ), action
         for name in ("SnapshotFunctionRole", "RetentionFunctionRole"):
             assert stack.grants(name)["dynamodb:ListBackups"] == ["*"], name
-        assert stack.grants("ExportFunctionRole")["dynamodb:ListExports"] == ["*"]
+        assert "dynamodb:ListExports" not in stack.grants("ExportFunctionRole")
     retention_delete = Stack().grants("RetentionFunctionRole")["dynamodb:DeleteBackup"]
     assert retention_delete == ["arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"]
 
@@ -645,7 +647,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         for role in FUNCTION_ROLES
     }
     assert catalog == {
-        "SnapshotFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "SnapshotFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
         "RetentionFunctionRole": ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
         "ExportFunctionRole": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
         "ValidateFunctionRole": [
@@ -999,7 +1001,6 @@ def test_export_role_reads_and_writes_only_under_the_export_prefix():
             "s3:PutObjectAcl": [objects],
             "s3:GetObject": [objects],
             "s3:AbortMultipartUpload": [objects],
-            "s3:ListMultipartUploadParts": [objects],
             "s3:ListBucket": [f"arn:aws:s3:::{bucket}"],
         }, params
         (listing,) = stack.statements_with("ExportFunctionRole", "s3:ListBucket")
@@ -1254,7 +1255,6 @@ def test_validate_reads_exports_and_writes_only_the_drills_exports_which_expire(
             "s3:PutObject": [drills],
             "s3:PutObjectAcl": [drills],
             "s3:AbortMultipartUpload": [drills],
-            "s3:ListMultipartUploadParts": [drills],
         }, params
         (listing,) = stack.statements_with("ValidateFunctionRole", "s3:ListBucket")
         assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, params
@@ -1542,7 +1542,7 @@ def test_bucket_role_never_writes_or_deletes_in_source_buckets():
                 assert set(resources) <= set(stores), (params, action, resources)
         assert s3["s3:PutObject"] == stores, params
         assert s3["s3:DeleteObject"] == stores, params
-        for action in ("s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
+        for action in ("s3:PutObjectTagging", "s3:AbortMultipartUpload"):
             assert s3[action] == stores, (params, action)
         # Nothing that removes versions, changes bucket policies, ACLs or deletes buckets.
         for action in (
@@ -1560,7 +1560,7 @@ def test_bucket_role_never_writes_or_deletes_in_source_buckets():
         # ...and an explicit Deny of writes and deletes everywhere but the stores (whatever a
         # bucket policy or another identity policy grants), and of bucket policies and bucket
         # deletion everywhere.
-        denies = stack.denies("BucketFunctionRole")
+        denies = [d for d in stack.denies("BucketFunctionRole") if d.get("Sid") != "NeverDeleteBackups"]
         assert len(denies) == 2, denies
         writes, buckets = denies
         assert set(writes["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"}
@@ -1652,9 +1652,9 @@ def test_bucket_role_locks_in_the_catalog_invokes_only_itself_and_uses_only_its_
                 assert BUCKET_FUNCTION_ARN not in invokes and "<BucketFunction.Arn>" not in invokes, role
         # The stack's key (backups SSE-KMS), and the replica's key only with a replica.
         keys = ["<Key.Arn>"] + ([REPLICA_KEY] if params.get("ReplicaBucketName") and params.get("ReplicaKmsKeyArn") else [])
-        for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"):
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
             assert sorted(grants[action]) == sorted(keys), (params, action)
-        assert not [a for a in grants if a.startswith("kms:") and a not in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt")]
+        assert not [a for a in grants if a.startswith("kms:") and a not in ("kms:GenerateDataKey", "kms:Decrypt")]
         assert grants["sns:Publish"] == ["<Topic>"]
         # (SAM adds the same grant twice more, for DeadLetterQueue and EventInvokeConfig.)
         assert set(grants["sqs:SendMessage"]) == {"<DeadLetterQueue.Arn>"}
@@ -1844,7 +1844,7 @@ def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
         for action in ("dynamodb:Query", "dynamodb:Scan"):
             (statement,) = stack.statements_with("SummaryFunctionRole", action)
             assert "Condition" not in statement, statement
-        assert not stack.denies("SummaryFunctionRole")
+        assert [d["Sid"] for d in stack.denies("SummaryFunctionRole")] == ["NeverDeleteBackups"]
         assert set(stack.props("SummaryFunctionRole").get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES
         # Only its schedule role invokes it.
         for role in stack.of_type("AWS::IAM::Role"):
@@ -2087,3 +2087,28 @@ def test_dashboard_and_alarms_use_only_metrics_the_code_publishes():
         {"METRIC_SENT": "Sent", "METRIC_NOT_SENT": "NotSent", "METRIC_TESTED": "Tested"},
         ["METRIC_NOT_SENT", "METRIC_TESTED"],
     )
+
+
+def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_themselves():
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        for role in FUNCTION_ROLES:
+            denies = [d for d in stack.denies(role) if "dynamodb:DeleteBackup" in as_list(d["Action"])]
+            if role == "RetentionFunctionRole":
+                assert not denies, params
+                assert stack.grants(role)["dynamodb:DeleteBackup"], params
+            else:
+                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup"], "Resource": "*"}], (role, params)
+                assert "dynamodb:DeleteBackup" not in stack.grants(role), (role, params)
+        # The managed policy for every other principal of the account (on by default).
+        (policy,) = stack.of_type("AWS::IAM::ManagedPolicy").values()
+        by_sid = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+        assert by_sid["OnlyRetentionDeletesBackups"] == {
+            "Sid": "OnlyRetentionDeletesBackups",
+            "Effect": "Deny",
+            "Action": ["dynamodb:DeleteBackup"],
+            "Resource": "*",
+            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "<RetentionFunctionRole.Arn>"}},
+        }
+        assert by_sid["NoVersionOfABackupObjectDeleted"]["Action"] == ["s3:DeleteObjectVersion"]
+    assert not Stack({"ProtectBackups": "false"}).of_type("AWS::IAM::ManagedPolicy")

@@ -1,0 +1,477 @@
+"""moto in server mode with IAM enforced the way AWS decides it, for the IAM-enforced tests.
+
+moto authenticates every request (SigV4 against the caller's access key, the session token of an
+assumed role) and answers a refusal in each service's own error format, but its own policy
+evaluation checks actions only: DynamoDB, SNS and Lambda requests reach it with the resource "*",
+it knows no NotResource, and of the condition operators only StringEquals. This launcher keeps
+moto's authentication and error answers and replaces the decision: for each request it works out
+the IAM action(s), the resource ARN(s) and the request's context keys (dynamodb:LeadingKeys from
+the item keys, s3:prefix, aws:RequestedRegion, aws:SecureTransport as in AWS, where every call is
+TLS), and asks iam-simulate (infra/tests/iam/evaluate.mjs, npm, pinned) whether the caller's
+policies allow it. A request is allowed only when every (action, resource) it needs is.
+
+Resource policies moto does not keep (a DynamoDB table's) come from the JSON file named by
+BACKSTOP_IAM_RESOURCE_POLICIES ({ARN: policy}); a KMS key's policy comes from moto.
+
+Every decision goes as one JSON line to the file named by BACKSTOP_IAM_LOG: principal, action,
+resource, context, result. The tests read it to list what each role really used.
+
+Usage: python3 moto_iam.py PORT  (enforcement starts when the test POSTs 0 to
+/moto-api/reset-auth, after it has set the account up).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from moto.iam import access_control
+from moto.iam.access_control import IAMPolicy
+
+EVALUATOR = Path(__file__).resolve().parent / "iam" / "evaluate.mjs"
+_lock = threading.Lock()
+_node = None
+_log = open(os.environ.get("BACKSTOP_IAM_LOG", os.devnull), "a", buffering=1)
+
+
+class Unmapped(Exception):
+    """A request this launcher cannot name the resource of: refused, and logged as such."""
+
+
+def _ask(question):
+    global _node
+    with _lock:
+        if _node is None or _node.poll() is not None:
+            _node = subprocess.Popen(
+                ["node", str(EVALUATOR)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        _node.stdin.write(json.dumps(question) + "\n")
+        _node.stdin.flush()
+        return json.loads(_node.stdout.readline())
+
+
+def _first(data, name):
+    value = data.get(name) if isinstance(data, dict) else None
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def _json_body(req):
+    try:
+        return json.loads(req._body or b"{}")
+    except (ValueError, TypeError):
+        return {}
+
+
+def _dynamodb_table(req, name):
+    from moto.dynamodb.models import dynamodb_backends
+
+    try:
+        return dynamodb_backends[req.account_id][req._region].get_table(name)
+    except Exception:
+        return None
+
+
+def _leading(req, table_name, keys):
+    """The partition key values of these item keys (dynamodb:LeadingKeys)."""
+    table = _dynamodb_table(req, table_name)
+    if table is None:
+        return []
+    values = []
+    for key in keys:
+        value = (key or {}).get(table.hash_key_attr)
+        if isinstance(value, dict) and value:
+            values.append(str(next(iter(value.values()))))
+    return values
+
+
+def _query_leading(req, body):
+    table = _dynamodb_table(req, body.get("TableName", ""))
+    if table is None:
+        return []
+    names = body.get("ExpressionAttributeNames") or {}
+    values = body.get("ExpressionAttributeValues") or {}
+    found = []
+    for left, right in re.findall(r"(#?[\w.]+)\s*=\s*(:\w+)", body.get("KeyConditionExpression") or ""):
+        if names.get(left, left) == table.hash_key_attr and right in values:
+            found.append(str(next(iter(values[right].values()))))
+    for name, cond in (body.get("KeyConditions") or {}).items():
+        if name == table.hash_key_attr:
+            found.extend(str(next(iter(v.values()))) for v in cond.get("AttributeValueList", []))
+    return found
+
+
+def _dynamodb(req, action):
+    """(action, resource, extra context) triples a DynamoDB request needs."""
+    body = _json_body(req)
+    base = f"arn:aws:dynamodb:{req._region}:{req.account_id}:table/"
+    name = action.split(":", 1)[1]
+    if name in ("ListTables", "ListBackups", "ListExports", "ListImports", "DescribeLimits", "DescribeEndpoints"):
+        return [(action, "*", {})]
+    if name in ("DescribeBackup", "DeleteBackup"):
+        return [(action, body["BackupArn"], {})]
+    if name == "RestoreTableFromBackup":
+        return [(action, body["BackupArn"], {}), (action, base + body["TargetTableName"], {})]
+    if name == "RestoreTableToPointInTime":
+        source = body.get("SourceTableArn") or base + body["SourceTableName"]
+        return [(action, source, {}), (action, base + body["TargetTableName"], {})]
+    if name == "ExportTableToPointInTime":
+        return [(action, body["TableArn"], {})]
+    if name == "DescribeExport":
+        arn = body["ExportArn"]
+        # moto names an export "table/<table ARN>/import/<id>"; AWS, "table/<name>/export/<id>".
+        moto = re.fullmatch(r"arn:aws:dynamodb:[^:]*:\d*:table/(arn:aws:dynamodb:[^/]*:table/[^/]+)/import/(\w+)", arn)
+        if moto:
+            arn = f"{moto.group(1)}/export/{moto.group(2)}"
+        return [(action, arn, {})]
+    if name == "ImportTable":
+        return [(action, base + body["TableCreationParameters"]["TableName"], {})]
+    if name == "DescribeImport":
+        return [(action, body["ImportArn"], {})]
+    if name in ("TagResource", "UntagResource", "ListTagsOfResource", "GetResourcePolicy", "PutResourcePolicy"):
+        return [(action, body["ResourceArn"], {})]
+    if name in ("BatchWriteItem", "BatchGetItem"):
+        out = []
+        for table, requests in (body.get("RequestItems") or {}).items():
+            if name == "BatchGetItem":
+                keys = requests.get("Keys", [])
+            else:
+                keys = [(r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key") for r in requests]
+            out.append((action, base + table, {"dynamodb:LeadingKeys": _leading(req, table, keys) or ["<not found>"]}))
+        return out
+    if name in ("TransactWriteItems", "TransactGetItems"):
+        # IAM has no action of that name: each part needs its own action on its table.
+        out = []
+        for part in body.get("TransactItems", []):
+            (kind, spec), = part.items()
+            sub = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}[kind]
+            key = spec.get("Item") if kind == "Put" else spec.get("Key")
+            table = spec["TableName"]
+            out.append((f"dynamodb:{sub}", base + table, {"dynamodb:LeadingKeys": _leading(req, table, [key]) or ["<not found>"]}))
+        return out
+    table = body.get("TableName") or (body.get("TableArn") or "").rsplit("/", 1)[-1]
+    if not table:
+        raise Unmapped(action)
+    resource = body["TableArn"] if body.get("TableArn") else base + table
+    context = {}
+    if name in ("GetItem", "DeleteItem", "UpdateItem"):
+        context["dynamodb:LeadingKeys"] = _leading(req, table, [body.get("Key")])
+    elif name == "PutItem":
+        context["dynamodb:LeadingKeys"] = _leading(req, table, [body.get("Item")])
+    elif name == "Query":
+        context["dynamodb:LeadingKeys"] = _query_leading(req, body)
+    if context.get("dynamodb:LeadingKeys") == []:
+        # An item request always has a partition key: one not found here must not pass as "no
+        # key" (which ForAllValues conditions allow).
+        context["dynamodb:LeadingKeys"] = ["<partition key not found by moto_iam.py>"]
+    if name in ("Query", "Scan") and body.get("IndexName"):
+        resource = f"{resource}/index/{body['IndexName']}"
+    return [(action, resource, context)]
+
+
+def _s3(req, action, resource):
+    """moto names most S3 actions by method alone; IAM's names depend on the query too."""
+    url = urlparse(req._path)
+    query = parse_qs(url.query, keep_blank_values=True)
+    headers = {k.lower(): v for k, v in req._headers.items()}
+    method = req._method
+    key_level = resource.count("/") >= 1 and not resource.endswith(":::*")
+    if key_level:
+        if "retention" in query:
+            action = "s3:PutObjectRetention" if method == "PUT" else "s3:GetObjectRetention"
+        elif "legal-hold" in query:
+            action = "s3:PutObjectLegalHold" if method == "PUT" else "s3:GetObjectLegalHold"
+        elif "attributes" in query:
+            action = "s3:GetObjectVersionAttributes" if "versionId" in query else "s3:GetObjectAttributes"
+        elif method in ("GET", "HEAD") and "versionId" in query and "tagging" not in query:
+            action = "s3:GetObjectVersion"
+        elif method == "GET" and "tagging" in query:
+            action = "s3:GetObjectVersionTagging" if "versionId" in query else "s3:GetObjectTagging"
+        elif method == "PUT" and "tagging" in query:
+            action = "s3:PutObjectVersionTagging" if "versionId" in query else "s3:PutObjectTagging"
+        elif method == "DELETE" and "versionId" in query:
+            action = "s3:DeleteObjectVersion"
+        out = [(action, resource, {})]
+        source = headers.get("x-amz-copy-source")
+        if method == "PUT" and source:
+            source = unquote(source.lstrip("/"))
+            path, _, version = source.partition("?versionId=")
+            read = "s3:GetObjectVersion" if version else "s3:GetObject"
+            out.append((read, f"arn:aws:s3:::{path}", {}))
+        return out
+    context = {}
+    if method == "POST" and "delete" in query:
+        # DeleteObjects: s3:DeleteObject (or DeleteObjectVersion) on every key it names.
+        body = (req._body or b"").decode("utf-8", "replace")
+        out = []
+        for obj in re.findall(r"<Object>(.*?)</Object>", body, re.S):
+            key = re.search(r"<Key>(.*?)</Key>", obj, re.S).group(1)
+            key = key.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+            verb = "s3:DeleteObjectVersion" if "<VersionId>" in obj else "s3:DeleteObject"
+            out.append((verb, f"{resource}/{key}", {}))
+        return out or [("s3:DeleteObject", resource + "/*", {})]
+    if method == "GET":
+        for flag, name in (
+            ("object-lock", "s3:GetBucketObjectLockConfiguration"),
+            ("encryption", "s3:GetEncryptionConfiguration"),
+            ("replication", "s3:GetReplicationConfiguration"),
+            ("ownershipControls", "s3:GetBucketOwnershipControls"),
+        ):
+            if flag in query:
+                action = name
+        if action in ("s3:ListBucket", "s3:ListBucketVersions"):
+            context["s3:prefix"] = query.get("prefix", [""])[0]
+    return [(action, resource, context)]
+
+
+def _query_protocol(req, action, resource="*"):
+    service = action.split(":", 1)[0]
+    if resource != "*":
+        return [(action, resource, {})]  # moto named it (SQS queues)
+    if service in ("cloudformation", "iam"):
+        return [(action, "*", {})]  # only the test's own admin calls these
+    if service == "monitoring":
+        # CloudWatch signs as "monitoring"; IAM calls it "cloudwatch".
+        service = "cloudwatch"
+        action = "cloudwatch:" + action.split(":", 1)[1]
+        body = _json_body(req) if (req._body or b"")[:1] in (b"{", "{") else {}
+        data = req._data if isinstance(req._data, dict) else {}
+        namespace = body.get("Namespace") or _first(data, "Namespace")
+        return [(action, "*", {"cloudwatch:namespace": namespace} if namespace else {})]
+    data = req._data if isinstance(req._data, dict) else {}
+    if service == "sns":
+        arn = _first(data, "TopicArn") or _first(data, "TargetArn")
+        return [(action, arn or "*", {})]
+    if service in ("cloudwatch", "sts"):
+        return [(action, "*", {})]
+    if service == "lambda":
+        match = re.search(r"/functions/([^/]+)", unquote(req._path))
+        if not match:
+            return [(action, "*", {})]
+        name = match.group(1)
+        arn = name if name.startswith("arn:") else f"arn:aws:lambda:{req._region}:{req.account_id}:function:{name}"
+        return [(action, arn, {})]
+    if service == "kms":
+        key = _json_body(req).get("KeyId")
+        return [(action, _key_arn(req, key) if key else "*", {})]
+    raise Unmapped(action)
+
+
+def _key_arn(req, key):
+    if not key:
+        return None
+    if key.startswith("arn:"):
+        return key
+    if key.startswith("alias/"):
+        from moto.kms.models import kms_backends
+
+        try:
+            key = kms_backends[req.account_id][req._region].get_key_id_from_alias(key) or key
+        except Exception:
+            pass
+    return f"arn:aws:kms:{req._region}:{req.account_id}:key/{key}"
+
+
+def _resource_policies():
+    """{resource ARN: policy} that the test gives (BACKSTOP_IAM_RESOURCE_POLICIES, a JSON file
+    it may write after start): the policies AWS holds on resources moto keeps none for, such as
+    a DynamoDB table's resource policy."""
+    path = os.environ.get("BACKSTOP_IAM_RESOURCE_POLICIES")
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _key_policy(req, arn):
+    from moto.kms.models import kms_backends
+
+    key = kms_backends[req.account_id][req._region].keys.get(arn.rsplit("/", 1)[-1])
+    if key is None:
+        return None
+    policy = key.policy
+    if isinstance(policy, str):
+        try:
+            return json.loads(policy)
+        except ValueError:
+            # (moto's CloudFormation stores the document as a Python literal)
+            import ast
+
+            return ast.literal_eval(policy)
+    return policy
+
+
+def _find(node, name):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == name:
+                return v
+            found = _find(v, name)
+            if found is not None:
+                return found
+    if isinstance(node, list):
+        for v in node:
+            found = _find(v, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _on_behalf(req, needs):
+    """What AWS also checks as the caller for these requests: the KMS key of an SSE-KMS object
+    or bucket (kms:GenerateDataKey to write, kms:Decrypt to read or for a multipart upload),
+    of an encrypted topic (both, to publish), and the S3 writes of a table export (the caller
+    must be allowed them on the destination)."""
+    extra = []
+    for action, arn, _ in needs:
+        if action.startswith("s3:") and arn.startswith("arn:aws:s3:::") and "/" in arn:
+            from moto.s3.models import s3_backends
+
+            bucket_name, _, key_name = arn[len("arn:aws:s3:::"):].partition("/")
+            try:
+                backend = s3_backends[req.account_id]["aws"]
+                bucket = backend.get_bucket(bucket_name)
+            except Exception:
+                continue
+            headers = {k.lower(): v for k, v in req._headers.items()}
+            query = parse_qs(urlparse(req._path).query, keep_blank_values=True)
+            if action == "s3:PutObject":
+                sse = headers.get("x-amz-server-side-encryption") or _find(bucket.encryption, "SSEAlgorithm")
+                key = headers.get("x-amz-server-side-encryption-aws-kms-key-id") or _find(bucket.encryption, "KMSMasterKeyID")
+                if sse == "aws:kms" and key and "partNumber" not in query:
+                    extra.append(("kms:GenerateDataKey", _key_arn(req, key), {}))
+                    if req._method == "POST" and "uploads" in query:
+                        extra.append(("kms:Decrypt", _key_arn(req, key), {}))
+            elif action in ("s3:GetObject", "s3:GetObjectVersion") and req._method == "GET" and "attributes" not in query:
+                obj = backend.get_object(bucket_name, unquote(key_name), version_id=(query.get("versionId") or [None])[0])
+                if obj is not None and obj.encryption == "aws:kms" and obj.kms_key_id:
+                    extra.append(("kms:Decrypt", _key_arn(req, obj.kms_key_id), {}))
+            if req._method in ("PUT", "POST") and action == "s3:PutObject" and "partNumber" not in query:
+                # Tags on a new object or a copy: s3:PutObjectTagging on it; a copy that keeps
+                # its source's tags (the default directive): s3:GetObjectTagging on the source.
+                source = headers.get("x-amz-copy-source")
+                directive = (headers.get("x-amz-tagging-directive") or "COPY").upper()
+                if headers.get("x-amz-tagging") or (source and directive == "COPY"):
+                    extra.append(("s3:PutObjectTagging", arn, {}))
+                if source and directive == "COPY":
+                    path, _, version = unquote(source.lstrip("/")).partition("?versionId=")
+                    read = "s3:GetObjectVersionTagging" if version else "s3:GetObjectTagging"
+                    extra.append((read, f"arn:aws:s3:::{path}", {}))
+        elif action in ("dynamodb:RestoreTableFromBackup", "dynamodb:RestoreTableToPointInTime") and "/backup/" not in arn and arn != _json_body(req).get("SourceTableArn") and not arn.endswith("/" + str(_json_body(req).get("SourceTableName"))):
+            # "read and write permissions on the target table are necessary" (DynamoDB
+            # Developer Guide, Using IAM with backup and restore), as its example lists them.
+            for a in ("PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query", "Scan", "BatchWriteItem"):
+                extra.append((f"dynamodb:{a}", arn, {}))
+        elif action == "sns:Publish" and arn.startswith("arn:aws:sns:"):
+            from moto.sns.models import sns_backends
+
+            try:
+                topic = sns_backends[req.account_id][req._region].get_topic(arn)
+            except Exception:
+                continue
+            if topic.kms_master_key_id:
+                key = _key_arn(req, topic.kms_master_key_id)
+                extra += [("kms:GenerateDataKey", key, {}), ("kms:Decrypt", key, {})]
+        elif action == "dynamodb:ExportTableToPointInTime":
+            body = _json_body(req)
+            dest = f"arn:aws:s3:::{body.get('S3Bucket')}/{(body.get('S3Prefix') or '').strip('/')}/AWSDynamoDB/data"
+            extra += [(a, dest, {}) for a in ("s3:PutObject", "s3:PutObjectAcl", "s3:AbortMultipartUpload")]
+            if body.get("S3SseKmsKeyId"):
+                extra.append(("kms:GenerateDataKey", _key_arn(req, body["S3SseKmsKeyId"]), {}))
+    return extra
+
+
+def check_action_permitted(self, resource):
+    if self._action == "sts:GetCallerIdentity":
+        return  # always allowed, as in AWS
+    principal = self._access_key.arn
+    # aws:PrincipalArn is the role's ARN for a role session, as in AWS.
+    match = re.match(r"arn:aws:sts::(\d+):assumed-role/([^/]+)/", principal)
+    principal_arn = f"arn:aws:iam::{match.group(1)}:role/{match.group(2)}" if match else principal
+    try:
+        if self._action.startswith("s3:"):
+            needs = _s3(self, self._action, resource)
+        elif self._action.startswith("dynamodb:"):
+            needs = _dynamodb(self, self._action)
+        else:
+            needs = _query_protocol(self, self._action, resource)
+    except (Unmapped, KeyError, ValueError) as e:
+        _log.write(json.dumps({"principal": principal, "action": self._action, "resource": None, "result": "Unmapped", "error": repr(e)}) + "\n")
+        self._raise_access_denied()
+    needs = needs + _on_behalf(self, needs)
+    policies = [IAMPolicy(p)._policy_json for p in self._access_key.collect_policies()]
+    for action, arn, extra in needs:
+        context = {"aws:RequestedRegion": self._region, "aws:SecureTransport": "true", "aws:PrincipalArn": principal_arn}
+        context.update(extra)
+        question = {
+            "principal": principal,
+            "action": action,
+            "resource": arn,
+            "account": self.account_id,
+            "context": context,
+            "policies": policies,
+        }
+        resource_policy = _resource_policies().get(arn.split("/index/")[0])
+        if resource_policy:
+            question["resourcePolicy"] = resource_policy
+        if action.startswith("kms:") and arn.startswith("arn:aws:kms:"):
+            # A key's own policy decides with the caller's (it must at least let the account's
+            # IAM policies grant use of the key, as the default key policy does).
+            question["resourcePolicy"] = _key_policy(self, arn)
+        answer = _ask(question)
+        _log.write(json.dumps({"principal": principal, "action": action, "resource": arn, "context": context, **answer}) + "\n")
+        if os.environ.get("BACKSTOP_IAM_DEBUG") and answer.get("result") != "Allowed":
+            _log.write(json.dumps({"debug_policies": policies}) + "\n")
+        if answer.get("result") != "Allowed":
+            self._raise_access_denied()
+
+
+access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+# moto checks a signature over the request body it kept; for a form-encoded body (SNS, the query
+# protocol) it keeps none, werkzeug having parsed the form, and signs its re-encoding of the
+# parsed form instead, which differs from what the client signed. Reading the body once first
+# makes werkzeug keep it and parse the form from that copy.
+from moto.core import request as _moto_request
+
+_request_init = _moto_request.Request.__init__
+
+
+def _keep_form_body(self, *args, **kwargs):
+    _request_init(self, *args, **kwargs)
+    if (self.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+        self.get_data(cache=True)
+
+
+_moto_request.Request.__init__ = _keep_form_body
+
+_check_signature = access_control.IAMRequestBase.check_signature
+
+
+def check_signature(self):
+    try:
+        _check_signature(self)
+    except Exception:
+        _log.write(json.dumps({"principal": self._access_key.arn, "action": self._action, "resource": None, "result": "SignatureDoesNotMatch"}) + "\n")
+        if os.environ.get("BACKSTOP_IAM_DEBUG"):
+            auth = self._create_auth(self._access_key.create_credentials())
+            _log.write(json.dumps({"debug": auth.canonical_request(self._create_aws_request()), "body": repr(self._body)[:2000]}) + "\n")
+        raise
+
+
+access_control.IAMRequestBase.check_signature = check_signature
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    main(["-H", "127.0.0.1", "-p", sys.argv[1]])

@@ -1,0 +1,665 @@
+"""Least privilege, enforced: each function's job runs against moto with IAM enforced, as that
+function's role, and does its whole work; each role is refused what it must never do.
+
+The stack is the SAM-translated template deployed to moto's CloudFormation, so the roles carry
+the policies CloudFormation made from the template (moto stores them as Python literals and
+leaves a None where Fn::If gave AWS::NoValue: they are put back as the JSON CloudFormation would
+have stored). Each job runs through the `backstop` CLI (`backstop run JOB`, the code each
+Lambda handler runs) with the function's own environment, read from moto's Lambda, and the
+temporary credentials of its role (sts:AssumeRole). moto checks every request's signature;
+moto_iam.py decides each one with iam-simulate, on the resource ARN and context keys the
+request carries, and logs every decision. From that log each test lists the actions the job
+used, and fails on a permission the template grants that no code path uses.
+"""
+
+import ast
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from test_template import NOT_IN_MOTO, Stack, translated
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TABLE = "iam-orders"
+SOURCE_BUCKET = "iam-uploads"
+PARAMETERS = {
+    "TableNames": TABLE,
+    "EnablePitr": "true",
+    "BucketNames": SOURCE_BUCKET,
+    "AlarmEmail": "ops@example.com",
+    # Short, so that four backups are enough for retention to delete one (the floor keeps the
+    # newest three whatever the policy).
+    "RetentionPolicy": "keep_daily=1",
+}
+FUNCTIONS = {
+    "snapshot": "SnapshotFunction",
+    "export": "ExportFunction",
+    "validate": "ValidateFunction",
+    "retention": "RetentionFunction",
+    "restore": "RestoreFunction",
+    "bucket": "BucketFunction",
+    "summary": "SummaryFunction",
+}
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+FAKETIME_LIBS = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+]
+
+
+def free_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def cli_binary():
+    subprocess.run(["cargo", "build", "-q", "-p", "backstop-cli", "--bin", "backstop"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / "debug" / "backstop"
+
+
+def clean(node):
+    """A policy document as CloudFormation stores it: AWS::NoValue elements dropped."""
+    if isinstance(node, list):
+        return [clean(x) for x in node if x is not None]
+    if isinstance(node, dict):
+        return {k: clean(v) for k, v in node.items() if v is not None}
+    return node
+
+
+class World:
+    def __init__(self, url, log, admin, clock):
+        self.clock = clock
+        self.url = url
+        self.log = log
+        self.admin = admin
+        self.roles = {}
+        self.envs = {}
+        self.policies = {}
+        self.outputs = {}
+
+    def set_clock(self, at=None):
+        """moto's clock (libfaketime): `at`, or the real time again."""
+        at = at or datetime.now(timezone.utc)
+        Path(self.clock).write_text(at.strftime("@%Y-%m-%d %H:%M:%S") + "\n")
+
+    def client(self, name, creds=None, region=REGION):
+        creds = creds or self.admin
+        return boto3.client(name, endpoint_url=self.url, region_name=region, **creds)
+
+    def decisions(self, role):
+        """The decisions logged for one role's sessions."""
+        marker = f":assumed-role/{self.roles[role]['name']}/"
+        out = []
+        for line in Path(self.log).read_text().splitlines():
+            d = json.loads(line)
+            if marker in d.get("principal", ""):
+                out.append(d)
+        return out
+
+    def run(self, job, payload, extra_env=None, time_left=None, drop_env=()):
+        """`backstop run JOB` as the function's role, with the function's environment."""
+        creds = self.roles[job]["creds"]
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+            "AWS_SESSION_TOKEN": creds["aws_session_token"],
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_COLOR": "1",
+            **{k: v for k, v in self.envs[job].items() if k not in drop_env},
+            **(extra_env or {}),
+        }
+        return subprocess.run(
+            [str(CLI), "run", job, "--event", "-", "--json"] + (["--time-left", str(time_left)] if time_left else []),
+            input=json.dumps(payload),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=int(os.environ.get('BACKSTOP_IAM_JOB_TIMEOUT', '300')),
+        )
+
+
+CLI = None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    global CLI
+    CLI = cli_binary()
+    tmp = tmp_path_factory.mktemp("iam")
+    log = tmp / "iam-decisions.jsonl"
+    resource_policies = tmp / "resource-policies.json"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # moto runs under libfaketime (as in the Rust retention test), so that the retention test
+    # can make backups that AWS would say are weeks old.
+    lib = next((p for p in FAKETIME_LIBS if Path(p).exists()), None)
+    assert lib, "libfaketime is not installed: apt-get install faketime (make deps does)"
+    clock = tmp / "clock"
+    clock.write_text(datetime.now(timezone.utc).strftime("@%Y-%m-%d %H:%M:%S") + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "moto_iam.py"), str(port)],
+        env={
+            **os.environ,
+            "BACKSTOP_IAM_LOG": str(log),
+            "BACKSTOP_IAM_RESOURCE_POLICIES": str(resource_policies),
+            "LD_PRELOAD": lib,
+            "FAKETIME_TIMESTAMP_FILE": str(clock),
+            "FAKETIME_NO_CACHE": "1",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "moto.log", "w"),
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto did not start (pip install -r requirements-dev.txt)")
+            time.sleep(0.1)
+    try:
+        boot = {"aws_access_key_id": "backstop-local", "aws_secret_access_key": "backstop-local"}
+        iam = boto3.client("iam", endpoint_url=url, region_name=REGION, **boot)
+        iam.create_user(UserName="test-admin")
+        iam.put_user_policy(UserName="test-admin", PolicyName="all", PolicyDocument=json.dumps(ADMIN_POLICY))
+        key = iam.create_access_key(UserName="test-admin")["AccessKey"]
+        w = World(url, str(log), {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}, str(clock))
+        deploy(w)
+        # The catalog's resource policy (moto's CloudFormation drops it): only the function
+        # roles may write the catalog, whatever identity policies allow.
+        policy = Stack(PARAMETERS).props("CatalogTable")["ResourcePolicy"]["PolicyDocument"]
+        text = json.dumps(policy)
+        for job, logical in FUNCTIONS.items():
+            text = text.replace(f"<{logical}Role.Arn>", w.roles[job]["arn"])
+        assert "<" not in text, text
+        catalog_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{w.outputs['CatalogTableName']}"
+        resource_policies.write_text(json.dumps({catalog_arn: json.loads(text)}))
+        seed(w)
+        # BackupProtectionPolicy attached as the README says: to every other principal (the
+        # test's administrator) and, harmlessly, to the function roles, retention's included.
+        protection = w.outputs["BackupProtectionPolicyArn"]
+        iam.attach_user_policy(UserName="test-admin", PolicyArn=protection)
+        for role in w.roles.values():
+            iam.attach_role_policy(RoleName=role["name"], PolicyArn=protection)
+        sts = w.client("sts")
+        for job, logical in FUNCTIONS.items():
+            role = w.roles[job]
+            assumed = sts.assume_role(RoleArn=role["arn"], RoleSessionName=f"{job}-test")["Credentials"]
+            role["creds"] = {
+                "aws_access_key_id": assumed["AccessKeyId"],
+                "aws_secret_access_key": assumed["SecretAccessKey"],
+                "aws_session_token": assumed["SessionToken"],
+            }
+        # From here on every request is authenticated and authorised.
+        req = urllib.request.Request(url + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(req, timeout=10)
+        yield w
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def deploy(w):
+    s3 = w.client("s3")
+    s3.create_bucket(Bucket="backstop-artifacts")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    uris = {}
+    for job, logical in FUNCTIONS.items():
+        s3.put_object(Bucket="backstop-artifacts", Key=f"{job}.zip", Body=buf.getvalue())
+        uris[logical] = f"s3://backstop-artifacts/{job}.zip"
+    out = translated(uris, PARAMETERS)
+    out["Resources"] = {k: v for k, v in out["Resources"].items() if v["Type"] not in NOT_IN_MOTO}
+    cfn = w.client("cloudformation")
+    cfn.create_stack(
+        StackName="backstop",
+        TemplateBody=json.dumps(out),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    stack = cfn.describe_stacks(StackName="backstop")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    w.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName="backstop")["StackResources"]
+    }
+    iam = w.client("iam")
+    lam = w.client("lambda")
+    # moto's CloudFormation resolves !GetAtt Key.Arn in the role policies to a key id of its
+    # own, not the stack key's (the bucket's encryption and the topic get the real one; the
+    # account holds one key). AWS resolves all to the one key: so do the policies here.
+    (key_id,) = [a["TargetKeyId"] for a in w.client("kms").list_aliases()["Aliases"] if a["AliasName"] == "alias/backstop-backstop"]
+    key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}"
+    for job, logical in FUNCTIONS.items():
+        name = physical[logical + "Role"]
+        policies = []
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            if isinstance(document, str):
+                document = ast.literal_eval(document)
+            document = json.loads(re.sub(r"arn:aws:kms:[^:]+:\d+:key/[0-9a-f-]{36}", key_arn, json.dumps(clean(document))))
+            # (SAM's on-failure destination policy has no Version, which IAM takes as 2008-10-17
+            # and moto refuses; that policy uses no policy variables, so both read it alike.)
+            document.setdefault("Version", "2012-10-17")
+            iam.put_role_policy(RoleName=name, PolicyName=policy, PolicyDocument=json.dumps(document))
+            policies.append(document)
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        w.roles[job] = {"name": name, "arn": arn}
+        w.policies[job] = policies
+        conf = lam.get_function_configuration(FunctionName=physical[logical])
+        w.envs[job] = {k: str(v) for k, v in conf.get("Environment", {}).get("Variables", {}).items()}
+
+
+def seed(w):
+    ddb = w.client("dynamodb")
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        Tags=[{"Key": "backup", "Value": "daily"}],
+    )
+    for i in range(20):
+        ddb.put_item(TableName=TABLE, Item={"id": {"S": f"order-{i:03}"}, "n": {"N": str(i)}, "b": {"B": bytes([i])}})
+    s3 = w.client("s3")
+    s3.create_bucket(Bucket=SOURCE_BUCKET)
+    s3.put_bucket_versioning(Bucket=SOURCE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(5):
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=f"docs/{i}.txt", Body=f"document {i}".encode(), Tagging="class=public" if i == 0 else "")
+
+
+def slot(hour):
+    now = datetime.now(timezone.utc)
+    return now.replace(hour=hour, minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report(proc, ok=(0,)):
+    assert proc.returncode in ok, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)
+
+
+def denied(w, job):
+    return [d for d in w.decisions(job) if d.get("result") != "Allowed"]
+
+
+def refused(w, job, call, *args, explicitly=False, **kwargs):
+    """The call, made as the job's role, is refused by IAM: moto answers 403 AccessDenied (in
+    XML, whatever the service's protocol, which boto3 then cannot name), and the decision log
+    shows the refusal for that role."""
+    before = len(w.decisions(job))
+    with pytest.raises(ClientError) as e:
+        call(*args, **kwargs)
+    meta = e.value.response.get("ResponseMetadata", {})
+    assert meta.get("HTTPStatusCode") == 403 and "AccessDenied" in str(e.value.response), e.value.response
+    after = w.decisions(job)[before:]
+    assert after and after[-1]["result"] in (("ExplicitlyDenied",) if explicitly else ("ImplicitlyDenied", "ExplicitlyDenied")), after
+
+
+def as_role(w, job, service):
+    return w.client(service, w.roles[job]["creds"])
+
+
+def old_days():
+    """Three days, weeks back: with today's backup, four backups on four days. The policy
+    (keep_daily=1) and the floor (the newest three) keep all but the first."""
+    day = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    return [day - timedelta(days=n) for n in (40, 39, 38)]
+
+
+def stamp(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_snapshot_backs_up_as_its_role_and_may_not_delete_or_read_items(world):
+    w = world
+    JOB = "snapshot"
+    # Two backups that AWS dates weeks back (moto's clock moved), then today's.
+    for day in old_days():
+        w.set_clock(day + timedelta(seconds=5))
+        rep = report(w.run("snapshot", {"slot": stamp(day), "tables": [TABLE]}))
+        assert rep["status"] == "succeeded" and not rep.get("errors"), rep
+    w.set_clock()
+    # (moto fixes PITR's latest restorable time when PITR is turned on, which the first run
+    # did weeks back on moto's clock; turned on again now, it reads as AWS's would.)
+    admin = w.client("dynamodb")
+    for on in (False, True):
+        admin.update_continuous_backups(TableName=TABLE, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": on})
+    rep = report(w.run("snapshot", {"slot": slot(2), "tables": [TABLE]}))
+    assert rep["status"] == "succeeded", rep
+    assert not rep.get("errors"), rep
+    # EventBridge delivers the same slot again: nothing new.
+    again = report(w.run("snapshot", {"slot": slot(2), "tables": [TABLE]}))
+    assert again["totals"]["already_done"] == 1 and again["totals"]["created"] == 0, again["totals"]
+    assert not denied(w, "snapshot"), denied(w, "snapshot")
+    backups = w.client("dynamodb").list_backups(TableName=TABLE)["BackupSummaries"]
+    assert len(backups) == 4, backups
+    ddb = as_role(w, "snapshot", "dynamodb")
+    refused(w, JOB, ddb.delete_backup, BackupArn=backups[0]["BackupArn"], explicitly=True)
+    refused(w, JOB, ddb.delete_table, TableName=TABLE)
+    refused(w, JOB, ddb.scan, TableName=TABLE)
+    refused(w, JOB, ddb.delete_item, TableName=w.envs["snapshot"]["BACKSTOP_CATALOG_TABLE"], Key={"pk": {"S": "x"}, "sk": {"S": "y"}})
+
+
+def test_export_writes_only_under_its_prefix_and_deletes_nothing(world):
+    w = world
+    JOB = "export"
+    rep = report(w.run("export", {"slot": slot(3), "tables": [TABLE], "mode": "logical"}))
+    assert rep["status"] == "succeeded", rep
+    assert not denied(w, "export"), denied(w, "export")
+    bucket = w.envs["export"]["BACKSTOP_EXPORT_BUCKET"]
+    prefix = w.envs["export"]["BACKSTOP_EXPORT_PREFIX"]
+    keys = [o["Key"] for o in w.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert any(k.startswith(f"{prefix}/{TABLE}/") and k.endswith("backstop-manifest.json") for k in keys), keys
+    # A native export (PITR is on): ExportTableToPointInTime, with the S3 writes AWS checks
+    # as this role at the destination; the next run follows it (DescribeExport). moto writes no
+    # manifests, so it stays in progress here.
+    native = {"slot": slot(0), "tables": [TABLE], "mode": "native"}
+    rep = report(w.run("export", native))
+    assert rep["targets"][0]["outcome"]["status"] == "started", rep["targets"]
+    report(w.run("export", native))
+    assert [d for d in w.decisions("export") if d["action"] == "dynamodb:DescribeExport" and d["result"] == "Allowed"]
+    assert not denied(w, "export"), denied(w, "export")
+    s3 = as_role(w, "export", "s3")
+    refused(w, JOB, s3.put_object, Bucket=bucket, Key="elsewhere/x.json", Body=b"{}")
+    refused(w, JOB, s3.delete_object, Bucket=bucket, Key=keys[0])
+    refused(w, "export", as_role(w, "export", "dynamodb").delete_table, TableName=TABLE)
+
+
+def place_native_manifests(w, bucket, root, arn, table):
+    """The manifests AWS writes beside a native export's data (moto writes only the data file),
+    in the documented format (as tests/src/lib.rs does for the Rust tests)."""
+    s3 = w.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{root}/AWSDynamoDB/").get("Contents", [])]
+    data_key = next(k for k in keys if "/data/" in k)
+    body = s3.get_object(Bucket=bucket, Key=data_key)["Body"].read()
+    count = sum(1 for line in gzip.decompress(body).decode().splitlines() if line.strip())
+    etag = s3.head_object(Bucket=bucket, Key=data_key)["ETag"].strip('"')
+    folder = data_key.split("/data/")[0]
+    files = {"itemCount": count, "md5Checksum": base64.b64encode(hashlib.md5(body).digest()).decode(), "etag": etag, "dataFileS3Key": data_key}
+    summary = {
+        "version": "2020-06-30", "exportArn": arn,
+        "startTime": "2026-11-10T03:00:01.000Z", "endTime": "2026-11-10T03:05:00.000Z",
+        "tableArn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}",
+        "tableId": "12345a12-abcd-123a-ab12-1234abc12345",
+        "exportTime": "2026-11-10T03:00:00.000Z", "s3Bucket": bucket, "s3Prefix": root,
+        "s3SseAlgorithm": "KMS", "s3SseKmsKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/test",
+        "manifestFilesS3Key": f"{folder}/manifest-files.json",
+        "billedSizeBytes": len(body), "itemCount": count,
+        "outputFormat": "DYNAMODB_JSON", "exportType": "FULL_EXPORT",
+    }
+    s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.json", Body=(json.dumps(files) + "\n").encode())
+    s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-summary.json", Body=json.dumps(summary).encode())
+    return count
+
+
+def test_validate_verifies_and_drills_as_its_role(world):
+    w = world
+    JOB = "validate"
+    # The drill restores the newest backup and exports the backup's moment beside it (its
+    # witness). moto finishes the export at once but writes no manifests: the first invocation
+    # (100 s left, so it stops 90 s before its deadline) leaves the drill waiting; AWS's
+    # manifests are placed; the next invocation verifies the drill and deletes its table.
+    first = report(w.run("validate", {"slot": slot(6), "tables": [TABLE]}, time_left=100))
+    bucket = w.envs["validate"]["BACKSTOP_EXPORT_BUCKET"]
+    prefix = w.envs["validate"]["BACKSTOP_EXPORT_PREFIX"]
+    witness = [
+        o["Key"]
+        for o in w.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/~drills/{TABLE}/").get("Contents", [])
+        if "/data/" in o["Key"]
+    ]
+    assert len(witness) == 1, (first, witness)
+    root = witness[0].split("/AWSDynamoDB/")[0]
+    ddb = w.client("dynamodb")
+    table_arn = ddb.describe_table(TableName=TABLE)["Table"]["TableArn"]
+    arns = [e["ExportArn"] for e in ddb.list_exports(TableArn=table_arn)["ExportSummaries"]]
+    (arn,) = [a for a in arns if ddb.describe_export(ExportArn=a)["ExportDescription"].get("S3Prefix") == root]
+    assert place_native_manifests(w, bucket, root, arn, TABLE) == 20
+    rep = report(w.run("validate", {"slot": slot(6), "tables": [TABLE]}, time_left=100))
+    assert not denied(w, "validate"), denied(w, "validate")
+    assert rep["status"] == "succeeded", rep
+    # The first invocation verified the export job's export (read back whole as this role).
+    assert first["totals"]["exports_verified"] == 1, first["totals"]
+    assert rep["totals"]["drills_finished"] == 1 and rep["totals"]["drills_failed"] == 0, rep["totals"]
+    tables = w.client("dynamodb").list_tables()["TableNames"]
+    assert not [t for t in tables if t.startswith("backstop-drill-")], tables
+    ddb = as_role(w, "validate", "dynamodb")
+    refused(w, JOB, ddb.delete_table, TableName=TABLE)
+    refused(w, JOB, ddb.put_item, TableName=TABLE, Item={"id": {"S": "forged"}})
+    refused(w, JOB, as_role(w, "validate", "s3").put_object, Bucket=bucket, Key=f"{prefix}/{TABLE}/forged.json", Body=b"{}")
+
+
+def test_retention_deletes_backups_only(world):
+    w = world
+    JOB = "retention"
+    rep = report(w.run("retention", {"tables": [TABLE]}))
+    assert not denied(w, "retention"), denied(w, "retention")
+    assert rep["status"] == "succeeded", rep
+    # The oldest backup is gone; the newest three are kept.
+    assert rep["totals"]["deleted"] == 1 and rep["totals"]["kept"] == 3, json.dumps(rep["targets"], indent=1)
+    left = w.client("dynamodb").list_backups(TableName=TABLE)["BackupSummaries"]
+    first = old_days()[0]
+    assert len(left) == 3 and all(b["BackupCreationDateTime"].date() != first.date() for b in left), left
+    ddb = as_role(w, "retention", "dynamodb")
+    refused(w, JOB, ddb.delete_table, TableName=TABLE)
+    refused(w, JOB, ddb.scan, TableName=TABLE)
+    refused(w, JOB, ddb.get_item, TableName=TABLE, Key={"id": {"S": "order-001"}})
+    bucket = w.envs["retention"]["BACKSTOP_EXPORT_BUCKET"]
+    keys = [o["Key"] for o in w.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+    refused(w, "retention", as_role(w, "retention", "s3").get_object, Bucket=bucket, Key=keys[0])
+
+
+def test_restore_creates_only_prefixed_tables(world):
+    w = world
+    JOB = "restore"
+    payload = {"restore": {"kind": "backup", "table": TABLE, "slot": slot(2), "to": "restored-iam-orders"}}
+    for _ in range(30):
+        rep = report(w.run("restore", payload))
+        if rep.get("state") in ("DONE", "FAILED"):
+            break
+    assert rep.get("state") == "DONE", rep
+    assert not denied(w, "restore"), denied(w, "restore")
+    items = w.client("dynamodb").scan(TableName="restored-iam-orders")["Items"]
+    assert len(items) == 20
+    # From the newest export (read back from S3 and loaded), and to a point in time.
+    for payload, name in (
+        ({"restore": {"kind": "export", "table": TABLE, "latest": True, "to": "restored-iam-orders-export"}}, "restored-iam-orders-export"),
+        ({"restore": {"kind": "pitr", "table": TABLE, "latest": True, "to": "restored-iam-orders-pitr"}}, "restored-iam-orders-pitr"),
+    ):
+        for _ in range(30):
+            rep = report(w.run("restore", payload))
+            if rep.get("state") in ("DONE", "FAILED"):
+                break
+        assert rep.get("state") == "DONE", rep
+        assert len(w.client("dynamodb").scan(TableName=name)["Items"]) == 20, name
+    assert not denied(w, "restore"), denied(w, "restore")
+    ddb = as_role(w, "restore", "dynamodb")
+    backup = w.client("dynamodb").list_backups(TableName=TABLE)["BackupSummaries"][0]["BackupArn"]
+    refused(w, JOB, ddb.restore_table_from_backup, TargetTableName="iam-orders-copy", BackupArn=backup)
+    refused(w, JOB, ddb.delete_table, TableName=TABLE)
+    refused(w, JOB, ddb.delete_backup, BackupArn=backup, explicitly=True)
+
+
+def test_bucket_backs_up_and_writes_only_the_backup_store(world):
+    w = world
+    JOB = "bucket"
+    rep = report(w.run("bucket", {"slot": slot(4), "buckets": [SOURCE_BUCKET]}))
+    assert not denied(w, "bucket"), denied(w, "bucket")
+    assert rep["status"] == "succeeded", rep
+    store = w.envs["bucket"]["BACKSTOP_BUCKET_BACKUP_BUCKET"]
+    keys = [o["Key"] for o in w.client("s3").list_objects_v2(Bucket=store).get("Contents", [])]
+    assert len([k for k in keys if k.startswith(f"buckets/{SOURCE_BUCKET}/objects/")]) == 5, keys
+    assert f"buckets/{SOURCE_BUCKET}/slots/{slot(4).replace('-', '').replace(':', '')}/manifest.json" in keys, keys
+    s3 = as_role(w, "bucket", "s3")
+    refused(w, JOB, s3.put_object, Bucket=SOURCE_BUCKET, Key="docs/forged.txt", Body=b"x")
+    refused(w, JOB, s3.delete_object, Bucket=SOURCE_BUCKET, Key="docs/0.txt")
+
+
+def test_summary_publishes_once_and_writes_only_its_markers(world):
+    w = world
+    JOB = "summary"
+    rep = report(w.run("summary", {"summary": "daily", "slot": slot(7)}))
+    assert rep["published"], rep
+    # Delivered again: the marker says it was sent, nothing is published twice.
+    again = report(w.run("summary", {"summary": "daily", "slot": slot(7)}))
+    assert not again["published"], again
+    assert not denied(w, "summary"), denied(w, "summary")
+    catalog = w.envs["summary"]["BACKSTOP_CATALOG_TABLE"]
+    ddb = as_role(w, "summary", "dynamodb")
+    refused(w, JOB, ddb.put_item, TableName=catalog, Item={"pk": {"S": "TARGET#snapshot#x"}, "sk": {"S": "y"}})
+    refused(w, JOB, ddb.delete_table, TableName=TABLE)
+
+
+def test_the_catalog_refuses_writes_from_any_other_principal(world):
+    """An administrator of the account (Allow *:*) cannot forge or erase a catalog record:
+    the catalog's resource policy denies every principal but the function roles."""
+    w = world
+    catalog = w.envs["snapshot"]["BACKSTOP_CATALOG_TABLE"]
+    ddb = w.client("dynamodb")
+    with pytest.raises(ClientError) as e:
+        ddb.put_item(TableName=catalog, Item={"pk": {"S": "TARGET#snapshot#iam-orders"}, "sk": {"S": "SLOT#forged"}})
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    last = [json.loads(l) for l in Path(w.log).read_text().splitlines() if "user/test-admin" in l][-1]
+    assert last["action"] == "dynamodb:PutItem" and last["result"] == "ExplicitlyDenied", last
+    # Reading stays open to the account's IAM policies.
+    assert ddb.query(TableName=catalog, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"TARGET#snapshot#{TABLE}"}})["Count"] >= 4
+
+
+def test_nobody_but_the_retention_role_deletes_a_backup(world):
+    """With BackupProtectionPolicy attached, an administrator of the account (Allow *:*) is
+    refused DeleteBackup and the deletion of an export's object versions; the retention role,
+    with the same policy attached, deleted its backup above."""
+    w = world
+    backup = w.client("dynamodb").list_backups(TableName=TABLE)["BackupSummaries"][0]["BackupArn"]
+    with pytest.raises(ClientError) as e:
+        w.client("dynamodb").delete_backup(BackupArn=backup)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    admin = [json.loads(l) for l in Path(w.log).read_text().splitlines() if "user/test-admin" in l]
+    assert admin[-1]["action"] == "dynamodb:DeleteBackup" and admin[-1]["result"] == "ExplicitlyDenied", admin[-1]
+    bucket = w.envs["export"]["BACKSTOP_EXPORT_BUCKET"]
+    s3 = w.client("s3")
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="backstop/")["Contents"])
+    version = s3.head_object(Bucket=bucket, Key=key).get("VersionId") or "null"
+    with pytest.raises(ClientError):
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    admin = [json.loads(l) for l in Path(w.log).read_text().splitlines() if "user/test-admin" in l]
+    assert admin[-1]["action"] == "s3:DeleteObjectVersion" and admin[-1]["result"] == "ExplicitlyDenied", admin[-1]
+    assert [d for d in w.decisions("retention") if d["action"] == "dynamodb:DeleteBackup" and d["result"] == "Allowed"]
+
+
+def test_selection_by_tag_as_each_role(world):
+    """Selection by tag (TableNames empty, the template's default): ListTables, then each
+    table's tags. Dry runs, so that nothing is made or deleted."""
+    w = world
+    for job in ("snapshot", "export", "validate", "retention"):
+        before = len(w.decisions(job))
+        # (validate exits 3: the restored copies it now selects were never backed up)
+        rep = report(w.run(job, {"dry_run": True}, drop_env=("BACKSTOP_TABLES",), extra_env={"BACKSTOP_TABLE_TAG": "backup=daily"}), ok=(0, 3))
+        # (The restored copies carry the source's tags, so the tag selects them too.)
+        assert rep["selection"] == "tables tagged backup=daily" and TABLE in [t["table"] for t in rep["targets"]], (job, rep["selection"])
+        refusals = [d for d in w.decisions(job)[before:] if d.get("result") != "Allowed"]
+        assert not refusals, refusals
+
+
+# Actions a role grants that the jobs above do not use, each with the code path that does (the
+# SDK call named is checked to exist in the code) or the AWS service that uses it as the role.
+# Kept honest both ways: an action used above must not be listed here.
+ELSEWHERE = {
+    ("*", "sqs:SendMessage"): (None, "Lambda itself: the asynchronous invocation's on-failure destination (the dead-letter queue) receives the event as the function's role"),
+    ("snapshot", "dynamodb:ListBackups"): ("list_backups", "a CreateBackup whose answer was lost: the backup is found by its name (tests/tests/snapshot.rs)"),
+    ("export", "dynamodb:GetItem"): ("get_item", "a continuation or fan-out invocation reads its segment's checkpoint"),
+    ("export", "lambda:InvokeFunction"): ("invoke", "past its time budget, or with fan_out > 1, the export goes on in new invocations of itself (tests/tests/export.rs)"),
+    ("export", "s3:GetObject"): ("get_object", "resuming a data file, and the replica copy read back"),
+    ("retention", "s3:ListBucket"): ("list_objects_v2", "an export that the export policy no longer keeps is listed, then deleted (tests/tests/export.rs)"),
+    ("retention", "s3:DeleteObject"): ("delete_objects", "the same export's objects deleted"),
+    ("restore", "dynamodb:UpdateTable"): ("update_table", "settings re-applied: indexes, capacity, stream, deletion protection"),
+    ("restore", "dynamodb:UpdateTimeToLive"): ("update_time_to_live", "settings re-applied: TTL"),
+    ("restore", "kms:GenerateDataKey"): (None, "Lambda itself: its on-failure destination is a queue encrypted with the stack's key, and sending to it needs kms:GenerateDataKey as the function's role (the role writes no S3 object)"),
+    ("restore", "lambda:InvokeFunction"): ("invoke", "a restore past its time budget goes on in a new invocation of itself (tests/tests/restore_fn.rs)"),
+    ("bucket", "dynamodb:GetItem"): ("get_item", "a lock held by another delivery is read before it is taken over"),
+    ("bucket", "lambda:InvokeFunction"): ("invoke", "a bucket backup past its time budget goes on in a new invocation of itself"),
+    ("bucket", "s3:AbortMultipartUpload"): ("abort_multipart_upload", "a multipart copy of an object over 5 GB that fails is aborted"),
+    ("bucket", "s3:GetBucketTagging"): ("get_bucket_tagging", "selection of buckets by tag (BucketTag)"),
+    ("bucket", "s3:GetObjectTagging"): ("get_object_tagging", "an object whose tags must be set again on its copy"),
+    ("summary", "dynamodb:DeleteItem"): ("delete_item", "a summary that could not be published releases its marker, so that the next delivery sends it"),
+}
+SOURCES = ["shared/src", "functions", "cli/src"]
+
+
+def called_in_code(method):
+    out = subprocess.run(["grep", "-rlE", rf"\.{method}\(", *SOURCES], cwd=ROOT, capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def granted(policies):
+    """(action, resource) pairs the role's Allow statements grant, actions as written."""
+    out = set()
+    for doc in policies:
+        for st in doc["Statement"]:
+            if st["Effect"] != "Allow":
+                continue
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st.get("Resource", "*")
+            resources = resources if isinstance(resources, list) else [resources]
+            for a in actions:
+                for r in resources:
+                    out.add((a, r))
+    return out
+
+
+def test_zz_every_granted_action_is_used(world):
+    """Runs last (pytest keeps file order): every action a role grants was used by its job
+    above, or is named here with the code path or AWS service that uses it."""
+    w = world
+    problems = []
+    for job in FUNCTIONS:
+        used = {d["action"] for d in w.decisions(job) if d.get("result") == "Allowed"}
+        grants = {a for a, _ in granted(w.policies[job])}
+        assert not [a for a in grants if "*" in a], (job, grants)
+        for action in sorted(grants - used):
+            why = ELSEWHERE.get((job, action)) or ELSEWHERE.get(("*", action))
+            if why is None:
+                problems.append(f"{job}: {action} is granted and no code path here uses it")
+            elif why[0] and not called_in_code(why[0]):
+                problems.append(f"{job}: {action}: the code calls no {why[0]}()")
+        for (j, action) in ELSEWHERE:
+            if j == job and action in used:
+                problems.append(f"{job}: {action} is used above: drop it from ELSEWHERE")
+            if j == job and action not in grants:
+                problems.append(f"{job}: {action} is not granted: drop it from ELSEWHERE")
+        print(f"{job}: {len(used & grants)} of {len(grants)} granted actions used here; {len(grants - used)} elsewhere")
+    assert not problems, "\n".join(problems)

@@ -20,7 +20,22 @@ for await (const line of lines) {
         contextVariables: q.context || {}
       },
       identityPolicies: q.policies.map((policy, i) => ({ name: `policy${i}`, policy })),
-      serviceControlPolicies: [],
+      // SCPs, when a test gives them: one level (the account's), beside AWS's default
+      // FullAWSAccess, which every level needs for anything to be allowed.
+      serviceControlPolicies: q.scps
+        ? [
+            {
+              orgIdentifier: q.account,
+              policies: [
+                {
+                  name: 'FullAWSAccess',
+                  policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }
+                },
+                ...q.scps.map((policy, i) => ({ name: `scp${i}`, policy }))
+              ]
+            }
+          ]
+        : [],
       resourceControlPolicies: [],
       permissionBoundaryPolicies: q.boundaries
         ? q.boundaries.map((policy, i) => ({ name: `boundary${i}`, policy }))

@@ -625,7 +625,11 @@ fn settings_help() -> String {
 fn main() -> ExitCode {
     // A --stack's outputs become settings before the arguments are parsed (clap reads its env
     // defaults then), on a runtime of this thread alone, before any other thread starts.
-    let args: Vec<String> = std::env::args().collect();
+    // (Lossy: an argument that is not UTF-8 must reach clap, which refuses it by name, rather
+    // than panic here.)
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if let (Some(name), endpoint) = stack::prescan(&args) {
         let fetched = tokio::runtime::Builder::new_current_thread()
             .enable_all()

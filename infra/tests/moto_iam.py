@@ -351,9 +351,14 @@ def _on_behalf(req, needs):
                     extra.append(("kms:GenerateDataKey", _key_arn(req, key), {}))
                     if req._method == "POST" and "uploads" in query:
                         extra.append(("kms:Decrypt", _key_arn(req, key), {}))
-            elif action in ("s3:GetObject", "s3:GetObjectVersion") and req._method == "GET" and "attributes" not in query:
+            elif action in ("s3:GetObject", "s3:GetObjectVersion") and req._method in ("GET", "HEAD"):
                 obj = backend.get_object(bucket_name, unquote(key_name), version_id=(query.get("versionId") or [None])[0])
-                if obj is not None and obj.encryption == "aws:kms" and obj.kms_key_id:
+                if obj is None:
+                    # For a key that does not exist S3 answers 404 only to a caller allowed
+                    # s3:ListBucket on the bucket (the request carries no s3:prefix), and 403
+                    # AccessDenied to any other.
+                    extra.append(("s3:ListBucket", f"arn:aws:s3:::{bucket_name}", {}))
+                elif req._method == "GET" and "attributes" not in query and obj.encryption == "aws:kms" and obj.kms_key_id:
                     extra.append(("kms:Decrypt", _key_arn(req, obj.kms_key_id), {}))
             if req._method in ("PUT", "POST") and action == "s3:PutObject" and "partNumber" not in query:
                 # Tags on a new object or a copy: s3:PutObjectTagging on it; a copy that keeps
@@ -366,6 +371,16 @@ def _on_behalf(req, needs):
                     path, _, version = unquote(source.lstrip("/")).partition("?versionId=")
                     read = "s3:GetObjectVersionTagging" if version else "s3:GetObjectTagging"
                     extra.append((read, f"arn:aws:s3:::{path}", {}))
+                if source:
+                    # Copying an SSE-KMS object decrypts it with its key, as the caller.
+                    path, _, version = unquote(source.lstrip("/")).partition("?versionId=")
+                    src_bucket, _, src_key = path.partition("/")
+                    try:
+                        obj = backend.get_object(src_bucket, src_key, version_id=version or None)
+                    except Exception:
+                        obj = None
+                    if obj is not None and obj.encryption == "aws:kms" and obj.kms_key_id:
+                        extra.append(("kms:Decrypt", _key_arn(req, obj.kms_key_id), {}))
         elif action in ("dynamodb:RestoreTableFromBackup", "dynamodb:RestoreTableToPointInTime") and "/backup/" not in arn and arn != _json_body(req).get("SourceTableArn") and not arn.endswith("/" + str(_json_body(req).get("SourceTableName"))):
             # "read and write permissions on the target table are necessary" (DynamoDB
             # Developer Guide, Using IAM with backup and restore), as its example lists them.

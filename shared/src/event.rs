@@ -143,7 +143,7 @@ impl JobRequest {
     }
 
     fn from_eventbridge(payload: &Value, now: Timestamp) -> Result<JobRequest> {
-        let event: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
+        let event: EventBridgeEvent<Value> = from_value(payload.clone())
             .map_err(|e| Error::Payload(format!("EventBridge event: {e}")))?;
         if event.detail_type != "Scheduled Event" {
             return Err(Error::Payload(format!(
@@ -213,13 +213,28 @@ fn split_fields(
             )))
         }
     };
-    let overrides: Overrides = serde_json::from_value(Value::Object(rest)).map_err(|e| {
+    let overrides: Overrides = from_value(Value::Object(rest)).map_err(|e| {
         Error::Payload(format!(
             "{what}: {e} (besides the settings it also takes {})",
             OWN_FIELDS.join(", ")
         ))
     })?;
     Ok((slot, dry_run, overrides))
+}
+
+/// Deserializes a payload, naming the field at fault (`` `tables`: invalid type: boolean
+/// `false`, expected a sequence ``): serde alone names the type it wanted, not where.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = crate::report::clip(&e.path().to_string(), 120);
+        // serde quotes the value it could not take, whatever its size: clipped.
+        let inner = crate::report::clip(&e.into_inner().to_string(), 300);
+        if path == "." || path.is_empty() {
+            inner
+        } else {
+            format!("`{path}`: {inner}")
+        }
+    })
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -49,18 +49,16 @@ pub struct SummaryOutcome {
 
 impl SummaryRequest {
     pub fn parse(payload: &serde_json::Value) -> Result<SummaryRequest> {
-        serde_json::from_value(payload.clone()).map_err(|e| {
+        crate::event::from_value(payload.clone()).map_err(|e| {
             Error::Payload(format!(
-                "a summary payload is {{\"summary\": \"daily\" or \"monthly\", \"slot\": time, \"period\": \"2026-11\" (optional)}}: {e}"
+                "a summary payload is a JSON object {{\"summary\": \"daily\" or \"monthly\", \"slot\": time, \"period\": \"2026-11\" (optional)}}: {e}"
             ))
         })
     }
 
     /// The period this request covers, at `now` when it names no slot.
     pub fn period(&self, now: Timestamp) -> Result<Period> {
-        if let Some(p) = &self.period {
-            return Period::parse(p).map_err(Error::Payload);
-        }
+        // A slot that is not a time is refused even beside a period, which it does not choose.
         let at = match &self.slot {
             Some(s) => s.parse::<Timestamp>().map_err(|e| {
                 Error::Payload(format!(
@@ -70,6 +68,9 @@ impl SummaryRequest {
             })?,
             None => now,
         };
+        if let Some(p) = &self.period {
+            return Period::parse(p).map_err(|e| Error::Payload(format!("period: {e}")));
+        }
         Ok(match self.summary {
             Kind::Daily => Period::day_before(at),
             Kind::Monthly => Period::previous(at, true),

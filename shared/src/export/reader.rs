@@ -63,18 +63,74 @@ pub async fn read_summary(s3: &S3, bucket: &str, key: &str) -> Result<Summary> {
     let bytes = s3io::get(s3, bucket, key)
         .await?
         .ok_or_else(|| broken(key, bucket, "the summary manifest is missing".into()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| broken(key, bucket, format!("not a manifest-summary.json: {e}")))
+    let summary: Summary = serde_json::from_slice(&bytes)
+        .map_err(|e| broken(key, bucket, format!("not a manifest-summary.json: {e}")))?;
+    // What the reader knows how to read; anything else would be misread line by line.
+    if summary.output_format != "DYNAMODB_JSON" {
+        return Err(broken(
+            key,
+            bucket,
+            format!(
+                "outputFormat is {:?}: Backstop reads DYNAMODB_JSON exports only",
+                crate::report::clip(&summary.output_format, 40)
+            ),
+        ));
+    }
+    if let Some(t) = summary.export_type.as_deref() {
+        if t != "FULL_EXPORT" && t != "INCREMENTAL_EXPORT" {
+            return Err(broken(
+                key,
+                bucket,
+                format!(
+                    "exportType is {:?}, neither FULL_EXPORT nor INCREMENTAL_EXPORT",
+                    crate::report::clip(t, 40)
+                ),
+            ));
+        }
+    }
+    Ok(summary)
+}
+
+/// The folder of an object key (`a/b/c.json` -> `a/b/`), where an export's manifests and data
+/// must all be.
+fn folder(key: &str) -> &str {
+    key.rfind('/').map_or("", |i| &key[..=i])
+}
+
+/// A key one manifest names must be in `dir` (the export's own folder): never empty, never
+/// another object of the bucket, which a rewritten manifest could otherwise have read.
+fn check_inside(named: &str, dir: &str, by: &str, bucket: &str, what: &str) -> Result<()> {
+    if named.is_empty() || dir.is_empty() || !named.starts_with(dir) || named.len() == dir.len() {
+        return Err(broken(
+            by,
+            bucket,
+            format!(
+                "it names {what} {:?}, which is not in the export's folder {dir}",
+                crate::report::clip(named, 200)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn read_files(s3: &S3, bucket: &str, summary: &Summary) -> Result<Vec<FileEntry>> {
     let key = &summary.manifest_files_s3_key;
+    if key.is_empty() {
+        return Err(broken(
+            "manifest-summary.json",
+            bucket,
+            "it names no file manifest (manifestFilesS3Key is empty)".into(),
+        ));
+    }
     let bytes = s3io::get(s3, bucket, key)
         .await?
         .ok_or_else(|| broken(key, bucket, "the file manifest is missing".into()))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| broken(key, bucket, "the file manifest is not UTF-8".into()))?;
     let files = manifest::parse_files(&text).map_err(|e| broken(key, bucket, e))?;
+    for f in &files {
+        check_inside(&f.data_file_s3_key, folder(key), key, bucket, "a data file")?;
+    }
     let sum: u64 = files.iter().map(|f| f.item_count).sum();
     if sum != summary.item_count {
         return Err(broken(
@@ -134,6 +190,13 @@ pub async fn read_export_into<S: Sink>(
     sink: &mut S,
 ) -> Result<ReadBack> {
     let summary = read_summary(s3, bucket, summary_key).await?;
+    check_inside(
+        &summary.manifest_files_s3_key,
+        folder(summary_key),
+        summary_key,
+        bucket,
+        "its file manifest",
+    )?;
     let files = read_files(s3, bucket, &summary).await?;
     // An incremental export holds change records, not items: each is read and counted, and
     // fingerprinted as one map (Keys and images), and handed to the sink as a change.

@@ -66,6 +66,23 @@ pub async fn verify(s3: &S3, bucket: &str, root: &str) -> Result<Verified> {
     })?;
     let manifest: BackstopManifest = serde_json::from_slice(&bytes)
         .map_err(|e| broken(&key, bucket, format!("not a backstop-manifest.json: {e}")))?;
+    // The manifest must point into its own export, not at another one of the bucket.
+    if !manifest
+        .manifest_summary_key
+        .starts_with(&format!("{root}/"))
+        || !manifest
+            .manifest_summary_key
+            .ends_with("/manifest-summary.json")
+    {
+        return Err(broken(
+            &key,
+            bucket,
+            format!(
+                "it names the summary {:?}, which is not this export's (under {root}/)",
+                crate::report::clip(&manifest.manifest_summary_key, 200)
+            ),
+        ));
+    }
     let read = reader::read_export(s3, bucket, &manifest.manifest_summary_key, |_| {}).await?;
     compare(&manifest, &read).map_err(|why| broken(&key, bucket, why))?;
     Ok(Verified {

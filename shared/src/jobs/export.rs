@@ -556,11 +556,16 @@ impl TableCtx<'_> {
                         .find(|r| &r.slot == base_slot)
                         .and_then(|r| r.export.as_ref())
                         .and_then(|m| Some((m.bucket.clone(), m.manifest_key.clone()?)));
+                    // Looked for by listing, not by reading: for a key that is gone S3 answers
+                    // 404 only to a caller allowed ListBucket on the whole bucket; the role may
+                    // list only under the export prefix, so a read would be refused (403), and
+                    // the chain's fallback to a full export would become a failure.
                     let present = match &base {
                         Some((bucket, key)) => {
-                            crate::export::s3io::get(&self.clients.s3, bucket, key)
+                            crate::export::s3io::list(&self.clients.s3, bucket, key)
                                 .await?
-                                .is_some()
+                                .iter()
+                                .any(|(k, _)| k == key)
                         }
                         None => false,
                     };

@@ -189,7 +189,7 @@ pub struct Invocation {
 
 /// Pure: the payload's request and how it was invoked, or what is wrong with it.
 pub fn parse(payload: &Value) -> Result<(Request, Invocation)> {
-    let e: Envelope = serde_json::from_value(payload.clone()).map_err(|e| {
+    let e: Envelope = crate::event::from_value(payload.clone()).map_err(|e| {
         Error::Payload(format!(
             "not a restore request ({e}); expected {{\"restore\": {{\"kind\": \"pitr\"|\"backup\"|\"export\", \"to\": \"restored-…\", …}}}}"
         ))

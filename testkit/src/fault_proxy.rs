@@ -66,6 +66,8 @@ struct State {
     faults: Vec<Fault>,
     /// (operation, body_contains) of requests held without an answer.
     stalls: Vec<(String, String)>,
+    /// (operation, body_contains, how many more): requests carried out, their answers lost.
+    losses: Vec<(String, String, usize)>,
     injected: usize,
     chaos: Option<(Chaos, StdRng)>,
     counts: ChaosCounts,
@@ -127,10 +129,22 @@ impl FaultProxy {
             .push((operation.into(), body_contains.into()));
     }
 
+    /// The next `times` requests to `operation` whose body contains `body_contains` are carried
+    /// out by moto and their answers lost (the connection dropped), as a timeout does to a real
+    /// request: the call happened, the client cannot know.
+    pub fn lose_answers(&self, operation: &str, body_contains: &str, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .losses
+            .push((operation.into(), body_contains.into(), times));
+    }
+
     pub fn clear(&self) {
         let mut st = self.state.lock().unwrap();
         st.faults.clear();
         st.stalls.clear();
+        st.losses.clear();
         st.chaos = None;
     }
 
@@ -286,6 +300,15 @@ fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verd
         .any(|(op, part)| op == operation && body.contains(part.as_str()))
     {
         return Verdict::Stall;
+    }
+    if let Some(loss) = st
+        .losses
+        .iter_mut()
+        .find(|(op, part, n)| *n > 0 && op == operation && body.contains(part.as_str()))
+    {
+        loss.2 -= 1;
+        st.counts.lost_answers += 1;
+        return Verdict::ForwardAndLose;
     }
     let fixed = st
         .faults

@@ -461,6 +461,11 @@ fn invalid_payloads_fail_naming_what_is_wrong_and_change_nothing() {
         env: h.env(&pairs),
     };
     let buckets = [bucket.as_str(), source.as_str(), store.as_str()];
+    println!(
+        "fuzz seed {} ({} cases per entry point)",
+        std::env::var("BACKSTOP_FUZZ_SEED").unwrap_or_else(|_| "1".into()),
+        cases()
+    );
     let before = rt.block_on(state(&h, &buckets, &table));
 
     let slot = "2026-11-22T02:00:00Z";

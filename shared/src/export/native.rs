@@ -363,7 +363,7 @@ pub async fn check(clients: &Clients, table: &str, meta: &ExportMeta) -> Result<
             hint: "S3 may not show it yet; the next run looks again".into(),
         });
     };
-    let files = reader::read_files(&clients.s3, &meta.bucket, &summary).await?;
+    let files = reader::read_files(&clients.s3, &meta.bucket, &key, &summary).await?;
     let mut stored = 0u64;
     let listed = super::s3io::list(&clients.s3, &meta.bucket, &format!("{}/", meta.root)).await?;
     for f in &files {

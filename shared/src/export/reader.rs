@@ -113,15 +113,22 @@ fn check_inside(named: &str, dir: &str, by: &str, bucket: &str, what: &str) -> R
     Ok(())
 }
 
-pub async fn read_files(s3: &S3, bucket: &str, summary: &Summary) -> Result<Vec<FileEntry>> {
+/// The file manifest the summary at `summary_key` names, read and checked: in the summary's own
+/// folder, every data file in its folder, the counts adding up.
+pub async fn read_files(
+    s3: &S3,
+    bucket: &str,
+    summary_key: &str,
+    summary: &Summary,
+) -> Result<Vec<FileEntry>> {
     let key = &summary.manifest_files_s3_key;
-    if key.is_empty() {
-        return Err(broken(
-            "manifest-summary.json",
-            bucket,
-            "it names no file manifest (manifestFilesS3Key is empty)".into(),
-        ));
-    }
+    check_inside(
+        key,
+        folder(summary_key),
+        summary_key,
+        bucket,
+        "its file manifest",
+    )?;
     let bytes = s3io::get(s3, bucket, key)
         .await?
         .ok_or_else(|| broken(key, bucket, "the file manifest is missing".into()))?;
@@ -190,14 +197,7 @@ pub async fn read_export_into<S: Sink>(
     sink: &mut S,
 ) -> Result<ReadBack> {
     let summary = read_summary(s3, bucket, summary_key).await?;
-    check_inside(
-        &summary.manifest_files_s3_key,
-        folder(summary_key),
-        summary_key,
-        bucket,
-        "its file manifest",
-    )?;
-    let files = read_files(s3, bucket, &summary).await?;
+    let files = read_files(s3, bucket, summary_key, &summary).await?;
     // An incremental export holds change records, not items: each is read and counted, and
     // fingerprinted as one map (Keys and images), and handed to the sink as a change.
     let changes = summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT");

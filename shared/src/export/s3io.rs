@@ -425,7 +425,24 @@ pub async fn put_small(
 }
 
 /// Reads a whole object. `Ok(None)` when there is no such key.
+/// S3 keys are at most 1,024 bytes. A longer one (only a damaged manifest names such a key) is
+/// refused here: the SDK panics building the request's URI for a very long one.
+fn check_key(bucket: &str, key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(Error::Aws {
+            operation: "GetObject",
+            resource: resource(bucket, &crate::report::clip(key, 200)),
+            code: None,
+            message: format!("{} bytes is no S3 key (1 to 1,024 bytes)", key.len()),
+            retryable: false,
+            hint: "the manifest that named it is damaged".into(),
+        });
+    }
+    Ok(())
+}
+
 pub async fn get(s3: &S3, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    check_key(bucket, key)?;
     let out = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => o,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
@@ -445,6 +462,7 @@ pub async fn get(s3: &S3, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
 /// An object opened for reading as a stream, with its ETag (without quotes); `None` when there
 /// is no such key. The body is read chunk by chunk, never whole.
 pub async fn open(s3: &S3, bucket: &str, key: &str) -> Result<Option<(ByteStream, String)>> {
+    check_key(bucket, key)?;
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => Ok(Some((
             o.body,

@@ -1034,7 +1034,7 @@ impl Work<'_> {
     async fn files_of(&self, link: &ExportSource) -> Result<Vec<FileEntry>> {
         let summary =
             reader::read_summary(&self.clients.s3, &link.bucket, &link.summary_key).await?;
-        reader::read_files(&self.clients.s3, &link.bucket, &summary).await
+        reader::read_files(&self.clients.s3, &link.bucket, &link.summary_key, &summary).await
     }
 
     fn status(&self, r: &Record, message: String) -> Status {

@@ -97,47 +97,36 @@ fn wrong_for(field: &'static str) -> BoxedStrategy<Value> {
         "dry_run" | "retry" | "settings" | "latest" => hostile()
             .prop_filter("not a boolean", |v| !v.is_boolean() && !v.is_null())
             .boxed(),
-        "buckets" => prop_oneof![
-            hostile().prop_filter("not an array", |v| !v.is_array() && !v.is_null()),
-            proptest::collection::vec(
-                hostile().prop_filter("not a string", |v| !v.is_string()),
-                1..4
-            )
-            .prop_map(Value::Array),
-            // Not a bucket name: too short or long, or a character S3 refuses.
+        // Not a bucket name: too short or long, or a character S3 refuses inside it.
+        "buckets" => not_a_name_list(
             prop_oneof![
                 Just(String::new()),
                 Just("b".repeat(64)),
                 "[a-z]{2,5}[A-Z _/#:*?\u{0}\u{e9}][a-z]{2,5}",
-            ]
-            .prop_filter("not a bucket name once trimmed", |s| {
-                let t = s.trim();
+            ],
+            |t| {
                 t.len() < 3
                     || t.len() > 63
                     || t.chars().any(|c| {
                         !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
                     })
-            })
-            .prop_map(|s| json!([s])),
-        ]
-        .boxed(),
-        "tables" => prop_oneof![
-            hostile().prop_filter("not an array", |v| !v.is_array() && !v.is_null()),
-            proptest::collection::vec(
-                hostile().prop_filter("not a string", |v| !v.is_string()),
-                1..4
-            )
-            .prop_map(Value::Array),
-            // Not a table name: empty, too long, or a character DynamoDB refuses inside it
-            // (spaces around a name are trimmed, as in the settings' lists).
+            },
+        ),
+        // Not a table name: empty, too long, or a character DynamoDB refuses inside it (spaces
+        // around a name are trimmed, as in the settings' lists).
+        "tables" => not_a_name_list(
             prop_oneof![
                 Just(String::new()),
                 Just("t".repeat(256)),
                 "[a-z]{2,5}[ /#:*?\\u{0}\\u{e9}][a-z]{2,5}",
-            ]
-            .prop_map(|s| json!([s])),
-        ]
-        .boxed(),
+            ],
+            |t| {
+                t.len() < 3
+                    || t.len() > 255
+                    || t.chars()
+                        .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            },
+        ),
         "kind" | "summary" => prop_oneof![
             hostile().prop_filter("not a string", |v| !v.is_string()),
             "[A-Z]{1,10}".prop_map(Value::String),
@@ -156,6 +145,26 @@ fn wrong_for(field: &'static str) -> BoxedStrategy<Value> {
             .prop_filter("not a string", |v| !v.is_string() && !v.is_null())
             .boxed(),
     }
+}
+
+/// A list field given something that is no list of names: not a list, a list with a value that
+/// is not a string, or one name that `bad` (once trimmed, as the settings trim) says is none.
+fn not_a_name_list(
+    names: impl Strategy<Value = String> + 'static,
+    bad: fn(&str) -> bool,
+) -> BoxedStrategy<Value> {
+    prop_oneof![
+        hostile().prop_filter("not an array", |v| !v.is_array() && !v.is_null()),
+        proptest::collection::vec(
+            hostile().prop_filter("not a string", |v| !v.is_string()),
+            1..4
+        )
+        .prop_map(Value::Array),
+        names
+            .prop_filter("no name once trimmed", move |s| bad(s.trim()))
+            .prop_map(|s| json!([s])),
+    ]
+    .boxed()
 }
 
 #[derive(Debug, Clone)]

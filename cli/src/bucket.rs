@@ -41,7 +41,7 @@ fn catalog_of(clients: &Clients, catalog: Option<String>) -> Result<Catalog, Err
             "required: the bucket lock lives in the catalog",
         )
     })?;
-    Ok(Catalog::new(clients.dynamodb.clone(), table))
+    Ok(Catalog::new((*clients.dynamodb).clone(), table))
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
@@ -450,7 +450,7 @@ pub async fn replicate(
         config = config.region(aws_config::Region::new(region.clone()));
     }
     let replica = backstop::bucket::replica::Replica {
-        s3: Clients::from_config(&config.build()).s3,
+        s3: (*Clients::from_config(&config.build()).s3).clone(),
         store: replica_store,
     };
     let report = backstop::bucket::replica::replicate_slot(

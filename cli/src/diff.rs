@@ -24,7 +24,7 @@ async fn side(clients: &Clients, catalog: Option<&str>, text: &str) -> Result<Si
             "an export side needs the catalog: give --catalog or set BACKSTOP_CATALOG_TABLE",
         )
     })?;
-    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), catalog);
     let (id, table, slot) = match which.rsplit_once('@') {
         Some((t, "latest")) => (None, Some(t), None),
         Some((t, s)) => (None, Some(t), Some(s)),

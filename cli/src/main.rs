@@ -984,11 +984,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-/// The SDK configuration: the emulator's when --endpoint is given, else the standard AWS chain.
+/// The SDK configuration: the emulator's when --endpoint is given, else the standard AWS chain
+/// over HTTPS that trusts `BACKSTOP_TLS_ROOTS`: the machine's store unless it says `amazon`
+/// (an operator's machine may sit behind a TLS-inspecting proxy the system store trusts).
 async fn aws_config_for(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    use backstop::aws::TlsRoots;
     match endpoint {
         Some(url) => emulator_config(url).await,
-        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        None => {
+            let roots = backstop::settings::Environment::from_process()
+                .tls_roots(TlsRoots::System)
+                .unwrap_or_else(|e| {
+                    eprintln!("warning: {e}; using the system's certificate store");
+                    TlsRoots::System
+                });
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(backstop::aws::https_client(roots))
+                .load()
+                .await
+        }
     }
 }
 

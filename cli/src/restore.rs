@@ -220,7 +220,7 @@ async fn export_chain(clients: &Clients, a: &ExportArgs, until: &str) -> Result<
     let Some(table) = a.table.as_deref() else {
         return Err(Error::Payload("--until needs --table".into()));
     };
-    let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
+    let catalog = Catalog::new((*clients.dynamodb).clone(), a.catalog.clone());
     let (links, restored_to) = source::chain(clients, &catalog, table, until).await?;
     restore::check_target(
         &clients.dynamodb,
@@ -253,7 +253,7 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     if let Some(until) = a.until.clone() {
         return export_chain(&clients, &a, &until).await;
     }
-    let catalog = Catalog::new(clients.dynamodb.clone(), a.catalog.clone());
+    let catalog = Catalog::new((*clients.dynamodb).clone(), a.catalog.clone());
     if a.export.is_none() && a.table.is_none() {
         return Err(Error::Payload(
             "give --export ID, or --table T with --slot S or --latest".into(),

@@ -194,7 +194,7 @@ pub async fn report(
 ) -> Result<ExitCode, Error> {
     let period = Period::parse(period).map_err(Error::Payload)?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), catalog);
     let history = period::read(&catalog, &period).await?;
     let report = period::build(&period, &history);
     let text = match format {

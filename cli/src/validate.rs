@@ -27,7 +27,7 @@ pub async fn exports(
     json: bool,
 ) -> Result<ExitCode, Error> {
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let catalog = Catalog::new(clients.dynamodb.clone(), catalog);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), catalog);
     let records = catalog.list_targets(JobKind::Export, table).await?;
     let done: Vec<_> = records
         .iter()
@@ -102,7 +102,7 @@ pub async fn drill(
         .validate()
         .ok_or_else(|| Error::Local("validate settings were not resolved".into()))?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
-    let catalog = Catalog::new(clients.dynamodb.clone(), settings.catalog_table.clone());
+    let catalog = Catalog::new((*clients.dynamodb).clone(), settings.catalog_table.clone());
     let run_id = format!("cli-{}", Timestamp::now().as_millisecond());
     let ctx = DrillCtx {
         clients: &clients,

@@ -51,6 +51,7 @@ pub async fn serve_restore() -> Result<(), lambda_runtime::Error> {
     let ctx = Context::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        ctx.check().map_err(Diagnostic::from)?;
         let settings = RestoreSettings::resolve(&ctx.env).map_err(Diagnostic::from)?;
         request::handle(
             &ctx.clients,
@@ -74,6 +75,7 @@ pub async fn serve_summary() -> Result<(), lambda_runtime::Error> {
     let ctx = Context::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        ctx.check().map_err(Diagnostic::from)?;
         crate::summary::handle(
             &ctx.clients,
             &ctx.env,

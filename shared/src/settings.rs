@@ -64,6 +64,7 @@ pub const ENV_BUCKET_RETENTION_POLICY: &str = "BACKSTOP_BUCKET_RETENTION_POLICY"
 pub const ENV_REPLICA_BUCKET: &str = "BACKSTOP_REPLICA_BUCKET";
 pub const ENV_REPLICA_REGION: &str = "BACKSTOP_REPLICA_REGION";
 pub const ENV_REPLICA_KMS_KEY: &str = "BACKSTOP_REPLICA_KMS_KEY";
+pub const ENV_TLS_ROOTS: &str = "BACKSTOP_TLS_ROOTS";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -276,6 +277,10 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     (
         ENV_REPLICA_KMS_KEY,
         "replicas; KMS key ARN or alias (in the replica's region) for SSE-KMS of the replica, default SSE-S3",
+    ),
+    (
+        ENV_TLS_ROOTS,
+        "the authorities trusted for HTTPS to AWS: amazon (Amazon Trust Services' roots, built in; the functions' default) or system (the machine's store; the CLI's default)",
     ),
 ];
 
@@ -879,6 +884,15 @@ impl Environment {
     /// The setting's value, trimmed; `None` when unset or blank.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.get(name)
+    }
+
+    /// `BACKSTOP_TLS_ROOTS`, `default` when unset.
+    pub fn tls_roots(&self, default: crate::aws::TlsRoots) -> Result<crate::aws::TlsRoots> {
+        self.get(ENV_TLS_ROOTS)
+            .map(crate::aws::TlsRoots::parse)
+            .transpose()
+            .map(|r| r.unwrap_or(default))
+            .map_err(|rule| Error::setting(ENV_TLS_ROOTS, rule))
     }
 }
 
@@ -2045,6 +2059,25 @@ mod tests {
         assert_eq!(got.len(), 100_000);
         assert_eq!(got[0], "Table000000");
         assert_eq!(got[99_999], "Table099999");
+    }
+
+    #[test]
+    fn tls_roots_default_per_caller_and_a_bad_value_names_the_setting() {
+        use crate::aws::TlsRoots;
+        let unset = Environment::from_pairs(Vec::<(&str, &str)>::new());
+        assert_eq!(unset.tls_roots(TlsRoots::Amazon).unwrap(), TlsRoots::Amazon);
+        assert_eq!(unset.tls_roots(TlsRoots::System).unwrap(), TlsRoots::System);
+        let system = Environment::from_pairs([(ENV_TLS_ROOTS, "SYSTEM")]);
+        assert_eq!(
+            system.tls_roots(TlsRoots::Amazon).unwrap(),
+            TlsRoots::System
+        );
+        let bad = Environment::from_pairs([(ENV_TLS_ROOTS, "insecure")]);
+        let err = bad.tls_roots(TlsRoots::Amazon).unwrap_err().to_string();
+        assert!(
+            err.contains(ENV_TLS_ROOTS) && err.contains("insecure"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -362,7 +362,7 @@ pub async fn for_environment(
         return Err(Error::Local("validate settings expected".into()));
     };
     let limits = v.limits();
-    let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), &settings.catalog_table);
     let mut errors = Vec::new();
     let mut unreadable_lines = Vec::new();
     let tables = match crate::selection::resolve(&clients.dynamodb, &settings).await {

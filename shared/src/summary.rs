@@ -210,7 +210,7 @@ pub async fn handle(
     let topic = env.value(ENV_TOPIC_ARN).ok_or_else(|| {
         Error::setting(ENV_TOPIC_ARN, "is required: the topic the summary goes to")
     })?;
-    let catalog = Catalog::new(clients.dynamodb.clone(), catalog_table);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), catalog_table);
     let history = period::read(&catalog, &period).await?;
     let report = period::build(&period, &history);
     let headline = report.headline();

@@ -43,6 +43,19 @@ impl Emulator {
     /// (Debian package `faketime`): write `YYYY-MM-DD hh:mm:ss` to the file to set the time that
     /// moto stamps on backups. Used to build long backup histories in tests.
     pub fn start_with_clock(clock_file: Option<&std::path::Path>) -> Result<Emulator> {
+        Self::launch(clock_file, None)
+    }
+
+    /// Like [`Emulator::start`], serving HTTPS (`https://127.0.0.1:<port>`) with the PEM
+    /// certificate and key given: for the tests of which authorities the SDK client trusts.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Emulator> {
+        Self::launch(None, Some((cert, key)))
+    }
+
+    fn launch(
+        clock_file: Option<&std::path::Path>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Emulator> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!("backstop-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).map_err(|e| {
@@ -66,6 +79,9 @@ impl Emulator {
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err);
+        if let Some((cert, key)) = tls {
+            cmd.arg("-c").arg(cert).arg("-k").arg(key);
+        }
         if let Some(file) = clock_file {
             let lib = FAKETIME_LIBS
                 .iter()
@@ -92,12 +108,13 @@ impl Emulator {
                 "cannot start python3 ({e}); install Python 3 and run: pip install -r requirements-dev.txt"
             ))
         })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut emulator = Emulator {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
             log,
         };
-        emulator.wait_ready(port, Duration::from_secs(60))?;
+        emulator.wait_ready(port, tls.is_some(), Duration::from_secs(60))?;
         Ok(emulator)
     }
 
@@ -109,7 +126,9 @@ impl Emulator {
         self.child.id()
     }
 
-    fn wait_ready(&mut self, port: u16, limit: Duration) -> Result<()> {
+    /// Waits until moto answers over HTTP, or, serving HTTPS, until it listens (a plain probe
+    /// cannot speak TLS; connections made after that queue until it serves them).
+    fn wait_ready(&mut self, port: u16, tls: bool, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -124,7 +143,12 @@ impl Emulator {
                     "moto exited at start ({status}): {tail} ({hint})"
                 )));
             }
-            if http_get(port, "/moto-api/").is_some() {
+            let ready = if tls {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                http_get(port, "/moto-api/").is_some()
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -170,7 +170,7 @@ impl Setup {
         ];
         env.extend_from_slice(extra);
         let settings = BucketSettings::resolve(&h.env(&env)).unwrap();
-        let catalog = Catalog::new(h.clients.dynamodb.clone(), h.stack.catalog_table.clone());
+        let catalog = Catalog::new((*h.clients.dynamodb).clone(), h.stack.catalog_table.clone());
         Setup {
             source,
             backups,
@@ -420,7 +420,7 @@ async fn restore_object_makes_a_previous_version_current_and_keeps_every_version
     put(h, &s.source, key, 2, 700, &mut model).await;
 
     let versions = |h: &Harness| {
-        let s3 = h.clients.s3.clone();
+        let s3 = (*h.clients.s3).clone();
         let bucket = s.source.clone();
         async move {
             s3.list_object_versions()
@@ -696,7 +696,7 @@ async fn faults_on_copies_and_listings_end_complete_or_failed_never_with_a_manif
     let store = s.store();
     let run = |slot: ScheduleSlot| {
         let s3 = faulty.s3.clone();
-        let catalog = Catalog::new(faulty.dynamodb.clone(), h.stack.catalog_table.clone());
+        let catalog = Catalog::new((*faulty.dynamodb).clone(), h.stack.catalog_table.clone());
         let store = store.clone();
         let source = s.source.clone();
         let options = s.settings.options.clone();
@@ -867,7 +867,7 @@ async fn a_replica_in_another_region_matches_the_original_manifest_and_objects()
         .into_builder()
         .region(aws_config::Region::new("us-west-2"))
         .build();
-    let west = backstop::aws::Clients::from_config(&west_config).s3;
+    let west = (*backstop::aws::Clients::from_config(&west_config).s3).clone();
     let replica = h.name("replica-west");
     west.create_bucket()
         .bucket(&replica)
@@ -939,7 +939,7 @@ async fn a_replica_in_another_region_matches_the_original_manifest_and_objects()
                 .to_string()
         };
         let original = get(
-            h.clients.s3.clone(),
+            (*h.clients.s3).clone(),
             s.backups.clone(),
             s.store().object_key(&s.source, &e.stored),
         )
@@ -1072,7 +1072,7 @@ async fn the_bucket_job_backs_up_tagged_buckets_replicates_prunes_and_reports() 
         .into_builder()
         .region(aws_config::Region::new("us-west-2"))
         .build();
-    let west = backstop::aws::Clients::from_config(&west_config).s3;
+    let west = (*backstop::aws::Clients::from_config(&west_config).s3).clone();
     let replica = h.name("job-replica");
     west.create_bucket()
         .bucket(&replica)
@@ -1280,7 +1280,7 @@ async fn the_bucket_job_backs_up_tagged_buckets_replicates_prunes_and_reports() 
         "3 old versions and the deleted object: {a:?}"
     );
     assert_eq!(r.totals.slots_pruned, 4);
-    for (s3, st) in [(&h.clients.s3, &store), (&west, &replica_store)] {
+    for (s3, st) in [(&*h.clients.s3, &store), (&west, &replica_store)] {
         for b in [&attachments, &invoices] {
             assert!(backup::read_summary(s3, st, b, &slot1)
                 .await

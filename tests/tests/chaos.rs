@@ -158,7 +158,7 @@ async fn the_daily_cycle_converges_under_chaos_and_keeps_every_invariant() {
         let env = h.env(&refs);
         let proxy = FaultProxy::start(&h.stack.endpoint).await;
         let clients = clients_through(&proxy).await;
-        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
         let restore_settings = RestoreSettings::resolve(&env).unwrap();
         proxy.chaos(Chaos {
             rate: FAULT_RATE,

@@ -306,7 +306,7 @@ async fn an_interrupted_export_resumes_to_the_same_items_and_fingerprint_without
         }
         // The catalog says where it stands: STARTED, claimable by the next invocation.
         let rec =
-            backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table)
+            backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table)
                 .get(
                     JobKind::Export,
                     &table,
@@ -764,7 +764,7 @@ async fn retention_prunes_weekly_exports_to_the_policy_with_reasons_and_dry_run_
     );
     // The catalog says DELETED for the six.
     let records =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table)
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table)
             .list_targets(JobKind::Export, Some(&table))
             .await
             .unwrap();
@@ -863,7 +863,7 @@ async fn a_fanned_out_export_shares_its_segments_between_invocations_and_stays_e
     assert!(meta.fingerprint.unwrap().same_content(&expected));
     // Segments were worked on by more than one invocation.
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let segments = backstop::export::checkpoint::load(
         &catalog,
         &table,
@@ -969,7 +969,7 @@ async fn checkpoints_written_halfway_and_a_data_file_replaced_behind_its_checkpo
         "the replaced file was found before the manifests were written"
     );
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let segments = backstop::export::checkpoint::load(&catalog, &table, &slot)
         .await
         .unwrap();
@@ -1250,7 +1250,7 @@ async fn a_complete_export_is_replicated_to_another_region_manifests_last_and_re
         .into_builder()
         .region(aws_config::Region::new("us-west-2"))
         .build();
-    let west = Clients::from_config(&west_config).s3;
+    let west = (*Clients::from_config(&west_config).s3).clone();
     let replica = h.name("export-replica");
     west.create_bucket()
         .bucket(&replica)

@@ -248,7 +248,7 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
     );
     let continuation = std::env::temp_dir().join(format!("{}continuation.json", h.prefix));
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let slot = backstop::event::ScheduleSlot::parse("2026-11-22T03:00:00Z").unwrap();
     let mut invocations = 1;
     loop {

@@ -136,7 +136,7 @@ async fn snapshot_makes_exactly_one_backup_per_slot_when_answers_are_lost() {
         );
 
         // Exactly one backup per (table, slot), and the catalog agrees with ListBackups.
-        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
         for t in &tables {
             let backups = h.backups_of(t).await;
             let mut per_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -299,7 +299,7 @@ async fn export_makes_exactly_one_exact_export_per_slot_when_answers_are_lost() 
         assert!(counts.lost_answers > 0, "{counts:?}");
 
         // One export per (table, slot), DONE, exact, and nothing else under its root.
-        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
         for t in &tables {
             let expected = backstop::export::logical::fingerprint_table(&h.clients.dynamodb, t)
                 .await
@@ -386,7 +386,7 @@ async fn bucket_backups_stay_exact_and_complete_when_answers_are_lost() {
         // key -> ETag, as the bucket is now.
         let mut model: BTreeMap<String, String> = BTreeMap::new();
         let put = |key: String, round: u32| {
-            let s3 = h.clients.s3.clone();
+            let s3 = (*h.clients.s3).clone();
             let source = source.clone();
             async move {
                 let out = s3
@@ -499,7 +499,7 @@ async fn bucket_backups_stay_exact_and_complete_when_answers_are_lost() {
                 "seed {seed}: slot {old} pruned"
             );
         }
-        let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
         let held = lock::current(&catalog, &source).await.unwrap();
         assert!(
             held.is_none_or(|l| l.until <= Timestamp::now()),

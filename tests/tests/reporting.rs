@@ -173,7 +173,7 @@ async fn a_month_of_history_gives_the_expected_counts_and_rates_and_the_html_ren
     let h = Harness::new().await;
     let (a, b, m) = seed_november(&h).await;
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let nov = Period::parse("2026-11").unwrap();
     let report = period::build(&nov, &period::read(&catalog, &nov).await.unwrap());
     println!("{}", report.text());

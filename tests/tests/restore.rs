@@ -228,7 +228,7 @@ async fn refusals_name_the_reason_and_create_nothing() {
 
     // A broken export: one item changed in its data file (gzip and manifest left as they are).
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let record = catalog
         .list_targets(JobKind::Export, Some(&table))
         .await

@@ -172,7 +172,7 @@ async fn build_history() -> Clocked {
     };
     // Each day's backup, recorded in the catalog exactly as the snapshot job records it (claim,
     // CreateBackup, complete), with moto's clock at that day's 02:00.
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     for day in days() {
         h.set_clock(&format!("{day} 02:00:00"));
         let slot = ScheduleSlot::parse(&format!("{day}T02:00:00Z")).unwrap();
@@ -415,7 +415,7 @@ async fn four_hundred_daily_backups_pruned_by_the_default_policy() {
         .iter()
         .filter(|d| d.decision.is_delete())
         .all(|d| d.result.as_deref() == Some("deleted")));
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let records = catalog
         .list_targets(snapshot::JOB, Some(TABLE))
         .await

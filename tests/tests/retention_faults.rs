@@ -45,7 +45,7 @@ fn with_rules(h: &Harness, rules: &[&Rule]) -> Clients {
         .interceptor(interceptor)
         .build();
     Clients {
-        dynamodb: aws_sdk_dynamodb::Client::from_conf(conf),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(conf).into(),
         ..h.clients.clone()
     }
 }

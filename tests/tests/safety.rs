@@ -169,7 +169,7 @@ async fn a_retry_two_minutes_after_the_holders_deadline_backs_the_slot_up() {
     for t in [&dead, &made, &live] {
         h.create_table(t, 2, &[]).await;
     }
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let slot = ScheduleSlot::parse("2026-11-21T02:00:00Z").unwrap();
     let now = Timestamp::now();
     let minutes = |m: i64| jiff::SignedDuration::from_mins(m);
@@ -280,7 +280,7 @@ async fn a_failed_write_of_done_leaves_the_target_failed_and_the_next_attempt_ad
         other => panic!("{other:?}"),
     }
     let slot = ScheduleSlot::parse("2026-11-21T02:00:00Z").unwrap();
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let rec = catalog
         .get(snapshot::JOB, &table, &slot)
         .await
@@ -343,7 +343,7 @@ async fn a_look_alike_backup_made_before_the_slot_is_not_adopted() {
         .backup_arn;
     std::fs::write(&clock, format!("@{}\n", stamp(Timestamp::now()))).unwrap();
     // An earlier attempt failed, so the next one looks for a backup to adopt.
-    let catalog = Catalog::new(clients.dynamodb.clone(), &stack.catalog_table);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), &stack.catalog_table);
     let now = Timestamp::now();
     catalog
         .claim(
@@ -496,7 +496,7 @@ async fn a_hold_is_checked_again_in_the_catalog_just_before_each_delete() {
     let h = Harness::new().await;
     let table = h.name("Checked");
     history(&h, &table, 3).await;
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let records = catalog
         .list_targets(snapshot::JOB, Some(&table))
         .await
@@ -645,7 +645,7 @@ async fn delete_backup_failing_for_some_backups_leaves_the_report_exact() {
         assert_eq!(res, "deleted");
     }
     assert_eq!(h.backups_of(&table).await.len(), 5);
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let deleted_in_catalog = catalog
         .list_targets(snapshot::JOB, Some(&table))
         .await
@@ -734,8 +734,8 @@ async fn sns_and_metrics_failing_are_reported_and_the_run_record_keeps_them() {
     // SNS and CloudWatch unreachable (nothing listens on port 1); DynamoDB works.
     let unreachable = emulator_config("http://127.0.0.1:1").await;
     let clients = Clients {
-        sns: aws_sdk_sns::Client::new(&unreachable),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&unreachable),
+        sns: aws_sdk_sns::Client::new(&unreachable).into(),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&unreachable).into(),
         ..h.clients.clone()
     };
     let env = h.env(&[(settings::ENV_TABLES, &table)]);

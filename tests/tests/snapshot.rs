@@ -85,7 +85,7 @@ async fn backups_exist_in_list_backups_and_restore_brings_back_the_same_items() 
 
     // The catalog records the backup for `backstop backups list`.
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let records = catalog
         .list_targets(snapshot::JOB, Some(&table))
         .await
@@ -577,7 +577,7 @@ async fn a_live_claim_by_another_run_is_left_alone_and_the_invocation_fails_for_
     h.create_table(&table, 2, &[]).await;
     let slot = backstop::event::ScheduleSlot::parse("2026-11-21T02:00:00Z").unwrap();
     let catalog =
-        backstop::catalog::Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+        backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let claim = catalog
         .claim(
             snapshot::JOB,

@@ -16,7 +16,7 @@ async fn freshness_reads_the_catalog_and_pitr_never_backed_up_stale_and_fresh() 
     let h = Harness::new().await;
     let table = h.name("Fresh");
     h.create_table(&table, 10, &[]).await;
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let limits = Limits {
         export: None,
         ..Limits::default()
@@ -79,7 +79,7 @@ async fn freshness_reads_the_catalog_and_pitr_never_backed_up_stale_and_fresh() 
     }
 
     // A catalog that cannot be read is an error, never "never backed up".
-    let missing = Catalog::new(h.clients.dynamodb.clone(), "no-such-catalog");
+    let missing = Catalog::new((*h.clients.dynamodb).clone(), "no-such-catalog");
     let err = freshness_evidence(&h.clients, &missing, &table)
         .await
         .unwrap_err()
@@ -171,7 +171,7 @@ async fn a_drill_of_every_type_is_proven_its_table_is_gone_and_exports_are_verif
     assert!(body.contains("drill: PROVEN (restore "), "{body}");
 
     // The verification is in the catalog; the metrics are published.
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let exports = catalog
         .list_targets(JobKind::Export, Some(&table))
         .await
@@ -283,7 +283,7 @@ async fn a_damaged_export_is_reported_with_its_object_recorded_and_pages() {
         validate_metric(&h, "ExportVerificationFailure", &table).await,
         Some(1.0)
     );
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let record = &catalog
         .list_targets(JobKind::Export, Some(&table))
         .await
@@ -513,7 +513,7 @@ async fn a_drill_table_altered_mid_drill_or_a_restore_that_fails_is_never_a_succ
     h.create_table(&table, 20, &[]).await;
     let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     exact_witness(&h, &catalog, &table).await;
     let prefix = format!("{}drill-", h.prefix);
     let ctx = DrillCtx {
@@ -644,7 +644,7 @@ async fn a_drill_killed_between_its_states_is_taken_on_by_the_next_run_and_its_t
         .unwrap();
     let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let prefix = format!("{}drill-", h.prefix);
     let mut venv = validate_env(&h, &[]);
     // A drill every second: each round below opens a new one.
@@ -754,7 +754,7 @@ async fn a_native_export_under_way_is_finalized_verified_once_and_later_damage_i
         v.export_age_s.is_some(),
         "the finalized export counts for freshness: {v:#?}"
     );
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let record = catalog
         .list_targets(JobKind::Export, Some(&table))
         .await
@@ -838,7 +838,7 @@ async fn a_drill_asks_for_an_export_of_the_backups_moment_waits_for_it_and_is_pr
         .unwrap();
     let r = run_job(&h, JobKind::Snapshot, &[], json!({"tables": [table]})).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
-    let catalog = Catalog::new(h.clients.dynamodb.clone(), &h.stack.catalog_table);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
     let location = backstop::settings::ExportLocation {
         bucket: bucket.clone(),
         prefix: "backstop".into(),

@@ -34,7 +34,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     let mut run = super::RunInProgress::start(JOB, settings, request);
     let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
     async {
-        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        let catalog = Catalog::new((*clients.dynamodb).clone(), &settings.catalog_table);
         let Some(export) = settings.export() else {
             run.errors
                 .push("export settings: the settings were resolved for another job".into());

@@ -8,7 +8,7 @@ use futures::{stream, StreamExt};
 use jiff::Timestamp;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::aws::Clients;
+use crate::aws::{Clients, TlsRoots};
 use crate::catalog::Catalog;
 use crate::event::JobRequest;
 use crate::notify;
@@ -44,12 +44,22 @@ impl Context {
         Ok((request, settings))
     }
 
-    /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once.
+    /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once. The
+    /// clients trust `BACKSTOP_TLS_ROOTS` (default Amazon's roots); a value that cannot be read
+    /// leaves Amazon's, and [`Context::check`] fails every invocation with the reason.
     pub async fn from_env() -> Context {
+        let env = crate::settings::Environment::from_process();
+        let roots = env.tls_roots(TlsRoots::Amazon).unwrap_or(TlsRoots::Amazon);
         Context {
-            clients: Clients::from_env().await,
-            env: crate::settings::Environment::from_process(),
+            clients: Clients::from_env(roots).await,
+            env,
         }
+    }
+
+    /// The settings every function reads before its own: fails on a `BACKSTOP_TLS_ROOTS` that
+    /// cannot be read.
+    pub fn check(&self) -> crate::Result<()> {
+        self.env.tls_roots(TlsRoots::Amazon).map(|_| ())
     }
 }
 
@@ -81,6 +91,7 @@ pub async fn handle(
     payload: serde_json::Value,
     deadline: Option<Timestamp>,
 ) -> crate::Result<RunReport> {
+    ctx.check()?;
     let (request, settings) = ctx.prepare(job, &payload, deadline)?;
     into_result(run(job, &ctx.clients, &settings, &request).await)
 }

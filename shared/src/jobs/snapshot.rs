@@ -29,7 +29,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
     let mut run = super::RunInProgress::start(JOB, settings, request);
     let span = info_span!("run", run_id = %run.run_id, job = %JOB, slot = %request.slot);
     async {
-        let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+        let catalog = Catalog::new((*clients.dynamodb).clone(), &settings.catalog_table);
         let run_id = run.run_id.clone();
         run.over_selected_tables(clients, settings, |table| {
             snapshot_table(clients, &catalog, settings, request, &run_id, table)

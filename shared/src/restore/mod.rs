@@ -869,7 +869,7 @@ async fn new_table_loader(
     )
     .await?;
     Ok(Loader::new(
-        clients.dynamodb.clone(),
+        (*clients.dynamodb).clone(),
         to,
         key_names(schema),
         parallel,

@@ -693,7 +693,7 @@ pub async fn handle(
             ),
         ));
     }
-    let catalog = Catalog::new(clients.dynamodb.clone(), &settings.catalog_table);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), &settings.catalog_table);
     let work = Work {
         clients,
         settings,
@@ -883,7 +883,10 @@ impl Work<'_> {
     /// Resolves the request against the catalog and the source: what exactly is restored.
     async fn plan(&self) -> Result<Plan> {
         let r = self.request;
-        let catalog = Catalog::new(self.clients.dynamodb.clone(), &self.settings.catalog_table);
+        let catalog = Catalog::new(
+            (*self.clients.dynamodb).clone(),
+            &self.settings.catalog_table,
+        );
         let mut plan = Plan {
             what: String::new(),
             source_table: r.table.clone(),
@@ -1427,7 +1430,7 @@ impl Work<'_> {
             .map_err(|e| Error::refused("restore export", e, ""))?;
         let mut loader = if loading {
             Some(Loader::new(
-                self.clients.dynamodb.clone(),
+                (*self.clients.dynamodb).clone(),
                 &self.request.to,
                 super::key_names(&plan.links[0].schema),
                 self.settings.parallel,

@@ -74,7 +74,7 @@ pub async fn backup(
         (Some(arn), _) => {
             // The catalog's record of this backup, when there is one: its count and settings.
             let record = match (catalog, table_of_backup_arn(arn)) {
-                (Some(c), Some(t)) => Catalog::new(clients.dynamodb.clone(), c)
+                (Some(c), Some(t)) => Catalog::new((*clients.dynamodb).clone(), c)
                     .list_targets(JobKind::Snapshot, Some(&t))
                     .await
                     .ok()
@@ -88,7 +88,7 @@ pub async fn backup(
         }
         (None, Some(table)) => {
             let catalog = Catalog::new(
-                clients.dynamodb.clone(),
+                (*clients.dynamodb).clone(),
                 catalog.ok_or_else(|| {
                     Error::setting(
                         crate::settings::ENV_CATALOG_TABLE,

@@ -560,14 +560,17 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
     let policy = s.settings.policy.compile().unwrap();
     let now: jiff::Timestamp = "2026-12-03T03:00:00Z".parse().unwrap();
     let store = s.store();
-    // While a backup holds the bucket's lock, nothing is pruned.
+    // While a backup holds the bucket's lock, nothing is pruned. The lock runs on the real
+    // clock, whatever `now` the plan is made for (a lock taken "at 03:00 for 5 minutes" had
+    // expired on any day after 2026-12-02, and the prune rightly went ahead).
+    let clock = jiff::Timestamp::now();
     assert!(lock::acquire(
         &s.catalog,
         &s.source,
         "a-backup",
         "backup",
-        now,
-        now + jiff::SignedDuration::from_mins(5)
+        clock,
+        clock + jiff::SignedDuration::from_mins(5)
     )
     .await
     .unwrap()
@@ -578,7 +581,7 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
         &store,
         &s.source,
         &policy,
-        jiff::Timestamp::now(),
+        now,
         false,
     )
     .await

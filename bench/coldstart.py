@@ -8,6 +8,13 @@ DescribeTable, DescribeContinuousBackups), answering with a JSON report. Each is
 times; the table shows medians, p90 and peak RSS (VmHWM of the process, read just after it
 answered).
 
+"init" is exec to the first request for an event, timed when the Runtime API accepts the
+connection that carries it (each function opens it only to send that request). Until
+2026-12-03 it was timed when the harness's handler thread had parsed the request, which adds
+the harness's own thread start and header parsing (0.4 to 0.9 ms) to both sides; that figure
+is still printed ("init parsed"). A shell that only asks for the first event gives the floor:
+the harness's fork, exec and server, inside every init figure.
+
 Usage: python3 bench/coldstart.py [--runs 20] [--rust target/release/snapshot ...]
 Build first: cargo build --release -p snapshot   (make bench does both)
 """
@@ -44,6 +51,7 @@ class RuntimeApi:
     def __init__(self, event):
         self.event = json.dumps(event).encode()
         self.done = threading.Event()
+        self.asked = threading.Event()
         self.response = None
         self.served = False
         api = self
@@ -63,6 +71,7 @@ class RuntimeApi:
                     return
                 api.served = True
                 api.first_get = time.perf_counter()
+                api.asked.set()
                 self.send_response(200)
                 self.send_header("Lambda-Runtime-Aws-Request-Id", "bench-1")
                 self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
@@ -85,8 +94,16 @@ class RuntimeApi:
                 self.end_headers()
                 api.done.set()
 
+        class Server(ThreadingHTTPServer):
+            def get_request(self):
+                conn = super().get_request()
+                if api.first_connect is None:
+                    api.first_connect = time.perf_counter()
+                return conn
+
+        self.first_connect = None
         self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -132,15 +149,31 @@ def peak_rss_mib(pid):
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
+def start(cmd, env, event, stderr=subprocess.DEVNULL):
+    """Starts `cmd` against a Runtime API of its own serving `event`; returns (api, proc, t0)."""
+    # A fresh Runtime API (and port) per start: a killed process's late request for its next
+    # event can then never take the event meant for the next process.
+    api = RuntimeApi(event)
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.port}")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    return api, proc, t0
+
+
+def stop(api, proc):
+    proc.kill()
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+    api.done.set()
+    api.server.shutdown()
+    api.server.server_close()
+
+
 def measure(cmd, env, event, runs):
-    times, rss, inits = [], [], []
+    times, rss, inits, parsed = [], [], [], []
     for _ in range(runs):
-        # A fresh Runtime API (and port) per start: a killed process's late request for its
-        # next event can then never take the event meant for the next process.
-        api = RuntimeApi(event)
-        env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.port}")
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        api, proc, t0 = start(cmd, env, event, stderr=subprocess.PIPE)
         if not api.done.wait(60):
             proc.kill()
             sys.exit(f"{cmd[0]}: no response within 60 s: {proc.stderr.read().decode()[-2000:]}")
@@ -154,22 +187,42 @@ def measure(cmd, env, event, runs):
         # Peak RSS of the program itself: VmHWM starts afresh at exec, unlike ru_maxrss, which
         # also counts the forked copy of this Python process before the exec.
         rss.append(peak_rss_mib(proc.pid))
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
-        api.server.shutdown()
-        api.server.server_close()
+        stop(api, proc)
         times.append(elapsed * 1000)
-        inits.append((api.first_get - t0) * 1000)
+        inits.append((api.first_connect - t0) * 1000)
+        parsed.append((api.first_get - t0) * 1000)
     times.sort()
     return {
         "median_ms": statistics.median(times),
         "p90_ms": times[int(0.9 * (len(times) - 1))],
         "min_ms": times[0],
         "init_ms": statistics.median(inits),
+        "parsed_ms": statistics.median(parsed),
         "rss_mib": statistics.median(rss),
         "rss_max_mib": max(rss),
     }
+
+
+# The harness's own share of every init figure: a shell that does nothing but ask for the first
+# event (bash's /dev/tcp), started and timed exactly as the functions are.
+FLOOR = [
+    "bash",
+    "-c",
+    'exec 3<>"/dev/tcp/${AWS_LAMBDA_RUNTIME_API%:*}/${AWS_LAMBDA_RUNTIME_API#*:}"; '
+    'printf "GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" >&3; exec sleep 30',
+]
+
+
+def measure_floor(env, event, runs):
+    inits = []
+    for _ in range(runs):
+        api, proc, t0 = start(FLOOR, env, event)
+        if not api.asked.wait(30):
+            proc.kill()
+            sys.exit("the floor shell never asked for an event (is bash built with /dev/tcp?)")
+        inits.append((api.first_connect - t0) * 1000)
+        stop(api, proc)
+    return statistics.median(inits)
 
 
 def main():
@@ -208,7 +261,9 @@ def main():
         results = []
         for binary in args.rust:
             if Path(binary).exists():
-                label = "Rust " + Path(binary).parent.name
+                path = Path(binary)
+                # target/<profile>/snapshot is named by its profile; any other binary by its name.
+                label = "Rust " + (path.parent.name if path.parent.parent.name == "target" else path.name)
                 results.append((label, os.path.getsize(binary), measure([binary], env, event, args.runs)))
             else:
                 print(f"(skipping {binary}: not built)", file=sys.stderr)
@@ -216,26 +271,39 @@ def main():
             sys.exit("no Rust binary built: cargo build --release -p snapshot")
         py = [sys.executable, str(ROOT / "bench/python_function.py")]
         results.append(("Python boto3", None, measure(py, env, event, args.runs)))
+        floor = measure_floor(env, event, args.runs)
     finally:
         moto.terminate()
 
-    print(f"\nCold start, {args.runs} runs each: init = exec -> first /next request; median/p90/min = exec -> response posted\n")
-    print(f"| {'function':<20} | {'binary':>9} | {'init ms':>7} | {'median ms':>9} | {'p90 ms':>7} | {'min ms':>7} | {'peak RSS MiB':>12} |")
-    print(f"|{'-' * 22}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 14}|")
+    print(
+        f"\nCold start, {args.runs} runs each: init = exec -> first /next request accepted (parsed: read by the "
+        "harness); median/p90/min = exec -> response posted\n"
+    )
+    head = ["function", "binary", "init ms", "init parsed ms", "median ms", "p90 ms", "min ms", "peak RSS MiB"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("-" * (len(h) + 2) for h in head) + "|")
     for label, size, r in results:
-        size_s = f"{size / 1e6:.1f} MB" if size else "-"
-        print(
-            f"| {label:<20} | {size_s:>9} | {r['init_ms']:>7.1f} | {r['median_ms']:>9.1f} | {r['p90_ms']:>7.1f} | {r['min_ms']:>7.1f} | {r['rss_mib']:>12.1f} |"
-        )
+        cells = [
+            label,
+            f"{size / 1e6:.1f} MB" if size else "-",
+            *(f"{r[k]:.1f}" for k in ("init_ms", "parsed_ms", "median_ms", "p90_ms", "min_ms", "rss_mib")),
+        ]
+        print("| " + " | ".join(c.rjust(len(h)) if i else c.ljust(20) for i, (c, h) in enumerate(zip(cells, head))) + " |")
     python = results[-1][2]
+    print(
+        f"\nHarness floor: {floor:.1f} ms from exec to the first request accepted, for a shell that does nothing "
+        "else (Python's fork and exec, its HTTP server): it is inside every init figure above."
+    )
     print()
     ok = True
     for label, _, r in results[:-1]:
+        i_ratio = r["init_ms"] / python["init_ms"]
         t_ratio = r["median_ms"] / python["median_ms"]
         m_ratio = r["rss_mib"] / python["rss_mib"]
-        ok &= t_ratio <= 0.1 and m_ratio <= 1 / 3
+        ok &= i_ratio <= 0.02 and t_ratio <= 0.1 and m_ratio <= 1 / 3
         print(
-            f"{label}: time {t_ratio:.3f} of Python (goal <= 0.100), peak RSS {m_ratio:.3f} of Python (goal <= 0.333)"
+            f"{label}: init {i_ratio:.3f} of Python (goal <= 0.020), time {t_ratio:.3f} (goal <= 0.100), "
+            f"peak RSS {m_ratio:.3f} (goal <= 0.333)"
         )
     print("\ngoals met" if ok else "\ngoals NOT met")
     return 0 if ok else 1

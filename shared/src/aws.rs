@@ -24,6 +24,16 @@ pub enum TlsRoots {
 pub const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
 impl TlsRoots {
+    /// The functions' default in `region`: Amazon's roots in the partitions whose endpoints
+    /// chain to them (commercial regions and GovCloud); the system's store elsewhere (China's
+    /// regions, which are operated apart, and the isolated partitions), where that is not known.
+    pub fn default_for_region(region: Option<&str>) -> TlsRoots {
+        match region.map(str::trim) {
+            Some(r) if r.starts_with("cn-") || r.contains("-iso") => TlsRoots::System,
+            _ => TlsRoots::Amazon,
+        }
+    }
+
     /// Parses the setting's value: `amazon` or `system` (any case).
     pub fn parse(value: &str) -> Result<TlsRoots, String> {
         match value.trim().to_ascii_lowercase().as_str() {
@@ -299,6 +309,35 @@ mod tests {
             Some("eu-west-1")
         );
         assert!(clients.s3.is_built() && !clients.lambda.is_built());
+    }
+
+    #[test]
+    fn amazon_roots_are_the_default_only_where_endpoints_chain_to_them() {
+        for region in [
+            None,
+            Some("us-east-1"),
+            Some("eu-west-3"),
+            Some("us-gov-west-1"),
+        ] {
+            assert_eq!(
+                TlsRoots::default_for_region(region),
+                TlsRoots::Amazon,
+                "{region:?}"
+            );
+        }
+        for region in [
+            "cn-north-1",
+            "cn-northwest-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "eu-isoe-west-1",
+        ] {
+            assert_eq!(
+                TlsRoots::default_for_region(Some(region)),
+                TlsRoots::System,
+                "{region}"
+            );
+        }
     }
 
     #[test]

@@ -45,11 +45,15 @@ impl Context {
     }
 
     /// SDK clients from the AWS environment and settings from `BACKSTOP_*`, read once. The
-    /// clients trust `BACKSTOP_TLS_ROOTS` (default Amazon's roots); a value that cannot be read
-    /// leaves Amazon's, and [`Context::check`] fails every invocation with the reason.
+    /// clients trust `BACKSTOP_TLS_ROOTS` (default: Amazon's roots, or the system's store in the
+    /// regions where that is not known to suffice, see [`TlsRoots::default_for_region`]); a
+    /// value that cannot be read leaves the default, and [`Context::check`] fails every
+    /// invocation with the reason.
     pub async fn from_env() -> Context {
         let env = crate::settings::Environment::from_process();
-        let roots = env.tls_roots(TlsRoots::Amazon).unwrap_or(TlsRoots::Amazon);
+        let region = std::env::var("AWS_REGION").ok();
+        let default = TlsRoots::default_for_region(region.as_deref());
+        let roots = env.tls_roots(default).unwrap_or(default);
         Context {
             clients: Clients::from_env(roots).await,
             env,

@@ -12,9 +12,15 @@
 
 fn main() {
     println!("cargo:rerun-if-env-changed=BACKSTOP_PIE");
-    let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    let cfg = |name: &str| std::env::var(name).unwrap_or_default();
+    // Dynamically linked glibc targets only (Lambda's): a static build (musl, crt-static) links
+    // static-PIE its own way, and other systems' linkers do not take the flag.
+    let glibc = cfg("CARGO_CFG_TARGET_OS") == "linux" && cfg("CARGO_CFG_TARGET_ENV") == "gnu";
+    let crt_static = cfg("CARGO_CFG_TARGET_FEATURE")
+        .split(',')
+        .any(|f| f == "crt-static");
     let pie = std::env::var("BACKSTOP_PIE").is_ok_and(|v| !v.is_empty() && v != "0");
-    if linux && !pie {
+    if glibc && !crt_static && !pie {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
 }

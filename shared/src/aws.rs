@@ -25,12 +25,19 @@ pub const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("../certs/amazon-trust-servic
 
 impl TlsRoots {
     /// The functions' default in `region`: Amazon's roots in the partitions whose endpoints
-    /// chain to them (commercial regions and GovCloud); the system's store elsewhere (China's
-    /// regions, which are operated apart, and the isolated partitions), where that is not known.
+    /// are known to chain to them (the commercial regions and GovCloud); the system's store
+    /// anywhere else (China's regions, which are operated apart, the isolated partitions, and any
+    /// partition newer than this list).
     pub fn default_for_region(region: Option<&str>) -> TlsRoots {
+        const KNOWN: &[&str] = &[
+            "us-", "eu-", "ap-", "sa-", "ca-", "me-", "af-", "il-", "mx-",
+        ];
         match region.map(str::trim) {
-            Some(r) if r.starts_with("cn-") || r.contains("-iso") => TlsRoots::System,
-            _ => TlsRoots::Amazon,
+            None | Some("") => TlsRoots::Amazon,
+            Some(r) if KNOWN.iter().any(|p| r.starts_with(p)) && !r.contains("-iso") => {
+                TlsRoots::Amazon
+            }
+            Some(_) => TlsRoots::System,
         }
     }
 
@@ -48,22 +55,41 @@ impl TlsRoots {
     }
 }
 
-/// The SDK's HTTPS client (rustls with aws-lc, as the SDK's default) trusting `roots`.
+/// The SDK's HTTPS client trusting `roots`, otherwise built as the SDK builds its default one
+/// (rustls with aws-lc; the client's connector settings and sleep; `HTTPS_PROXY`, `HTTP_PROXY`
+/// and `NO_PROXY` from the environment, as for behavior versions from 2025-08-07).
 pub fn https_client(roots: TlsRoots) -> SharedHttpClient {
     let store = match roots {
         TlsRoots::Amazon => TrustStore::empty().with_pem_certificate(AMAZON_ROOTS_PEM),
         TlsRoots::System => TrustStore::default(),
     };
-    // The builder cannot fail today; if it ever did, the system's store is the wider fall-back,
-    // never none.
+    // Infallible in aws-smithy-http-client 1.5 (it returns Ok); were that to change, the
+    // system's store is the fall-back, so that the functions still reach AWS.
     let context = TlsContext::builder()
         .with_trust_store(store)
         .build()
         .unwrap_or_default();
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(aws_smithy_http_client::proxy::ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// The region the standard environment names (`AWS_REGION`, else `AWS_DEFAULT_REGION`), if any.
+pub fn env_region() -> Option<String> {
+    let set = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"))
 }
 
 /// A value built on first use and shared by its clones: how [`Clients`] holds each SDK client,
@@ -184,7 +210,7 @@ impl Clients {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(roots));
         let set = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
+        if let Some(region) = env_region() {
             loader = loader.region(Region::new(region));
         }
         if set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some() {
@@ -193,6 +219,17 @@ impl Clients {
             );
         }
         Clients::from_config(&loader.load().await)
+    }
+
+    /// Builds every client now (for an init that runs ahead of requests).
+    pub fn build_all(&self) {
+        let _ = (
+            &*self.dynamodb,
+            &*self.sns,
+            &*self.cloudwatch,
+            &*self.s3,
+            &*self.lambda,
+        );
     }
 
     /// Clients for `config`, none built until first used.
@@ -309,6 +346,8 @@ mod tests {
             Some("eu-west-1")
         );
         assert!(clients.s3.is_built() && !clients.lambda.is_built());
+        copy.build_all();
+        assert_eq!(built(&clients), [true; 5]);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! - `amazon` (the functions' default: Amazon Trust Services' roots, built in) refuses it, so an
 //!   authority that is not Amazon's cannot vouch for an endpoint;
 //! - `system` with that authority in the system store (`SSL_CERT_FILE`) accepts it, and the call
-//!   reaches moto.
+//!   reaches moto;
+//! - either way the client takes `HTTPS_PROXY` and `NO_PROXY` from the environment, as the SDK's
+//!   default client does.
 //!
 //! One test in its own file (its own process): the SDK reads the system store once per process,
 //! so `SSL_CERT_FILE` is set before any client is built.
@@ -96,5 +98,17 @@ async fn amazon_roots_refuse_another_authority_and_system_roots_take_the_stores(
         tables.is_ok(),
         "the system store (SSL_CERT_FILE) holds the authority; the call should reach moto: {tables:?}"
     );
+
+    // The proxy settings hold as for the SDK's own client: through a proxy that is not there
+    // the call fails; with moto's address in NO_PROXY it goes direct again.
+    std::env::set_var("HTTPS_PROXY", "http://127.0.0.1:1");
+    let proxied = list_tables(endpoint, TlsRoots::System).await;
+    assert!(
+        proxied.is_err(),
+        "HTTPS_PROXY names a closed port; the call must go through it and fail: {proxied:?}"
+    );
+    std::env::set_var("NO_PROXY", "127.0.0.1");
+    let direct = list_tables(endpoint, TlsRoots::System).await;
+    assert!(direct.is_ok(), "NO_PROXY covers moto: {direct:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,13 +51,17 @@ impl Context {
     /// invocation with the reason.
     pub async fn from_env() -> Context {
         let env = crate::settings::Environment::from_process();
-        let region = std::env::var("AWS_REGION").ok();
-        let default = TlsRoots::default_for_region(region.as_deref());
+        let default = TlsRoots::default_for_region(crate::aws::env_region().as_deref());
         let roots = env.tls_roots(default).unwrap_or(default);
-        Context {
-            clients: Clients::from_env(roots).await,
-            env,
+        let clients = Clients::from_env(roots).await;
+        // Provisioned concurrency runs init ahead of any request: build every client there, so
+        // that no request pays for one.
+        if std::env::var("AWS_LAMBDA_INITIALIZATION_TYPE").as_deref()
+            == Ok("provisioned-concurrency")
+        {
+            clients.build_all();
         }
+        Context { clients, env }
     }
 
     /// The settings every function reads before its own: fails on a `BACKSTOP_TLS_ROOTS` that

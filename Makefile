@@ -8,6 +8,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Headless Chromium (Debian package chromium) renders the HTML report in its test.
 CHROMIUM := $(firstword $(shell command -v chromium chromium-browser 2>/dev/null))
 FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1))
+# The openssl command makes the local certificate authority of the TLS roots test.
+OPENSSL := $(firstword $(shell command -v openssl 2>/dev/null))
 
 .PHONY: deps demo test chaos infra-check deploy-check local lint bench bench-export bench-restore bench-tools zips
 
@@ -24,6 +26,10 @@ endif
 ifeq ($(CHROMIUM),)
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+endif
+ifeq ($(OPENSSL),)
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq openssl
 endif
 
 ## The demo: starts moto on loopback, creates the stack and the demo tables, runs the daily

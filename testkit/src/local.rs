@@ -91,9 +91,12 @@ impl Emulator {
                         "libfaketime is not installed: apt-get install faketime (Debian package faketime)".into(),
                     )
                 })?;
+            // libfaketime reads the file's wall-clock time in the process's time zone; the
+            // tests write UTC, so moto runs in UTC whatever the machine's zone.
             cmd.env("LD_PRELOAD", lib)
                 .env("FAKETIME_TIMESTAMP_FILE", file)
-                .env("FAKETIME_NO_CACHE", "1");
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("TZ", "UTC");
         }
         // SAFETY: prctl is async-signal-safe; it asks the kernel to stop the emulator when the
         // thread that started it exits, so no emulator outlives a killed test run.

@@ -592,6 +592,14 @@ def test_each_function_gets_only_its_own_environment():
                 assert env["BACKSTOP_TABLES"] == "SalesTable,BuyersTable"
 
 
+def test_tls_roots_reach_every_function_only_when_set():
+    for fn in FUNCTIONS:
+        assert "BACKSTOP_TLS_ROOTS" not in Stack().props(fn)["Environment"]["Variables"], fn
+    stack = Stack({"TlsRoots": "system"})
+    for fn in FUNCTIONS:
+        assert stack.props(fn)["Environment"]["Variables"]["BACKSTOP_TLS_ROOTS"] == "system", fn
+
+
 def test_only_the_function_roles_may_write_the_catalog():
     stack = Stack()
     table = stack.props("CatalogTable")

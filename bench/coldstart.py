@@ -225,6 +225,29 @@ def measure_floor(env, event, runs):
     return statistics.median(inits)
 
 
+def function_env(endpoint):
+    """The environment both functions start with: Lambda's variables, the AWS endpoint, region
+    and dummy credentials, and Backstop's catalog and table."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_LAMBDA_FUNCTION_NAME": "bench",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+        "AWS_LAMBDA_LOG_LEVEL": "ERROR",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "BACKSTOP_CATALOG_TABLE": CATALOG,
+        "BACKSTOP_TABLES": TABLE,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
@@ -240,24 +263,7 @@ def main():
     try:
         provision(url)
         event = {"tables": [TABLE], "dry_run": True, "slot": "2026-11-22T02:00:00Z"}
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "AWS_LAMBDA_FUNCTION_NAME": "bench",
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
-            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-            "AWS_LAMBDA_LOG_LEVEL": "ERROR",
-            "AWS_ENDPOINT_URL": url,
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "BACKSTOP_CATALOG_TABLE": CATALOG,
-            "BACKSTOP_TABLES": TABLE,
-        }
+        env = function_env(url)
         results = []
         for binary in args.rust:
             if Path(binary).exists():

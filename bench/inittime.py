@@ -17,25 +17,11 @@ import subprocess
 import sys
 import time
 
-N = int(os.environ.get("N", "60"))
-ENV = {
-    "PATH": "/usr/bin:/bin",
-    "HOME": "/tmp",
-    "AWS_LAMBDA_FUNCTION_NAME": "bench",
-    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
-    "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
-    "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-    "AWS_LAMBDA_LOG_LEVEL": "ERROR",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "BACKSTOP_CATALOG_TABLE": "bench-catalog",
-    "BACKSTOP_TABLES": "BenchTable",
-}
+from coldstart import function_env
 
+N = int(os.environ.get("N", "60"))
+# The cold-start benchmark's environment, with AWS pointed at a closed port.
+ENV = function_env("http://127.0.0.1:9")
 
 def one(cmd, extra):
     listener = socket.socket()

@@ -84,12 +84,12 @@ pub fn https_client(roots: TlsRoots) -> SharedHttpClient {
 
 /// The region the standard environment names (`AWS_REGION`, else `AWS_DEFAULT_REGION`), if any.
 pub fn env_region() -> Option<String> {
-    let set = |name| {
-        std::env::var(name)
-            .ok()
-            .filter(|v: &String| !v.trim().is_empty())
-    };
-    set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"))
+    env_value("AWS_REGION").or_else(|| env_value("AWS_DEFAULT_REGION"))
+}
+
+/// A variable of the process's environment, `None` when unset or blank.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// A value built on first use and shared by its clones: how [`Clients`] holds each SDK client,
@@ -209,11 +209,11 @@ impl Clients {
     pub async fn from_env(roots: TlsRoots) -> Clients {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).http_client(https_client(roots));
-        let set = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if let Some(region) = env_region() {
             loader = loader.region(Region::new(region));
         }
-        if set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some() {
+        if env_value("AWS_ACCESS_KEY_ID").is_some() && env_value("AWS_SECRET_ACCESS_KEY").is_some()
+        {
             loader = loader.credentials_provider(
                 aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
             );

@@ -162,6 +162,8 @@ pub struct Clients {
     pub s3: Lazy<aws_sdk_s3::Client>,
     /// For continuations (export, restore): a new invocation of the running function.
     pub lambda: Lazy<aws_sdk_lambda::Client>,
+    /// RDS and Aurora, for the database targets.
+    pub rds: Lazy<aws_sdk_rds::Client>,
 }
 
 impl Clients {
@@ -199,6 +201,21 @@ impl Clients {
         }
     }
 
+    /// The RDS client for `region` (this one's own when `None`): same credentials, endpoint and
+    /// settings. For snapshot copies in a replica region.
+    pub fn rds_in(&self, region: Option<&str>) -> aws_sdk_rds::Client {
+        match region {
+            Some(r) => aws_sdk_rds::Client::from_conf(
+                self.rds
+                    .config()
+                    .to_builder()
+                    .region(Region::new(r.to_owned()))
+                    .build(),
+            ),
+            None => (*self.rds).clone(),
+        }
+    }
+
     /// From the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`), over HTTPS
     /// that trusts `roots`.
     ///
@@ -229,6 +246,7 @@ impl Clients {
             &*self.cloudwatch,
             &*self.s3,
             &*self.lambda,
+            &*self.rds,
         );
     }
 
@@ -252,6 +270,7 @@ impl Clients {
                 )
             }),
             lambda: with(&config, aws_sdk_lambda::Client::new),
+            rds: with(&config, aws_sdk_rds::Client::new),
         }
     }
 }

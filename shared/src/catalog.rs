@@ -318,6 +318,56 @@ impl Catalog {
         }
     }
 
+    /// Lets go of a claim whose backup AWS is still making (a database snapshot `creating`):
+    /// status STARTED with the backup's ARN and name, lease ended, so that a later run claims
+    /// it at once and records its completion. Safe to repeat.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn hand_off_backup(
+        &self,
+        job: JobKind,
+        table: &str,
+        slot: &ScheduleSlot,
+        run_id: &str,
+        backup: &BackupInfo,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut req = self
+            .holder_update(job, table, slot, run_id)
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":started", s(STATUS_STARTED))
+            .expression_attribute_values(":arn", s(&backup.backup_arn))
+            .expression_attribute_values(":name", s(&backup.backup_name))
+            .expression_attribute_values(":now", n(now.as_second()))
+            .expression_attribute_values(":note", s(note))
+            .expression_attribute_values(":now_s", s(now.to_string()));
+        let mut set = vec![
+            "#status = :started",
+            "backup_arn = :arn",
+            "backup_name = :name",
+            "#lease = :now",
+            "#error = :note",
+            "updated_at = :now_s",
+        ];
+        if let Some(shape) = &backup.table_shape {
+            req = req.expression_attribute_values(":shape", s(shape.to_string()));
+            set.push("table_shape = :shape");
+        }
+        let result = req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => match self.get(job, table, slot).await? {
+                Some(c) if c.status == TargetStatus::Started && c.run_id == run_id => Ok(()),
+                other => Err(self.not_ours("UpdateItem (hand off)", table, slot, other)),
+            },
+            Err(e) => Err(Error::aws("UpdateItem (hand off)", self.resource(), e)),
+        }
+    }
+
     fn resource(&self) -> String {
         format!("catalog table {}", self.table)
     }

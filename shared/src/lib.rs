@@ -9,6 +9,7 @@ pub mod backups;
 pub mod bucket;
 pub mod catalog;
 pub mod chat;
+pub mod db;
 pub mod ddbjson;
 pub mod diff;
 pub mod drill;

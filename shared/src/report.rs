@@ -118,6 +118,26 @@ pub struct TargetReport {
     pub size_check: Option<crate::anomaly::SizeCheck>,
 }
 
+impl TargetReport {
+    /// A report on `table` (or any target's name) with `outcome` and nothing else yet.
+    pub fn new(table: impl Into<String>, outcome: Outcome) -> TargetReport {
+        TargetReport {
+            table: table.into(),
+            outcome,
+            pitr: None,
+            duration_ms: 0,
+            warnings: vec![],
+            decisions: vec![],
+            export: None,
+            export_retention: None,
+            validation: None,
+            bucket: None,
+            replica: None,
+            size_check: None,
+        }
+    }
+}
+
 /// What the bucket job did for one bucket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BucketTarget {

@@ -65,6 +65,15 @@ pub const ENV_REPLICA_BUCKET: &str = "BACKSTOP_REPLICA_BUCKET";
 pub const ENV_REPLICA_REGION: &str = "BACKSTOP_REPLICA_REGION";
 pub const ENV_REPLICA_KMS_KEY: &str = "BACKSTOP_REPLICA_KMS_KEY";
 pub const ENV_TLS_ROOTS: &str = "BACKSTOP_TLS_ROOTS";
+pub const ENV_RDS_INSTANCES: &str = "BACKSTOP_RDS_INSTANCES";
+pub const ENV_RDS_INSTANCE_PATTERN: &str = "BACKSTOP_RDS_INSTANCE_PATTERN";
+pub const ENV_RDS_INSTANCE_TAG: &str = "BACKSTOP_RDS_INSTANCE_TAG";
+pub const ENV_RDS_RETENTION_POLICY: &str = "BACKSTOP_RDS_RETENTION_POLICY";
+pub const ENV_RDS_MIN_BACKUP_RETENTION: &str = "BACKSTOP_RDS_MIN_BACKUP_RETENTION";
+pub const ENV_RDS_EXPECT_DELETION_PROTECTION: &str = "BACKSTOP_RDS_EXPECT_DELETION_PROTECTION";
+pub const ENV_DB_REPLICA_REGION: &str = "BACKSTOP_DB_REPLICA_REGION";
+pub const ENV_DB_REPLICA_KMS_KEY: &str = "BACKSTOP_DB_REPLICA_KMS_KEY";
+pub const ENV_DB_REPLICA_RETENTION_POLICY: &str = "BACKSTOP_DB_REPLICA_RETENTION_POLICY";
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -282,7 +291,188 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         ENV_TLS_ROOTS,
         "the authorities trusted for HTTPS to AWS: amazon (Amazon Trust Services' roots, built in; the functions' default) or system (the machine's store; the CLI's default)",
     ),
+    (
+        ENV_RDS_INSTANCES,
+        "RDS instance selection (snapshot, retention): comma-separated DB instance identifiers (lower case); with a database selection the table selection may be left unset",
+    ),
+    (
+        ENV_RDS_INSTANCE_PATTERN,
+        "RDS instance selection: a glob over DB instance identifiers, such as app-*",
+    ),
+    (
+        ENV_RDS_INSTANCE_TAG,
+        "RDS instance selection: key=value (or key) of a DB instance tag",
+    ),
+    (
+        ENV_RDS_RETENTION_POLICY,
+        "retention; the policy for RDS instances' manual Backstop snapshots (by SnapshotCreateTime; automated snapshots are never touched), default the tables' policy",
+    ),
+    (
+        ENV_RDS_MIN_BACKUP_RETENTION,
+        "snapshot; the guard warns when an instance keeps automated backups fewer days than this, 0 to 35, default 7 (0: only when they are off)",
+    ),
+    (
+        ENV_RDS_EXPECT_DELETION_PROTECTION,
+        "snapshot; true (default) to warn when an instance's deletion protection is off",
+    ),
+    (
+        ENV_DB_REPLICA_REGION,
+        "snapshot, retention; optional region every completed database snapshot is copied to",
+    ),
+    (
+        ENV_DB_REPLICA_KMS_KEY,
+        "snapshot; KMS key (id or ARN in the replica region) that encrypts the copies; required for encrypted snapshots",
+    ),
+    (
+        ENV_DB_REPLICA_RETENTION_POLICY,
+        "retention; the policy for the copies in the replica region, default the kind's policy",
+    ),
 ];
+
+/// The databases a run works on besides tables (see [`crate::db`]), and how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DatabaseSettings {
+    /// RDS instances (identifiers), when selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds: Option<TableSelection>,
+    pub guard: crate::db::GuardPolicy,
+    /// Retention only: the policy for RDS instances' snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds_policy: Option<RetentionPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<DbReplica>,
+}
+
+impl DatabaseSettings {
+    /// Whether any database is selected.
+    pub fn any(&self) -> bool {
+        self.rds.is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.any()
+    }
+}
+
+/// Where completed database snapshots are copied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DbReplica {
+    pub region: String,
+    pub kms_key: Option<String>,
+    /// Retention only: the copies' policy (default: the kind's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RetentionPolicy>,
+}
+
+/// The database settings from the environment. A payload that selects tables selects only
+/// them: no database is part of that run.
+fn resolve_databases(
+    env: &Environment,
+    job: JobKind,
+    o: &Overrides,
+    table_policy: Option<&RetentionPolicy>,
+) -> Result<DatabaseSettings> {
+    let mut out = DatabaseSettings::default();
+    if matches!(job, JobKind::Export | JobKind::Bucket | JobKind::Validate) || payload_selects(o) {
+        return Ok(out);
+    }
+    let given: Vec<(&str, &str)> = [
+        ENV_RDS_INSTANCES,
+        ENV_RDS_INSTANCE_PATTERN,
+        ENV_RDS_INSTANCE_TAG,
+    ]
+    .into_iter()
+    .filter_map(|n| env.get(n).map(|v| (n, v)))
+    .collect();
+    out.rds = match given.as_slice() {
+        [] => None,
+        [(ENV_RDS_INSTANCES, v)] => {
+            let mut ids: Vec<String> = Vec::new();
+            for id in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                crate::db::check_identifier(id, 63)
+                    .map_err(|rule| Error::setting(ENV_RDS_INSTANCES, rule))?;
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            if ids.is_empty() {
+                return Err(Error::setting(
+                    ENV_RDS_INSTANCES,
+                    "the instance list is empty",
+                ));
+            }
+            Some(TableSelection::Names(ids))
+        }
+        [(ENV_RDS_INSTANCE_PATTERN, v)] => Some(
+            TableSelection::pattern(v).map_err(|r| Error::setting(ENV_RDS_INSTANCE_PATTERN, r))?,
+        ),
+        [(name, v)] => Some(TableSelection::tag(v).map_err(|r| Error::setting(*name, r))?),
+        several => {
+            return Err(Error::setting(
+                several
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                "set only one RDS instance selection (list, pattern or tag), not several",
+            ))
+        }
+    };
+    out.guard = crate::db::GuardPolicy {
+        min_backup_retention_days: match env.get(ENV_RDS_MIN_BACKUP_RETENTION) {
+            Some(v) => number(ENV_RDS_MIN_BACKUP_RETENTION, v, 0..=35)?,
+            None => 7,
+        },
+        want_deletion_protection: match env.get(ENV_RDS_EXPECT_DELETION_PROTECTION) {
+            Some(v) => parse_bool(ENV_RDS_EXPECT_DELETION_PROTECTION, v)?,
+            None => true,
+        },
+    };
+    if job == JobKind::Retention && out.rds.is_some() {
+        out.rds_policy = Some(match env.get(ENV_RDS_RETENTION_POLICY) {
+            Some(v) => check_policy(ENV_RDS_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+            None => table_policy
+                .cloned()
+                .unwrap_or_else(RetentionPolicy::runbook_default),
+        });
+    }
+    if let Some(region) = env.get(ENV_DB_REPLICA_REGION) {
+        let region = region.trim();
+        let ok = region.len() <= 32
+            && region.split('-').count() >= 3
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(Error::setting(
+                ENV_DB_REPLICA_REGION,
+                format!(
+                    "{:?} is not a region name such as eu-west-1",
+                    truncate_for_message(region)
+                ),
+            ));
+        }
+        if env.get("AWS_REGION").or(env.get("AWS_DEFAULT_REGION")) == Some(region) {
+            return Err(Error::setting(
+                ENV_DB_REPLICA_REGION,
+                format!("{region} is the region the databases are in: a replica must be in another region"),
+            ));
+        }
+        out.replica = Some(DbReplica {
+            region: region.to_owned(),
+            kms_key: env.get(ENV_DB_REPLICA_KMS_KEY).map(str::to_owned),
+            policy: match (job, env.get(ENV_DB_REPLICA_RETENTION_POLICY)) {
+                (JobKind::Retention, Some(v)) => Some(check_policy(
+                    ENV_DB_REPLICA_RETENTION_POLICY,
+                    RetentionPolicy::parse(v),
+                )?),
+                (JobKind::Retention, None) => out.rds_policy.clone(),
+                _ => None,
+            },
+        });
+    }
+    Ok(out)
+}
 
 /// Where copies of complete backups go.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -531,6 +721,9 @@ pub struct Settings {
     /// percent is an anomaly (see [`crate::anomaly`]).
     pub anomaly_threshold_pct: f64,
     pub drill_table_prefix: String,
+    /// Databases (RDS instances) the snapshot and retention jobs work on besides tables.
+    #[serde(default, skip_serializing_if = "DatabaseSettings::is_empty")]
+    pub databases: DatabaseSettings,
     /// The settings only this job reads.
     pub job: JobSettings,
 }
@@ -977,12 +1170,15 @@ impl Settings {
                 ),
             ));
         }
+        // An unset table selection is an error only when no database is selected either
+        // (decided once the databases are resolved, below).
         let (selection, within) = if job == JobKind::Bucket {
-            (resolve_bucket_selection(env, overrides)?, None)
+            (Ok(resolve_bucket_selection(env, overrides)?), None)
         } else if guarded && payload_selects(overrides) {
-            narrowed_selection(env, overrides)?
+            let (s, w) = narrowed_selection(env, overrides)?;
+            (Ok(s), w)
         } else {
-            (resolve_selection(env, overrides)?, None)
+            (resolve_selection(env, overrides), None)
         };
 
         let concurrency = match (overrides.concurrency, env.get(ENV_CONCURRENCY)) {
@@ -1103,7 +1299,8 @@ impl Settings {
                 if let Some(n) = overrides.continuation {
                     b.continuation = number("continuation", &n.to_string(), 1..=MAX_CONTINUATIONS)?;
                 }
-                for name in selection.names() {
+                let names = selection.as_ref().map(|s| s.names()).unwrap_or(&[]);
+                for name in names {
                     if *name == b.backup_bucket
                         || b.replica.as_ref().is_some_and(|r| r.bucket == *name)
                     {
@@ -1117,6 +1314,19 @@ impl Settings {
             }
         };
 
+        let table_policy = match &job_settings {
+            JobSettings::Retention { policy, .. } => Some(policy.as_ref()),
+            _ => None,
+        };
+        let databases = resolve_databases(env, job, overrides, table_policy)?;
+        let selection = match selection {
+            Ok(s) => s,
+            // Databases alone: no table is selected.
+            Err(_) if databases.any() && !table_selection_given(env) => {
+                TableSelection::Names(vec![])
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Settings {
             catalog_table,
             topic_arn,
@@ -1126,6 +1336,7 @@ impl Settings {
             concurrency,
             anomaly_threshold_pct,
             drill_table_prefix,
+            databases,
             job: job_settings,
         })
     }
@@ -1272,6 +1483,13 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
             None => None,
         },
     })
+}
+
+/// Whether the environment names a table selection at all.
+fn table_selection_given(env: &Environment) -> bool {
+    [ENV_TABLES, ENV_TABLE_PATTERN, ENV_TABLE_TAG]
+        .iter()
+        .any(|n| env.get(n).is_some())
 }
 
 fn payload_selects(o: &Overrides) -> bool {

@@ -17,6 +17,7 @@ use crate::selection::{self, Excluded};
 use crate::settings::{JobKind, Settings};
 
 pub mod bucket;
+pub mod database;
 pub mod export;
 pub mod retention;
 pub mod snapshot;
@@ -148,6 +149,24 @@ pub(crate) fn unreadable_target(u: selection::Unreadable) -> TargetReport {
     }
 }
 
+/// The run's selection in words: its tables (or buckets), and its databases when any.
+fn describe_selection(job: JobKind, settings: &Settings) -> String {
+    let noun = match job {
+        JobKind::Bucket => "buckets",
+        JobKind::Snapshot | JobKind::Export | JobKind::Retention | JobKind::Validate => "tables",
+    };
+    let tables = settings.selection.describe_as(noun);
+    let Some(rds) = &settings.databases.rds else {
+        return tables;
+    };
+    let rds = rds.describe_as(crate::db::DbKind::RdsInstance.plural());
+    if matches!(&settings.selection, crate::selection::TableSelection::Names(n) if n.is_empty()) {
+        rds
+    } else {
+        format!("{tables}; {rds}")
+    }
+}
+
 /// A run between its start and its report.
 pub(crate) struct RunInProgress {
     pub run_id: String,
@@ -167,12 +186,7 @@ impl RunInProgress {
             run_id: uuid::Uuid::new_v4().to_string(),
             job,
             request: request.clone(),
-            selection: settings.selection.describe_as(match job {
-                JobKind::Bucket => "buckets",
-                JobKind::Snapshot | JobKind::Export | JobKind::Retention | JobKind::Validate => {
-                    "tables"
-                }
-            }),
+            selection: describe_selection(job, settings),
             started_at: Timestamp::now(),
             started: Instant::now(),
             targets: Vec::new(),
@@ -218,6 +232,48 @@ impl RunInProgress {
             Err(e) => {
                 warn!(error = %e, "selection failed");
                 self.errors.push(format!("selecting tables: {e}"));
+            }
+        }
+    }
+
+    /// Selects the database targets (RDS instances) and runs `per_target` on each, like
+    /// [`RunInProgress::over_selected_tables`]; their reports follow the tables'. Nothing when
+    /// no database is selected.
+    pub async fn over_selected_databases<F, Fut>(
+        &mut self,
+        clients: &Clients,
+        settings: &Settings,
+        per_target: F,
+    ) where
+        F: FnMut(crate::db::DbTarget) -> Fut,
+        Fut: std::future::Future<Output = TargetReport>,
+    {
+        let mut per_target = per_target;
+        let Some(selection) = &settings.databases.rds else {
+            return;
+        };
+        match crate::db::rds::resolve(&clients.rds, selection, &settings.drill_table_prefix).await {
+            Ok((ids, excluded)) => {
+                info!(
+                    instances = ids.len(),
+                    excluded = excluded.len(),
+                    "selected RDS instances"
+                );
+                self.excluded.extend(excluded);
+                let reports: Vec<TargetReport> = stream::iter(ids)
+                    .map(|id| {
+                        let target = crate::db::DbTarget::rds(id);
+                        let span = info_span!("target", database = %target.name());
+                        per_target(target).instrument(span)
+                    })
+                    .buffered(settings.concurrency)
+                    .collect()
+                    .await;
+                self.targets.extend(reports);
+            }
+            Err(e) => {
+                warn!(error = %e, "database selection failed");
+                self.errors.push(format!("selecting RDS instances: {e}"));
             }
         }
     }

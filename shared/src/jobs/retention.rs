@@ -71,6 +71,30 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             report
         })
         .await;
+        if settings.databases.any() {
+            let compile = |what: &str, p: Option<&crate::retention::RetentionPolicy>| match p {
+                Some(p) => p.compile().map_err(|e| format!("{what}: {e}")),
+                None => Err(format!("{what}: none resolved")),
+            };
+            let db = &settings.databases;
+            let rds_policy = compile("RDS retention policy", db.rds_policy.as_ref());
+            let replica = db.replica.as_ref().map(|r| {
+                compile("database replica retention policy", r.policy.as_ref()).map(|p| (r, p))
+            });
+            match (rds_policy, replica.transpose()) {
+                (Ok(rds_policy), Ok(replica)) => {
+                    let (rds_policy, replica) =
+                        (&rds_policy, replica.as_ref().map(|(r, p)| (*r, p)));
+                    run.over_selected_databases(clients, settings, |target| {
+                        super::database::retain_target(
+                            clients, catalog, rds_policy, replica, request, limiter, target,
+                        )
+                    })
+                    .await;
+                }
+                (Err(e), _) | (_, Err(e)) => run.errors.push(e),
+            }
+        }
         run.finish(clients, settings, catalog).await
     }
     .instrument(span)
@@ -94,6 +118,34 @@ pub async fn list_backups(
     catalog: &Catalog,
     table: &str,
 ) -> Result<Vec<ListedBackup>> {
+    let records = records_by_arn(catalog, table).await?;
+    Ok(backups::list(ddb, table, None)
+        .await?
+        .into_iter()
+        .map(|b| {
+            let record = records.get(&b.arn).cloned();
+            ListedBackup {
+                point: RecoveryPoint {
+                    id: b.arn,
+                    source: table.to_owned(),
+                    created_at: b.created_at,
+                    complete: b.available,
+                    legal_hold: record.as_ref().is_some_and(|r| r.legal_hold),
+                    managed: record.is_some(),
+                },
+                name: b.name,
+                record,
+            }
+        })
+        .collect())
+}
+
+/// The snapshot job's catalog records of a target (a table, a database), by the ARN of the
+/// backup each names. A hold that cannot be read fails it all: it might be a hold.
+pub(crate) async fn records_by_arn(
+    catalog: &Catalog,
+    table: &str,
+) -> Result<HashMap<String, TargetRecord>> {
     let records = catalog
         .list_targets(super::snapshot::JOB, Some(table))
         .await?;
@@ -128,26 +180,7 @@ pub async fn list_backups(
             .and_modify(|kept| kept.legal_hold |= r.legal_hold)
             .or_insert(r);
     }
-    let records = by_arn;
-    Ok(backups::list(ddb, table, None)
-        .await?
-        .into_iter()
-        .map(|b| {
-            let record = records.get(&b.arn).cloned();
-            ListedBackup {
-                point: RecoveryPoint {
-                    id: b.arn,
-                    source: table.to_owned(),
-                    created_at: b.created_at,
-                    complete: b.available,
-                    legal_hold: record.as_ref().is_some_and(|r| r.legal_hold),
-                    managed: record.is_some(),
-                },
-                name: b.name,
-                record,
-            }
-        })
-        .collect())
+    Ok(by_arn)
 }
 
 /// Lists and plans one table, deleting nothing.
@@ -218,12 +251,46 @@ async fn retain_table(
             return report;
         }
     };
+    apply_plan(
+        catalog,
+        policy,
+        request,
+        &plan,
+        &listed,
+        super::snapshot::is_backstop_backup_name,
+        |id| async move { backups::delete(ddb, limiter, &id).await },
+        &mut report,
+    )
+    .await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Carries out a plan over listed recovery points (a table's backups, a database's snapshots):
+/// deletes what it says, each just after checking its legal hold again, marks the catalog, and
+/// writes every decision and the outcome into `report`. With `include_unmanaged` on, a point
+/// named as Backstop's (`looks_ours`) that the catalog does not know stops it all: the catalog
+/// may have been replaced or emptied.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_plan<D, Fut>(
+    catalog: &Catalog,
+    policy: &CompiledPolicy,
+    request: &JobRequest,
+    plan: &RetentionPlan,
+    listed: &[ListedBackup],
+    looks_ours: fn(&str) -> bool,
+    delete: D,
+    report: &mut TargetReport,
+) where
+    D: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<backups::Deleted>>,
+{
     // With include_unmanaged on, a backup named as Backstop's that the catalog does not know
     // would be deleted as a stranger's: the catalog may have been replaced or emptied. Stop.
     if policy.includes_unmanaged() && !request.dry_run {
         if let Some(l) = listed
             .iter()
-            .find(|l| l.record.is_none() && super::snapshot::is_backstop_backup_name(&l.name))
+            .find(|l| l.record.is_none() && looks_ours(&l.name))
         {
             report.outcome = Outcome::Failed {
                 operation: "read catalog".into(),
@@ -234,8 +301,7 @@ async fn retain_table(
                 ),
                 retryable: false,
             };
-            report.duration_ms = started.elapsed().as_millis() as u64;
-            return report;
+            return;
         }
     }
     let by_arn: HashMap<&str, &ListedBackup> =
@@ -262,7 +328,7 @@ async fn retain_table(
             } else if matches!(held_now, Ok(true)) {
                 Some("not deleted: a legal hold was set on it during the run".to_owned())
             } else {
-                match backups::delete(ddb, limiter, &planned.point.id).await {
+                match delete(planned.point.id.clone()).await {
                     Ok(how) => {
                         deleted += 1;
                         if let Some(record) = listed.and_then(|l| l.record.as_ref()) {
@@ -322,8 +388,6 @@ async fn retain_table(
             first.join("; ")
         }),
     };
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    report
 }
 
 fn decision_words(d: &Decision) -> String {

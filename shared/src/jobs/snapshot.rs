@@ -35,6 +35,10 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             snapshot_table(clients, &catalog, settings, request, &run_id, table)
         })
         .await;
+        run.over_selected_databases(clients, settings, |target| {
+            super::database::snapshot_target(clients, &catalog, settings, request, &run_id, target)
+        })
+        .await;
         run.finish(clients, settings, &catalog).await
     }
     .instrument(span)

@@ -1,0 +1,587 @@
+//! RDS instances as targets of the snapshot and retention jobs, against moto in server mode:
+//! one snapshot per slot, redelivery and lost answers, the guard, a failure that fails alone,
+//! and (on moto under libfaketime, so that each snapshot carries its day's SnapshotCreateTime)
+//! retention over a history with copies in a replica region pruned by their own policy.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use aws_sdk_rds::types::Tag;
+use backstop::aws::{emulator_config, Clients};
+use backstop::catalog::{Catalog, TargetStatus};
+use backstop::event::{JobRequest, ScheduleSlot};
+use backstop::jobs::{retention, snapshot};
+use backstop::report::{Outcome, RunReport, RunStatus};
+use backstop::retention::Decision;
+use backstop::settings::{self, Environment, JobKind, Settings};
+use backstop_testkit::fault_proxy::{Fault, FaultProxy};
+use backstop_testkit::local::{self, Emulator};
+use backstop_tests::Harness;
+use serde_json::{json, Value};
+
+/// A PostgreSQL instance as the runbooks have it, with its backup retention and deletion
+/// protection.
+async fn create_instance(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    tags: &[(&str, &str)],
+    retention_days: i32,
+    deletion_protection: bool,
+) {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .engine("postgres")
+        .engine_version("16.3")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("backstop")
+        .master_user_password("not-a-real-secret-1")
+        .backup_retention_period(retention_days)
+        .deletion_protection(deletion_protection)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create DB instance {id}: {e:?}"));
+}
+
+/// Every snapshot of an instance in the client's region: (identifier, type).
+async fn snapshots_of(rds: &aws_sdk_rds::Client, id: &str) -> Vec<(String, String)> {
+    let out = rds
+        .describe_db_snapshots()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String)> = out
+        .db_snapshots()
+        .iter()
+        .map(|s| {
+            (
+                s.db_snapshot_identifier().unwrap_or_default().to_owned(),
+                s.snapshot_type().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn manual(v: &[(String, String)]) -> Vec<String> {
+    v.iter()
+        .filter(|(_, t)| t == "manual")
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+async fn run_with(clients: &Clients, env: &Environment, job: JobKind, payload: Value) -> RunReport {
+    let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
+    let settings = Settings::resolve(job, env, &request).unwrap();
+    match job {
+        JobKind::Snapshot => snapshot::run(clients, &settings, &request).await,
+        _ => retention::run(clients, &settings, &request).await,
+    }
+}
+
+fn target<'a>(r: &'a RunReport, name: &str) -> &'a backstop::report::TargetReport {
+    r.targets
+        .iter()
+        .find(|t| t.table == name)
+        .unwrap_or_else(|| panic!("{name} not in report: {r:#?}"))
+}
+
+#[tokio::test]
+async fn an_instance_gets_one_snapshot_per_slot_and_a_redelivery_makes_none() {
+    let h = Harness::new().await;
+    let id = h.name("orders");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[(settings::ENV_RDS_INSTANCES, &id)]);
+    let payload = json!({"slot": "2026-11-20T02:00:00Z"});
+
+    let first = run_with(&h.clients, &env, JobKind::Snapshot, payload.clone()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
+    assert_eq!(first.selection, format!("RDS instances {id}"));
+    let name = format!("{id}-backstop-20261120t020000z");
+    let t = target(&first, &format!("rds:{id}"));
+    let Outcome::Created { backup } = &t.outcome else {
+        panic!("not created: {t:#?}")
+    };
+    assert_eq!(backup.backup_name, name);
+    assert_eq!(backup.backup_status, "AVAILABLE");
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+
+    // The redelivered event finds the slot done.
+    let again = run_with(&h.clients, &env, JobKind::Snapshot, payload).await;
+    assert!(
+        matches!(
+            target(&again, &format!("rds:{id}")).outcome,
+            Outcome::AlreadyDone { .. }
+        ),
+        "{again:#?}"
+    );
+    let all = snapshots_of(&h.clients.rds, &id).await;
+    assert_eq!(manual(&all), vec![name.clone()], "{all:?}");
+
+    // Tagged as Backstop's, recorded DONE with the instance's facts for restores.
+    let snap = h
+        .clients
+        .rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(&name)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = snap.db_snapshots()[0]
+        .tag_list()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert!(
+        tags.contains(&("backstop:managed".into(), "true".into())),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&("backstop:slot".into(), "2026-11-20T02:00:00Z".into())));
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let rec = catalog
+        .get(
+            JobKind::Snapshot,
+            &format!("rds:{id}"),
+            &ScheduleSlot::parse("2026-11-20T02:00:00Z").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, TargetStatus::Done);
+    let facts: backstop::db::DbFacts = serde_json::from_value(rec.table_shape.unwrap()).unwrap();
+    assert_eq!(facts.engine.as_deref(), Some("postgres"));
+    assert_eq!(facts.backup_retention_days, Some(7));
+    assert_eq!(facts.instance_class.as_deref(), Some("db.t3.micro"));
+}
+
+#[tokio::test]
+async fn the_guard_reports_weak_backup_settings_and_their_drift() {
+    let h = Harness::new().await;
+    let id = h.name("weak");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[(settings::ENV_RDS_INSTANCES, &id)]);
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T02:00:00Z"}),
+    )
+    .await;
+    assert!(target(&r, &format!("rds:{id}")).warnings.is_empty());
+
+    // Someone shortens automated backups to a day and turns deletion protection off.
+    h.clients
+        .rds
+        .modify_db_instance()
+        .db_instance_identifier(&id)
+        .backup_retention_period(1)
+        .deletion_protection(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-21T02:00:00Z"}),
+    )
+    .await;
+    let t = target(&r, &format!("rds:{id}"));
+    assert!(matches!(t.outcome, Outcome::Created { .. }), "{t:#?}");
+    let w = t.warnings.join("\n");
+    assert!(
+        w.contains("automated backups are kept 1 days, fewer than the 7 expected"),
+        "{w}"
+    );
+    assert!(w.contains("deletion protection is off"), "{w}");
+    assert!(w.contains("automated backup retention changed since the snapshot of 2026-11-20T02:00:00Z: 7 days -> 1 days"), "{w}");
+    assert!(
+        w.contains(
+            "deletion protection changed since the snapshot of 2026-11-20T02:00:00Z: on -> off"
+        ),
+        "{w}"
+    );
+    // Warnings, not failures: the snapshot was made and the run succeeded.
+    assert_eq!(r.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_missing_instance_fails_alone_and_tables_run_beside_databases() {
+    let h = Harness::new().await;
+    let (good, gone) = (h.name("good"), h.name("gone"));
+    create_instance(&h.clients.rds, &good, &[], 7, true).await;
+    let table = h.name("Orders");
+    h.create_table(&table, 3, &[]).await;
+    let list = format!("{good},{gone}");
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCES, &list),
+        (settings::ENV_TABLES, &table),
+    ]);
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T02:00:00Z"}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::PartiallyFailed, "{r:#?}");
+    assert!(matches!(
+        target(&r, &table).outcome,
+        Outcome::Created { .. }
+    ));
+    assert!(matches!(
+        target(&r, &format!("rds:{good}")).outcome,
+        Outcome::Created { .. }
+    ));
+    let Outcome::Failed {
+        operation,
+        error,
+        retryable,
+    } = &target(&r, &format!("rds:{gone}")).outcome
+    else {
+        panic!("{r:#?}")
+    };
+    assert_eq!(operation, "DescribeDBInstances");
+    assert!(
+        error.contains(&format!("DB instance {gone}")) && error.contains("no such instance"),
+        "{error}"
+    );
+    assert!(!retryable);
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &good).await).len(), 1);
+}
+
+#[tokio::test]
+async fn selection_by_tag_and_pattern_leaves_out_drill_instances() {
+    let h = Harness::new().await;
+    let (a, b) = (h.name("app-a"), h.name("app-b"));
+    create_instance(&h.clients.rds, &a, &[("backup", "daily")], 7, true).await;
+    create_instance(&h.clients.rds, &b, &[], 7, true).await;
+    let drill = format!("backstop-drill-{}", h.prefix.trim_end_matches('-'));
+    create_instance(&h.clients.rds, &drill, &[("backup", "daily")], 7, true).await;
+
+    let tag = run_with(
+        &h.clients,
+        &h.env(&[(settings::ENV_RDS_INSTANCE_TAG, "backup=daily")]),
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T02:00:00Z", "dry_run": true}),
+    )
+    .await;
+    let names: BTreeSet<&str> = tag.targets.iter().map(|t| t.table.as_str()).collect();
+    assert!(names.contains(format!("rds:{a}").as_str()), "{names:?}");
+    assert!(!names.contains(format!("rds:{b}").as_str()));
+    assert!(
+        tag.excluded
+            .iter()
+            .any(|e| e.table == format!("rds:{drill}")),
+        "{:?}",
+        tag.excluded
+    );
+    assert!(matches!(
+        target(&tag, &format!("rds:{a}")).outcome,
+        Outcome::Planned { .. }
+    ));
+
+    let pattern = format!("{}app-*", h.prefix);
+    let p = run_with(
+        &h.clients,
+        &h.env(&[(settings::ENV_RDS_INSTANCE_PATTERN, &pattern)]),
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T02:00:00Z", "dry_run": true}),
+    )
+    .await;
+    let names: BTreeSet<String> = p.targets.iter().map(|t| t.table.clone()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([format!("rds:{a}"), format!("rds:{b}")])
+    );
+    // A dry run makes nothing.
+    assert!(manual(&snapshots_of(&h.clients.rds, &a).await).is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_adopts_the_snapshot_and_a_refused_one_is_made_on_the_retry() {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let (lost, failing) = (h.name("lost"), h.name("failing"));
+    create_instance(&h.clients.rds, &lost, &[], 7, true).await;
+    create_instance(&h.clients.rds, &failing, &[], 7, true).await;
+    // RDS makes the snapshot, and the answer never arrives (every SDK attempt's).
+    proxy.lose_answers("CreateDBSnapshot", &lost, 3);
+    // RDS refuses with a 500 every time and makes nothing.
+    proxy.inject(Fault::new(
+        "CreateDBSnapshot",
+        &failing,
+        500,
+        "InternalFailure",
+    ));
+    let list = format!("{lost},{failing}");
+    let env = h.env(&[(settings::ENV_RDS_INSTANCES, &list)]);
+    let payload = json!({"slot": "2026-11-20T02:00:00Z"});
+    let r = run_with(&clients, &env, JobKind::Snapshot, payload.clone()).await;
+    assert_eq!(r.status, RunStatus::PartiallyFailed, "{r:#?}");
+    let t = target(&r, &format!("rds:{lost}"));
+    assert!(matches!(t.outcome, Outcome::Created { .. }), "{t:#?}");
+    assert!(
+        t.warnings.iter().any(|w| w.contains("adopted")),
+        "{:?}",
+        t.warnings
+    );
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &lost).await).len(), 1);
+    let Outcome::Failed {
+        operation,
+        retryable,
+        ..
+    } = &target(&r, &format!("rds:{failing}")).outcome
+    else {
+        panic!("{r:#?}")
+    };
+    assert_eq!((operation.as_str(), *retryable), ("CreateDBSnapshot", true));
+    assert!(manual(&snapshots_of(&h.clients.rds, &failing).await).is_empty());
+
+    // The retry of the slot (Lambda's, or the next delivery) makes it, once; the adopted one is
+    // already done.
+    proxy.clear();
+    let r = run_with(&clients, &env, JobKind::Snapshot, payload).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert!(matches!(
+        target(&r, &format!("rds:{failing}")).outcome,
+        Outcome::Created { .. }
+    ));
+    assert!(matches!(
+        target(&r, &format!("rds:{lost}")).outcome,
+        Outcome::AlreadyDone { .. }
+    ));
+    assert_eq!(
+        manual(&snapshots_of(&h.clients.rds, &failing).await).len(),
+        1
+    );
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &lost).await).len(), 1);
+}
+
+// ---- Retention over a history, with copies in a replica region (moto under libfaketime) ----
+
+const REPLICA: &str = "us-west-2";
+
+struct Clocked {
+    _emulator: Emulator,
+    clock: PathBuf,
+    clients: Clients,
+    stack: local::LocalStack,
+}
+
+impl Clocked {
+    fn set_clock(&self, at: &str) {
+        std::fs::write(&self.clock, format!("{at}\n")).unwrap();
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(
+            [
+                (
+                    settings::ENV_CATALOG_TABLE,
+                    self.stack.catalog_table.as_str(),
+                ),
+                (settings::ENV_RDS_INSTANCES, "ledger"),
+                (settings::ENV_DB_REPLICA_REGION, REPLICA),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied()),
+        )
+    }
+
+    async fn run_at(
+        &self,
+        job: JobKind,
+        payload: Value,
+        received_at: &str,
+        extra: &[(&str, &str)],
+    ) -> RunReport {
+        let request = JobRequest::from_payload(&payload, received_at.parse().unwrap()).unwrap();
+        let settings = Settings::resolve(job, &self.env(extra), &request).unwrap();
+        match job {
+            JobKind::Snapshot => snapshot::run(&self.clients, &settings, &request).await,
+            _ => retention::run(&self.clients, &settings, &request).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn retention_keeps_the_policys_snapshots_never_automated_ones_and_prunes_copies_by_their_own_policy(
+) {
+    let clock =
+        std::env::temp_dir().join(format!("backstop-clock-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&clock, "2026-11-01 12:00:00\n").unwrap();
+    let emulator = Emulator::start_with_clock(Some(&clock))
+        .expect("moto under libfaketime (apt-get install faketime)");
+    let config = emulator_config(emulator.endpoint()).await;
+    let stack = local::provision(&config, emulator.endpoint(), "d-")
+        .await
+        .unwrap();
+    let h = Clocked {
+        _emulator: emulator,
+        clock,
+        clients: Clients::from_config(&config),
+        stack,
+    };
+    let replica = h.clients.rds_in(Some(REPLICA));
+    create_instance(&h.clients.rds, "ledger", &[], 7, true).await;
+    // Someone's own manual snapshot, made by hand in the runbook's way.
+    h.set_clock("2026-11-03 09:00:00");
+    h.clients
+        .rds
+        .create_db_snapshot()
+        .db_instance_identifier("ledger")
+        .db_snapshot_identifier("ledger-manual-20261103")
+        .send()
+        .await
+        .unwrap();
+    // Twelve daily slots, each run by the snapshot job with moto's clock just after the slot.
+    let days: Vec<String> = (10..=21).map(|d| format!("2026-11-{d}")).collect();
+    for day in &days {
+        h.set_clock(&format!("{day} 02:01:00"));
+        let r = h
+            .run_at(
+                JobKind::Snapshot,
+                json!({"slot": format!("{day}T02:00:00Z")}),
+                &format!("{day}T02:01:00Z"),
+                &[],
+            )
+            .await;
+        let t = target(&r, "rds:ledger");
+        assert!(matches!(t.outcome, Outcome::Created { .. }), "{t:#?}");
+        let replica_state = t.replica.as_ref().expect("a replica state");
+        assert!(replica_state.ok, "{replica_state:?}");
+        assert_eq!(replica_state.lag_s, Some(0));
+    }
+    h.set_clock("@2026-11-22 03:00:00");
+    let before = snapshots_of(&h.clients.rds, "ledger").await;
+    let automated: Vec<&(String, String)> =
+        before.iter().filter(|(_, t)| t == "automated").collect();
+    assert!(
+        !automated.is_empty(),
+        "moto makes an automated snapshot at creation: {before:?}"
+    );
+    assert_eq!(manual(&before).len(), 13);
+    let copies = manual(&snapshots_of(&replica, "ledger").await);
+    assert_eq!(
+        copies.len(),
+        12,
+        "every snapshot copied to {REPLICA}: {copies:?}"
+    );
+
+    let policy = [
+        (settings::ENV_RDS_RETENTION_POLICY, "keep_daily=5"),
+        (
+            settings::ENV_DB_REPLICA_RETENTION_POLICY,
+            "keep_daily=2,min_complete=1",
+        ),
+    ];
+    let slot = json!({"slot": "2026-11-22T03:00:00Z"});
+    // A dry run plans, explains and deletes nothing.
+    let dry = h
+        .run_at(
+            JobKind::Retention,
+            json!({"slot": "2026-11-22T03:00:00Z", "dry_run": true}),
+            "2026-11-22T03:00:00Z",
+            &policy,
+        )
+        .await;
+    let t = target(&dry, "rds:ledger");
+    assert!(
+        matches!(
+            t.outcome,
+            Outcome::Retained {
+                deleted: 0,
+                to_delete: 17,
+                ..
+            }
+        ),
+        "7 originals and 10 copies: {:#?}",
+        t.outcome
+    );
+    assert_eq!(
+        manual(&snapshots_of(&h.clients.rds, "ledger").await).len(),
+        13
+    );
+    let reason = |name: &str| -> String {
+        let d = t
+            .decisions
+            .iter()
+            .find(|d| d.backup_name == name)
+            .unwrap_or_else(|| panic!("{name}: {:#?}", t.decisions));
+        match &d.decision {
+            Decision::Keep { reasons } => reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.rule, r.detail))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Decision::Delete { reason } => format!("DELETE: {reason}"),
+        }
+    };
+    assert!(
+        reason("ledger-manual-20261103").starts_with("floor:not_made_by_backstop"),
+        "{}",
+        reason("ledger-manual-20261103")
+    );
+    assert!(reason("ledger-backstop-20261121t020000z")
+        .starts_with("keep_daily 5: newest of day 2026-11-21"));
+    assert!(reason("ledger-backstop-20261116t020000z").starts_with("DELETE: matched no keep rule"));
+    assert!(
+        reason("ledger-backstop-20261120t020000z (copy in us-west-2)").starts_with("keep_daily 2")
+    );
+    assert!(reason("ledger-backstop-20261119t020000z (copy in us-west-2)").starts_with("DELETE"));
+    // Automated snapshots are not even listed.
+    assert!(automated.iter().all(|(n, _)| t
+        .decisions
+        .iter()
+        .all(|d| !d.backup_name.starts_with(n.as_str()))));
+
+    let r = h
+        .run_at(JobKind::Retention, slot, "2026-11-22T03:00:00Z", &policy)
+        .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let after = snapshots_of(&h.clients.rds, "ledger").await;
+    let kept: BTreeSet<String> = manual(&after).into_iter().collect();
+    let expected: BTreeSet<String> = (17..=21)
+        .map(|d| format!("ledger-backstop-202611{d}t020000z"))
+        .chain(["ledger-manual-20261103".to_owned()])
+        .collect();
+    assert_eq!(kept, expected);
+    // The automated snapshots are all still there.
+    let still: Vec<&(String, String)> = after.iter().filter(|(_, t)| t == "automated").collect();
+    assert_eq!(still, automated);
+    // The copies: the two newest days.
+    let copies: BTreeSet<String> = manual(&snapshots_of(&replica, "ledger").await)
+        .into_iter()
+        .collect();
+    assert_eq!(
+        copies,
+        BTreeSet::from([
+            "ledger-backstop-20261120t020000z".to_owned(),
+            "ledger-backstop-20261121t020000z".to_owned()
+        ])
+    );
+    // The catalog says which were deleted.
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let records = catalog
+        .list_targets(JobKind::Snapshot, Some("rds:ledger"))
+        .await
+        .unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.status == TargetStatus::Deleted)
+            .count(),
+        7
+    );
+    let _ = std::fs::remove_file(&h.clock);
+}

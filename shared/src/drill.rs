@@ -483,7 +483,7 @@ fn corrupt(catalog: &Catalog, table: &str, message: String) -> Error {
 
 /// Writes `drill` as the table's latest, if the one there is in `expected` state with the same
 /// start (or, for `None`, there is none or it is cleaned). `false`: someone else moved it.
-async fn put_latest(
+pub(crate) async fn put_latest(
     catalog: &Catalog,
     drill: &Drill,
     expected: Option<(&Drill, DrillState)>,
@@ -519,7 +519,7 @@ async fn put_latest(
 }
 
 /// Keeps a finished drill as history (`DRILL#<table>` / `AT#<start>`). Safe to repeat.
-async fn put_history(catalog: &Catalog, drill: &Drill) -> Result<()> {
+pub(crate) async fn put_history(catalog: &Catalog, drill: &Drill) -> Result<()> {
     let text = serde_json::to_string(drill).map_err(|e| Error::Local(e.to_string()))?;
     let mut item = drill_key(&drill.table, &format!("AT#{}", drill.started_at));
     item.insert("kind".into(), s("drill"));
@@ -1071,14 +1071,14 @@ impl DrillCtx<'_> {
 }
 
 /// Adds a note to a drill's detail.
-fn note(detail: &mut String, text: String) {
+pub(crate) fn note(detail: &mut String, text: String) {
     if !detail.is_empty() {
         detail.push_str("; ");
     }
     detail.push_str(&text);
 }
 
-fn seconds_since(t: Timestamp) -> f64 {
+pub(crate) fn seconds_since(t: Timestamp) -> f64 {
     Timestamp::now().duration_since(t).as_secs_f64().max(0.0)
 }
 

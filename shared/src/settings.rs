@@ -373,7 +373,7 @@ fn resolve_databases(
     table_policy: Option<&RetentionPolicy>,
 ) -> Result<DatabaseSettings> {
     let mut out = DatabaseSettings::default();
-    if matches!(job, JobKind::Export | JobKind::Bucket | JobKind::Validate) || payload_selects(o) {
+    if matches!(job, JobKind::Export | JobKind::Bucket) || payload_selects(o) {
         return Ok(out);
     }
     let given: Vec<(&str, &str)> = [

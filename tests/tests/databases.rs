@@ -585,3 +585,204 @@ async fn retention_keeps_the_policys_snapshots_never_automated_ones_and_prunes_c
     );
     let _ = std::fs::remove_file(&h.clock);
 }
+
+// ---- Restore drills in the validate job ----
+
+fn this_hour() -> String {
+    let now = jiff::Timestamp::now();
+    let s = now.as_second() - now.as_second().rem_euclid(3600);
+    jiff::Timestamp::from_second(s).unwrap().to_string()
+}
+
+async fn validate_with(clients: &Clients, env: &Environment, payload: Value) -> RunReport {
+    let request = JobRequest::from_payload(&payload, jiff::Timestamp::now()).unwrap();
+    let settings = Settings::resolve(JobKind::Validate, env, &request).unwrap();
+    backstop::jobs::validate::run(clients, &settings, &request).await
+}
+
+#[tokio::test]
+async fn a_drill_restores_the_newest_snapshot_checks_it_measures_and_deletes_it() {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let id = h.name("drilled");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCES, &id),
+        (settings::ENV_PITR_MAX_LAG, "off"),
+    ]);
+    let slot = this_hour();
+    let r = run_with(&clients, &env, JobKind::Snapshot, json!({"slot": slot})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+
+    let v = validate_with(&clients, &env, json!({"slot": slot})).await;
+    let t = target(&v, &format!("rds:{id}"));
+    assert!(
+        matches!(t.outcome, Outcome::Validated { problems: 0 }),
+        "{t:#?}"
+    );
+    let validation = t.validation.as_ref().unwrap();
+    assert!(
+        validation.backup_age_s.is_some_and(|a| a < 3600),
+        "{validation:?}"
+    );
+    let drill = validation.drill.as_ref().expect("a drill ran");
+    assert_eq!(
+        drill.level,
+        Some(backstop::drill::DrillLevel::Consistent),
+        "{drill:?}"
+    );
+    assert_eq!(drill.state, backstop::drill::DrillState::Cleaned);
+    assert!(drill.restore_s.is_some(), "the RTO is measured: {drill:?}");
+    assert!(
+        drill.detail.contains("postgres 16.3, 20 GiB, available"),
+        "{}",
+        drill.detail
+    );
+    assert!(
+        drill.drill_table.starts_with("backstop-drill-"),
+        "{}",
+        drill.drill_table
+    );
+    // The restore asked for a new instance like the source, deletable; then it was deleted
+    // without a final snapshot.
+    let restores = proxy.requests("RestoreDBInstanceFromDBSnapshot");
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    let body = &restores[0];
+    assert!(
+        body.contains(&format!("DBInstanceIdentifier={}", drill.drill_table)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("DBSnapshotIdentifier={id}-backstop-")),
+        "{body}"
+    );
+    assert!(body.contains("DeletionProtection=false"), "{body}");
+    assert!(body.contains("DBInstanceClass=db.t3.micro"), "{body}");
+    let deletes = proxy.requests("DeleteDBInstance");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(
+        deletes[0].contains("SkipFinalSnapshot=true"),
+        "{}",
+        deletes[0]
+    );
+    let left = backstop::db::rds::describe_instance(&h.clients.rds, &drill.drill_table)
+        .await
+        .unwrap();
+    assert!(
+        left.is_none() || left.as_ref().and_then(|i| i.db_instance_status()) == Some("deleting"),
+        "{left:?}"
+    );
+    // The source is untouched, and no drill is due again this week.
+    assert!(backstop::db::rds::describe_instance(&h.clients.rds, &id)
+        .await
+        .unwrap()
+        .is_some());
+    let again = validate_with(&clients, &env, json!({"slot": slot})).await;
+    let t = target(&again, &format!("rds:{id}"));
+    assert!(t.validation.as_ref().unwrap().drill.is_none(), "{t:#?}");
+    assert_eq!(proxy.requests("RestoreDBInstanceFromDBSnapshot").len(), 1);
+}
+
+#[tokio::test]
+async fn a_drill_of_a_snapshot_that_is_gone_fails_and_is_reported() {
+    let h = Harness::new().await;
+    let id = h.name("lostsnap");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCES, &id),
+        (settings::ENV_PITR_MAX_LAG, "off"),
+    ]);
+    let slot = this_hour();
+    let r = run_with(&h.clients, &env, JobKind::Snapshot, json!({"slot": slot})).await;
+    let Outcome::Created { backup } = &target(&r, &format!("rds:{id}")).outcome else {
+        panic!("{r:#?}")
+    };
+    // Someone deletes the snapshot behind Backstop's back.
+    h.clients
+        .rds
+        .delete_db_snapshot()
+        .db_snapshot_identifier(&backup.backup_name)
+        .send()
+        .await
+        .unwrap();
+    let v = validate_with(&h.clients, &env, json!({"slot": slot})).await;
+    let t = target(&v, &format!("rds:{id}"));
+    let drill = t
+        .validation
+        .as_ref()
+        .unwrap()
+        .drill
+        .as_ref()
+        .expect("a drill ran");
+    assert_eq!(
+        drill.level,
+        Some(backstop::drill::DrillLevel::Failed),
+        "{drill:?}"
+    );
+    assert!(
+        drill.detail.contains("the restore was refused"),
+        "{}",
+        drill.detail
+    );
+    assert!(
+        matches!(t.outcome, Outcome::Validated { problems: 1 }),
+        "{t:#?}"
+    );
+    assert_eq!(v.status, RunStatus::ProblemsFound, "{v:#?}");
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_only_tagged_drill_instances_no_open_drill_names() {
+    let h = Harness::new().await;
+    let tag = h.prefix.trim_end_matches('-');
+    let (left_behind, untagged, open) = (
+        format!("backstop-drill-{tag}-left"),
+        format!("backstop-drill-{tag}-mine"),
+        format!("backstop-drill-{tag}-open"),
+    );
+    create_instance(
+        &h.clients.rds,
+        &left_behind,
+        &[("backstop:drill", "true")],
+        0,
+        false,
+    )
+    .await;
+    create_instance(&h.clients.rds, &untagged, &[], 0, false).await;
+    create_instance(
+        &h.clients.rds,
+        &open,
+        &[("backstop:drill", "true")],
+        0,
+        false,
+    )
+    .await;
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let ctx = backstop::db::drill::DbDrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: "backstop-drill-",
+        run_id: "sweep-test",
+    };
+    let swept = ctx
+        .sweep(std::slice::from_ref(&open), jiff::SignedDuration::ZERO)
+        .await
+        .unwrap();
+    assert!(swept.contains(&left_behind), "{swept:?}");
+    assert!(
+        !swept.contains(&untagged) && !swept.contains(&open),
+        "{swept:?}"
+    );
+    let exists = |id: String| {
+        let rds = h.clients.rds.clone();
+        async move {
+            backstop::db::rds::describe_instance(&rds, &id)
+                .await
+                .unwrap()
+                .is_some_and(|i| i.db_instance_status() != Some("deleting"))
+        }
+    };
+    assert!(!exists(left_behind).await);
+    assert!(exists(untagged).await && exists(open).await);
+}

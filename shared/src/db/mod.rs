@@ -10,6 +10,7 @@
 //! Kinds so far: RDS DB instances ([`rds`]). Aurora clusters and ElastiCache groups follow the
 //! same shape.
 
+pub mod drill;
 pub mod rds;
 
 use serde::{Deserialize, Serialize};

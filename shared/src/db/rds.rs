@@ -454,14 +454,19 @@ impl RestoreShape {
                 .subnet_group
                 .clone()
                 .or_else(|| facts.subnet_group.clone()),
-            parameter_group: given
-                .parameter_group
-                .clone()
-                .or_else(|| facts.parameter_group.clone()),
-            option_group: given
-                .option_group
-                .clone()
-                .or_else(|| facts.option_group.clone()),
+            // The engine's default groups are left out: a restore takes them anyway.
+            parameter_group: given.parameter_group.clone().or_else(|| {
+                facts
+                    .parameter_group
+                    .clone()
+                    .filter(|g| !g.starts_with("default."))
+            }),
+            option_group: given.option_group.clone().or_else(|| {
+                facts
+                    .option_group
+                    .clone()
+                    .filter(|g| !g.starts_with("default:"))
+            }),
             security_groups: if given.security_groups.is_empty() {
                 facts.security_groups.clone()
             } else {

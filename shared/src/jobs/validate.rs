@@ -52,9 +52,17 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         };
         run.over_selected_tables(clients, settings, |table| ctx.validate_table(table))
             .await;
+        run.over_selected_databases(clients, settings, |target| ctx.validate_database(target))
+            .await;
         if !request.dry_run && v.drill_every.is_some() {
             if let Err(e) = ctx.sweep().await {
                 run.errors.push(format!("sweeping old drill tables: {e}"));
+            }
+            if settings.databases.any() {
+                if let Err(e) = ctx.sweep_databases().await {
+                    run.errors
+                        .push(format!("sweeping old drill instances: {e}"));
+                }
             }
         }
         run.finish(clients, settings, &catalog).await
@@ -237,21 +245,8 @@ impl TableCtx<'_> {
                 return Ok(None);
             }
             Due::New => {
-                let mut left = self.drills_left.load(Ordering::SeqCst);
-                loop {
-                    if left == 0 {
-                        info!("drill due, waiting its turn (drills per run used up)");
-                        return Ok(None);
-                    }
-                    match self.drills_left.compare_exchange(
-                        left,
-                        left - 1,
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    ) {
-                        Ok(_) => break,
-                        Err(now_left) => left = now_left,
-                    }
+                if !self.take_drill_turn() {
+                    return Ok(None);
                 }
                 match drills.begin(table, false, now).await? {
                     Some(d) => d,
@@ -259,16 +254,156 @@ impl TableCtx<'_> {
                 }
             }
         };
-        let until = self
-            .request
-            .deadline
-            .and_then(|d| d.checked_sub(SignedDuration::from_secs(90)).ok())
-            .unwrap_or(Timestamp::MAX)
-            .min(now.checked_add(DRILL_WAIT).unwrap_or(Timestamp::MAX));
+        let until = self.drill_until(now);
         let d = drills
             .drive(open, until, std::time::Duration::from_secs(5), |_| {})
             .await?;
         Ok(Some(DrillReport::of(&d)))
+    }
+
+    fn db_drills(&self) -> crate::db::drill::DbDrillCtx<'_> {
+        crate::db::drill::DbDrillCtx {
+            clients: self.clients,
+            catalog: self.catalog,
+            prefix: self.prefix,
+            run_id: self.run_id,
+        }
+    }
+
+    /// Validate for a database target: the newest complete snapshot's age, the automated
+    /// backups' latest restorable time (RDS's point-in-time recovery), and a restore drill when
+    /// one is due.
+    async fn validate_database(&self, target: crate::db::DbTarget) -> TargetReport {
+        let started = Instant::now();
+        let mut v = Validation::default();
+        let result: Result<()> = async {
+            let records = self
+                .catalog
+                .list_targets(JobKind::Snapshot, Some(&target.name()))
+                .await?;
+            let pitr = match crate::db::rds::describe_instance(&self.clients.rds, &target.id).await
+            {
+                Ok(Some(i)) if i.backup_retention_period().unwrap_or(0) > 0 => Pitr::On {
+                    latest_restorable: i
+                        .latest_restorable_time()
+                        .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()),
+                },
+                Ok(Some(_)) => Pitr::Off,
+                Ok(None) => Pitr::Unknown(format!("{target} does not exist")),
+                Err(e) => Pitr::Unknown(e.to_string()),
+            };
+            let evidence = Evidence {
+                newest_backup: newest_backup(&records),
+                newest_export: None,
+                pitr,
+            };
+            let limits = freshness::Limits {
+                export: None,
+                ..self.settings.limits()
+            };
+            let fresh = freshness::assess(Timestamp::now(), &limits, &evidence);
+            v.backup_age_s = fresh.backup_age_s;
+            v.pitr_lag_s = fresh.pitr_lag_s;
+            v.pitr_enabled = match evidence.pitr {
+                Pitr::On { .. } => Some(true),
+                Pitr::Off => Some(false),
+                Pitr::Unknown(_) => None,
+            };
+            v.stale = fresh.violations.iter().map(|x| x.to_string()).collect();
+            if let (Some(every), false) = (self.settings.drill_every, self.request.dry_run) {
+                v.drill = self.drill_database(&target, every).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let outcome = match result {
+            Ok(()) => Outcome::Validated {
+                problems: v.problems().len(),
+            },
+            Err(e) => Outcome::Failed {
+                operation: match &e {
+                    Error::Aws { operation, .. } => (*operation).to_owned(),
+                    _ => "validate".into(),
+                },
+                error: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+        };
+        let mut report = TargetReport::new(target.name(), outcome);
+        report.validation = Some(Box::new(v));
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// The database's open drill taken on, or a new one when due and this run may start one.
+    async fn drill_database(
+        &self,
+        target: &crate::db::DbTarget,
+        every: SignedDuration,
+    ) -> Result<Option<DrillReport>> {
+        let now = Timestamp::now();
+        let last = drill::latest(self.catalog, &target.name()).await?;
+        let open = match drill::due(last.as_ref(), now, every) {
+            Due::Continue(d) => *d,
+            Due::NotYet(next) => {
+                info!(next = %next, "drill not due");
+                return Ok(None);
+            }
+            Due::New => {
+                if !self.take_drill_turn() {
+                    return Ok(None);
+                }
+                match self.db_drills().begin(target, now).await? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let until = self.drill_until(now);
+        let d = self
+            .db_drills()
+            .drive(open, until, std::time::Duration::from_secs(15))
+            .await?;
+        Ok(Some(DrillReport::of(&d)))
+    }
+
+    /// Takes one of the run's new drills, `false` when they are used up.
+    fn take_drill_turn(&self) -> bool {
+        let mut left = self.drills_left.load(Ordering::SeqCst);
+        loop {
+            if left == 0 {
+                info!("drill due, waiting its turn (drills per run used up)");
+                return false;
+            }
+            match self.drills_left.compare_exchange(
+                left,
+                left - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now_left) => left = now_left,
+            }
+        }
+    }
+
+    /// How long this invocation may drive a drill: 90 s before its deadline, at most
+    /// [`DRILL_WAIT`].
+    fn drill_until(&self, now: Timestamp) -> Timestamp {
+        self.request
+            .deadline
+            .and_then(|d| d.checked_sub(SignedDuration::from_secs(90)).ok())
+            .unwrap_or(Timestamp::MAX)
+            .min(now.checked_add(DRILL_WAIT).unwrap_or(Timestamp::MAX))
+    }
+
+    async fn sweep_databases(&self) -> Result<()> {
+        let open = drill::open_drill_tables(self.catalog).await?;
+        let swept = self.db_drills().sweep(&open, SWEEP_AGE).await?;
+        if !swept.is_empty() {
+            info!(instances = ?swept, "swept drill instances left behind");
+        }
+        Ok(())
     }
 
     async fn sweep(&self) -> Result<()> {

@@ -1,0 +1,417 @@
+//! Restore drills of database targets, in the validate job: the newest complete Backstop
+//! snapshot is restored into a new drill instance (the drill prefix, never an existing
+//! identifier), with the source's subnet group, parameter and option groups and security groups
+//! as recorded with the snapshot and deletion protection off; once it is available it is
+//! checked against what was recorded (engine, version, storage, status), its RTO measured, and
+//! it is deleted with no final snapshot.
+//!
+//! The drill is the same small state machine as a table's (see [`crate::drill`]), kept in the
+//! same catalog items under the target's name (`DRILL#rds:<id>`): `started` (recorded), `active`
+//! (the restore was accepted), `verified` (checked, level recorded), `cleaned` (the instance is
+//! deleted). A restore takes RDS ten minutes or more, so later runs take the drill on from its
+//! state. The best level a database drill reaches is **consistent**: Backstop has no SQL access
+//! to the restored database, so it does not read its content (see the README for a SQL check of
+//! your own against the drill instance).
+
+use jiff::{SignedDuration, Timestamp};
+use tracing::{info, warn};
+
+use super::rds::{self, RestoreShape};
+use super::{DbFacts, DbTarget};
+use crate::aws::Clients;
+use crate::catalog::Catalog;
+use crate::drill::{self as tdrill, Drill, DrillLevel, DrillState};
+use crate::error::{Error, Result};
+
+/// The tag every drill instance carries (value `true`); the sweep deletes only instances with
+/// it and the drill prefix.
+pub const TAG_DRILL: &str = "backstop:drill";
+/// The tag naming the instance a drill instance restores.
+pub const TAG_DRILL_OF: &str = "backstop:drill-of";
+
+/// RDS statuses from which a restored instance never becomes available.
+const DEAD: &[&str] = &[
+    "failed",
+    "incompatible-restore",
+    "incompatible-parameters",
+    "incompatible-network",
+    "incompatible-option-group",
+    "storage-full",
+    "inaccessible-encryption-credentials",
+    "deleting",
+];
+
+/// Pure: the drill instance's identifier: the prefix, the source's identifier (cut to fit
+/// RDS's 63 characters) and 8 hex digits of a hash of the source and the start, so that each
+/// drill has its own (RDS keeps a deleted instance's identifier for a while).
+pub fn drill_instance_name(prefix: &str, id: &str, at: Timestamp) -> String {
+    let hash = blake3::hash(format!("{id}@{}", at.as_second()).as_bytes()).to_hex();
+    let room = 63usize.saturating_sub(prefix.len() + 9);
+    let head: String = id.chars().take(room).collect();
+    let head = head.trim_end_matches('-');
+    format!("{prefix}{head}-{}", &hash[..8])
+}
+
+/// Pure: the snapshot identifier an RDS snapshot ARN names (`arn:…:snapshot:<id>`).
+pub fn snapshot_id_of(arn: &str) -> &str {
+    arn.rsplit_once(":snapshot:").map_or(arn, |(_, id)| id)
+}
+
+/// Pure: how a restored instance compares with what was recorded with its snapshot.
+pub fn judge(restored: &DbFacts, recorded: Option<&DbFacts>) -> (DrillLevel, String) {
+    let Some(recorded) = recorded else {
+        return (
+            DrillLevel::Failed,
+            "no facts were recorded with the snapshot; nothing to compare with".into(),
+        );
+    };
+    let mut differ = Vec::new();
+    let mut same = |what: &str, a: &Option<String>, b: &Option<String>| {
+        if a != b {
+            differ.push(format!(
+                "{what} {} (recorded {})",
+                a.as_deref().unwrap_or("unknown"),
+                b.as_deref().unwrap_or("unknown")
+            ));
+        }
+    };
+    same("engine", &restored.engine, &recorded.engine);
+    same(
+        "engine version",
+        &restored.engine_version,
+        &recorded.engine_version,
+    );
+    match (restored.allocated_storage, recorded.allocated_storage) {
+        (Some(a), Some(b)) if a >= b => {}
+        (a, b) => differ.push(format!(
+            "storage {} GiB (recorded {} GiB)",
+            a.map_or("unknown".into(), |v| v.to_string()),
+            b.map_or("unknown".into(), |v| v.to_string())
+        )),
+    }
+    if restored.status.as_deref() != Some("available") {
+        differ.push(format!(
+            "status {}",
+            restored.status.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if differ.is_empty() {
+        (
+            DrillLevel::Consistent,
+            format!(
+                "{} {}, {} GiB, available, as recorded with the snapshot; content not read (no SQL check)",
+                restored.engine.as_deref().unwrap_or("?"),
+                restored.engine_version.as_deref().unwrap_or("?"),
+                restored.allocated_storage.unwrap_or_default()
+            ),
+        )
+    } else {
+        (DrillLevel::Failed, differ.join("; "))
+    }
+}
+
+/// What a database drill works with.
+pub struct DbDrillCtx<'a> {
+    pub clients: &'a Clients,
+    pub catalog: &'a Catalog,
+    pub prefix: &'a str,
+    pub run_id: &'a str,
+}
+
+impl DbDrillCtx<'_> {
+    /// Starts a drill of `target` from its newest complete snapshot (state `started`). `None`
+    /// when another run opened one first.
+    pub async fn begin(&self, target: &DbTarget, now: Timestamp) -> Result<Option<Drill>> {
+        super::check_identifier(self.prefix.trim_end_matches('-'), 63).map_err(|rule| {
+            Error::setting(
+                crate::settings::ENV_DRILL_TABLE_PREFIX,
+                format!("database drills name instances with it, and RDS refuses it: {rule}"),
+            )
+        })?;
+        let records = self
+            .catalog
+            .list_targets(crate::settings::JobKind::Snapshot, Some(&target.name()))
+            .await?;
+        let backup = tdrill::newest_backup(&records).ok_or_else(|| Error::Aws {
+            operation: "drill",
+            resource: target.to_string(),
+            code: None,
+            message: "the catalog holds no complete snapshot of this database to drill".into(),
+            retryable: false,
+            hint: "run the snapshot job first".into(),
+        })?;
+        let drill = Drill {
+            table: target.name(),
+            drill_table: drill_instance_name(self.prefix, &target.id, now),
+            backup_arn: backup.backup_arn.clone().unwrap_or_default(),
+            backup_slot: backup.slot.clone(),
+            backup_created_at: backup
+                .backup_created_at
+                .as_deref()
+                .and_then(|t| t.parse().ok()),
+            state: DrillState::Started,
+            started_at: now,
+            run_id: self.run_id.to_owned(),
+            keep: false,
+            restore_s: None,
+            verify_s: None,
+            level: None,
+            detail: String::new(),
+            cleaned_at: None,
+            witness: None,
+            witness_done: true,
+        };
+        if tdrill::put_latest(self.catalog, &drill, None).await? {
+            info!(drill_instance = %drill.drill_table, snapshot = %drill.backup_arn, "database drill started");
+            Ok(Some(drill))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The facts recorded with the drill's snapshot.
+    async fn recorded(&self, drill: &Drill) -> Result<Option<DbFacts>> {
+        let records = self
+            .catalog
+            .list_targets(crate::settings::JobKind::Snapshot, Some(&drill.table))
+            .await?;
+        Ok(records
+            .into_iter()
+            .find(|r| r.backup_arn.as_deref() == Some(drill.backup_arn.as_str()))
+            .and_then(|r| r.table_shape)
+            .and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// Moves the drill one state on and records it (see [`crate::drill::DrillCtx::step`]).
+    pub async fn step(&self, drill: &Drill) -> Result<Drill> {
+        let mut next = drill.clone();
+        next.run_id = self.run_id.to_owned();
+        let client = &self.clients.rds;
+        match drill.state {
+            DrillState::Started => {
+                let facts = self.recorded(drill).await?.unwrap_or_default();
+                let shape = RestoreShape::from_source(
+                    &facts,
+                    &RestoreShape {
+                        deletion_protection: Some(false),
+                        ..RestoreShape::default()
+                    },
+                );
+                let source = DbTarget::parse(&drill.table)
+                    .map(|t| t.id)
+                    .unwrap_or_default();
+                let tags = vec![
+                    (TAG_DRILL.to_owned(), "true".to_owned()),
+                    (TAG_DRILL_OF.to_owned(), source),
+                ];
+                match rds::restore_from_snapshot(
+                    client,
+                    snapshot_id_of(&drill.backup_arn),
+                    &drill.drill_table,
+                    &shape,
+                    tags,
+                )
+                .await
+                {
+                    Ok(_) => next.state = DrillState::Active,
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some("DBInstanceAlreadyExists" | "DBInstanceAlreadyExistsFault")
+                        ) =>
+                    {
+                        // An earlier attempt's restore was accepted: the name is this drill's.
+                        next.state = DrillState::Active
+                    }
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        next.state = DrillState::Verified;
+                        next.level = Some(DrillLevel::Failed);
+                        tdrill::note(&mut next.detail, format!("the restore was refused: {e}"));
+                    }
+                }
+            }
+            DrillState::Active => match rds::describe_instance(client, &drill.drill_table).await? {
+                None => {
+                    next.state = DrillState::Verified;
+                    next.level = Some(DrillLevel::Failed);
+                    tdrill::note(
+                        &mut next.detail,
+                        "the drill instance is gone before it was checked".into(),
+                    );
+                }
+                Some(i) => {
+                    let status = i.db_instance_status().unwrap_or_default().to_owned();
+                    if status == "available" {
+                        next.restore_s = Some(tdrill::seconds_since(drill.started_at));
+                        let checked = std::time::Instant::now();
+                        let (level, detail) = judge(
+                            &rds::instance_facts(&i),
+                            self.recorded(drill).await?.as_ref(),
+                        );
+                        next.verify_s = Some(checked.elapsed().as_secs_f64());
+                        next.level = Some(level);
+                        tdrill::note(&mut next.detail, detail);
+                        next.state = DrillState::Verified;
+                    } else if DEAD.contains(&status.as_str()) {
+                        next.level = Some(DrillLevel::Failed);
+                        tdrill::note(
+                            &mut next.detail,
+                            format!("the drill instance is {status}: it will not become available"),
+                        );
+                        next.state = DrillState::Verified;
+                    } else {
+                        return Ok(drill.clone());
+                    }
+                }
+            },
+            DrillState::Verified => {
+                if !drill.drill_table.starts_with(self.prefix) {
+                    return Err(Error::Local(format!(
+                        "refusing to delete {}: it lacks the drill prefix {}",
+                        drill.drill_table, self.prefix
+                    )));
+                }
+                rds::delete_drill_instance(client, &drill.drill_table).await?;
+                next.state = DrillState::Cleaned;
+                next.cleaned_at = Some(Timestamp::now());
+            }
+            DrillState::Cleaned => return Ok(drill.clone()),
+        }
+        if !tdrill::put_latest(self.catalog, &next, Some((drill, drill.state))).await? {
+            return Err(Error::Aws {
+                operation: "PutItem (drill)",
+                resource: format!("catalog table {}", self.catalog.table_name()),
+                code: Some("ConditionalCheckFailedException".into()),
+                message: format!(
+                    "the drill of {} was moved on by another run; this run leaves it",
+                    drill.table
+                ),
+                retryable: true,
+                hint: "the next run takes the drill on from where it stands".into(),
+            });
+        }
+        if next.state == DrillState::Cleaned {
+            tdrill::put_history(self.catalog, &next).await?;
+        }
+        Ok(next)
+    }
+
+    /// Steps the drill until it is cleaned or `until` passes while the instance is still being
+    /// restored.
+    pub async fn drive(
+        &self,
+        drill: Drill,
+        until: Timestamp,
+        poll: std::time::Duration,
+    ) -> Result<Drill> {
+        let mut drill = drill;
+        loop {
+            let before = drill.state;
+            drill = self.step(&drill).await?;
+            if drill.state == DrillState::Cleaned {
+                return Ok(drill);
+            }
+            if drill.state == before {
+                if Timestamp::now() >= until {
+                    return Ok(drill);
+                }
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+
+    /// Deletes drill instances (the prefix and the drill tag) created more than `age` ago that
+    /// no open drill names: what a crashed run left behind. Returns their identifiers.
+    pub async fn sweep(&self, open: &[String], age: SignedDuration) -> Result<Vec<String>> {
+        let now = Timestamp::now();
+        let mut deleted = Vec::new();
+        for i in rds::list_instances(&self.clients.rds).await? {
+            let Some(id) = i.db_instance_identifier() else {
+                continue;
+            };
+            if !id.starts_with(self.prefix)
+                || open.iter().any(|o| o == id)
+                || !rds::has_tag(i.tag_list(), TAG_DRILL, Some("true"))
+                || i.db_instance_status() == Some("deleting")
+            {
+                continue;
+            }
+            let created = i
+                .instance_create_time()
+                .and_then(|t| Timestamp::from_second(t.secs()).ok());
+            match created {
+                Some(c) if now.duration_since(c) >= age => {}
+                _ => continue,
+            }
+            match rds::delete_drill_instance(&self.clients.rds, id).await {
+                Ok(()) => {
+                    info!(instance = %id, "sweep: deleted a drill instance left behind");
+                    deleted.push(id.to_owned());
+                }
+                Err(e) => warn!(instance = %id, error = %e, "sweep: could not delete"),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_instance_names_are_valid_distinct_and_carry_the_prefix() {
+        let at: Timestamp = "2026-12-03T09:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-12-10T09:00:00Z".parse().unwrap();
+        let long = format!("a{}", "-b".repeat(31));
+        for id in ["orders-db", "a", long.as_str()] {
+            let n = drill_instance_name("backstop-drill-", id, at);
+            assert!(super::super::check_identifier(&n, 63).is_ok(), "{n}");
+            assert!(n.starts_with("backstop-drill-"), "{n}");
+            assert_ne!(n, drill_instance_name("backstop-drill-", id, later));
+        }
+    }
+
+    #[test]
+    fn the_snapshot_id_comes_from_its_arn() {
+        assert_eq!(
+            snapshot_id_of(
+                "arn:aws:rds:us-east-1:123456789012:snapshot:db-backstop-20261122t020000z"
+            ),
+            "db-backstop-20261122t020000z"
+        );
+        assert_eq!(snapshot_id_of("plain"), "plain");
+    }
+
+    #[test]
+    fn a_restored_instance_is_consistent_only_when_it_matches_the_record() {
+        let recorded = DbFacts {
+            engine: Some("postgres".into()),
+            engine_version: Some("16.3".into()),
+            allocated_storage: Some(20),
+            status: Some("available".into()),
+            ..DbFacts::default()
+        };
+        let (level, detail) = judge(&recorded, Some(&recorded));
+        assert_eq!(level, DrillLevel::Consistent, "{detail}");
+        let other = DbFacts {
+            engine_version: Some("15.1".into()),
+            allocated_storage: Some(10),
+            status: Some("storage-full".into()),
+            ..recorded.clone()
+        };
+        let (level, detail) = judge(&other, Some(&recorded));
+        assert_eq!(level, DrillLevel::Failed);
+        assert!(
+            detail.contains("engine version 15.1 (recorded 16.3)"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("storage 10 GiB (recorded 20 GiB)"),
+            "{detail}"
+        );
+        assert!(detail.contains("status storage-full"), "{detail}");
+        assert_eq!(judge(&recorded, None).0, DrillLevel::Failed);
+    }
+}

@@ -296,6 +296,53 @@ enum RestoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Restore an RDS DB instance into a new instance: from a snapshot (--snapshot), or to a
+    /// point in time from its automated backups (--instance with --time or --latest). The new
+    /// instance takes the source's subnet group, parameter and option groups and security
+    /// groups (as recorded with the snapshot, else as the source has them now) unless given. An
+    /// identifier in use is refused; nothing is ever restored over an existing instance.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "instance"])))]
+    Rds {
+        /// The DB snapshot (identifier or ARN).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The DB instance whose automated backups to restore from (with --time or --latest).
+        #[arg(long)]
+        instance: Option<String>,
+        /// The moment, RFC 3339 (with --instance).
+        #[arg(long, requires = "instance", conflicts_with = "latest")]
+        time: Option<String>,
+        /// The latest restorable time (with --instance).
+        #[arg(long, requires = "instance")]
+        latest: bool,
+        /// The new instance's identifier (must not exist).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        instance_class: Option<String>,
+        #[arg(long)]
+        subnet_group: Option<String>,
+        #[arg(long)]
+        parameter_group: Option<String>,
+        #[arg(long)]
+        option_group: Option<String>,
+        /// VPC security group ids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        security_groups: Vec<String>,
+        /// Turn deletion protection on for the new instance.
+        #[arg(long)]
+        deletion_protection: bool,
+        /// How long to wait for it to become available, such as 30m or 2h.
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// The catalog, for the facts recorded with a Backstop snapshot (default:
+        /// BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "slot", "latest"])))]
     Backup {
@@ -858,6 +905,46 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                         to,
                         overwrite,
                         dry_run,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Rds {
+                snapshot,
+                instance,
+                time,
+                latest,
+                to,
+                instance_class,
+                subnet_group,
+                parameter_group,
+                option_group,
+                security_groups,
+                deletion_protection,
+                wait,
+                catalog,
+                json,
+            } => {
+                restore::rds(
+                    endpoint,
+                    restore::RdsArgs {
+                        snapshot,
+                        instance,
+                        time,
+                        latest,
+                        to,
+                        shape: backstop::db::rds::RestoreShape {
+                            instance_class,
+                            subnet_group,
+                            parameter_group,
+                            option_group,
+                            security_groups,
+                            deletion_protection: Some(deletion_protection),
+                            ..Default::default()
+                        },
+                        wait,
+                        catalog,
                         json,
                     },
                 )

@@ -322,3 +322,108 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     }
     Ok(finish(&restored, a.json))
 }
+
+pub struct RdsArgs {
+    pub snapshot: Option<String>,
+    pub instance: Option<String>,
+    pub time: Option<String>,
+    pub latest: bool,
+    pub to: String,
+    pub shape: backstop::db::rds::RestoreShape,
+    pub wait: SignedDuration,
+    pub catalog: Option<String>,
+    pub json: bool,
+}
+
+/// `restore rds`: a new instance from a snapshot or a point in time, shaped like the source.
+pub async fn rds(endpoint: Option<&str>, a: RdsArgs) -> Result<ExitCode, Error> {
+    use backstop::db::restore::{self as dbr, DbRestored, From};
+    let from = match (&a.snapshot, &a.instance) {
+        (Some(s), _) => From::Snapshot(s.clone()),
+        (None, Some(i)) => {
+            let time = match (&a.time, a.latest) {
+                (Some(t), _) => Some(t.parse::<Timestamp>().map_err(|e| {
+                    Error::Payload(format!(
+                        "--time {t:?} is not an RFC 3339 time such as 2026-11-20T03:00:00Z: {e}"
+                    ))
+                })?),
+                (None, true) => None,
+                (None, false) => {
+                    return Err(Error::Payload("--instance needs --time or --latest".into()))
+                }
+            };
+            From::PointInTime {
+                instance: i.clone(),
+                time,
+            }
+        }
+        (None, None) => return Err(Error::Payload("give --snapshot or --instance".into())),
+    };
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let started = Instant::now();
+    dbr::check_target(&clients, &from, &a.to).await?;
+    let catalog = a
+        .catalog
+        .as_ref()
+        .map(|c| Catalog::new((*clients.dynamodb).clone(), c.clone()));
+    let mut notes = Vec::new();
+    let facts = dbr::source_facts(&clients, catalog.as_ref(), &from, &mut notes).await?;
+    let shape = backstop::db::rds::RestoreShape::from_source(&facts.unwrap_or_default(), &a.shape);
+    dbr::start(&clients, &from, &a.to, &shape).await?;
+    let what = match &from {
+        From::Snapshot(s) => format!("snapshot {s}"),
+        From::PointInTime {
+            instance,
+            time: Some(t),
+        } => format!("{instance} as of {t}"),
+        From::PointInTime {
+            instance,
+            time: None,
+        } => {
+            format!("{instance} at its latest restorable time")
+        }
+    };
+    if !a.json {
+        eprintln!("restoring {what} into DB instance {}", a.to);
+    }
+    let bar = spinner(a.json, &format!("waiting for {} to become available", a.to));
+    let until = Timestamp::now()
+        .checked_add(a.wait)
+        .unwrap_or(Timestamp::MAX);
+    let waited = dbr::wait_available(&clients, &a.to, until, Duration::from_secs(15)).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let i = waited?;
+    let restored = DbRestored {
+        instance: a.to.clone(),
+        from: what,
+        status: i.db_instance_status().unwrap_or_default().to_owned(),
+        engine: i.engine().map(str::to_owned),
+        engine_version: i.engine_version().map(str::to_owned),
+        allocated_storage: i.allocated_storage(),
+        endpoint: i.endpoint().map(|e| {
+            format!(
+                "{}:{}",
+                e.address().unwrap_or_default(),
+                e.port().unwrap_or_default()
+            )
+        }),
+        seconds: started.elapsed().as_secs_f64(),
+        notes,
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&restored)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!("restored {}", restored.line());
+        for n in &restored.notes {
+            println!("  note: {n}");
+        }
+        println!("  took {:.1} s", restored.seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}

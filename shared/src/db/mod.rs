@@ -12,6 +12,7 @@
 
 pub mod drill;
 pub mod rds;
+pub mod restore;
 
 use serde::{Deserialize, Serialize};
 

@@ -528,6 +528,55 @@ pub async fn restore_from_snapshot(
     })
 }
 
+/// RestoreDBInstanceToPointInTime from `source` at `time` (its latest restorable time when
+/// `None`) into `new_id`, which must not exist.
+pub async fn restore_to_point_in_time(
+    rds: &Rds,
+    source: &str,
+    time: Option<Timestamp>,
+    new_id: &str,
+    shape: &RestoreShape,
+) -> Result<DbInstance> {
+    let out = rds
+        .restore_db_instance_to_point_in_time()
+        .source_db_instance_identifier(source)
+        .target_db_instance_identifier(new_id)
+        .set_restore_time(time.map(|t| aws_smithy_types::DateTime::from_secs(t.as_second())))
+        .set_use_latest_restorable_time(time.is_none().then_some(true))
+        .set_db_instance_class(shape.instance_class.clone())
+        .set_db_subnet_group_name(shape.subnet_group.clone())
+        .set_db_parameter_group_name(shape.parameter_group.clone())
+        .set_option_group_name(shape.option_group.clone())
+        .set_vpc_security_group_ids(
+            (!shape.security_groups.is_empty()).then(|| shape.security_groups.clone()),
+        )
+        .set_multi_az(shape.multi_az)
+        .set_publicly_accessible(shape.publicly_accessible)
+        .set_port(shape.port)
+        .set_deletion_protection(shape.deletion_protection)
+        .set_tags(Some(vec![Tag::builder()
+            .key("backstop:restored-from")
+            .value(source)
+            .build()]))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "RestoreDBInstanceToPointInTime",
+                format!("DB instance {new_id} (from {source})"),
+                e,
+            )
+        })?;
+    out.db_instance().cloned().ok_or_else(|| Error::Aws {
+        operation: "RestoreDBInstanceToPointInTime",
+        resource: format!("DB instance {new_id}"),
+        code: None,
+        message: "the answer named no instance".into(),
+        retryable: true,
+        hint: "describe the instance to see whether it is being made".into(),
+    })
+}
+
 /// Deletes a drill instance without a final snapshot, turning its deletion protection off
 /// first (a restore takes the snapshot's). Safe to repeat: one already gone or being deleted
 /// counts as deleted.

@@ -786,3 +786,277 @@ async fn the_sweep_deletes_only_tagged_drill_instances_no_open_drill_names() {
     assert!(!exists(left_behind).await);
     assert!(exists(untagged).await && exists(open).await);
 }
+
+// ---- What moto cannot show: snapshots still being made, pages, copies in flight ----
+
+/// Clients whose RDS client answers by `rules` where one matches (moto otherwise).
+fn rds_with_rules(h: &Harness, rules: &[&aws_smithy_mocks::Rule]) -> Clients {
+    let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new()
+        .rule_mode(aws_smithy_mocks::RuleMode::MatchAny)
+        .allow_passthrough();
+    for r in rules {
+        interceptor = interceptor.with_rule(r);
+    }
+    let conf = aws_sdk_rds::config::Builder::from(&h.config)
+        .interceptor(interceptor)
+        .build();
+    Clients {
+        rds: aws_sdk_rds::Client::from_conf(conf).into(),
+        ..h.clients.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_still_being_made_is_recorded_started_and_a_later_run_records_it_done() {
+    use aws_sdk_rds::operation::create_db_snapshot::CreateDbSnapshotOutput;
+    use aws_sdk_rds::types::DbSnapshot;
+    let h = Harness::new().await;
+    let id = h.name("slow");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let slot = "2026-11-20T02:00:00Z";
+    let name = format!("{id}-backstop-20261120t020000z");
+    // RDS takes the request (the snapshot exists) and answers "creating", as it does for
+    // minutes in AWS; moto would answer "available" at once.
+    h.clients
+        .rds
+        .create_db_snapshot()
+        .db_instance_identifier(&id)
+        .db_snapshot_identifier(&name)
+        .send()
+        .await
+        .unwrap();
+    let arn = format!("arn:aws:rds:us-east-1:123456789012:snapshot:{name}");
+    let (arn2, name2, id2) = (arn.clone(), name.clone(), id.clone());
+    let creating =
+        aws_smithy_mocks::mock!(aws_sdk_rds::Client::create_db_snapshot).then_output(move || {
+            CreateDbSnapshotOutput::builder()
+                .db_snapshot(
+                    DbSnapshot::builder()
+                        .db_snapshot_identifier(&name2)
+                        .db_snapshot_arn(&arn2)
+                        .db_instance_identifier(&id2)
+                        .snapshot_type("manual")
+                        .status("creating")
+                        .build(),
+                )
+                .build()
+        });
+    let env = h.env(&[(settings::ENV_RDS_INSTANCES, &id)]);
+    let r = run_with(
+        &rds_with_rules(&h, &[&creating]),
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": slot}),
+    )
+    .await;
+    let t = target(&r, &format!("rds:{id}"));
+    assert!(
+        matches!(&t.outcome, Outcome::Started { export_id, note } if *export_id == name && note.contains("is creating")),
+        "{t:#?}"
+    );
+    assert_eq!(r.totals.created, 0, "not counted as made: {:?}", r.totals);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let rec = catalog
+        .get(
+            JobKind::Snapshot,
+            &format!("rds:{id}"),
+            &ScheduleSlot::parse(slot).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, TargetStatus::Started);
+    assert_eq!(rec.backup_name.as_deref(), Some(name.as_str()));
+    // Retention leaves a snapshot alone while the catalog says it is being made... and the
+    // next slot's run finds it available and records it.
+    let next = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-21T02:00:00Z"}),
+    )
+    .await;
+    let t = target(&next, &format!("rds:{id}"));
+    assert!(matches!(t.outcome, Outcome::Created { .. }), "{t:#?}");
+    assert!(
+        t.warnings.iter().any(|w| w.contains(&format!(
+            "the snapshot of {slot} ({name}) is available now, and recorded"
+        ))),
+        "{:?}",
+        t.warnings
+    );
+    let rec = catalog
+        .get(
+            JobKind::Snapshot,
+            &format!("rds:{id}"),
+            &ScheduleSlot::parse(slot).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, TargetStatus::Done);
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &id).await).len(), 2);
+}
+
+#[tokio::test]
+async fn a_snapshot_listing_whose_pages_do_not_advance_deletes_nothing() {
+    use aws_sdk_rds::operation::describe_db_snapshots::DescribeDbSnapshotsOutput;
+    let h = Harness::new().await;
+    let id = h.name("paged");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCES, &id),
+        (
+            settings::ENV_RDS_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+    ]);
+    for day in 1..=3 {
+        run_with(
+            &h.clients,
+            &env,
+            JobKind::Snapshot,
+            json!({"slot": format!("2026-11-0{day}T02:00:00Z")}),
+        )
+        .await;
+    }
+    // The listing's pages: the first names a next page, which names itself again.
+    let first = aws_smithy_mocks::mock!(aws_sdk_rds::Client::describe_db_snapshots)
+        .match_requests(|r| r.snapshot_type() == Some("manual") && r.marker().is_none())
+        .then_output(|| DescribeDbSnapshotsOutput::builder().marker("m1").build());
+    let stuck = aws_smithy_mocks::mock!(aws_sdk_rds::Client::describe_db_snapshots)
+        .match_requests(|r| r.marker() == Some("m1"))
+        .then_output(|| DescribeDbSnapshotsOutput::builder().marker("m1").build());
+    let r = run_with(
+        &rds_with_rules(&h, &[&first, &stuck]),
+        &env,
+        JobKind::Retention,
+        json!({}),
+    )
+    .await;
+    let Outcome::Failed {
+        error, retryable, ..
+    } = &target(&r, &format!("rds:{id}")).outcome
+    else {
+        panic!("{r:#?}")
+    };
+    assert!(
+        error.starts_with("nothing deleted: the listing is incomplete"),
+        "{error}"
+    );
+    assert!(retryable);
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &id).await).len(), 3);
+    // Without the fault the same run deletes the two older ones.
+    let r = run_with(&h.clients, &env, JobKind::Retention, json!({})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(manual(&snapshots_of(&h.clients.rds, &id).await).len(), 1);
+}
+
+#[tokio::test]
+async fn a_source_whose_copy_is_in_flight_is_kept_and_a_hold_on_either_side_holds_both() {
+    let h = Harness::new().await;
+    let id = h.name("linked");
+    create_instance(&h.clients.rds, &id, &[], 7, true).await;
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCES, &id),
+        (settings::ENV_DB_REPLICA_REGION, REPLICA),
+        (
+            settings::ENV_RDS_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+        (
+            settings::ENV_DB_REPLICA_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+    ]);
+    for day in 1..=3 {
+        let r = run_with(
+            &h.clients,
+            &env,
+            JobKind::Snapshot,
+            json!({"slot": format!("2026-11-0{day}T02:00:00Z")}),
+        )
+        .await;
+        assert!(
+            target(&r, &format!("rds:{id}"))
+                .replica
+                .as_ref()
+                .is_some_and(|x| x.ok),
+            "{r:#?}"
+        );
+    }
+    let replica = h.clients.rds_in(Some(REPLICA));
+    assert_eq!(manual(&snapshots_of(&replica, &id).await).len(), 3);
+    let slot = |d: u32| ScheduleSlot::parse(&format!("2026-11-0{d}T02:00:00Z")).unwrap();
+    // Day 1's copy is (as far as the catalog knows) still being made from its source.
+    let copy_target = format!("rds:{id}@{REPLICA}");
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .set_key(Some(backstop::catalog::target_key(
+            JobKind::Snapshot,
+            &copy_target,
+            &slot(1),
+        )))
+        .update_expression("SET #s = :started")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(
+            ":started",
+            aws_sdk_dynamodb::types::AttributeValue::S("STARTED".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Day 2's source is on legal hold.
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .set_key(Some(backstop::catalog::target_key(
+            JobKind::Snapshot,
+            &format!("rds:{id}"),
+            &slot(2),
+        )))
+        .update_expression("SET legal_hold = :h")
+        .expression_attribute_values(":h", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    let r = run_with(&h.clients, &env, JobKind::Retention, json!({})).await;
+    let t = target(&r, &format!("rds:{id}"));
+    let rules = |name: &str| -> String {
+        let d = t
+            .decisions
+            .iter()
+            .find(|d| d.backup_name == name)
+            .unwrap_or_else(|| panic!("{name}: {:#?}", t.decisions));
+        match &d.decision {
+            Decision::Keep { reasons } => reasons
+                .iter()
+                .map(|r| r.rule.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+            Decision::Delete { .. } => "DELETE".into(),
+        }
+    };
+    let day = |d: u32| format!("{id}-backstop-2026110{d}t020000z");
+    assert_eq!(rules(&day(1)), "floor:copy_in_progress");
+    assert!(
+        rules(&day(2)).contains("floor:legal_hold"),
+        "{}",
+        rules(&day(2))
+    );
+    assert!(rules(&format!("{} (copy in {REPLICA})", day(2))).contains("floor:legal_hold"));
+    // Day 1's copy itself is complete in RDS and Backstop's (it has a record): its own policy
+    // deletes it; only its source waited for it.
+    assert_eq!(rules(&format!("{} (copy in {REPLICA})", day(1))), "DELETE");
+    let kept: BTreeSet<String> = manual(&snapshots_of(&h.clients.rds, &id).await)
+        .into_iter()
+        .collect();
+    assert_eq!(kept, BTreeSet::from([day(1), day(2), day(3)]));
+    let copies: BTreeSet<String> = manual(&snapshots_of(&replica, &id).await)
+        .into_iter()
+        .collect();
+    assert_eq!(copies, BTreeSet::from([day(2), day(3)]));
+}

@@ -140,6 +140,8 @@ pub fn is_backstop_snapshot_name(name: &str) -> bool {
 pub struct DbFacts {
     pub kind: Option<DbKind>,
     pub arn: Option<String>,
+    /// The instance's resource id, which a snapshot of it carries.
+    pub dbi_resource_id: Option<String>,
     pub status: Option<String>,
     pub engine: Option<String>,
     pub engine_version: Option<String>,

@@ -19,7 +19,7 @@ pub const TAG_MANAGED: &str = "backstop:managed";
 pub const TAG_SLOT: &str = "backstop:slot";
 
 /// One DB snapshot as RDS reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     pub id: String,
     pub arn: String,
@@ -38,6 +38,8 @@ pub struct SnapshotInfo {
     pub kms_key_id: Option<String>,
     /// When it is a copy: the snapshot it was copied from.
     pub source_arn: Option<String>,
+    /// The instance's resource id (stays one instance's, unlike its identifier).
+    pub dbi_resource_id: Option<String>,
     pub tags: Vec<(String, String)>,
 }
 
@@ -79,7 +81,8 @@ pub fn snapshot_info(s: &DbSnapshot) -> SnapshotInfo {
         id: s.db_snapshot_identifier().unwrap_or_default().to_owned(),
         arn: s.db_snapshot_arn().unwrap_or_default().to_owned(),
         instance: s.db_instance_identifier().unwrap_or_default().to_owned(),
-        created_at: ts(s.snapshot_create_time()),
+        // A copy's SnapshotCreateTime is when it was copied; its original's is the data's time.
+        created_at: ts(s.original_snapshot_create_time()).or_else(|| ts(s.snapshot_create_time())),
         status: s.status().unwrap_or_default().to_owned(),
         snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
         allocated_storage: s.allocated_storage(),
@@ -88,6 +91,7 @@ pub fn snapshot_info(s: &DbSnapshot) -> SnapshotInfo {
         encrypted: s.encrypted(),
         kms_key_id: s.kms_key_id().map(str::to_owned),
         source_arn: s.source_db_snapshot_identifier().map(str::to_owned),
+        dbi_resource_id: s.dbi_resource_id().map(str::to_owned),
         tags: tags(s.tag_list()),
     }
 }
@@ -97,6 +101,7 @@ pub fn instance_facts(i: &DbInstance) -> DbFacts {
     DbFacts {
         kind: Some(DbKind::RdsInstance),
         arn: i.db_instance_arn().map(str::to_owned),
+        dbi_resource_id: i.dbi_resource_id().map(str::to_owned),
         status: i.db_instance_status().map(str::to_owned),
         engine: i.engine().map(str::to_owned),
         engine_version: i.engine_version().map(str::to_owned),
@@ -140,6 +145,28 @@ pub fn has_tag(list: &[Tag], key: &str, value: Option<&str>) -> bool {
         .any(|t| t.key() == Some(key) && value.is_none_or(|v| t.value() == Some(v)))
 }
 
+/// Pure: the next page's marker, `None` after the last page. A marker that does not move
+/// would page forever, and stopping there would leave the listing short: an error.
+pub fn next_marker(
+    got: Option<&str>,
+    sent: Option<&str>,
+    operation: &'static str,
+    resource: &str,
+) -> Result<Option<String>> {
+    match got {
+        None | Some("") => Ok(None),
+        Some(m) if Some(m) == sent => Err(Error::Aws {
+            operation,
+            resource: resource.to_owned(),
+            code: None,
+            message: "the service answered a page with the marker it was asked for: the listing does not advance and is incomplete".into(),
+            retryable: true,
+            hint: "a retry may page normally; nothing is deleted on a short listing".into(),
+        }),
+        Some(m) => Ok(Some(m.to_owned())),
+    }
+}
+
 /// Every DB instance of the account and region (all pages).
 pub async fn list_instances(rds: &Rds) -> Result<Vec<DbInstance>> {
     let mut out = Vec::new();
@@ -152,10 +179,14 @@ pub async fn list_instances(rds: &Rds) -> Result<Vec<DbInstance>> {
             .await
             .map_err(|e| Error::aws("DescribeDBInstances", "the account's DB instances", e))?;
         out.extend(page.db_instances().iter().cloned());
-        match page.marker() {
-            // A marker that does not move would page forever.
-            Some(m) if !m.is_empty() && Some(m) != marker.as_deref() => marker = Some(m.to_owned()),
-            _ => return Ok(out),
+        match next_marker(
+            page.marker(),
+            marker.as_deref(),
+            "DescribeDBInstances",
+            "the account's DB instances",
+        )? {
+            Some(m) => marker = Some(m),
+            None => return Ok(out),
         }
     }
 }
@@ -219,8 +250,19 @@ pub async fn resolve(
         let Some(id) = i.db_instance_identifier() else {
             continue;
         };
+        // RDS stores identifiers in lower case; one that is not is taken as RDS would name it.
+        let id = &id.to_ascii_lowercase();
         let selected = match selection {
             TableSelection::Tag { key, value } => has_tag(i.tag_list(), key, value.as_deref()),
+            TableSelection::Pattern(p) => glob::Pattern::new(p).is_ok_and(|g| {
+                g.matches_with(
+                    id,
+                    glob::MatchOptions {
+                        case_sensitive: false,
+                        ..glob::MatchOptions::new()
+                    },
+                )
+            }),
             other => other.matches_name(id),
         };
         if !selected {
@@ -297,9 +339,14 @@ pub async fn list_manual_snapshots(rds: &Rds, instance: &str) -> Result<Vec<Snap
                 .map(snapshot_info)
                 .filter(|s| s.is_manual() && s.instance == instance),
         );
-        match page.marker() {
-            Some(m) if !m.is_empty() && Some(m) != marker.as_deref() => marker = Some(m.to_owned()),
-            _ => break,
+        match next_marker(
+            page.marker(),
+            marker.as_deref(),
+            "DescribeDBSnapshots",
+            &format!("snapshots of DB instance {instance}"),
+        )? {
+            Some(m) => marker = Some(m),
+            None => break,
         }
     }
     // One snapshot per identifier, whatever the pages did.
@@ -621,5 +668,31 @@ pub async fn delete_drill_instance(rds: &Rds, id: &str) -> Result<()> {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_that_does_not_move_is_an_error_not_the_end() {
+        assert_eq!(next_marker(None, None, "X", "r").unwrap(), None);
+        assert_eq!(next_marker(Some(""), Some("a"), "X", "r").unwrap(), None);
+        assert_eq!(
+            next_marker(Some("b"), Some("a"), "X", "r")
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
+        let e = next_marker(
+            Some("a"),
+            Some("a"),
+            "DescribeDBSnapshots",
+            "snapshots of x",
+        )
+        .unwrap_err();
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("incomplete"), "{e}");
     }
 }

@@ -266,6 +266,77 @@ def _query_protocol(req, action, resource="*"):
     raise Unmapped(action)
 
 
+def _rds_tags(req, kind, name, region=None):
+    """The aws:ResourceTag/<key> context keys of an RDS instance or snapshot moto holds."""
+    from moto.rds.models import rds_backends
+
+    try:
+        backend = rds_backends[req.account_id][region or req._region]
+        store = backend.databases if kind == "db" else backend.database_snapshots
+        tags = store[name].tags or []
+    except Exception:
+        return {}
+    return {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
+
+
+def _rds(req, action):
+    """RDS (the query protocol): the resource ARNs each action is authorized on, as the Service
+    Authorization Reference lists them, with the resources' tags; tags on a new resource need
+    rds:AddTagsToResource on it too."""
+    data = req._data if isinstance(req._data, dict) else {}
+    region, account = req._region, req.account_id
+
+    def arn(kind, name, in_region=None):
+        if name and name.startswith("arn:"):
+            return name
+        return f"arn:aws:rds:{in_region or region}:{account}:{kind}:{name}"
+
+    def src_region(name):
+        return name.split(":")[3] if name and name.startswith("arn:") else region
+
+    def short(name):
+        return name.rsplit(":", 1)[-1] if name and name.startswith("arn:") else name
+
+    op = action.split(":", 1)[1]
+    db = _first(data, "DBInstanceIdentifier")
+    snap = _first(data, "DBSnapshotIdentifier")
+    tagged = any(k.startswith("Tags.") for k in data) or _first(data, "Tags.Tag.1.Key") is not None
+    needs = []
+    if op in ("DescribeDBInstances", "DescribeDBSnapshots", "DescribeDBClusters", "CreateDBInstance", "ListTagsForResource"):
+        return [(action, "*", {})]
+    if op == "CreateDBSnapshot":
+        needs = [(action, arn("db", db), _rds_tags(req, "db", db)), (action, arn("snapshot", snap), {})]
+        new = arn("snapshot", snap)
+    elif op == "CopyDBSnapshot":
+        source = _first(data, "SourceDBSnapshotIdentifier")
+        target = _first(data, "TargetDBSnapshotIdentifier")
+        needs = [
+            (action, arn("snapshot", source), _rds_tags(req, "snapshot", short(source), src_region(source))),
+            (action, arn("snapshot", target), {}),
+        ]
+        new = arn("snapshot", target)
+    elif op == "DeleteDBSnapshot":
+        return [(action, arn("snapshot", snap), _rds_tags(req, "snapshot", snap))]
+    elif op == "RestoreDBInstanceFromDBSnapshot":
+        needs = [(action, arn("db", db), {}), (action, arn("snapshot", snap), _rds_tags(req, "snapshot", short(snap)))]
+        for field, kind in (("DBSubnetGroupName", "subgrp"), ("OptionGroupName", "og"), ("DBParameterGroupName", "pg")):
+            if _first(data, field):
+                needs.append((action, arn(kind, _first(data, field)), {}))
+        new = arn("db", db)
+    elif op == "RestoreDBInstanceToPointInTime":
+        source = _first(data, "SourceDBInstanceIdentifier")
+        target = _first(data, "TargetDBInstanceIdentifier")
+        needs = [(action, arn("db", source), _rds_tags(req, "db", source)), (action, arn("db", target), {})]
+        new = arn("db", target)
+    elif op in ("ModifyDBInstance", "DeleteDBInstance"):
+        return [(action, arn("db", db), _rds_tags(req, "db", db))]
+    else:
+        raise Unmapped(action)
+    if tagged:
+        needs.append(("rds:AddTagsToResource", new, {}))
+    return needs
+
+
 def _key_arn(req, key):
     if not key:
         return None
@@ -417,6 +488,8 @@ def check_action_permitted(self, resource):
             needs = _s3(self, self._action, resource)
         elif self._action.startswith("dynamodb:"):
             needs = _dynamodb(self, self._action)
+        elif self._action.startswith("rds:"):
+            needs = _rds(self, self._action)
         else:
             needs = _query_protocol(self, self._action, resource)
     except (Unmapped, KeyError, ValueError) as e:

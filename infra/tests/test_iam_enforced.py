@@ -41,8 +41,12 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE = "iam-orders"
 SOURCE_BUCKET = "iam-uploads"
+DB = "iam-ledger"
+DB_REPLICA = "us-west-2"
 PARAMETERS = {
     "TableNames": TABLE,
+    "RdsInstances": DB,
+    "DbReplicaRegion": DB_REPLICA,
     "EnablePitr": "true",
     "BucketNames": SOURCE_BUCKET,
     "AlarmEmail": "ops@example.com",
@@ -296,6 +300,15 @@ def seed(w):
     )
     for i in range(20):
         ddb.put_item(TableName=TABLE, Item={"id": {"S": f"order-{i:03}"}, "n": {"N": str(i)}, "b": {"B": bytes([i])}})
+    rds = w.client("rds")
+    rds.create_db_instance(
+        DBInstanceIdentifier=DB, Engine="postgres", EngineVersion="16.3", DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20, MasterUsername="backstop", MasterUserPassword="not-a-real-secret-1",
+        BackupRetentionPeriod=7, DeletionProtection=True,
+    )
+    # Someone's own manual snapshot, and one that only looks like Backstop's (not tagged).
+    rds.create_db_snapshot(DBInstanceIdentifier=DB, DBSnapshotIdentifier=f"{DB}-manual-20261101")
+    rds.create_db_snapshot(DBInstanceIdentifier=DB, DBSnapshotIdentifier=f"{DB}-backstop-lookalike")
     s3 = w.client("s3")
     s3.create_bucket(Bucket=SOURCE_BUCKET)
     s3.put_bucket_versioning(Bucket=SOURCE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -592,6 +605,62 @@ def test_nobody_but_the_retention_role_deletes_a_backup(world):
     assert [d for d in w.decisions("retention") if d["action"] == "dynamodb:DeleteBackup" and d["result"] == "Allowed"]
 
 
+def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
+    """An RDS instance through the three jobs, each as its role, with no table in the run (the
+    table selection dropped): snapshots on four days with copies in the replica region, a
+    drill, and retention deleting the oldest snapshot and copy. Then what each role must never
+    do: delete the instance or another's snapshot, modify the instance."""
+    w = world
+    only_db = ("BACKSTOP_TABLES",)
+    start = {job: len(w.decisions(job)) for job in ("snapshot", "validate", "retention")}
+
+    def denied_here(job):
+        return [d for d in w.decisions(job)[start[job]:] if d.get("result") != "Allowed"]
+
+    for day in old_days():
+        w.set_clock(day + timedelta(seconds=5))
+        rep = report(w.run("snapshot", {"slot": stamp(day)}, drop_env=only_db))
+        (t,) = rep["targets"]
+        assert t["table"] == f"rds:{DB}" and t["outcome"]["status"] == "created", rep
+        assert t["replica"]["ok"], t["replica"]
+    w.set_clock()
+    rep = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
+    assert rep["status"] == "succeeded" and rep["targets"][0]["replica"]["ok"], rep
+    assert rep["selection"] == f"RDS instances {DB}", rep["selection"]
+    again = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
+    assert again["totals"]["already_done"] == 1 and again["totals"]["created"] == 0, again["totals"]
+    assert not denied_here("snapshot"), denied_here("snapshot")
+    copies = w.client("rds", region=DB_REPLICA).describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]
+    assert len([c for c in copies if "-backstop-2" in c["DBSnapshotIdentifier"]]) == 4, copies
+
+    rep = report(w.run("validate", {"slot": slot(6)}, drop_env=only_db, extra_env={"BACKSTOP_PITR_MAX_LAG": "off"}))
+    assert not denied_here("validate"), denied_here("validate")
+    drill = rep["targets"][0]["validation"]["drill"]
+    assert drill["level"] == "consistent" and drill["state"] == "cleaned", drill
+    left = [i["DBInstanceIdentifier"] for i in w.client("rds").describe_db_instances()["DBInstances"]]
+    assert not [i for i in left if i.startswith("backstop-drill-") and i != drill["drill_table"]] and DB in left, left
+
+    rep = report(w.run("retention", {}, drop_env=only_db))
+    assert not denied_here("retention"), denied_here("retention")
+    assert rep["status"] == "succeeded", json.dumps(rep, indent=1)
+    # keep_daily=1 and the floor (the newest three) keep three of four, on each side.
+    assert rep["totals"]["deleted"] == 2, rep["totals"]
+    names = {s["DBSnapshotIdentifier"] for s in w.client("rds").describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]}
+    assert {f"{DB}-manual-20261101", f"{DB}-backstop-lookalike"} <= names, names
+    assert len([n for n in names if "-backstop-2" in n]) == 3, names
+
+    snapshot_rds, validate_rds, retention_rds = (as_role(w, j, "rds") for j in ("snapshot", "validate", "retention"))
+    ours = sorted(n for n in names if "-backstop-2" in n)[0]
+    refused(w, "snapshot", snapshot_rds.delete_db_snapshot, DBSnapshotIdentifier=ours, explicitly=True)
+    refused(w, "snapshot", snapshot_rds.delete_db_instance, DBInstanceIdentifier=DB, SkipFinalSnapshot=True)
+    refused(w, "validate", validate_rds.delete_db_instance, DBInstanceIdentifier=DB, SkipFinalSnapshot=True)
+    refused(w, "validate", validate_rds.modify_db_instance, DBInstanceIdentifier=DB, DeletionProtection=False)
+    refused(w, "validate", validate_rds.delete_db_snapshot, DBSnapshotIdentifier=ours, explicitly=True)
+    refused(w, "retention", retention_rds.delete_db_snapshot, DBSnapshotIdentifier=f"{DB}-manual-20261101")
+    refused(w, "retention", retention_rds.delete_db_snapshot, DBSnapshotIdentifier=f"{DB}-backstop-lookalike")
+    refused(w, "retention", retention_rds.delete_db_instance, DBInstanceIdentifier=DB, SkipFinalSnapshot=True)
+
+
 def test_selection_by_tag_as_each_role(world):
     """Selection by tag (TableNames empty, the template's default): ListTables, then each
     table's tags. Dry runs, so that nothing is made or deleted."""
@@ -601,7 +670,8 @@ def test_selection_by_tag_as_each_role(world):
         # (validate exits 3: the restored copies it now selects were never backed up)
         rep = report(w.run(job, {"dry_run": True}, drop_env=("BACKSTOP_TABLES",), extra_env={"BACKSTOP_TABLE_TAG": "backup=daily"}), ok=(0, 3))
         # (The restored copies carry the source's tags, so the tag selects them too.)
-        assert rep["selection"] == "tables tagged backup=daily" and TABLE in [t["table"] for t in rep["targets"]], (job, rep["selection"])
+        # (snapshot, validate and retention also select the RDS instance, named in the stack)
+        assert rep["selection"].startswith("tables tagged backup=daily") and TABLE in [t["table"] for t in rep["targets"]], (job, rep["selection"])
         refusals = [d for d in w.decisions(job)[before:] if d.get("result") != "Allowed"]
         assert not refusals, refusals
 

@@ -154,6 +154,11 @@ NO_RESOURCE_LEVEL = {
     "cloudwatch:PutMetricData",
     "s3:ListAllMyBuckets",
 }
+# Read-only RDS listings granted on "*" although the Service Authorization Reference gives them
+# a resource type: a tag selection lists every instance (DescribeDBInstances with no
+# identifier) and a snapshot is looked up by name here and in the replica region; RDS's own
+# example policies grant them on "*". They read metadata only, never data.
+RDS_LISTINGS = {"rds:DescribeDBInstances", "rds:DescribeDBSnapshots"}
 
 
 def translated(code_uris, params=None):
@@ -310,9 +315,19 @@ def table_names(arns, suffix=""):
     return names
 
 
+RDS_BY_NAME = {"RdsInstances": "orders-db,ledger-db", "DbReplicaRegion": "us-west-2"}
+RDS_BY_TAG = {
+    "RdsTagValue": "daily",
+    "DbReplicaRegion": "eu-west-1",
+    "DbReplicaKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "RdsRetentionPolicy": "keep_weekly=5",
+}
+
 # Every combination of the parameters that change a role.
 PARAM_SETS = [
     {},
+    RDS_BY_NAME,
+    RDS_BY_TAG,
     {"EnablePitr": "true"},
     {"TableNames": "SalesTable,BuyersTable"},
     {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
@@ -359,20 +374,23 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
                     continue
                 if s["Resource"] == "*":
                     # Only actions without resource-level permissions may name every resource.
-                    assert set(actions) <= NO_RESOURCE_LEVEL, (name, s)
+                    assert set(actions) <= NO_RESOURCE_LEVEL | RDS_LISTINGS, (name, s)
                 else:
                     # ...and those must name "*", or they are never allowed.
                     assert not set(actions) & NO_RESOURCE_LEVEL, (name, s)
         deletes = {
             name: sorted(a for a in stack.grants(name) if "Delete" in a) for name in FUNCTION_ROLES
         }
+        rds = stack.condition("HasRds")
         assert deletes == {
             "SnapshotFunctionRole": [],
-            "RetentionFunctionRole": ["dynamodb:DeleteBackup", "s3:DeleteObject"],
+            # With RDS instances selected: Backstop's snapshots of them (tested below).
+            "RetentionFunctionRole": ["dynamodb:DeleteBackup"] + (["rds:DeleteDBSnapshot"] if rds else []) + ["s3:DeleteObject"],
             "ExportFunctionRole": [],
             # Drill tables only (the prefix): RestoreTableFromBackup needs the item actions on
             # its target, and the drill deletes its table at the end.
-            "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"],
+            # With RDS instances selected, its own drill instances (the prefix and the tag).
+            "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"] + (["rds:DeleteDBInstance"] if rds else []),
             # Restored tables' items (a chain's removed keys; RestoreTableFromBackup's target)
             # and the restores' own catalog records: no table, no backup, no object.
             "RestoreFunctionRole": ["dynamodb:DeleteItem"],
@@ -2106,7 +2124,7 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
                 assert not denies, params
                 assert stack.grants(role)["dynamodb:DeleteBackup"], params
             else:
-                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup"], "Resource": "*"}], (role, params)
+                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup", "rds:DeleteDBSnapshot"], "Resource": "*"}], (role, params)
                 assert "dynamodb:DeleteBackup" not in stack.grants(role), (role, params)
         # The managed policy for every other principal of the account (on by default).
         (policy,) = stack.of_type("AWS::IAM::ManagedPolicy").values()
@@ -2119,4 +2137,63 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "<RetentionFunctionRole.Arn>"}},
         }
         assert by_sid["NoVersionOfABackupObjectDeleted"]["Action"] == ["s3:DeleteObjectVersion"]
+        assert by_sid["OnlyRetentionDeletesDatabaseSnapshots"] == {
+            "Sid": "OnlyRetentionDeletesDatabaseSnapshots",
+            "Effect": "Deny",
+            "Action": ["rds:DeleteDBSnapshot"],
+            "Resource": "arn:aws:rds:*:123456789012:snapshot:*-backstop-*",
+            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "<RetentionFunctionRole.Arn>"}},
+        }
     assert not Stack({"ProtectBackups": "false"}).of_type("AWS::IAM::ManagedPolicy")
+
+
+def test_rds_rights_only_where_rds_instances_are_selected_and_scoped_to_them():
+    rds_roles = {"SnapshotFunctionRole", "RetentionFunctionRole", "ValidateFunctionRole"}
+    # No instance selected: no role may make any RDS call (the denies aside).
+    for params in [p for p in PARAM_SETS if not ({"RdsInstances", "RdsTagValue"} & set(p))]:
+        stack = Stack(params)
+        for role in FUNCTION_ROLES:
+            assert not [a for a in stack.grants(role) if a.startswith("rds:")], (role, params)
+            env = stack.props(role.replace("Role", ""))["Environment"]["Variables"]
+            assert not [k for k in env if k.startswith(("BACKSTOP_RDS_", "BACKSTOP_DB_"))], (role, env)
+    by_name, by_tag = Stack(RDS_BY_NAME), Stack(RDS_BY_TAG)
+    for stack in (by_name, by_tag):
+        for role in FUNCTION_ROLES:
+            grants = [a for a in stack.grants(role) if a.startswith("rds:")]
+            assert bool(grants) == (role in rds_roles), (role, grants)
+    # Snapshot: CreateDBSnapshot on the named instances only (or any, with the tag condition),
+    # and on snapshots named as Backstop's; copies to the replica region under the same names.
+    (create,) = [s for s in by_name.statements_with("SnapshotFunctionRole", "rds:CreateDBSnapshot") if s["Sid"] == "SnapshotDatabases"]
+    assert create["Resource"] == ["arn:*:rds:*:*:db:orders-db", "arn:*:rds:*:*:db:ledger-db"], create
+    assert create["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    (create,) = [s for s in by_tag.statements_with("SnapshotFunctionRole", "rds:CreateDBSnapshot") if s["Sid"] == "SnapshotDatabases"]
+    assert create["Resource"] == "arn:aws:rds:us-east-1:123456789012:db:*"
+    assert create["Condition"]["StringEquals"]["aws:ResourceTag/backup:plan"] == "daily"
+    (copy,) = by_name.statements_with("SnapshotFunctionRole", "rds:CopyDBSnapshot")
+    assert copy["Resource"] == [
+        "arn:aws:rds:us-east-1:123456789012:snapshot:*-backstop-*",
+        "arn:aws:rds:us-west-2:123456789012:snapshot:*-backstop-*",
+    ]
+    assert not by_name.statements_with("SnapshotFunctionRole", "kms:CreateGrant")
+    (grant,) = by_tag.statements_with("SnapshotFunctionRole", "kms:CreateGrant")
+    assert grant["Resource"] == RDS_BY_TAG["DbReplicaKmsKeyArn"]
+    # Retention: DeleteDBSnapshot on Backstop's names of the named instances, tagged as
+    # Backstop's, in the two regions only.
+    (delete,) = by_name.statements_with("RetentionFunctionRole", "rds:DeleteDBSnapshot")
+    assert delete["Resource"] == ["arn:*:rds:*:*:snapshot:orders-db-backstop-*", "arn:*:rds:*:*:snapshot:ledger-db-backstop-*"], delete
+    assert delete["Condition"] == {"StringEquals": {"aws:ResourceTag/backstop:managed": "true", "aws:RequestedRegion": ["us-east-1", "us-west-2"]}}
+    (delete,) = by_tag.statements_with("RetentionFunctionRole", "rds:DeleteDBSnapshot")
+    assert delete["Resource"] == "arn:aws:rds:*:123456789012:snapshot:*-backstop-*"
+    # Validate: restores and deletes only drill instances (the prefix and the drill tag).
+    (gone,) = by_name.statements_with("ValidateFunctionRole", "rds:DeleteDBInstance")
+    assert gone["Resource"] == "arn:aws:rds:us-east-1:123456789012:db:backstop-drill-*"
+    assert gone["Condition"] == {"StringEquals": {"aws:ResourceTag/backstop:drill": "true"}}
+    assert as_list(gone["Action"]) == ["rds:ModifyDBInstance", "rds:DeleteDBInstance"]
+    # The settings reach the functions that read them.
+    env = lambda stack, fn: stack.props(fn)["Environment"]["Variables"]
+    assert env(by_name, "SnapshotFunction")["BACKSTOP_RDS_INSTANCES"] == "orders-db,ledger-db"
+    assert env(by_tag, "RetentionFunction")["BACKSTOP_RDS_INSTANCE_TAG"] == "backup:plan=daily"
+    assert env(by_tag, "RetentionFunction")["BACKSTOP_RDS_RETENTION_POLICY"] == "keep_weekly=5"
+    assert env(by_tag, "SnapshotFunction")["BACKSTOP_DB_REPLICA_KMS_KEY"] == RDS_BY_TAG["DbReplicaKmsKeyArn"]
+    assert "BACKSTOP_DB_REPLICA_REGION" not in env(by_name, "ValidateFunction")
+    assert env(by_name, "ValidateFunction")["BACKSTOP_RDS_INSTANCES"] == "orders-db,ledger-db"

@@ -436,8 +436,7 @@ async fn make_snapshot(
 /// Makes the slot's snapshot once. The name is the slot's, so RDS itself refuses a second one
 /// (`DBSnapshotAlreadyExists`); after an error that leaves in doubt whether the request took
 /// effect, the snapshot is looked for by its name and adopted when it is the slot's. A failed
-/// snapshot of the slot (RDS made it, then it failed: it holds no data) is deleted and made
-/// again, once.
+/// snapshot of the slot is reported with what to do; the snapshot job never deletes one.
 async fn create_once(
     client: &aws_sdk_rds::Client,
     target: &DbTarget,
@@ -448,7 +447,6 @@ async fn create_once(
 ) -> Result<SnapshotInfo> {
     let mut backoff = std::time::Duration::from_millis(250);
     let mut attempt = 1;
-    let mut replaced_failed = false;
     loop {
         let err = match rds::create_snapshot(client, &target.id, name, &slot.to_string()).await {
             Ok(s) => return Ok(s),
@@ -464,21 +462,15 @@ async fn create_once(
         }
         match rds::describe_snapshot(client, name).await? {
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) && s.status == "failed" => {
-                if replaced_failed {
-                    return Err(Error::Aws {
-                        operation: "CreateDBSnapshot",
-                        resource: format!("DB instance {} (snapshot {name})", target.id),
-                        code: None,
-                        message: "RDS made the slot's snapshot and it failed, twice".into(),
-                        retryable: true,
-                        hint: "read the instance's events (aws rds describe-events); the next run tries again".into(),
-                    });
-                }
-                warnings.push(format!(
-                    "the slot's snapshot {name} had failed in RDS; it was deleted and made again"
-                ));
-                rds::delete_snapshot(client, name).await?;
-                replaced_failed = true;
+                // The snapshot job never deletes a snapshot (its role denies it): say which.
+                return Err(Error::Aws {
+                    operation: "CreateDBSnapshot",
+                    resource: format!("DB instance {} (snapshot {name})", target.id),
+                    code: Some("DBSnapshotAlreadyExists".into()),
+                    message: format!("RDS made this slot's snapshot {name} and it failed; it holds no data and its name blocks a new one"),
+                    retryable: false,
+                    hint: format!("delete it (aws rds delete-db-snapshot --db-snapshot-identifier {name}) and run the slot again; the instance's events say why it failed"),
+                });
             }
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) => {
                 warnings.push(format!(
@@ -894,16 +886,11 @@ async fn copy_one(
             retryable: false,
             hint: "Backstop never takes another snapshot as its copy; delete or keep it, and this slot stays uncopied".into(),
         };
-        let mut copy = match rds::describe_snapshot(client, &name).await? {
+        let copy = match rds::describe_snapshot(client, &name).await? {
             Some(c) if mine(&c) => Some(c),
             Some(c) => return Err(not_mine(&c)),
             None => None,
         };
-        // A copy that failed holds no data: it is deleted and made again.
-        if copy.as_ref().is_some_and(|c| c.status == "failed") {
-            rds::delete_snapshot(client, &name).await?;
-            copy = None;
-        }
         let copy = match copy {
             Some(c) => c,
             None => match rds::copy_snapshot(client, &source.arn, &name, replica.kms_key.as_deref(), &slot.to_string()).await {
@@ -927,8 +914,11 @@ async fn copy_one(
                 resource: format!("DB snapshot {} in {}", copy.id, replica.region),
                 code: None,
                 message: format!("RDS reports the copy as {}", copy.status),
-                retryable: true,
-                hint: "the next run deletes it and copies again".into(),
+                retryable: false,
+                hint: format!(
+                    "delete it in {} (aws rds delete-db-snapshot --region {} --db-snapshot-identifier {}); the next run copies again",
+                    replica.region, replica.region, copy.id
+                ),
             })
         } else {
             let note = format!("copy {} is {}", copy.id, copy.status);

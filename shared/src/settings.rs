@@ -293,7 +293,7 @@ pub const ALL_ENV: &[(&str, &str)] = &[
     ),
     (
         ENV_RDS_INSTANCES,
-        "RDS instance selection (snapshot, retention): comma-separated DB instance identifiers (lower case); with a database selection the table selection may be left unset",
+        "RDS instance selection (snapshot, retention, validate): comma-separated DB instance identifiers (lower case); with a database selection the table selection may be left unset",
     ),
     (
         ENV_RDS_INSTANCE_PATTERN,

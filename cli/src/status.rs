@@ -144,7 +144,7 @@ pub fn render(st: &Status, colour: bool) -> String {
         out.push_str(&line(r[..6].to_vec(), paint(l.verdict)));
     }
     if st.lines.is_empty() {
-        out.push_str("(nothing selected: set BACKSTOP_TABLES, _TABLE_PATTERN or _TABLE_TAG)\n");
+        out.push_str("(nothing selected: set BACKSTOP_TABLES, _TABLE_PATTERN or _TABLE_TAG, or BACKSTOP_RDS_INSTANCES, _PATTERN or _TAG)\n");
     }
     match &st.last_retention {
         Some(r) => out.push_str(&format!(

@@ -575,6 +575,42 @@ async fn an_rds_instance_is_snapshotted_by_run_and_restored_into_a_new_instance_
         "{all}"
     );
 
+    // status and report list the instance beside any table.
+    let out = backstop(&["--endpoint", &endpoint, "status", "--json"], &env);
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let line = st["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == format!("rds:{id}"))
+        .unwrap_or_else(|| panic!("{st:#}"));
+    assert_eq!(line["kind"], "database", "{line:#}");
+    assert_eq!(line["pitr"]["state"], "on", "{line:#}");
+    assert!(
+        line["backup_age_s"].as_i64().is_some_and(|a| a < 3600),
+        "{line:#}"
+    );
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "report",
+            "--month",
+            "2026-11",
+            "--catalog",
+            &stack.catalog_table,
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("rds:{id}")), "{all}");
+    assert!(
+        all.contains("0 tables backed up, 1 database backed up"),
+        "{all}"
+    );
+
     let to = format!("{prefix}billing-restored");
     let restore = |to: &str| {
         backstop(

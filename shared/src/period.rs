@@ -508,12 +508,17 @@ impl PeriodReport {
     /// One line for a chat message: "✅ 3 tables backed up, 3 exports verified, 1 drill proven
     /// in 4 m 12 s, 0 failures".
     pub fn headline(&self) -> String {
-        let backed: BTreeSet<&str> = self
+        let snapshotted: BTreeSet<&str> = self
             .targets
             .iter()
             .filter(|t| t.job == JobKind::Snapshot.name() && t.done > 0)
             .map(|t| t.name.as_str())
             .collect();
+        // Database targets (`rds:<id>`) are counted apart; their copies (`…@<region>`) not at all.
+        let (databases, backed): (BTreeSet<&str>, BTreeSet<&str>) = snapshotted
+            .into_iter()
+            .filter(|n| !(n.contains(':') && n.contains('@')))
+            .partition(|n| crate::db::DbTarget::parse(n).is_some());
         let verified = self.count(JobKind::Export, |t| {
             t.verification.map(|v| v.verified).unwrap_or(0)
         });
@@ -545,6 +550,12 @@ impl PeriodReport {
             "{} backed up",
             plural(backed.len(), "table", "tables")
         )];
+        if !databases.is_empty() {
+            parts.push(format!(
+                "{} backed up",
+                plural(databases.len(), "database", "databases")
+            ));
+        }
         if buckets > 0 {
             parts.push(format!(
                 "{} backed up",

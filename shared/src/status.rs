@@ -251,6 +251,34 @@ pub fn assess_table(
     }
 }
 
+/// Pure: a database's line (`rds:<id>`) from its snapshot records, automated backups and last
+/// drill: a table's judgement without exports.
+pub fn assess_database(
+    now: Timestamp,
+    limits: &Limits,
+    target: &str,
+    snapshots: &[TargetRecord],
+    automated: Pitr,
+    drill: Option<&Drill>,
+) -> StatusLine {
+    let limits = Limits {
+        export: None,
+        ..limits.clone()
+    };
+    StatusLine {
+        kind: "database",
+        ..assess_table(
+            now,
+            &limits,
+            target,
+            snapshots,
+            &[],
+            (automated, None),
+            drill,
+        )
+    }
+}
+
 /// Pure: a bucket's line from its bucket-job records and versioning status.
 pub fn assess_bucket(
     now: Timestamp,
@@ -380,6 +408,13 @@ pub async fn for_environment(
             Vec::new()
         }
     };
+    let mut databases = Vec::new();
+    if let Some(selection) = &settings.databases.rds {
+        match crate::db::rds::resolve(&clients.rds, selection, &settings.drill_table_prefix).await {
+            Ok((ids, _)) => databases = ids.into_iter().map(crate::db::DbTarget::rds).collect(),
+            Err(e) => errors.push(format!("selecting RDS instances: {e}")),
+        }
+    }
     let mut buckets = Vec::new();
     if [ENV_BUCKETS, ENV_BUCKET_PATTERN, ENV_BUCKET_TAG]
         .iter()
@@ -415,6 +450,7 @@ pub async fn for_environment(
         Targets {
             tables: &tables,
             buckets: &buckets,
+            databases: &databases,
         },
         now,
     )
@@ -428,6 +464,7 @@ pub async fn for_environment(
 pub struct Targets<'a> {
     pub tables: &'a [String],
     pub buckets: &'a [String],
+    pub databases: &'a [crate::db::DbTarget],
 }
 
 /// Reads what status shows, per target. A catalog that cannot be read for a target fails that
@@ -462,6 +499,28 @@ pub async fn gather(
                 ));
             }
             Err(e) => lines.push(unreadable("table", table, &e)),
+        }
+    }
+    for db in targets.databases {
+        let name = db.name();
+        let read = async {
+            let snapshots = catalog.list_targets(JobKind::Snapshot, Some(&name)).await?;
+            let drill = crate::drill::latest(catalog, &name).await?;
+            Ok::<_, Error>((snapshots, drill))
+        };
+        match read.await {
+            Ok((snapshots, drill)) => {
+                let automated = crate::db::rds::automated_backups(&clients.rds, &db.id).await;
+                lines.push(assess_database(
+                    now,
+                    limits,
+                    &name,
+                    &snapshots,
+                    automated,
+                    drill.as_ref(),
+                ));
+            }
+            Err(e) => lines.push(unreadable("database", &name, &e)),
         }
     }
     for bucket in targets.buckets {

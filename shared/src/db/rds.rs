@@ -216,6 +216,20 @@ pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Option<DbInstance>
     }
 }
 
+/// An instance's automated backups as point-in-time recovery: on (with its latest restorable
+/// time) when it keeps them, off when its backup retention is 0, unknown when it cannot be read.
+pub async fn automated_backups(rds: &Rds, id: &str) -> crate::freshness::Pitr {
+    use crate::freshness::Pitr;
+    match describe_instance(rds, id).await {
+        Ok(Some(i)) if i.backup_retention_period().unwrap_or(0) > 0 => Pitr::On {
+            latest_restorable: ts(i.latest_restorable_time()),
+        },
+        Ok(Some(_)) => Pitr::Off,
+        Ok(None) => Pitr::Unknown(format!("DB instance {id} does not exist")),
+        Err(e) => Pitr::Unknown(e.to_string()),
+    }
+}
+
 /// The instances a selection names, and those left out with the reason: Aurora members (their
 /// cluster is what can be snapshotted), Backstop's own drill instances. A listed instance is
 /// taken as given; one that does not exist then fails on its own.

@@ -281,17 +281,7 @@ impl TableCtx<'_> {
                 .catalog
                 .list_targets(JobKind::Snapshot, Some(&target.name()))
                 .await?;
-            let pitr = match crate::db::rds::describe_instance(&self.clients.rds, &target.id).await
-            {
-                Ok(Some(i)) if i.backup_retention_period().unwrap_or(0) > 0 => Pitr::On {
-                    latest_restorable: i
-                        .latest_restorable_time()
-                        .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()),
-                },
-                Ok(Some(_)) => Pitr::Off,
-                Ok(None) => Pitr::Unknown(format!("{target} does not exist")),
-                Err(e) => Pitr::Unknown(e.to_string()),
-            };
+            let pitr = crate::db::rds::automated_backups(&self.clients.rds, &target.id).await;
             let evidence = Evidence {
                 newest_backup: newest_backup(&records),
                 newest_export: None,

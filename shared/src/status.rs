@@ -263,7 +263,7 @@ pub fn assess_database(
 ) -> StatusLine {
     let limits = Limits {
         export: None,
-        ..limits.clone()
+        ..*limits
     };
     StatusLine {
         kind: "database",

@@ -343,6 +343,49 @@ enum RestoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Restore an Aurora DB cluster into a new cluster: from a cluster snapshot (--snapshot), or
+    /// to a point in time (--cluster with --time or --latest). Shaped like the source (subnet
+    /// group, cluster parameter group, security groups) unless given; an identifier in use is
+    /// refused. The new cluster has no instances: add one to connect (the output says how).
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "cluster"])))]
+    Aurora {
+        /// The DB cluster snapshot (identifier or ARN).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The DB cluster whose automated backups to restore from (with --time or --latest).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The moment, RFC 3339 (with --cluster).
+        #[arg(long, requires = "cluster", conflicts_with = "latest")]
+        time: Option<String>,
+        /// The latest restorable time (with --cluster).
+        #[arg(long, requires = "cluster")]
+        latest: bool,
+        /// The new cluster's identifier (must not exist).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        subnet_group: Option<String>,
+        /// The DB cluster parameter group.
+        #[arg(long)]
+        parameter_group: Option<String>,
+        /// VPC security group ids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        security_groups: Vec<String>,
+        /// Turn deletion protection on for the new cluster.
+        #[arg(long)]
+        deletion_protection: bool,
+        /// How long to wait for it to become available, such as 30m or 2h.
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// The catalog, for the facts recorded with a Backstop snapshot (default:
+        /// BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "slot", "latest"])))]
     Backup {
@@ -929,8 +972,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 restore::rds(
                     endpoint,
                     restore::RdsArgs {
+                        kind: backstop::db::DbKind::RdsInstance,
                         snapshot,
-                        instance,
+                        source: instance,
                         time,
                         latest,
                         to,
@@ -939,6 +983,43 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                             subnet_group,
                             parameter_group,
                             option_group,
+                            security_groups,
+                            deletion_protection: Some(deletion_protection),
+                            ..Default::default()
+                        },
+                        wait,
+                        catalog,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Aurora {
+                snapshot,
+                cluster,
+                time,
+                latest,
+                to,
+                subnet_group,
+                parameter_group,
+                security_groups,
+                deletion_protection,
+                wait,
+                catalog,
+                json,
+            } => {
+                restore::rds(
+                    endpoint,
+                    restore::RdsArgs {
+                        kind: backstop::db::DbKind::AuroraCluster,
+                        snapshot,
+                        source: cluster,
+                        time,
+                        latest,
+                        to,
+                        shape: backstop::db::rds::RestoreShape {
+                            subnet_group,
+                            parameter_group,
                             security_groups,
                             deletion_protection: Some(deletion_protection),
                             ..Default::default()

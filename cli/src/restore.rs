@@ -324,8 +324,10 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
 }
 
 pub struct RdsArgs {
+    pub kind: backstop::db::DbKind,
     pub snapshot: Option<String>,
-    pub instance: Option<String>,
+    /// The instance or cluster whose automated backups to restore from.
+    pub source: Option<String>,
     pub time: Option<String>,
     pub latest: bool,
     pub to: String,
@@ -335,11 +337,13 @@ pub struct RdsArgs {
     pub json: bool,
 }
 
-/// `restore rds`: a new instance from a snapshot or a point in time, shaped like the source.
+/// `restore rds` and `restore aurora`: a new instance or cluster from a snapshot or a point in
+/// time, shaped like the source.
 pub async fn rds(endpoint: Option<&str>, a: RdsArgs) -> Result<ExitCode, Error> {
     use backstop::db::restore::{self as dbr, DbRestored, From};
-    let from = match (&a.snapshot, &a.instance) {
-        (Some(s), _) => From::Snapshot(s.clone()),
+    use backstop::db::{DbKind, DbTarget};
+    let from = match (&a.snapshot, &a.source) {
+        (Some(s), _) => From::Snapshot(a.kind, s.clone()),
         (None, Some(i)) => {
             let time = match (&a.time, a.latest) {
                 (Some(t), _) => Some(t.parse::<Timestamp>().map_err(|e| {
@@ -349,15 +353,20 @@ pub async fn rds(endpoint: Option<&str>, a: RdsArgs) -> Result<ExitCode, Error> 
                 })?),
                 (None, true) => None,
                 (None, false) => {
-                    return Err(Error::Payload("--instance needs --time or --latest".into()))
+                    return Err(Error::Payload(
+                        "a point-in-time restore needs --time or --latest".into(),
+                    ))
                 }
             };
             From::PointInTime {
-                instance: i.clone(),
+                source: DbTarget {
+                    kind: a.kind,
+                    id: i.clone(),
+                },
                 time,
             }
         }
-        (None, None) => return Err(Error::Payload("give --snapshot or --instance".into())),
+        (None, None) => return Err(Error::Payload("give --snapshot, or the source".into())),
     };
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let started = Instant::now();
@@ -371,44 +380,47 @@ pub async fn rds(endpoint: Option<&str>, a: RdsArgs) -> Result<ExitCode, Error> 
     let shape = backstop::db::rds::RestoreShape::from_source(&facts.unwrap_or_default(), &a.shape);
     dbr::start(&clients, &from, &a.to, &shape).await?;
     let what = match &from {
-        From::Snapshot(s) => format!("snapshot {s}"),
+        From::Snapshot(_, s) => format!("snapshot {s}"),
         From::PointInTime {
-            instance,
+            source,
             time: Some(t),
-        } => format!("{instance} as of {t}"),
-        From::PointInTime {
-            instance,
-            time: None,
-        } => {
-            format!("{instance} at its latest restorable time")
+        } => format!("{} as of {t}", source.id),
+        From::PointInTime { source, time: None } => {
+            format!("{} at its latest restorable time", source.id)
         }
     };
+    let target = DbTarget {
+        kind: a.kind,
+        id: a.to.clone(),
+    };
     if !a.json {
-        eprintln!("restoring {what} into DB instance {}", a.to);
+        eprintln!("restoring {what} into {target}");
     }
     let bar = spinner(a.json, &format!("waiting for {} to become available", a.to));
     let until = Timestamp::now()
         .checked_add(a.wait)
         .unwrap_or(Timestamp::MAX);
-    let waited = dbr::wait_available(&clients, &a.to, until, Duration::from_secs(15)).await;
+    let waited = dbr::wait_available(&clients, &target, until, Duration::from_secs(15)).await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let i = waited?;
+    let f = waited?;
+    if a.kind == DbKind::AuroraCluster {
+        notes.push(format!(
+            "a cluster restored from a snapshot or a point in time has no instances: add one to connect (aws rds create-db-instance --db-cluster-identifier {} --db-instance-identifier {}-1 --engine {} --db-instance-class <class>)",
+            a.to,
+            a.to,
+            f.engine.as_deref().unwrap_or("<engine>")
+        ));
+    }
     let restored = DbRestored {
-        instance: a.to.clone(),
+        instance: target.name(),
         from: what,
-        status: i.db_instance_status().unwrap_or_default().to_owned(),
-        engine: i.engine().map(str::to_owned),
-        engine_version: i.engine_version().map(str::to_owned),
-        allocated_storage: i.allocated_storage(),
-        endpoint: i.endpoint().map(|e| {
-            format!(
-                "{}:{}",
-                e.address().unwrap_or_default(),
-                e.port().unwrap_or_default()
-            )
-        }),
+        status: f.status.clone().unwrap_or_default(),
+        engine: f.engine.clone(),
+        engine_version: f.engine_version.clone(),
+        allocated_storage: f.allocated_storage,
+        endpoint: f.endpoint.clone(),
         seconds: started.elapsed().as_secs_f64(),
         notes,
     };

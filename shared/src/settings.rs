@@ -71,6 +71,10 @@ pub const ENV_RDS_INSTANCE_TAG: &str = "BACKSTOP_RDS_INSTANCE_TAG";
 pub const ENV_RDS_RETENTION_POLICY: &str = "BACKSTOP_RDS_RETENTION_POLICY";
 pub const ENV_RDS_MIN_BACKUP_RETENTION: &str = "BACKSTOP_RDS_MIN_BACKUP_RETENTION";
 pub const ENV_RDS_EXPECT_DELETION_PROTECTION: &str = "BACKSTOP_RDS_EXPECT_DELETION_PROTECTION";
+pub const ENV_AURORA_CLUSTERS: &str = "BACKSTOP_AURORA_CLUSTERS";
+pub const ENV_AURORA_CLUSTER_PATTERN: &str = "BACKSTOP_AURORA_CLUSTER_PATTERN";
+pub const ENV_AURORA_CLUSTER_TAG: &str = "BACKSTOP_AURORA_CLUSTER_TAG";
+pub const ENV_AURORA_RETENTION_POLICY: &str = "BACKSTOP_AURORA_RETENTION_POLICY";
 pub const ENV_DB_REPLICA_REGION: &str = "BACKSTOP_DB_REPLICA_REGION";
 pub const ENV_DB_REPLICA_KMS_KEY: &str = "BACKSTOP_DB_REPLICA_KMS_KEY";
 pub const ENV_DB_REPLICA_RETENTION_POLICY: &str = "BACKSTOP_DB_REPLICA_RETENTION_POLICY";
@@ -316,6 +320,22 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         "snapshot; true (default) to warn when an instance's deletion protection is off",
     ),
     (
+        ENV_AURORA_CLUSTERS,
+        "Aurora cluster selection (snapshot, retention, validate): comma-separated DB cluster identifiers (lower case)",
+    ),
+    (
+        ENV_AURORA_CLUSTER_PATTERN,
+        "Aurora cluster selection: a glob over DB cluster identifiers",
+    ),
+    (
+        ENV_AURORA_CLUSTER_TAG,
+        "Aurora cluster selection: key=value (or key) of a DB cluster tag",
+    ),
+    (
+        ENV_AURORA_RETENTION_POLICY,
+        "retention; the policy for Aurora clusters' manual Backstop cluster snapshots, default the tables' policy",
+    ),
+    (
         ENV_DB_REPLICA_REGION,
         "snapshot, retention; optional region every completed database snapshot is copied to",
     ),
@@ -339,6 +359,12 @@ pub struct DatabaseSettings {
     /// Retention only: the policy for RDS instances' snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rds_policy: Option<RetentionPolicy>,
+    /// Aurora clusters (identifiers), when selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aurora: Option<TableSelection>,
+    /// Retention only: the policy for Aurora clusters' snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aurora_policy: Option<RetentionPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<DbReplica>,
 }
@@ -346,7 +372,23 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     /// Whether any database is selected.
     pub fn any(&self) -> bool {
-        self.rds.is_some()
+        self.rds.is_some() || self.aurora.is_some()
+    }
+
+    /// The selection of one kind.
+    pub fn selection(&self, kind: crate::db::DbKind) -> Option<&TableSelection> {
+        match kind {
+            crate::db::DbKind::RdsInstance => self.rds.as_ref(),
+            crate::db::DbKind::AuroraCluster => self.aurora.as_ref(),
+        }
+    }
+
+    /// Retention only: the policy of one kind.
+    pub fn policy(&self, kind: crate::db::DbKind) -> Option<&RetentionPolicy> {
+        match kind {
+            crate::db::DbKind::RdsInstance => self.rds_policy.as_ref(),
+            crate::db::DbKind::AuroraCluster => self.aurora_policy.as_ref(),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -376,48 +418,28 @@ fn resolve_databases(
     if matches!(job, JobKind::Export | JobKind::Bucket) || payload_selects(o) {
         return Ok(out);
     }
-    let given: Vec<(&str, &str)> = [
-        ENV_RDS_INSTANCES,
-        ENV_RDS_INSTANCE_PATTERN,
-        ENV_RDS_INSTANCE_TAG,
-    ]
-    .into_iter()
-    .filter_map(|n| env.get(n).map(|v| (n, v)))
-    .collect();
-    out.rds = match given.as_slice() {
-        [] => None,
-        [(ENV_RDS_INSTANCES, v)] => {
-            let mut ids: Vec<String> = Vec::new();
-            for id in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                crate::db::check_identifier(id, 63)
-                    .map_err(|rule| Error::setting(ENV_RDS_INSTANCES, rule))?;
-                if !ids.iter().any(|i| i == id) {
-                    ids.push(id.to_owned());
-                }
-            }
-            if ids.is_empty() {
-                return Err(Error::setting(
-                    ENV_RDS_INSTANCES,
-                    "the instance list is empty",
-                ));
-            }
-            Some(TableSelection::Names(ids))
-        }
-        [(ENV_RDS_INSTANCE_PATTERN, v)] => Some(
-            TableSelection::pattern(v).map_err(|r| Error::setting(ENV_RDS_INSTANCE_PATTERN, r))?,
-        ),
-        [(name, v)] => Some(TableSelection::tag(v).map_err(|r| Error::setting(*name, r))?),
-        several => {
-            return Err(Error::setting(
-                several
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(" + "),
-                "set only one RDS instance selection (list, pattern or tag), not several",
-            ))
-        }
-    };
+    out.rds = db_selection(
+        env,
+        [
+            ENV_RDS_INSTANCES,
+            ENV_RDS_INSTANCE_PATTERN,
+            ENV_RDS_INSTANCE_TAG,
+        ],
+        "RDS instance",
+    )?;
+    out.aurora = db_selection(
+        env,
+        [
+            ENV_AURORA_CLUSTERS,
+            ENV_AURORA_CLUSTER_PATTERN,
+            ENV_AURORA_CLUSTER_TAG,
+        ],
+        "Aurora cluster",
+    )?;
+    if !out.any() {
+        // The rest applies to selected databases only.
+        return Ok(out);
+    }
     out.guard = crate::db::GuardPolicy {
         min_backup_retention_days: match env.get(ENV_RDS_MIN_BACKUP_RETENTION) {
             Some(v) => number(ENV_RDS_MIN_BACKUP_RETENTION, v, 0..=35)?,
@@ -428,13 +450,19 @@ fn resolve_databases(
             None => true,
         },
     };
-    if job == JobKind::Retention && out.rds.is_some() {
-        out.rds_policy = Some(match env.get(ENV_RDS_RETENTION_POLICY) {
-            Some(v) => check_policy(ENV_RDS_RETENTION_POLICY, RetentionPolicy::parse(v))?,
+    let kind_policy = |name: &str| -> Result<RetentionPolicy> {
+        Ok(match env.get(name) {
+            Some(v) => check_policy(name, RetentionPolicy::parse(v))?,
             None => table_policy
                 .cloned()
                 .unwrap_or_else(RetentionPolicy::runbook_default),
-        });
+        })
+    };
+    if job == JobKind::Retention && out.rds.is_some() {
+        out.rds_policy = Some(kind_policy(ENV_RDS_RETENTION_POLICY)?);
+    }
+    if job == JobKind::Retention && out.aurora.is_some() {
+        out.aurora_policy = Some(kind_policy(ENV_AURORA_RETENTION_POLICY)?);
     }
     if let Some(region) = env.get(ENV_DB_REPLICA_REGION) {
         let region = region.trim();
@@ -466,7 +494,8 @@ fn resolve_databases(
                     ENV_DB_REPLICA_RETENTION_POLICY,
                     RetentionPolicy::parse(v),
                 )?),
-                (JobKind::Retention, None) => out.rds_policy.clone(),
+                // None: each kind's copies follow that kind's policy.
+                (JobKind::Retention, None) => None,
                 _ => None,
             },
         });
@@ -1483,6 +1512,44 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
             None => None,
         },
     })
+}
+
+/// One kind's database selection from its three settings (list, pattern, tag); at most one.
+fn db_selection(env: &Environment, names: [&str; 3], noun: &str) -> Result<Option<TableSelection>> {
+    let given: Vec<(&str, &str)> = names
+        .into_iter()
+        .filter_map(|n| env.get(n).map(|v| (n, v)))
+        .collect();
+    match given.as_slice() {
+        [] => Ok(None),
+        [(name, v)] if *name == names[0] => {
+            let mut ids: Vec<String> = Vec::new();
+            for id in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                crate::db::check_identifier(id, 63).map_err(|rule| Error::setting(*name, rule))?;
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            if ids.is_empty() {
+                return Err(Error::setting(*name, format!("the {noun} list is empty")));
+            }
+            Ok(Some(TableSelection::Names(ids)))
+        }
+        [(name, v)] if *name == names[1] => Ok(Some(
+            TableSelection::pattern(v).map_err(|r| Error::setting(*name, r))?,
+        )),
+        [(name, v)] => Ok(Some(
+            TableSelection::tag(v).map_err(|r| Error::setting(*name, r))?,
+        )),
+        several => Err(Error::setting(
+            several
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            format!("set only one {noun} selection (list, pattern or tag), not several"),
+        )),
+    }
 }
 
 /// Whether the environment names a table selection at all.

@@ -409,10 +409,17 @@ pub async fn for_environment(
         }
     };
     let mut databases = Vec::new();
-    if let Some(selection) = &settings.databases.rds {
-        match crate::db::rds::resolve(&clients.rds, selection, &settings.drill_table_prefix).await {
-            Ok((ids, _)) => databases = ids.into_iter().map(crate::db::DbTarget::rds).collect(),
-            Err(e) => errors.push(format!("selecting RDS instances: {e}")),
+    for kind in crate::db::DbKind::ALL {
+        let Some(selection) = settings.databases.selection(kind) else {
+            continue;
+        };
+        match crate::db::api::resolve(&clients.rds, kind, selection, &settings.drill_table_prefix)
+            .await
+        {
+            Ok((ids, _)) => {
+                databases.extend(ids.into_iter().map(|id| crate::db::DbTarget { kind, id }))
+            }
+            Err(e) => errors.push(format!("selecting {}: {e}", kind.plural())),
         }
     }
     let mut buckets = Vec::new();
@@ -510,7 +517,7 @@ pub async fn gather(
         };
         match read.await {
             Ok((snapshots, drill)) => {
-                let automated = crate::db::rds::automated_backups(&clients.rds, &db.id).await;
+                let automated = crate::db::api::automated_backups(&clients.rds, db).await;
                 lines.push(assess_database(
                     now,
                     limits,

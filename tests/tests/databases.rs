@@ -766,7 +766,11 @@ async fn the_sweep_deletes_only_tagged_drill_instances_no_open_drill_names() {
         run_id: "sweep-test",
     };
     let swept = ctx
-        .sweep(std::slice::from_ref(&open), jiff::SignedDuration::ZERO)
+        .sweep(
+            &[backstop::db::DbKind::RdsInstance],
+            std::slice::from_ref(&open),
+            jiff::SignedDuration::ZERO,
+        )
         .await
         .unwrap();
     assert!(swept.contains(&left_behind), "{swept:?}");

@@ -16,7 +16,8 @@
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
 
-use super::rds::{self, RestoreShape};
+use super::rds::RestoreShape;
+use super::{api, DbKind};
 use super::{DbFacts, DbTarget};
 use crate::aws::Clients;
 use crate::catalog::Catalog;
@@ -54,7 +55,9 @@ pub fn drill_instance_name(prefix: &str, id: &str, at: Timestamp) -> String {
 
 /// Pure: the snapshot identifier an RDS snapshot ARN names (`arn:…:snapshot:<id>`).
 pub fn snapshot_id_of(arn: &str) -> &str {
-    arn.rsplit_once(":snapshot:").map_or(arn, |(_, id)| id)
+    arn.rsplit_once(":cluster-snapshot:")
+        .or_else(|| arn.rsplit_once(":snapshot:"))
+        .map_or(arn, |(_, id)| id)
 }
 
 /// Pure: how a restored instance compares with what was recorded with its snapshot.
@@ -187,6 +190,13 @@ impl DbDrillCtx<'_> {
         let mut next = drill.clone();
         next.run_id = self.run_id.to_owned();
         let client = &self.clients.rds;
+        let Some(source) = DbTarget::parse(&drill.table) else {
+            return Err(Error::Local(format!(
+                "drill record {} names no database target",
+                drill.table
+            )));
+        };
+        let kind = source.kind;
         match drill.state {
             DrillState::Started => {
                 let facts = self.recorded(drill).await?.unwrap_or_default();
@@ -197,15 +207,13 @@ impl DbDrillCtx<'_> {
                         ..RestoreShape::default()
                     },
                 );
-                let source = DbTarget::parse(&drill.table)
-                    .map(|t| t.id)
-                    .unwrap_or_default();
                 let tags = vec![
                     (TAG_DRILL.to_owned(), "true".to_owned()),
-                    (TAG_DRILL_OF.to_owned(), source),
+                    (TAG_DRILL_OF.to_owned(), source.id.clone()),
                 ];
-                match rds::restore_from_snapshot(
+                match api::restore_from_snapshot(
                     client,
+                    kind,
                     snapshot_id_of(&drill.backup_arn),
                     &drill.drill_table,
                     &shape,
@@ -214,12 +222,7 @@ impl DbDrillCtx<'_> {
                 .await
                 {
                     Ok(_) => next.state = DrillState::Active,
-                    Err(e)
-                        if matches!(
-                            e.code(),
-                            Some("DBInstanceAlreadyExists" | "DBInstanceAlreadyExistsFault")
-                        ) =>
-                    {
+                    Err(e) if api::is_target_taken(&e) => {
                         // An earlier attempt's restore was accepted: the name is this drill's.
                         next.state = DrillState::Active
                     }
@@ -231,7 +234,15 @@ impl DbDrillCtx<'_> {
                     }
                 }
             }
-            DrillState::Active => match rds::describe_instance(client, &drill.drill_table).await? {
+            DrillState::Active => match api::describe(
+                client,
+                &DbTarget {
+                    kind,
+                    id: drill.drill_table.clone(),
+                },
+            )
+            .await?
+            {
                 None => {
                     next.state = DrillState::Verified;
                     next.level = Some(DrillLevel::Failed);
@@ -240,15 +251,13 @@ impl DbDrillCtx<'_> {
                         "the drill instance is gone before it was checked".into(),
                     );
                 }
-                Some(i) => {
-                    let status = i.db_instance_status().unwrap_or_default().to_owned();
+                Some(restored) => {
+                    let status = restored.status.clone().unwrap_or_default();
                     if status == "available" {
                         next.restore_s = Some(tdrill::seconds_since(drill.started_at));
                         let checked = std::time::Instant::now();
-                        let (level, detail) = judge(
-                            &rds::instance_facts(&i),
-                            self.recorded(drill).await?.as_ref(),
-                        );
+                        let (level, detail) =
+                            judge(&restored, self.recorded(drill).await?.as_ref());
                         next.verify_s = Some(checked.elapsed().as_secs_f64());
                         next.level = Some(level);
                         tdrill::note(&mut next.detail, detail);
@@ -272,7 +281,7 @@ impl DbDrillCtx<'_> {
                         drill.drill_table, self.prefix
                     )));
                 }
-                rds::delete_drill_instance(client, &drill.drill_table).await?;
+                api::delete_drill(client, kind, &drill.drill_table).await?;
                 next.state = DrillState::Cleaned;
                 next.cleaned_at = Some(Timestamp::now());
             }
@@ -321,35 +330,39 @@ impl DbDrillCtx<'_> {
         }
     }
 
-    /// Deletes drill instances (the prefix and the drill tag) created more than `age` ago that
-    /// no open drill names: what a crashed run left behind. Returns their identifiers.
-    pub async fn sweep(&self, open: &[String], age: SignedDuration) -> Result<Vec<String>> {
+    /// Deletes drill instances and clusters of `kinds` (the prefix and the drill tag) created
+    /// more than `age` ago that no open drill names: what a crashed run left behind. Returns
+    /// their identifiers.
+    pub async fn sweep(
+        &self,
+        kinds: &[DbKind],
+        open: &[String],
+        age: SignedDuration,
+    ) -> Result<Vec<String>> {
         let now = Timestamp::now();
         let mut deleted = Vec::new();
-        for i in rds::list_instances(&self.clients.rds).await? {
-            let Some(id) = i.db_instance_identifier() else {
-                continue;
-            };
-            if !id.starts_with(self.prefix)
-                || open.iter().any(|o| o == id)
-                || !rds::has_tag(i.tag_list(), TAG_DRILL, Some("true"))
-                || i.db_instance_status() == Some("deleting")
+        for kind in kinds {
+            for (id, tagged, created, status) in
+                api::list_for_sweep(&self.clients.rds, *kind).await?
             {
-                continue;
-            }
-            let created = i
-                .instance_create_time()
-                .and_then(|t| Timestamp::from_second(t.secs()).ok());
-            match created {
-                Some(c) if now.duration_since(c) >= age => {}
-                _ => continue,
-            }
-            match rds::delete_drill_instance(&self.clients.rds, id).await {
-                Ok(()) => {
-                    info!(instance = %id, "sweep: deleted a drill instance left behind");
-                    deleted.push(id.to_owned());
+                if !id.starts_with(self.prefix)
+                    || open.iter().any(|o| *o == id)
+                    || !tagged
+                    || status.as_deref() == Some("deleting")
+                {
+                    continue;
                 }
-                Err(e) => warn!(instance = %id, error = %e, "sweep: could not delete"),
+                match created {
+                    Some(c) if now.duration_since(c) >= age => {}
+                    _ => continue,
+                }
+                match api::delete_drill(&self.clients.rds, *kind, &id).await {
+                    Ok(()) => {
+                        info!(drill = %id, kind = kind.noun(), "sweep: deleted a drill left behind");
+                        deleted.push(id);
+                    }
+                    Err(e) => warn!(drill = %id, error = %e, "sweep: could not delete"),
+                }
             }
         }
         Ok(deleted)
@@ -382,6 +395,10 @@ mod tests {
             "db-backstop-20261122t020000z"
         );
         assert_eq!(snapshot_id_of("plain"), "plain");
+        assert_eq!(
+            snapshot_id_of("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c-backstop-x"),
+            "c-backstop-x"
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! one record per (job, target, slot) exactly as for tables: the snapshot job's guard against a
 //! second snapshot for a slot, retention's proof of what Backstop made.
 //!
-//! Kinds so far: RDS DB instances ([`rds`]). Aurora clusters and ElastiCache groups follow the
-//! same shape.
+//! Kinds so far: RDS DB instances ([`rds`]) and Aurora DB clusters ([`aurora`]), through one
+//! set of calls ([`api`]). ElastiCache groups follow the same shape.
 
+pub mod api;
+pub mod aurora;
 pub mod drill;
 pub mod rds;
 pub mod restore;
@@ -24,15 +26,18 @@ use crate::event::ScheduleSlot;
 pub enum DbKind {
     /// An RDS DB instance (not a member of an Aurora cluster).
     RdsInstance,
+    /// An Aurora DB cluster (snapshotted as a whole, whatever its instances).
+    AuroraCluster,
 }
 
 impl DbKind {
-    pub const ALL: [DbKind; 1] = [DbKind::RdsInstance];
+    pub const ALL: [DbKind; 2] = [DbKind::RdsInstance, DbKind::AuroraCluster];
 
     /// The prefix of the target's name: `rds:<id>`.
     pub fn prefix(self) -> &'static str {
         match self {
             DbKind::RdsInstance => "rds",
+            DbKind::AuroraCluster => "aurora",
         }
     }
 
@@ -40,6 +45,7 @@ impl DbKind {
     pub fn noun(self) -> &'static str {
         match self {
             DbKind::RdsInstance => "RDS instance",
+            DbKind::AuroraCluster => "Aurora cluster",
         }
     }
 
@@ -47,6 +53,7 @@ impl DbKind {
     pub fn plural(self) -> &'static str {
         match self {
             DbKind::RdsInstance => "RDS instances",
+            DbKind::AuroraCluster => "Aurora clusters",
         }
     }
 }
@@ -66,7 +73,14 @@ impl DbTarget {
         }
     }
 
-    /// Its name in reports and the catalog: `rds:<id>`.
+    pub fn aurora(id: impl Into<String>) -> DbTarget {
+        DbTarget {
+            kind: DbKind::AuroraCluster,
+            id: id.into(),
+        }
+    }
+
+    /// Its name in reports and the catalog: `rds:<id>`, `aurora:<id>`.
     pub fn name(&self) -> String {
         format!("{}:{}", self.kind.prefix(), self.id)
     }
@@ -163,6 +177,12 @@ pub struct DbFacts {
     pub backup_retention_days: Option<i32>,
     pub backup_window: Option<String>,
     pub deletion_protection: Option<bool>,
+    /// Where clients connect (`host:port`) when described (not recorded).
+    #[serde(default, skip_serializing)]
+    pub endpoint: Option<String>,
+    /// The automated backups' latest restorable time when described (not recorded).
+    #[serde(default, skip_serializing)]
+    pub latest_restorable: Option<jiff::Timestamp>,
     /// An Aurora cluster it belongs to (then the cluster is what can be snapshotted).
     pub cluster: Option<String>,
 }

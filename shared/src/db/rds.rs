@@ -135,6 +135,10 @@ pub fn instance_facts(i: &DbInstance) -> DbFacts {
         backup_retention_days: i.backup_retention_period(),
         backup_window: i.preferred_backup_window().map(str::to_owned),
         deletion_protection: i.deletion_protection(),
+        latest_restorable: ts(i.latest_restorable_time()),
+        endpoint: i
+            .endpoint()
+            .and_then(|e| Some(format!("{}:{}", e.address()?, e.port().unwrap_or_default()))),
         cluster: i.db_cluster_identifier().map(str::to_owned),
     }
 }
@@ -213,20 +217,6 @@ pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Option<DbInstance>
                 Err(e)
             }
         }
-    }
-}
-
-/// An instance's automated backups as point-in-time recovery: on (with its latest restorable
-/// time) when it keeps them, off when its backup retention is 0, unknown when it cannot be read.
-pub async fn automated_backups(rds: &Rds, id: &str) -> crate::freshness::Pitr {
-    use crate::freshness::Pitr;
-    match describe_instance(rds, id).await {
-        Ok(Some(i)) if i.backup_retention_period().unwrap_or(0) > 0 => Pitr::On {
-            latest_restorable: ts(i.latest_restorable_time()),
-        },
-        Ok(Some(_)) => Pitr::Off,
-        Ok(None) => Pitr::Unknown(format!("DB instance {id} does not exist")),
-        Err(e) => Pitr::Unknown(e.to_string()),
     }
 }
 

@@ -8,8 +8,8 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::rds::{self, RestoreShape};
-use super::{DbFacts, DbTarget};
+use super::rds::RestoreShape;
+use super::{api, DbFacts, DbKind, DbTarget};
 use crate::aws::Clients;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -17,18 +17,29 @@ use crate::error::{Error, Result};
 /// Where a restore comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum From {
-    /// A DB snapshot, by identifier (or ARN).
-    Snapshot(String),
-    /// The source instance's automated backups at a time (`None`: its latest restorable time).
+    /// A DB snapshot or DB cluster snapshot, by identifier (or ARN).
+    Snapshot(DbKind, String),
+    /// The source instance's or cluster's automated backups at a time (`None`: its latest
+    /// restorable time).
     PointInTime {
-        instance: String,
+        source: DbTarget,
         time: Option<Timestamp>,
     },
+}
+
+impl From {
+    pub fn kind(&self) -> DbKind {
+        match self {
+            From::Snapshot(k, _) => *k,
+            From::PointInTime { source, .. } => source.kind,
+        }
+    }
 }
 
 /// A restore that was asked for, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DbRestored {
+    /// The new instance's or cluster's name (`rds:<id>`, `aurora:<id>`).
     pub instance: String,
     pub from: String,
     pub status: String,
@@ -43,7 +54,7 @@ pub struct DbRestored {
 impl DbRestored {
     pub fn line(&self) -> String {
         format!(
-            "rds:{} from {}: {} {}, {} GiB, {}{}",
+            "{} from {}: {} {}, {} GiB, {}{}",
             self.instance,
             self.from,
             self.engine.as_deref().unwrap_or("?"),
@@ -58,35 +69,35 @@ impl DbRestored {
     }
 }
 
-/// The facts to shape the new instance like its source: those recorded with the snapshot in
-/// the catalog when Backstop made it, else the source instance's as it is now. The notes say
-/// which.
+/// The facts to shape the new database like its source: those recorded with the snapshot in
+/// the catalog when Backstop made it, else the source's as it is now. The notes say which.
 pub async fn source_facts(
     clients: &Clients,
     catalog: Option<&Catalog>,
     from: &From,
     notes: &mut Vec<String>,
 ) -> Result<Option<DbFacts>> {
-    let instance = match from {
-        From::Snapshot(s) => {
+    let source = match from {
+        From::Snapshot(kind, s) => {
             let id = super::drill::snapshot_id_of(s);
-            let snap = rds::describe_snapshot(&clients.rds, id)
+            let snap = api::describe_snapshot(&clients.rds, *kind, id)
                 .await?
                 .ok_or_else(|| Error::Aws {
-                    operation: "DescribeDBSnapshots",
-                    resource: format!("DB snapshot {id}"),
-                    code: Some("DBSnapshotNotFound".into()),
+                    operation: "describe snapshot",
+                    resource: format!("{} snapshot {id}", kind.noun()),
+                    code: None,
                     message: "RDS has no such snapshot in this account and region".into(),
                     retryable: false,
-                    hint: "list them with aws rds describe-db-snapshots, or the catalog's records"
+                    hint: "list them with aws rds describe-db-snapshots (or describe-db-cluster-snapshots), or the catalog's records"
                         .into(),
                 })?;
+            let source = DbTarget {
+                kind: *kind,
+                id: snap.instance.clone(),
+            };
             if let Some(catalog) = catalog {
                 let records = catalog
-                    .list_targets(
-                        crate::settings::JobKind::Snapshot,
-                        Some(&DbTarget::rds(&snap.instance).name()),
-                    )
+                    .list_targets(crate::settings::JobKind::Snapshot, Some(&source.name()))
                     .await?;
                 if let Some(f) = records
                     .into_iter()
@@ -98,18 +109,19 @@ pub async fn source_facts(
                     return Ok(Some(f));
                 }
             }
-            snap.instance
+            source
         }
-        From::PointInTime { instance, .. } => instance.clone(),
+        From::PointInTime { source, .. } => source.clone(),
     };
-    match rds::describe_instance(&clients.rds, &instance).await? {
-        Some(i) => {
-            notes.push(format!("shaped like {instance} as it is now"));
-            Ok(Some(rds::instance_facts(&i)))
+    match api::describe(&clients.rds, &source).await? {
+        Some(f) => {
+            notes.push(format!("shaped like {} as it is now", source.id));
+            Ok(Some(f))
         }
         None => {
             notes.push(format!(
-                "{instance} no longer exists and the catalog has no record of it: RDS's defaults apply where nothing was given"
+                "{} no longer exists and the catalog has no record of it: RDS's defaults apply where nothing was given",
+                source.id
             ));
             Ok(None)
         }
@@ -118,23 +130,32 @@ pub async fn source_facts(
 
 /// Refuses a target identifier that is not valid, is the source's, or exists.
 pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()> {
+    let kind = from.kind();
     super::check_identifier(to, 63)
-        .map_err(|rule| Error::refused("restore rds", format!("--to {rule}"), ""))?;
-    if matches!(from, From::PointInTime { instance, .. } if instance == to) {
+        .map_err(|rule| Error::refused("restore", format!("--to {rule}"), ""))?;
+    if matches!(from, From::PointInTime { source, .. } if source.id == to) {
         return Err(Error::refused(
-            "restore rds",
-            format!("{to} is the source instance itself"),
+            "restore",
+            format!("{to} is the source itself"),
             "restore into a new identifier, then switch your application over",
         ));
     }
-    if let Some(i) = rds::describe_instance(&clients.rds, to).await? {
+    let target = DbTarget {
+        kind,
+        id: to.to_owned(),
+    };
+    if let Some(f) = api::describe(&clients.rds, &target).await? {
         return Err(Error::refused(
-            "restore rds",
+            "restore",
             format!(
-                "DB instance {to} exists (status {}); a restore creates a new instance only",
-                i.db_instance_status().unwrap_or("unknown")
+                "{target} exists (status {}); a restore creates a new {} only",
+                f.status.as_deref().unwrap_or("unknown"),
+                match kind {
+                    DbKind::RdsInstance => "instance",
+                    DbKind::AuroraCluster => "cluster",
+                }
             ),
-            "choose another --to, or delete that instance yourself first",
+            "choose another --to, or delete it yourself first",
         ));
     }
     Ok(())
@@ -143,50 +164,55 @@ pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()
 /// Asks RDS for the restore. Tagged `backstop:restored-from`.
 pub async fn start(clients: &Clients, from: &From, to: &str, shape: &RestoreShape) -> Result<()> {
     match from {
-        From::Snapshot(s) => {
-            let tags = vec![(
-                "backstop:restored-from".to_owned(),
-                super::drill::snapshot_id_of(s).to_owned(),
-            )];
-            rds::restore_from_snapshot(&clients.rds, s, to, shape, tags).await?;
+        From::Snapshot(kind, s) => {
+            let id = super::drill::snapshot_id_of(s);
+            let tags = vec![("backstop:restored-from".to_owned(), id.to_owned())];
+            // Aurora restores take the identifier (not every API takes an ARN there).
+            let snapshot = match kind {
+                DbKind::RdsInstance => s.as_str(),
+                DbKind::AuroraCluster => id,
+            };
+            api::restore_from_snapshot(&clients.rds, *kind, snapshot, to, shape, tags).await
         }
-        From::PointInTime { instance, time } => {
-            rds::restore_to_point_in_time(&clients.rds, instance, *time, to, shape).await?;
+        From::PointInTime { source, time } => {
+            api::restore_to_point_in_time(&clients.rds, source.kind, &source.id, *time, to, shape)
+                .await
         }
     }
-    Ok(())
 }
 
-/// Waits until the new instance is available (or `until` passes, or it can never be).
+/// Waits until the new database is available (or `until` passes, or it can never be).
 pub async fn wait_available(
     clients: &Clients,
-    to: &str,
+    target: &DbTarget,
     until: Timestamp,
     poll: std::time::Duration,
-) -> Result<aws_sdk_rds::types::DbInstance> {
+) -> Result<DbFacts> {
     loop {
-        let i = rds::describe_instance(&clients.rds, to).await?;
-        match i {
-            Some(i) if i.db_instance_status() == Some("available") => return Ok(i),
-            Some(i)
+        let f = api::describe(&clients.rds, target).await?;
+        let status = f
+            .as_ref()
+            .and_then(|f| f.status.clone())
+            .unwrap_or_default();
+        match f {
+            Some(f) if status == "available" => return Ok(f),
+            Some(_)
                 if matches!(
-                    i.db_instance_status(),
-                    Some(
-                        "failed"
-                            | "incompatible-restore"
-                            | "incompatible-parameters"
-                            | "incompatible-network"
-                            | "storage-full"
-                    )
+                    status.as_str(),
+                    "failed"
+                        | "incompatible-restore"
+                        | "incompatible-parameters"
+                        | "incompatible-network"
+                        | "storage-full"
+                        | "inaccessible-encryption-credentials"
                 ) =>
             {
                 return Err(Error::Aws {
-                    operation: "DescribeDBInstances",
-                    resource: format!("DB instance {to}"),
+                    operation: "describe",
+                    resource: target.to_string(),
                     code: None,
                     message: format!(
-                        "the restored instance is {}: it will not become available",
-                        i.db_instance_status().unwrap_or_default()
+                        "the restored database is {status}: it will not become available"
                     ),
                     retryable: false,
                     hint: "read its events (aws rds describe-events); delete it and restore again"
@@ -195,14 +221,14 @@ pub async fn wait_available(
             }
             _ if Timestamp::now() >= until => {
                 return Err(Error::Aws {
-                    operation: "DescribeDBInstances",
-                    resource: format!("DB instance {to}"),
+                    operation: "describe",
+                    resource: target.to_string(),
                     code: None,
                     message: "not available within --wait; RDS goes on restoring it".into(),
                     retryable: true,
-                    hint: format!(
-                        "aws rds wait db-instance-available --db-instance-identifier {to}"
-                    ),
+                    hint:
+                        "aws rds wait db-instance-available (or watch aws rds describe-db-clusters)"
+                            .into(),
                 })
             }
             _ => tokio::time::sleep(poll).await,

@@ -12,11 +12,25 @@ use crate::aws::Clients;
 use crate::catalog::{self, Catalog, Claim, TargetRecord, TargetStatus};
 use crate::db::rds::{self, SnapshotInfo};
 use crate::db::{self, DbFacts, DbTarget};
+use crate::db::{api, DbKind};
 use crate::error::{Error, Result};
 use crate::event::{JobRequest, ScheduleSlot};
 use crate::report::{BackupInfo, Outcome, ReplicaState, TargetReport};
 use crate::retention::{CompiledPolicy, RecoveryPoint};
 use crate::settings::{DbReplica, JobKind, Settings};
+
+/// Pure: the AWS CLI command that deletes a snapshot (for messages).
+fn delete_command(kind: DbKind, id: &str, region: Option<&str>) -> String {
+    let region = region.map(|r| format!(" --region {r}")).unwrap_or_default();
+    match kind {
+        DbKind::RdsInstance => {
+            format!("aws rds delete-db-snapshot{region} --db-snapshot-identifier {id}")
+        }
+        DbKind::AuroraCluster => format!(
+            "aws rds delete-db-cluster-snapshot{region} --db-cluster-snapshot-identifier {id}"
+        ),
+    }
+}
 
 /// The floor that keeps a snapshot while its copy is being made from it.
 pub const RULE_COPY_IN_PROGRESS: &str = "floor:copy_in_progress";
@@ -165,8 +179,7 @@ async fn dry_run(
             return Ok(());
         }
     }
-    let instance = require_instance(clients, target).await?;
-    let facts = rds::instance_facts(&instance);
+    let facts = api::require(&clients.rds, target).await?;
     let records = catalog.list_targets(JOB, Some(&target.name())).await?;
     let previous = previous_facts(&records, slot);
     report.warnings.extend(db::guard(
@@ -178,25 +191,6 @@ async fn dry_run(
         backup_name: name.to_owned(),
     };
     Ok(())
-}
-
-async fn require_instance(
-    clients: &Clients,
-    target: &DbTarget,
-) -> Result<aws_sdk_rds::types::DbInstance> {
-    rds::describe_instance(&clients.rds, &target.id)
-        .await?
-        .ok_or_else(|| Error::Aws {
-            operation: "DescribeDBInstances",
-            resource: format!("DB instance {}", target.id),
-            code: Some("DBInstanceNotFound".into()),
-            message: "RDS has no such instance in this account and region".into(),
-            retryable: false,
-            hint: format!(
-                "check {} (identifiers are lower case) and the function's region",
-                crate::settings::ENV_RDS_INSTANCES
-            ),
-        })
 }
 
 /// Earlier slots whose snapshot is not recorded DONE that each run looks at again (the newest
@@ -239,8 +233,7 @@ async fn snapshot(
 ) -> Result<()> {
     let slot = request.slot;
     let target_name = target.name();
-    let instance = require_instance(clients, target).await?;
-    let facts = rds::instance_facts(&instance);
+    let facts = api::require(&clients.rds, target).await?;
     let records = catalog.list_targets(JOB, Some(&target_name)).await?;
     let previous = previous_facts(&records, &slot);
     let guard = db::guard(
@@ -391,7 +384,7 @@ async fn make_snapshot(
     let resource_id = facts.dbi_resource_id.as_deref();
     // An earlier attempt may have made the snapshot and died before recording it.
     if previous_attempt {
-        if let Some(s) = rds::describe_snapshot(&clients.rds, name).await? {
+        if let Some(s) = api::describe_snapshot(&clients.rds, target.kind, name).await? {
             if is_the_slots(&s, &target.id, resource_id, slot) && !s.has_failed() {
                 report.warnings.push(
                     "an earlier attempt had made this snapshot; it was adopted, not made again"
@@ -448,11 +441,11 @@ async fn create_once(
     let mut backoff = std::time::Duration::from_millis(250);
     let mut attempt = 1;
     loop {
-        let err = match rds::create_snapshot(client, &target.id, name, &slot.to_string()).await {
+        let err = match api::create_snapshot(client, target, name, &slot.to_string()).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
-        let exists = rds::is_already_exists(&err);
+        let exists = api::is_already_exists(&err);
         if !exists && !err.is_retryable() {
             return Err(err);
         }
@@ -460,7 +453,7 @@ async fn create_once(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        match rds::describe_snapshot(client, name).await? {
+        match api::describe_snapshot(client, target.kind, name).await? {
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) && s.status == "failed" => {
                 // The snapshot job never deletes a snapshot (its role denies it): say which.
                 return Err(Error::Aws {
@@ -469,7 +462,7 @@ async fn create_once(
                     code: Some("DBSnapshotAlreadyExists".into()),
                     message: format!("RDS made this slot's snapshot {name} and it failed; it holds no data and its name blocks a new one"),
                     retryable: false,
-                    hint: format!("delete it (aws rds delete-db-snapshot --db-snapshot-identifier {name}) and run the slot again; the instance's events say why it failed"),
+                    hint: format!("delete it ({}) and run the slot again; RDS's events say why it failed", delete_command(target.kind, name, None)),
                 });
             }
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) => {
@@ -663,7 +656,7 @@ async fn follow(
             }
         }
     };
-    match rds::describe_snapshot(&clients.rds, &name).await {
+    match api::describe_snapshot(&clients.rds, target.kind, &name).await {
         Ok(Some(info))
             if is_the_slots(&info, &target.id, facts.dbi_resource_id.as_deref(), &slot) =>
         {
@@ -787,6 +780,7 @@ async fn ensure_copies(
             CopyState::Available("copied already".into())
         } else {
             copy_one(
+                target.kind,
                 clients,
                 &client,
                 catalog,
@@ -829,6 +823,7 @@ async fn ensure_copies(
 /// slot): found and followed, or made. Only a copy of this very source (by ARN) is taken.
 #[allow(clippy::too_many_arguments)]
 async fn copy_one(
+    kind: DbKind,
     clients: &Clients,
     client: &aws_sdk_rds::Client,
     catalog: &Catalog,
@@ -865,7 +860,7 @@ async fn copy_one(
         }
     }
     let result: Result<CopyState> = async {
-        let source = rds::describe_snapshot(&clients.rds, &name).await?.ok_or_else(|| Error::Aws {
+        let source = api::describe_snapshot(&clients.rds, kind, &name).await?.ok_or_else(|| Error::Aws {
             operation: "DescribeDBSnapshots",
             resource: format!("DB snapshot {name}"),
             code: Some("DBSnapshotNotFound".into()),
@@ -886,16 +881,16 @@ async fn copy_one(
             retryable: false,
             hint: "Backstop never takes another snapshot as its copy; delete or keep it, and this slot stays uncopied".into(),
         };
-        let copy = match rds::describe_snapshot(client, &name).await? {
+        let copy = match api::describe_snapshot(client, kind, &name).await? {
             Some(c) if mine(&c) => Some(c),
             Some(c) => return Err(not_mine(&c)),
             None => None,
         };
         let copy = match copy {
             Some(c) => c,
-            None => match rds::copy_snapshot(client, &source.arn, &name, replica.kms_key.as_deref(), &slot.to_string()).await {
+            None => match api::copy_snapshot(client, kind, &source.arn, &name, replica.kms_key.as_deref(), &slot.to_string()).await {
                 Ok(c) => c,
-                Err(e) if rds::is_already_exists(&e) => match rds::describe_snapshot(client, &name).await? {
+                Err(e) if api::is_already_exists(&e) => match api::describe_snapshot(client, kind, &name).await? {
                     Some(c) if mine(&c) => c,
                     Some(c) => return Err(not_mine(&c)),
                     None => return Err(e),
@@ -916,8 +911,8 @@ async fn copy_one(
                 message: format!("RDS reports the copy as {}", copy.status),
                 retryable: false,
                 hint: format!(
-                    "delete it in {} (aws rds delete-db-snapshot --region {} --db-snapshot-identifier {}); the next run copies again",
-                    replica.region, replica.region, copy.id
+                    "delete it ({}); the next run copies again",
+                    delete_command(kind, &copy.id, Some(&replica.region))
                 ),
             })
         } else {
@@ -1138,7 +1133,7 @@ async fn retain_in(
                 hint: "write legal_hold as a boolean".into(),
             });
         }
-        let snapshots = rds::list_manual_snapshots(&client, &target.id).await?;
+        let snapshots = api::list_manual_snapshots(&client, target).await?;
         Ok::<_, Error>(
             snapshots
                 .into_iter()
@@ -1213,7 +1208,7 @@ async fn retain_in(
         .iter()
         .map(|l| (l.point.id.clone(), l.name.clone()))
         .collect();
-    let (client, ids) = (&client, &ids);
+    let (client, ids, kind) = (&client, &ids, target.kind);
     super::retention::apply_plan(
         catalog,
         policy,
@@ -1224,7 +1219,7 @@ async fn retain_in(
         |arn| async move {
             limiter.acquire().await;
             let id = ids.get(&arn).cloned().unwrap_or(arn);
-            rds::delete_snapshot(client, &id).await
+            api::delete_snapshot(client, kind, &id).await
         },
         report,
     )

@@ -155,16 +155,18 @@ fn describe_selection(job: JobKind, settings: &Settings) -> String {
         JobKind::Bucket => "buckets",
         JobKind::Snapshot | JobKind::Export | JobKind::Retention | JobKind::Validate => "tables",
     };
-    let tables = settings.selection.describe_as(noun);
-    let Some(rds) = &settings.databases.rds else {
-        return tables;
-    };
-    let rds = rds.describe_as(crate::db::DbKind::RdsInstance.plural());
-    if matches!(&settings.selection, crate::selection::TableSelection::Names(n) if n.is_empty()) {
-        rds
-    } else {
-        format!("{tables}; {rds}")
+    let mut parts = Vec::new();
+    if !matches!(&settings.selection, crate::selection::TableSelection::Names(n) if n.is_empty())
+        || !settings.databases.any()
+    {
+        parts.push(settings.selection.describe_as(noun));
     }
+    for kind in crate::db::DbKind::ALL {
+        if let Some(sel) = settings.databases.selection(kind) {
+            parts.push(sel.describe_as(kind.plural()));
+        }
+    }
+    parts.join("; ")
 }
 
 /// A run between its start and its report.
@@ -249,33 +251,45 @@ impl RunInProgress {
         Fut: std::future::Future<Output = TargetReport>,
     {
         let mut per_target = per_target;
-        let Some(selection) = &settings.databases.rds else {
-            return;
-        };
-        match crate::db::rds::resolve(&clients.rds, selection, &settings.drill_table_prefix).await {
-            Ok((ids, excluded)) => {
-                info!(
-                    instances = ids.len(),
-                    excluded = excluded.len(),
-                    "selected RDS instances"
-                );
-                self.excluded.extend(excluded);
-                let reports: Vec<TargetReport> = stream::iter(ids)
-                    .map(|id| {
-                        let target = crate::db::DbTarget::rds(id);
-                        let span = info_span!("target", database = %target.name());
-                        per_target(target).instrument(span)
-                    })
-                    .buffered(settings.concurrency)
-                    .collect()
-                    .await;
-                self.targets.extend(reports);
-            }
-            Err(e) => {
-                warn!(error = %e, "database selection failed");
-                self.errors.push(format!("selecting RDS instances: {e}"));
+        let mut targets = Vec::new();
+        for kind in crate::db::DbKind::ALL {
+            let Some(selection) = settings.databases.selection(kind) else {
+                continue;
+            };
+            match crate::db::api::resolve(
+                &clients.rds,
+                kind,
+                selection,
+                &settings.drill_table_prefix,
+            )
+            .await
+            {
+                Ok((ids, excluded)) => {
+                    info!(
+                        kind = kind.plural(),
+                        selected = ids.len(),
+                        excluded = excluded.len(),
+                        "selected databases"
+                    );
+                    self.excluded.extend(excluded);
+                    targets.extend(ids.into_iter().map(|id| crate::db::DbTarget { kind, id }));
+                }
+                Err(e) => {
+                    warn!(error = %e, "database selection failed");
+                    self.errors
+                        .push(format!("selecting {}: {e}", kind.plural()));
+                }
             }
         }
+        let reports: Vec<TargetReport> = stream::iter(targets)
+            .map(|target| {
+                let span = info_span!("target", database = %target.name());
+                per_target(target).instrument(span)
+            })
+            .buffered(settings.concurrency)
+            .collect()
+            .await;
+        self.targets.extend(reports);
     }
 
     /// Builds the report and publishes it. A dry run publishes nothing.

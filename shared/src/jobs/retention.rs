@@ -77,22 +77,55 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
                 None => Err(format!("{what}: none resolved")),
             };
             let db = &settings.databases;
-            let rds_policy = compile("RDS retention policy", db.rds_policy.as_ref());
-            let replica = db.replica.as_ref().map(|r| {
-                compile("database replica retention policy", r.policy.as_ref()).map(|p| (r, p))
-            });
-            match (rds_policy, replica.transpose()) {
-                (Ok(rds_policy), Ok(replica)) => {
-                    let (rds_policy, replica) =
-                        (&rds_policy, replica.as_ref().map(|(r, p)| (*r, p)));
-                    run.over_selected_databases(clients, settings, |target| {
-                        super::database::retain_target(
-                            clients, catalog, rds_policy, replica, request, limiter, target,
-                        )
-                    })
-                    .await;
+            // Each kind's policy, and its copies' (the replica's own, or the kind's).
+            let mut policies = Vec::new();
+            let mut errors = Vec::new();
+            for kind in crate::db::DbKind::ALL
+                .into_iter()
+                .filter(|k| db.selection(*k).is_some())
+            {
+                let own = compile(
+                    &format!("{} retention policy", kind.noun()),
+                    db.policy(kind),
+                );
+                let copies = db.replica.as_ref().map(|r| {
+                    compile(
+                        "database replica retention policy",
+                        r.policy.as_ref().or(db.policy(kind)),
+                    )
+                });
+                match (own, copies.transpose()) {
+                    (Ok(own), Ok(copies)) => policies.push((kind, own, copies)),
+                    (Err(e), _) | (_, Err(e)) => errors.push(e),
                 }
-                (Err(e), _) | (_, Err(e)) => run.errors.push(e),
+            }
+            if errors.is_empty() {
+                let policies = &policies;
+                run.over_selected_databases(clients, settings, |target| async move {
+                    let Some((_, own, copies)) =
+                        policies.iter().find(|(k, _, _)| *k == target.kind)
+                    else {
+                        return TargetReport::new(
+                            target.name(),
+                            Outcome::Failed {
+                                operation: "retention policy".into(),
+                                error: format!(
+                                    "no policy was resolved for {}",
+                                    target.kind.plural()
+                                ),
+                                retryable: false,
+                            },
+                        );
+                    };
+                    let replica = db.replica.as_ref().zip(copies.as_ref());
+                    super::database::retain_target(
+                        clients, catalog, own, replica, request, limiter, target,
+                    )
+                    .await
+                })
+                .await;
+            } else {
+                run.errors.extend(errors);
             }
         }
         run.finish(clients, settings, catalog).await

@@ -48,6 +48,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             prefix: &settings.drill_table_prefix,
             request,
             run_id: &run_id,
+            databases: &settings.databases,
             drills_left: AtomicUsize::new(v.drills_per_run),
         };
         run.over_selected_tables(clients, settings, |table| ctx.validate_table(table))
@@ -78,6 +79,8 @@ struct TableCtx<'a> {
     prefix: &'a str,
     request: &'a JobRequest,
     run_id: &'a str,
+    /// The database selections (for the sweep of drill instances and clusters).
+    databases: &'a crate::settings::DatabaseSettings,
     /// New drills this run may still start (shared by the tables worked on at once).
     drills_left: AtomicUsize,
 }
@@ -281,7 +284,7 @@ impl TableCtx<'_> {
                 .catalog
                 .list_targets(JobKind::Snapshot, Some(&target.name()))
                 .await?;
-            let pitr = crate::db::rds::automated_backups(&self.clients.rds, &target.id).await;
+            let pitr = crate::db::api::automated_backups(&self.clients.rds, &target).await;
             let evidence = Evidence {
                 newest_backup: newest_backup(&records),
                 newest_export: None,
@@ -389,7 +392,11 @@ impl TableCtx<'_> {
 
     async fn sweep_databases(&self) -> Result<()> {
         let open = drill::open_drill_tables(self.catalog).await?;
-        let swept = self.db_drills().sweep(&open, SWEEP_AGE).await?;
+        let kinds: Vec<crate::db::DbKind> = crate::db::DbKind::ALL
+            .into_iter()
+            .filter(|k| self.databases.selection(*k).is_some())
+            .collect();
+        let swept = self.db_drills().sweep(&kinds, &open, SWEEP_AGE).await?;
         if !swept.is_empty() {
             info!(instances = ?swept, "swept drill instances left behind");
         }

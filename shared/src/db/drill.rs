@@ -346,7 +346,7 @@ impl DbDrillCtx<'_> {
                 api::list_for_sweep(&self.clients.rds, *kind).await?
             {
                 if !id.starts_with(self.prefix)
-                    || open.iter().any(|o| *o == id)
+                    || open.contains(&id)
                     || !tagged
                     || status.as_deref() == Some("deleting")
                 {

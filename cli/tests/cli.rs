@@ -683,3 +683,99 @@ async fn an_rds_instance_is_snapshotted_by_run_and_restored_into_a_new_instance_
         "{all}"
     );
 }
+
+#[tokio::test]
+async fn an_aurora_cluster_is_restored_from_its_snapshot_into_a_new_cluster_only() {
+    let endpoint = local::test_endpoint().unwrap();
+    let config = emulator_config(&endpoint).await;
+    let prefix = format!("a{}-", std::process::id());
+    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
+    let rds = aws_sdk_rds::Client::new(&config);
+    let id = format!("{prefix}orders");
+    rds.create_db_cluster()
+        .db_cluster_identifier(&id)
+        .engine("aurora-postgresql")
+        .engine_version("16.4")
+        .master_username("backstop")
+        .master_user_password("not-a-real-secret-1")
+        .backup_retention_period(7)
+        .send()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("backstop-cli-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(&event, r#"{"slot": "2026-11-21T02:00:00Z"}"#).unwrap();
+    let env = [
+        ("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str()),
+        ("BACKSTOP_AURORA_CLUSTERS", id.as_str()),
+    ];
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let snapshot = format!("{id}-backstop-20261121t020000z");
+    assert!(
+        all.contains(&format!("- aurora:{id}: backed up as {snapshot}")),
+        "{all}"
+    );
+    let to = format!("{prefix}orders-restored");
+    let restore = |to: &str| {
+        backstop(
+            &[
+                "--endpoint",
+                &endpoint,
+                "restore",
+                "aurora",
+                "--snapshot",
+                &snapshot,
+                "--to",
+                to,
+            ],
+            &env,
+        )
+    };
+    let out = restore(&to);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!(
+            "restored aurora:{to} from snapshot {snapshot}: aurora-postgresql 16.4"
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains("has no instances: add one to connect"),
+        "{all}"
+    );
+    // moto would silently replace an existing cluster; Backstop refuses before asking.
+    for existing in [to.as_str(), id.as_str()] {
+        let out = restore(existing);
+        let all = text(&out);
+        assert!(!out.status.success(), "{all}");
+        assert!(
+            all.contains("a restore creates a new cluster only"),
+            "{all}"
+        );
+    }
+    let out = backstop(&["--endpoint", &endpoint, "status", "--json"], &env);
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert!(
+        st["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == format!("aurora:{id}") && l["kind"] == "database"),
+        "{st:#}"
+    );
+}

@@ -1064,3 +1064,207 @@ async fn a_source_whose_copy_is_in_flight_is_kept_and_a_hold_on_either_side_hold
         .collect();
     assert_eq!(copies, BTreeSet::from([day(2), day(3)]));
 }
+
+// ---- Aurora clusters: the same jobs, cluster calls ----
+
+async fn create_cluster(rds: &aws_sdk_rds::Client, id: &str, deletion_protection: bool) {
+    rds.create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .engine_version("16.4")
+        .master_username("backstop")
+        .master_user_password("not-a-real-secret-1")
+        .backup_retention_period(7)
+        .deletion_protection(deletion_protection)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create DB cluster {id}: {e:?}"));
+}
+
+/// Every snapshot of a cluster in the client's region: (identifier, type).
+async fn cluster_snapshots_of(rds: &aws_sdk_rds::Client, id: &str) -> Vec<(String, String)> {
+    let out = rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String)> = out
+        .db_cluster_snapshots()
+        .iter()
+        .map(|s| {
+            (
+                s.db_cluster_snapshot_identifier()
+                    .unwrap_or_default()
+                    .to_owned(),
+                s.snapshot_type().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn an_aurora_cluster_is_snapshotted_once_per_slot_copied_pruned_and_drilled() {
+    let h = Harness::new().await;
+    let id = h.name("ledger");
+    create_cluster(&h.clients.rds, &id, true).await;
+    let env = h.env(&[
+        (settings::ENV_AURORA_CLUSTERS, &id),
+        (settings::ENV_DB_REPLICA_REGION, REPLICA),
+        (
+            settings::ENV_AURORA_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+        (
+            settings::ENV_DB_REPLICA_RETENTION_POLICY,
+            "keep_last=2,min_complete=1",
+        ),
+        (settings::ENV_PITR_MAX_LAG, "off"),
+    ]);
+    let name = format!("aurora:{id}");
+    let before = cluster_snapshots_of(&h.clients.rds, &id).await;
+    for day in 1..=3 {
+        let payload = json!({"slot": format!("2026-11-0{day}T02:00:00Z")});
+        let r = run_with(&h.clients, &env, JobKind::Snapshot, payload.clone()).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+        assert_eq!(r.selection, format!("Aurora clusters {id}"));
+        let t = target(&r, &name);
+        let Outcome::Created { backup } = &t.outcome else {
+            panic!("{t:#?}")
+        };
+        assert_eq!(
+            backup.backup_name,
+            format!("{id}-backstop-2026110{day}t020000z")
+        );
+        assert!(
+            backup.backup_arn.contains(":cluster-snapshot:"),
+            "{}",
+            backup.backup_arn
+        );
+        assert!(t.replica.as_ref().is_some_and(|x| x.ok), "{:?}", t.replica);
+        // Redelivered: nothing new.
+        let again = run_with(&h.clients, &env, JobKind::Snapshot, payload).await;
+        assert!(matches!(
+            target(&again, &name).outcome,
+            Outcome::AlreadyDone { .. }
+        ));
+    }
+    let made = manual(&cluster_snapshots_of(&h.clients.rds, &id).await);
+    assert_eq!(made.len(), manual(&before).len() + 3, "{made:?}");
+    let replica = h.clients.rds_in(Some(REPLICA));
+    assert_eq!(manual(&cluster_snapshots_of(&replica, &id).await).len(), 3);
+
+    // Retention: the kind's policy here, the replica's there; automated snapshots untouched.
+    let r = run_with(&h.clients, &env, JobKind::Retention, json!({})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let after = cluster_snapshots_of(&h.clients.rds, &id).await;
+    assert_eq!(
+        manual(&after),
+        vec![format!("{id}-backstop-20261103t020000z")],
+        "{after:?}"
+    );
+    let automated = |v: &[(String, String)]| {
+        v.iter()
+            .filter(|(_, t)| t == "automated")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(automated(&after), automated(&before));
+    assert_eq!(manual(&cluster_snapshots_of(&replica, &id).await).len(), 2);
+
+    // A drill restores the newest snapshot into a drill cluster, checks it and deletes it.
+    let v = validate_with(&h.clients, &env, json!({"slot": this_hour()})).await;
+    let t = target(&v, &name);
+    let drill = t
+        .validation
+        .as_ref()
+        .unwrap()
+        .drill
+        .as_ref()
+        .expect("a drill ran");
+    assert_eq!(
+        drill.level,
+        Some(backstop::drill::DrillLevel::Consistent),
+        "{drill:?}"
+    );
+    assert_eq!(drill.state, backstop::drill::DrillState::Cleaned);
+    assert!(
+        drill.detail.contains("aurora-postgresql 16.4"),
+        "{}",
+        drill.detail
+    );
+    let gone = backstop::db::aurora::describe_cluster(&h.clients.rds, &drill.drill_table)
+        .await
+        .unwrap();
+    assert!(
+        gone.is_none() || gone.as_ref().and_then(|c| c.status()) == Some("deleting"),
+        "{gone:?}"
+    );
+    assert!(backstop::db::aurora::describe_cluster(&h.clients.rds, &id)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn instances_and_clusters_in_one_run_and_a_cluster_member_is_left_to_its_cluster() {
+    let h = Harness::new().await;
+    let (cluster, instance) = (h.name("books"), h.name("cache"));
+    create_cluster(&h.clients.rds, &cluster, false).await;
+    create_instance(&h.clients.rds, &instance, &[("backup", "nightly")], 7, true).await;
+    // An instance of the cluster: RDS snapshots the cluster, not it.
+    let member = h.name("books-1");
+    h.clients
+        .rds
+        .create_db_instance()
+        .db_instance_identifier(&member)
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r6g.large")
+        .tags(Tag::builder().key("backup").value("nightly").build())
+        .send()
+        .await
+        .unwrap();
+    let env = h.env(&[
+        (settings::ENV_RDS_INSTANCE_TAG, "backup=nightly"),
+        (settings::ENV_AURORA_CLUSTERS, &cluster),
+    ]);
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T02:00:00Z"}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert_eq!(
+        r.selection,
+        format!("RDS instances tagged backup=nightly; Aurora clusters {cluster}")
+    );
+    assert!(matches!(
+        target(&r, &format!("rds:{instance}")).outcome,
+        Outcome::Created { .. }
+    ));
+    assert!(matches!(
+        target(&r, &format!("aurora:{cluster}")).outcome,
+        Outcome::Created { .. }
+    ));
+    let left = r
+        .excluded
+        .iter()
+        .find(|e| e.table == format!("rds:{member}"))
+        .unwrap_or_else(|| panic!("{:?}", r.excluded));
+    assert!(
+        left.reason
+            .contains(&format!("a member of Aurora cluster {cluster}")),
+        "{}",
+        left.reason
+    );
+    // The guard speaks of the cluster's settings too.
+    assert!(target(&r, &format!("aurora:{cluster}"))
+        .warnings
+        .iter()
+        .any(|w| w.contains("deletion protection is off")));
+}

@@ -272,7 +272,12 @@ def _rds_tags(req, kind, name, region=None):
 
     try:
         backend = rds_backends[req.account_id][region or req._region]
-        store = backend.databases if kind == "db" else backend.database_snapshots
+        store = {
+            "db": backend.databases,
+            "snapshot": backend.database_snapshots,
+            "cluster": backend.clusters,
+            "cluster-snapshot": backend.cluster_snapshots,
+        }[kind]
         tags = store[name].tags or []
     except Exception:
         return {}
@@ -302,7 +307,9 @@ def _rds(req, action):
     snap = _first(data, "DBSnapshotIdentifier")
     tagged = any(k.startswith("Tags.") for k in data) or _first(data, "Tags.Tag.1.Key") is not None
     needs = []
-    if op in ("DescribeDBInstances", "DescribeDBSnapshots", "DescribeDBClusters", "CreateDBInstance", "ListTagsForResource"):
+    cluster = _first(data, "DBClusterIdentifier")
+    csnap = _first(data, "DBClusterSnapshotIdentifier")
+    if op in ("DescribeDBInstances", "DescribeDBSnapshots", "DescribeDBClusters", "DescribeDBClusterSnapshots", "CreateDBInstance", "CreateDBCluster", "ListTagsForResource"):
         return [(action, "*", {})]
     if op == "CreateDBSnapshot":
         needs = [(action, arn("db", db), _rds_tags(req, "db", db)), (action, arn("snapshot", snap), {})]
@@ -330,6 +337,32 @@ def _rds(req, action):
         new = arn("db", target)
     elif op in ("ModifyDBInstance", "DeleteDBInstance"):
         return [(action, arn("db", db), _rds_tags(req, "db", db))]
+    elif op == "CreateDBClusterSnapshot":
+        needs = [(action, arn("cluster", cluster), _rds_tags(req, "cluster", cluster)), (action, arn("cluster-snapshot", csnap), {})]
+        new = arn("cluster-snapshot", csnap)
+    elif op == "CopyDBClusterSnapshot":
+        source = _first(data, "SourceDBClusterSnapshotIdentifier")
+        target = _first(data, "TargetDBClusterSnapshotIdentifier")
+        needs = [
+            (action, arn("cluster-snapshot", source), _rds_tags(req, "cluster-snapshot", short(source), src_region(source))),
+            (action, arn("cluster-snapshot", target), {}),
+        ]
+        new = arn("cluster-snapshot", target)
+    elif op == "DeleteDBClusterSnapshot":
+        return [(action, arn("cluster-snapshot", csnap), _rds_tags(req, "cluster-snapshot", csnap))]
+    elif op == "RestoreDBClusterFromSnapshot":
+        snapshot = _first(data, "SnapshotIdentifier")
+        needs = [(action, arn("cluster", cluster), {}), (action, arn("cluster-snapshot", snapshot), _rds_tags(req, "cluster-snapshot", short(snapshot)))]
+        for field, kind in (("DBSubnetGroupName", "subgrp"), ("DBClusterParameterGroupName", "cluster-pg")):
+            if _first(data, field):
+                needs.append((action, arn(kind, _first(data, field)), {}))
+        new = arn("cluster", cluster)
+    elif op == "RestoreDBClusterToPointInTime":
+        source = _first(data, "SourceDBClusterIdentifier")
+        needs = [(action, arn("cluster", source), _rds_tags(req, "cluster", source)), (action, arn("cluster", cluster), {})]
+        new = arn("cluster", cluster)
+    elif op in ("ModifyDBCluster", "DeleteDBCluster"):
+        return [(action, arn("cluster", cluster), _rds_tags(req, "cluster", cluster))]
     else:
         raise Unmapped(action)
     if tagged:

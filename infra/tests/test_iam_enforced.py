@@ -42,10 +42,12 @@ ACCOUNT = "123456789012"
 TABLE = "iam-orders"
 SOURCE_BUCKET = "iam-uploads"
 DB = "iam-ledger"
+CLUSTER = "iam-books"
 DB_REPLICA = "us-west-2"
 PARAMETERS = {
     "TableNames": TABLE,
     "RdsInstances": DB,
+    "AuroraClusters": CLUSTER,
     "DbReplicaRegion": DB_REPLICA,
     "EnablePitr": "true",
     "BucketNames": SOURCE_BUCKET,
@@ -305,6 +307,10 @@ def seed(w):
         DBInstanceIdentifier=DB, Engine="postgres", EngineVersion="16.3", DBInstanceClass="db.t3.micro",
         AllocatedStorage=20, MasterUsername="backstop", MasterUserPassword="not-a-real-secret-1",
         BackupRetentionPeriod=7, DeletionProtection=True,
+    )
+    rds.create_db_cluster(
+        DBClusterIdentifier=CLUSTER, Engine="aurora-postgresql", EngineVersion="16.4",
+        MasterUsername="backstop", MasterUserPassword="not-a-real-secret-1", BackupRetentionPeriod=7,
     )
     # Someone's own manual snapshot, and one that only looks like Backstop's (not tagged).
     rds.create_db_snapshot(DBInstanceIdentifier=DB, DBSnapshotIdentifier=f"{DB}-manual-20261101")
@@ -620,31 +626,38 @@ def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
     for day in old_days():
         w.set_clock(day + timedelta(seconds=5))
         rep = report(w.run("snapshot", {"slot": stamp(day)}, drop_env=only_db))
-        (t,) = rep["targets"]
-        assert t["table"] == f"rds:{DB}" and t["outcome"]["status"] == "created", rep
-        assert t["replica"]["ok"], t["replica"]
+        assert sorted(t["table"] for t in rep["targets"]) == [f"aurora:{CLUSTER}", f"rds:{DB}"], rep
+        for t in rep["targets"]:
+            assert t["outcome"]["status"] == "created", rep
+            assert t["replica"]["ok"], t["replica"]
     w.set_clock()
     rep = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
-    assert rep["status"] == "succeeded" and rep["targets"][0]["replica"]["ok"], rep
-    assert rep["selection"] == f"RDS instances {DB}", rep["selection"]
+    assert rep["status"] == "succeeded" and all(t["replica"]["ok"] for t in rep["targets"]), rep
+    assert rep["selection"] == f"RDS instances {DB}; Aurora clusters {CLUSTER}", rep["selection"]
     again = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
-    assert again["totals"]["already_done"] == 1 and again["totals"]["created"] == 0, again["totals"]
+    assert again["totals"]["already_done"] == 2 and again["totals"]["created"] == 0, again["totals"]
     assert not denied_here("snapshot"), denied_here("snapshot")
     copies = w.client("rds", region=DB_REPLICA).describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]
     assert len([c for c in copies if "-backstop-2" in c["DBSnapshotIdentifier"]]) == 4, copies
 
-    rep = report(w.run("validate", {"slot": slot(6)}, drop_env=only_db, extra_env={"BACKSTOP_PITR_MAX_LAG": "off"}))
+    rep = report(w.run("validate", {"slot": slot(6)}, drop_env=only_db, extra_env={"BACKSTOP_PITR_MAX_LAG": "off", "BACKSTOP_DRILLS_PER_RUN": "2"}))
     assert not denied_here("validate"), denied_here("validate")
-    drill = rep["targets"][0]["validation"]["drill"]
-    assert drill["level"] == "consistent" and drill["state"] == "cleaned", drill
+    for t in rep["targets"]:
+        drill = t["validation"]["drill"]
+        assert drill["level"] == "consistent" and drill["state"] == "cleaned", (t["table"], drill)
+    clusters = [c["DBClusterIdentifier"] for c in w.client("rds").describe_db_clusters()["DBClusters"]]
+    assert CLUSTER in clusters and not [c for c in clusters if c.startswith("backstop-drill-")], clusters
+    drill = next(t for t in rep["targets"] if t["table"] == f"rds:{DB}")["validation"]["drill"]
     left = [i["DBInstanceIdentifier"] for i in w.client("rds").describe_db_instances()["DBInstances"]]
     assert not [i for i in left if i.startswith("backstop-drill-") and i != drill["drill_table"]] and DB in left, left
 
     rep = report(w.run("retention", {}, drop_env=only_db))
     assert not denied_here("retention"), denied_here("retention")
     assert rep["status"] == "succeeded", json.dumps(rep, indent=1)
-    # keep_daily=1 and the floor (the newest three) keep three of four, on each side.
-    assert rep["totals"]["deleted"] == 2, rep["totals"]
+    # keep_daily=1 and the floor (the newest three) keep three of four, on each side, of each.
+    assert rep["totals"]["deleted"] == 4, rep["totals"]
+    csnaps = w.client("rds").describe_db_cluster_snapshots(DBClusterIdentifier=CLUSTER)["DBClusterSnapshots"]
+    assert len([c for c in csnaps if "-backstop-2" in c["DBClusterSnapshotIdentifier"]]) == 3, csnaps
     names = {s["DBSnapshotIdentifier"] for s in w.client("rds").describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]}
     assert {f"{DB}-manual-20261101", f"{DB}-backstop-lookalike"} <= names, names
     assert len([n for n in names if "-backstop-2" in n]) == 3, names
@@ -659,6 +672,11 @@ def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
     refused(w, "retention", retention_rds.delete_db_snapshot, DBSnapshotIdentifier=f"{DB}-manual-20261101")
     refused(w, "retention", retention_rds.delete_db_snapshot, DBSnapshotIdentifier=f"{DB}-backstop-lookalike")
     refused(w, "retention", retention_rds.delete_db_instance, DBInstanceIdentifier=DB, SkipFinalSnapshot=True)
+    ours_c = sorted(c["DBClusterSnapshotIdentifier"] for c in csnaps if "-backstop-2" in c["DBClusterSnapshotIdentifier"])[-1]
+    refused(w, "snapshot", snapshot_rds.delete_db_cluster_snapshot, DBClusterSnapshotIdentifier=ours_c, explicitly=True)
+    refused(w, "validate", validate_rds.delete_db_cluster, DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=True)
+    refused(w, "validate", validate_rds.modify_db_cluster, DBClusterIdentifier=CLUSTER, DeletionProtection=True)
+    refused(w, "retention", retention_rds.delete_db_cluster, DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=True)
 
 
 def test_selection_by_tag_as_each_role(world):
@@ -695,6 +713,7 @@ ELSEWHERE = {
     ("bucket", "s3:AbortMultipartUpload"): ("shared/src/bucket/s3.rs", ".abort_multipart_upload()", "a multipart copy of an object over 5 GB that fails is aborted"),
     ("bucket", "s3:GetBucketTagging"): ("shared/src/selection.rs", "s3.get_bucket_tagging()", "selection of buckets by tag (BucketTag)"),
     ("bucket", "s3:GetObjectTagging"): ("shared/src/bucket/s3.rs", ".get_object_tagging()", "an object whose tags must be set again on its copy"),
+    ("validate", "rds:ModifyDBCluster"): ("shared/src/db/aurora.rs", ".modify_db_cluster()", "a drill cluster that kept deletion protection on (the restore asks for it off; moto honours that for clusters) has it turned off before its delete; no test here reaches it"),
     ("summary", "dynamodb:DeleteItem"): ("shared/src/summary.rs", ".delete_item()", "a summary that could not be published releases its marker, so that the next delivery sends it"),
 }
 

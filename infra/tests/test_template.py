@@ -158,7 +158,12 @@ NO_RESOURCE_LEVEL = {
 # a resource type: a tag selection lists every instance (DescribeDBInstances with no
 # identifier) and a snapshot is looked up by name here and in the replica region; RDS's own
 # example policies grant them on "*". They read metadata only, never data.
-RDS_LISTINGS = {"rds:DescribeDBInstances", "rds:DescribeDBSnapshots"}
+RDS_LISTINGS = {
+    "rds:DescribeDBInstances",
+    "rds:DescribeDBSnapshots",
+    "rds:DescribeDBClusters",
+    "rds:DescribeDBClusterSnapshots",
+}
 
 
 def translated(code_uris, params=None):
@@ -316,6 +321,7 @@ def table_names(arns, suffix=""):
 
 
 RDS_BY_NAME = {"RdsInstances": "orders-db,ledger-db", "DbReplicaRegion": "us-west-2"}
+AURORA_BY_NAME = {"AuroraClusters": "books", "DbReplicaRegion": "us-west-2", "AuroraRetentionPolicy": "keep_daily=7"}
 RDS_BY_TAG = {
     "RdsTagValue": "daily",
     "DbReplicaRegion": "eu-west-1",
@@ -328,6 +334,7 @@ PARAM_SETS = [
     {},
     RDS_BY_NAME,
     RDS_BY_TAG,
+    AURORA_BY_NAME,
     {"EnablePitr": "true"},
     {"TableNames": "SalesTable,BuyersTable"},
     {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
@@ -381,16 +388,21 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
         deletes = {
             name: sorted(a for a in stack.grants(name) if "Delete" in a) for name in FUNCTION_ROLES
         }
-        rds = stack.condition("HasRds")
+        rds, aurora = stack.condition("HasRds"), stack.condition("HasAurora")
         assert deletes == {
             "SnapshotFunctionRole": [],
             # With RDS instances selected: Backstop's snapshots of them (tested below).
-            "RetentionFunctionRole": ["dynamodb:DeleteBackup"] + (["rds:DeleteDBSnapshot"] if rds else []) + ["s3:DeleteObject"],
+            "RetentionFunctionRole": ["dynamodb:DeleteBackup"]
+            + (["rds:DeleteDBClusterSnapshot"] if aurora else [])
+            + (["rds:DeleteDBSnapshot"] if rds else [])
+            + ["s3:DeleteObject"],
             "ExportFunctionRole": [],
             # Drill tables only (the prefix): RestoreTableFromBackup needs the item actions on
             # its target, and the drill deletes its table at the end.
             # With RDS instances selected, its own drill instances (the prefix and the tag).
-            "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"] + (["rds:DeleteDBInstance"] if rds else []),
+            "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"]
+            + (["rds:DeleteDBCluster"] if aurora else [])
+            + (["rds:DeleteDBInstance"] if rds else []),
             # Restored tables' items (a chain's removed keys; RestoreTableFromBackup's target)
             # and the restores' own catalog records: no table, no backup, no object.
             "RestoreFunctionRole": ["dynamodb:DeleteItem"],
@@ -2124,7 +2136,7 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
                 assert not denies, params
                 assert stack.grants(role)["dynamodb:DeleteBackup"], params
             else:
-                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup", "rds:DeleteDBSnapshot"], "Resource": "*"}], (role, params)
+                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup", "rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot"], "Resource": "*"}], (role, params)
                 assert "dynamodb:DeleteBackup" not in stack.grants(role), (role, params)
         # The managed policy for every other principal of the account (on by default).
         (policy,) = stack.of_type("AWS::IAM::ManagedPolicy").values()
@@ -2140,8 +2152,11 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
         assert by_sid["OnlyRetentionDeletesDatabaseSnapshots"] == {
             "Sid": "OnlyRetentionDeletesDatabaseSnapshots",
             "Effect": "Deny",
-            "Action": ["rds:DeleteDBSnapshot"],
-            "Resource": "arn:aws:rds:*:123456789012:snapshot:*-backstop-*",
+            "Action": ["rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot"],
+            "Resource": [
+                "arn:aws:rds:*:123456789012:snapshot:*-backstop-*",
+                "arn:aws:rds:*:123456789012:cluster-snapshot:*-backstop-*",
+            ],
             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "<RetentionFunctionRole.Arn>"}},
         }
     assert not Stack({"ProtectBackups": "false"}).of_type("AWS::IAM::ManagedPolicy")
@@ -2150,7 +2165,7 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
 def test_rds_rights_only_where_rds_instances_are_selected_and_scoped_to_them():
     rds_roles = {"SnapshotFunctionRole", "RetentionFunctionRole", "ValidateFunctionRole"}
     # No instance selected: no role may make any RDS call (the denies aside).
-    for params in [p for p in PARAM_SETS if not ({"RdsInstances", "RdsTagValue"} & set(p))]:
+    for params in [p for p in PARAM_SETS if not ({"RdsInstances", "RdsTagValue", "AuroraClusters", "AuroraTagValue"} & set(p))]:
         stack = Stack(params)
         for role in FUNCTION_ROLES:
             assert not [a for a in stack.grants(role) if a.startswith("rds:")], (role, params)
@@ -2197,3 +2212,29 @@ def test_rds_rights_only_where_rds_instances_are_selected_and_scoped_to_them():
     assert env(by_tag, "SnapshotFunction")["BACKSTOP_DB_REPLICA_KMS_KEY"] == RDS_BY_TAG["DbReplicaKmsKeyArn"]
     assert "BACKSTOP_DB_REPLICA_REGION" not in env(by_name, "ValidateFunction")
     assert env(by_name, "ValidateFunction")["BACKSTOP_RDS_INSTANCES"] == "orders-db,ledger-db"
+
+
+def test_aurora_rights_only_where_clusters_are_selected_and_never_the_instances_ones():
+    none, clusters = Stack(RDS_BY_NAME), Stack(AURORA_BY_NAME)
+    cluster_actions = lambda stack, role: sorted(a for a in stack.grants(role) if "Cluster" in a)
+    for role in FUNCTION_ROLES:
+        assert not cluster_actions(none, role), role
+        # Clusters alone: no instance rights.
+        assert not [a for a in clusters.grants(role) if a.startswith("rds:") and "Cluster" not in a and a != "rds:AddTagsToResource"], role
+    assert set(cluster_actions(clusters, "SnapshotFunctionRole")) == {
+        "rds:CopyDBClusterSnapshot",
+        "rds:CreateDBClusterSnapshot",
+        "rds:DescribeDBClusterSnapshots",
+        "rds:DescribeDBClusters",
+    }
+    (create,) = [s for s in clusters.statements_with("SnapshotFunctionRole", "rds:CreateDBClusterSnapshot") if s["Sid"] == "SnapshotClusters"]
+    assert create["Resource"] == ["arn:*:rds:*:*:cluster:books"]
+    (delete,) = clusters.statements_with("RetentionFunctionRole", "rds:DeleteDBClusterSnapshot")
+    assert delete["Resource"] == ["arn:*:rds:*:*:cluster-snapshot:books-backstop-*"]
+    assert delete["Condition"]["StringEquals"]["aws:ResourceTag/backstop:managed"] == "true"
+    (gone,) = clusters.statements_with("ValidateFunctionRole", "rds:DeleteDBCluster")
+    assert gone["Resource"] == "arn:aws:rds:us-east-1:123456789012:cluster:backstop-drill-*"
+    assert gone["Condition"] == {"StringEquals": {"aws:ResourceTag/backstop:drill": "true"}}
+    env = clusters.props("RetentionFunction")["Environment"]["Variables"]
+    assert env["BACKSTOP_AURORA_CLUSTERS"] == "books" and env["BACKSTOP_AURORA_RETENTION_POLICY"] == "keep_daily=7"
+    assert "BACKSTOP_RDS_INSTANCES" not in env

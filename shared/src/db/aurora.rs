@@ -170,6 +170,11 @@ pub async fn resolve(
         let Some(id) = c.db_cluster_identifier() else {
             continue;
         };
+        // DescribeDBClusters also lists Multi-AZ DB clusters, Neptune and DocumentDB: only
+        // Aurora's are this kind.
+        if !c.engine().is_some_and(|e| e.starts_with("aurora")) {
+            continue;
+        }
         let id = &id.to_ascii_lowercase();
         let selected = match selection {
             TableSelection::Tag { key, value } => has_tag(c.tag_list(), key, value.as_deref()),

@@ -280,7 +280,8 @@ mod tests {
         assert_eq!(t.replica_name("eu-west-1"), "rds:orders-db@eu-west-1");
         assert_eq!(DbTarget::parse(&t.replica_name("eu-west-1")), None);
         assert_eq!(DbTarget::parse("Orders"), None);
-        assert_eq!(DbTarget::parse("aurora:x"), None);
+        assert_eq!(DbTarget::parse("aurora:x"), Some(DbTarget::aurora("x")));
+        assert_eq!(DbTarget::parse("elasticache:x"), None);
         assert_eq!(DbTarget::parse("rds:"), None);
     }
 

@@ -128,9 +128,25 @@ pub async fn source_facts(
     }
 }
 
-/// Refuses a target identifier that is not valid, is the source's, or exists.
+/// Refuses a target identifier that is not valid, is the source's, or exists; and a snapshot
+/// ARN of another region (it would be looked up by its bare name here).
 pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()> {
     let kind = from.kind();
+    if let From::Snapshot(_, s) = from {
+        let own = clients.rds.config().region().map(|r| r.to_string());
+        if let Some(region) = s.strip_prefix("arn:").and_then(|r| r.split(':').nth(2)) {
+            if own.as_deref() != Some(region) {
+                return Err(Error::refused(
+                    "restore",
+                    format!(
+                        "snapshot {s} is in {region}, not in {}",
+                        own.unwrap_or_default()
+                    ),
+                    "run the restore in the snapshot's region (--region, AWS_REGION)",
+                ));
+            }
+        }
+    }
     super::check_identifier(to, 63)
         .map_err(|rule| Error::refused("restore", format!("--to {rule}"), ""))?;
     if matches!(from, From::PointInTime { source, .. } if source.id == to) {

@@ -1152,7 +1152,14 @@ async fn retain_in(
                             source: target.name(),
                             // A snapshot still being made has no time yet: it counts as now,
                             // and as incomplete it is never deleted.
-                            created_at: s.created_at.unwrap_or_else(Timestamp::now),
+                            // The data's time: Backstop's record of a copy holds its
+                            // source's (a cluster copy's own time is when it was copied).
+                            created_at: record
+                                .as_ref()
+                                .and_then(|r| r.backup_created_at.as_deref())
+                                .and_then(|t| t.parse().ok())
+                                .or(s.created_at)
+                                .unwrap_or_else(Timestamp::now),
                             complete: s.is_available() && s.created_at.is_some(),
                             // A hold on the slot's other side (source or copy) holds this one.
                             legal_hold: record.as_ref().is_some_and(|r| r.legal_hold)

@@ -6,25 +6,12 @@ use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Tag};
 use aws_sdk_rds::Client as Rds;
 use jiff::Timestamp;
 
-use super::rds::{has_tag, next_marker, RestoreShape, SnapshotInfo, TAG_MANAGED, TAG_SLOT};
+use super::rds::{
+    has_tag, next_marker, tags, ts, RestoreShape, SnapshotInfo, TAG_MANAGED, TAG_SLOT,
+};
 use super::{DbFacts, DbKind};
 use crate::error::{Error, Result};
 use crate::selection::{Excluded, TableSelection};
-
-fn ts(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
-    t.and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
-}
-
-fn tags(list: &[Tag]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 pub fn snapshot_info(s: &DbClusterSnapshot) -> SnapshotInfo {
     SnapshotInfo {

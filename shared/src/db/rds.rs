@@ -61,11 +61,11 @@ impl SnapshotInfo {
     }
 }
 
-fn ts(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
+pub(crate) fn ts(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
     t.and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
 }
 
-fn tags(list: &[Tag]) -> Vec<(String, String)> {
+pub(crate) fn tags(list: &[Tag]) -> Vec<(String, String)> {
     list.iter()
         .map(|t| {
             (

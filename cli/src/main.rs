@@ -386,6 +386,42 @@ enum RestoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Restore an ElastiCache replication group (Valkey or Redis OSS) from a snapshot into a
+    /// new group, shaped like the source (node type, nodes and shards, subnet and parameter
+    /// groups, security groups) unless given. An identifier in use is refused. ElastiCache has
+    /// no point-in-time restore.
+    Elasticache {
+        /// The snapshot's name (or ARN).
+        #[arg(long)]
+        snapshot: String,
+        /// The new replication group's identifier (must not exist; at most 40 characters).
+        #[arg(long)]
+        to: String,
+        /// The node type, such as cache.t4g.small.
+        #[arg(long)]
+        node_type: Option<String>,
+        /// How many nodes (clusters) the new group has; with cluster mode, per all shards.
+        #[arg(long)]
+        nodes: Option<i32>,
+        #[arg(long)]
+        subnet_group: Option<String>,
+        /// The cache parameter group.
+        #[arg(long)]
+        parameter_group: Option<String>,
+        /// VPC security group ids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        security_groups: Vec<String>,
+        /// How long to wait for it to become available, such as 30m or 2h.
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait: jiff::SignedDuration,
+        /// The catalog, for the facts recorded with a Backstop snapshot (default:
+        /// BACKSTOP_CATALOG_TABLE).
+        #[arg(long, env = settings::ENV_CATALOG_TABLE)]
+        catalog: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore an on-demand backup: by ARN, or a table's backup of a slot, or its newest.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["backup", "slot", "latest"])))]
     Backup {
@@ -1022,6 +1058,42 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                             parameter_group,
                             security_groups,
                             deletion_protection: Some(deletion_protection),
+                            ..Default::default()
+                        },
+                        wait,
+                        catalog,
+                        json,
+                    },
+                )
+                .await
+            }
+            RestoreCommand::Elasticache {
+                snapshot,
+                to,
+                node_type,
+                nodes,
+                subnet_group,
+                parameter_group,
+                security_groups,
+                wait,
+                catalog,
+                json,
+            } => {
+                restore::rds(
+                    endpoint,
+                    restore::RdsArgs {
+                        kind: backstop::db::DbKind::ElastiCacheGroup,
+                        snapshot: Some(snapshot),
+                        source: None,
+                        time: None,
+                        latest: false,
+                        to,
+                        shape: backstop::db::rds::RestoreShape {
+                            instance_class: node_type,
+                            cache_nodes: nodes,
+                            subnet_group,
+                            parameter_group,
+                            security_groups,
                             ..Default::default()
                         },
                         wait,

@@ -337,8 +337,9 @@ pub struct RdsArgs {
     pub json: bool,
 }
 
-/// `restore rds` and `restore aurora`: a new instance or cluster from a snapshot or a point in
-/// time, shaped like the source.
+/// `restore rds`, `restore aurora` and `restore elasticache`: a new instance, cluster or
+/// replication group from a snapshot (or a point in time for RDS and Aurora), shaped like the
+/// source.
 pub async fn rds(endpoint: Option<&str>, a: RdsArgs) -> Result<ExitCode, Error> {
     use backstop::db::restore::{self as dbr, DbRestored, From};
     use backstop::db::{DbKind, DbTarget};

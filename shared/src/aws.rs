@@ -164,6 +164,8 @@ pub struct Clients {
     pub lambda: Lazy<aws_sdk_lambda::Client>,
     /// RDS and Aurora, for the database targets.
     pub rds: Lazy<aws_sdk_rds::Client>,
+    /// ElastiCache, for the replication groups among the database targets.
+    pub elasticache: Lazy<aws_sdk_elasticache::Client>,
 }
 
 impl Clients {
@@ -247,6 +249,7 @@ impl Clients {
             &*self.s3,
             &*self.lambda,
             &*self.rds,
+            &*self.elasticache,
         );
     }
 
@@ -271,6 +274,7 @@ impl Clients {
             }),
             lambda: with(&config, aws_sdk_lambda::Client::new),
             rds: with(&config, aws_sdk_rds::Client::new),
+            elasticache: with(&config, aws_sdk_elasticache::Client::new),
         }
     }
 }

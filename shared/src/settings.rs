@@ -75,6 +75,10 @@ pub const ENV_AURORA_CLUSTERS: &str = "BACKSTOP_AURORA_CLUSTERS";
 pub const ENV_AURORA_CLUSTER_PATTERN: &str = "BACKSTOP_AURORA_CLUSTER_PATTERN";
 pub const ENV_AURORA_CLUSTER_TAG: &str = "BACKSTOP_AURORA_CLUSTER_TAG";
 pub const ENV_AURORA_RETENTION_POLICY: &str = "BACKSTOP_AURORA_RETENTION_POLICY";
+pub const ENV_ELASTICACHE_GROUPS: &str = "BACKSTOP_ELASTICACHE_GROUPS";
+pub const ENV_ELASTICACHE_GROUP_PATTERN: &str = "BACKSTOP_ELASTICACHE_GROUP_PATTERN";
+pub const ENV_ELASTICACHE_GROUP_TAG: &str = "BACKSTOP_ELASTICACHE_GROUP_TAG";
+pub const ENV_ELASTICACHE_RETENTION_POLICY: &str = "BACKSTOP_ELASTICACHE_RETENTION_POLICY";
 pub const ENV_DB_REPLICA_REGION: &str = "BACKSTOP_DB_REPLICA_REGION";
 pub const ENV_DB_REPLICA_KMS_KEY: &str = "BACKSTOP_DB_REPLICA_KMS_KEY";
 pub const ENV_DB_REPLICA_RETENTION_POLICY: &str = "BACKSTOP_DB_REPLICA_RETENTION_POLICY";
@@ -336,6 +340,22 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         "retention; the policy for Aurora clusters' manual Backstop cluster snapshots, default the tables' policy",
     ),
     (
+        ENV_ELASTICACHE_GROUPS,
+        "ElastiCache selection (snapshot, retention, validate): comma-separated replication group identifiers (Valkey or Redis OSS; lower case)",
+    ),
+    (
+        ENV_ELASTICACHE_GROUP_PATTERN,
+        "ElastiCache selection: a glob over replication group identifiers",
+    ),
+    (
+        ENV_ELASTICACHE_GROUP_TAG,
+        "ElastiCache selection: key=value (or key) of a replication group tag",
+    ),
+    (
+        ENV_ELASTICACHE_RETENTION_POLICY,
+        "retention; the policy for ElastiCache groups' manual Backstop snapshots (automatic snapshots are never touched), default the tables' policy",
+    ),
+    (
         ENV_DB_REPLICA_REGION,
         "snapshot, retention; optional region every completed database snapshot is copied to",
     ),
@@ -365,6 +385,12 @@ pub struct DatabaseSettings {
     /// Retention only: the policy for Aurora clusters' snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aurora_policy: Option<RetentionPolicy>,
+    /// ElastiCache replication groups (identifiers), when selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticache: Option<TableSelection>,
+    /// Retention only: the policy for ElastiCache groups' snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticache_policy: Option<RetentionPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<DbReplica>,
 }
@@ -372,7 +398,7 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     /// Whether any database is selected.
     pub fn any(&self) -> bool {
-        self.rds.is_some() || self.aurora.is_some()
+        self.rds.is_some() || self.aurora.is_some() || self.elasticache.is_some()
     }
 
     /// The selection of one kind.
@@ -380,6 +406,7 @@ impl DatabaseSettings {
         match kind {
             crate::db::DbKind::RdsInstance => self.rds.as_ref(),
             crate::db::DbKind::AuroraCluster => self.aurora.as_ref(),
+            crate::db::DbKind::ElastiCacheGroup => self.elasticache.as_ref(),
         }
     }
 
@@ -388,6 +415,7 @@ impl DatabaseSettings {
         match kind {
             crate::db::DbKind::RdsInstance => self.rds_policy.as_ref(),
             crate::db::DbKind::AuroraCluster => self.aurora_policy.as_ref(),
+            crate::db::DbKind::ElastiCacheGroup => self.elasticache_policy.as_ref(),
         }
     }
 
@@ -426,6 +454,7 @@ fn resolve_databases(
             ENV_RDS_INSTANCE_TAG,
         ],
         "RDS instance",
+        63,
     )?;
     out.aurora = db_selection(
         env,
@@ -435,6 +464,17 @@ fn resolve_databases(
             ENV_AURORA_CLUSTER_TAG,
         ],
         "Aurora cluster",
+        63,
+    )?;
+    out.elasticache = db_selection(
+        env,
+        [
+            ENV_ELASTICACHE_GROUPS,
+            ENV_ELASTICACHE_GROUP_PATTERN,
+            ENV_ELASTICACHE_GROUP_TAG,
+        ],
+        "ElastiCache replication group",
+        crate::db::elasticache::MAX_ID,
     )?;
     if !out.any() {
         // The rest applies to selected databases only.
@@ -463,6 +503,9 @@ fn resolve_databases(
     }
     if job == JobKind::Retention && out.aurora.is_some() {
         out.aurora_policy = Some(kind_policy(ENV_AURORA_RETENTION_POLICY)?);
+    }
+    if job == JobKind::Retention && out.elasticache.is_some() {
+        out.elasticache_policy = Some(kind_policy(ENV_ELASTICACHE_RETENTION_POLICY)?);
     }
     if let Some(region) = env.get(ENV_DB_REPLICA_REGION) {
         let region = region.trim();
@@ -1515,7 +1558,12 @@ fn resolve_export(env: &Environment, o: &Overrides) -> Result<ExportSettings> {
 }
 
 /// One kind's database selection from its three settings (list, pattern, tag); at most one.
-fn db_selection(env: &Environment, names: [&str; 3], noun: &str) -> Result<Option<TableSelection>> {
+fn db_selection(
+    env: &Environment,
+    names: [&str; 3],
+    noun: &str,
+    max_id: usize,
+) -> Result<Option<TableSelection>> {
     let given: Vec<(&str, &str)> = names
         .into_iter()
         .filter_map(|n| env.get(n).map(|v| (n, v)))
@@ -1525,7 +1573,8 @@ fn db_selection(env: &Environment, names: [&str; 3], noun: &str) -> Result<Optio
         [(name, v)] if *name == names[0] => {
             let mut ids: Vec<String> = Vec::new();
             for id in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                crate::db::check_identifier(id, 63).map_err(|rule| Error::setting(*name, rule))?;
+                crate::db::check_identifier(id, max_id)
+                    .map_err(|rule| Error::setting(*name, rule))?;
                 if !ids.iter().any(|i| i == id) {
                     ids.push(id.to_owned());
                 }

@@ -261,8 +261,11 @@ pub fn assess_database(
     automated: Pitr,
     drill: Option<&Drill>,
 ) -> StatusLine {
+    let has_pitr = crate::db::DbTarget::parse(target).is_none_or(|t| t.kind.has_point_in_time());
     let limits = Limits {
         export: None,
+        // A kind without point-in-time recovery (ElastiCache) is judged by its snapshots.
+        pitr_lag: limits.pitr_lag.filter(|_| has_pitr),
         ..*limits
     };
     StatusLine {
@@ -413,7 +416,7 @@ pub async fn for_environment(
         let Some(selection) = settings.databases.selection(kind) else {
             continue;
         };
-        match crate::db::api::resolve(&clients.rds, kind, selection, &settings.drill_table_prefix)
+        match crate::db::api::resolve(&clients.db(), kind, selection, &settings.drill_table_prefix)
             .await
         {
             Ok((ids, _)) => {
@@ -517,7 +520,7 @@ pub async fn gather(
         };
         match read.await {
             Ok((snapshots, drill)) => {
-                let automated = crate::db::api::automated_backups(&clients.rds, db).await;
+                let automated = crate::db::api::automated_backups(&clients.db(), db).await;
                 lines.push(assess_database(
                     now,
                     limits,

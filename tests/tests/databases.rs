@@ -1268,3 +1268,348 @@ async fn instances_and_clusters_in_one_run_and_a_cluster_member_is_left_to_its_c
         .iter()
         .any(|w| w.contains("deletion protection is off")));
 }
+
+// ElastiCache replication groups: the third kind, through the same jobs.
+
+/// A Redis OSS replication group with `nodes` clusters, its automatic snapshots kept
+/// `retention_days`.
+async fn create_group(
+    ec: &aws_sdk_elasticache::Client,
+    id: &str,
+    tags: &[(&str, &str)],
+    retention_days: i32,
+) {
+    ec.create_replication_group()
+        .replication_group_id(id)
+        .replication_group_description("sessions")
+        .engine("redis")
+        .engine_version("7.1")
+        .cache_node_type("cache.t4g.small")
+        .num_cache_clusters(2)
+        // moto counts the clusters from the replicas only.
+        .replicas_per_node_group(1)
+        .snapshot_retention_limit(retention_days)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| {
+                    aws_sdk_elasticache::types::Tag::builder()
+                        .key(*k)
+                        .value(*v)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create replication group {id}: {e:?}"));
+}
+
+/// Every snapshot of a group: (name, source).
+async fn group_snapshots_of(ec: &aws_sdk_elasticache::Client, id: &str) -> Vec<(String, String)> {
+    let out = ec
+        .describe_snapshots()
+        .replication_group_id(id)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String)> = out
+        .snapshots()
+        .iter()
+        .map(|s| {
+            (
+                s.snapshot_name().unwrap_or_default().to_owned(),
+                s.snapshot_source().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn an_elasticache_group_is_snapshotted_once_per_slot_pruned_by_its_policy_and_drilled() {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let ec = &h.clients.elasticache;
+    let id = h.name("sessions");
+    create_group(ec, &id, &[], 7).await;
+    // Someone's own snapshot beside Backstop's: never Backstop's to delete.
+    ec.create_snapshot()
+        .replication_group_id(&id)
+        .snapshot_name(format!("{id}-manual-20261030"))
+        .send()
+        .await
+        .unwrap();
+    let env = h.env(&[
+        (settings::ENV_ELASTICACHE_GROUPS, &id),
+        (settings::ENV_DB_REPLICA_REGION, REPLICA),
+        (
+            settings::ENV_ELASTICACHE_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+        (settings::ENV_PITR_MAX_LAG, "15m"),
+    ]);
+    let name = format!("elasticache:{id}");
+    // Recent slots: moto's snapshots carry no time, so they are dated by their slot, and
+    // retention deletes nothing while the newest is older than the freshness limit.
+    let base: jiff::Timestamp = this_hour().parse().unwrap();
+    let slots: Vec<ScheduleSlot> = (0..3)
+        .map(|h| ScheduleSlot::new(base - jiff::SignedDuration::from_hours(2 - h)))
+        .collect();
+    let snap = |i: usize| backstop::db::snapshot_name(&id, &slots[i]);
+    for (i, slot) in slots.iter().enumerate() {
+        let payload = json!({"slot": slot.to_string()});
+        let r = run_with(&clients, &env, JobKind::Snapshot, payload.clone()).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+        assert_eq!(r.selection, format!("ElastiCache replication groups {id}"));
+        let t = target(&r, &name);
+        let Outcome::Created { backup } = &t.outcome else {
+            panic!("{t:#?}")
+        };
+        assert_eq!(backup.backup_name, snap(i));
+        assert!(backup.backup_arn.contains(":elasticache:"), "{backup:?}");
+        assert_eq!(backup.backup_status, "AVAILABLE");
+        // No copy: ElastiCache copies within its region only, and the report says so.
+        assert!(t.replica.is_none(), "{:?}", t.replica);
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("not copied to us-west-2")),
+            "{:?}",
+            t.warnings
+        );
+        // Redelivered: nothing new.
+        let again = run_with(&clients, &env, JobKind::Snapshot, payload).await;
+        assert!(
+            matches!(target(&again, &name).outcome, Outcome::AlreadyDone { .. }),
+            "{again:#?}"
+        );
+    }
+    assert_eq!(proxy.requests("CreateSnapshot").len(), 3);
+    let made = group_snapshots_of(ec, &id).await;
+    assert_eq!(made.len(), 4, "{made:?}");
+    // Tagged as Backstop's, with the slot.
+    let arn = backstop::db::elasticache::describe_snapshot(ec, &snap(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        arn.tags
+            .contains(&("backstop:managed".into(), "true".into())),
+        "{arn:?}"
+    );
+    assert!(arn
+        .tags
+        .contains(&("backstop:slot".into(), slots[0].to_string())));
+    // The facts recorded for restores and the guard.
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let rec = catalog
+        .get(JobKind::Snapshot, &name, &slots[2])
+        .await
+        .unwrap()
+        .unwrap();
+    let facts: backstop::db::DbFacts = serde_json::from_value(rec.table_shape.unwrap()).unwrap();
+    assert_eq!(facts.engine.as_deref(), Some("redis"));
+    assert_eq!(facts.instance_class.as_deref(), Some("cache.t4g.small"));
+    assert_eq!(facts.cache_nodes, Some(2));
+    assert_eq!(facts.backup_retention_days, Some(7));
+
+    // Retention keeps the newest by the policy, says why, and leaves the other snapshot alone;
+    // nothing is listed in the replica region.
+    let r = run_with(&clients, &env, JobKind::Retention, json!({})).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let t = target(&r, &name);
+    let deleted: BTreeSet<String> = t
+        .decisions
+        .iter()
+        .filter(|d| matches!(d.decision, Decision::Delete { .. }))
+        .map(|d| d.backup_name.clone())
+        .collect();
+    assert_eq!(deleted, BTreeSet::from([snap(0), snap(1)]), "{t:#?}");
+    let after = group_snapshots_of(ec, &id).await;
+    assert_eq!(
+        after.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        vec![snap(2), format!("{id}-manual-20261030")],
+        "{after:?}"
+    );
+    assert!(proxy
+        .requests("DescribeSnapshots")
+        .iter()
+        .all(|b| !b.contains("us-west-2")));
+
+    // Validate: fresh by its snapshots (no point-in-time recovery to lag), and a drill restores
+    // the newest snapshot into a one-node drill group, checks it and deletes it.
+    let v = validate_with(&clients, &env, json!({"slot": slots[2].to_string()})).await;
+    let t = target(&v, &name);
+    let validation = t.validation.as_ref().unwrap();
+    assert!(validation.stale.is_empty(), "{validation:?}");
+    assert!(
+        matches!(t.outcome, Outcome::Validated { problems: 0 }),
+        "{t:#?}"
+    );
+    let drill = validation.drill.as_ref().expect("a drill ran");
+    assert_eq!(
+        drill.level,
+        Some(backstop::drill::DrillLevel::Consistent),
+        "{drill:?}"
+    );
+    assert_eq!(drill.state, backstop::drill::DrillState::Cleaned);
+    assert!(drill.detail.contains("redis"), "{}", drill.detail);
+    assert!(
+        drill.detail.contains("cache.t4g.small, available"),
+        "{}",
+        drill.detail
+    );
+    assert!(drill.drill_table.len() <= 40, "{}", drill.drill_table);
+    let creates = proxy.requests("CreateReplicationGroup");
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    let body = &creates[0];
+    assert!(
+        body.contains(&format!("ReplicationGroupId={}", drill.drill_table)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("SnapshotName={}", snap(2))),
+        "{body}"
+    );
+    assert!(body.contains("CacheNodeType=cache.t4g.small"), "{body}");
+    assert!(body.contains("NumCacheClusters=1"), "{body}");
+    assert_eq!(proxy.requests("DeleteReplicationGroup").len(), 1);
+    let left = backstop::db::elasticache::describe_group(ec, &drill.drill_table)
+        .await
+        .unwrap();
+    assert!(
+        left.is_none() || left.as_ref().and_then(|g| g.status()) == Some("deleting"),
+        "{left:?}"
+    );
+    let source = backstop::db::elasticache::describe_group(ec, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        source
+            .and_then(|g| g.status().map(str::to_owned))
+            .as_deref(),
+        Some("available")
+    );
+}
+
+#[tokio::test]
+async fn elasticache_selection_by_tag_leaves_out_drill_groups_and_a_missing_group_fails_alone() {
+    let h = Harness::new().await;
+    let ec = &h.clients.elasticache;
+    let (a, b) = (h.name("cart"), h.name("feed"));
+    let drill = format!("backstop-drill-{}", &h.name("x")[..10]);
+    create_group(ec, &a, &[("backup", "6h")], 1).await;
+    create_group(ec, &b, &[], 0).await;
+    create_group(ec, &drill, &[("backup", "6h")], 0).await;
+    let env = h.env(&[(settings::ENV_ELASTICACHE_GROUP_TAG, "backup=6h")]);
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T06:00:00Z"}),
+    )
+    .await;
+    let ours: Vec<&str> = r
+        .targets
+        .iter()
+        .map(|t| t.table.as_str())
+        .filter(|n| n.contains(&h.prefix) || n.contains(&drill))
+        .collect();
+    assert_eq!(ours, vec![format!("elasticache:{a}").as_str()], "{r:#?}");
+    assert!(
+        r.excluded
+            .iter()
+            .any(|e| e.table == format!("elasticache:{drill}")),
+        "{:?}",
+        r.excluded
+    );
+    // The guard: automatic snapshots kept 1 day, fewer than the 7 expected.
+    let t = target(&r, &format!("elasticache:{a}"));
+    assert!(
+        t.warnings.iter().any(|w| w.contains("kept 1 days")),
+        "{:?}",
+        t.warnings
+    );
+    assert!(group_snapshots_of(ec, &b).await.is_empty());
+
+    // A listed group that does not exist fails on its own; the other is snapshotted.
+    let missing = h.name("gone");
+    let env = h.env(&[(settings::ENV_ELASTICACHE_GROUPS, &format!("{missing},{b}"))]);
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": "2026-11-20T06:00:00Z"}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::PartiallyFailed, "{r:#?}");
+    let t = target(&r, &format!("elasticache:{missing}"));
+    let Outcome::Failed { error, .. } = &t.outcome else {
+        panic!("{t:#?}")
+    };
+    assert!(error.contains("replication group"), "{error}");
+    assert!(error.contains(settings::ENV_ELASTICACHE_GROUPS), "{error}");
+    assert!(matches!(
+        target(&r, &format!("elasticache:{b}")).outcome,
+        Outcome::Created { .. }
+    ));
+    let t = target(&r, &format!("elasticache:{b}"));
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("automatic backups are off")),
+        "{:?}",
+        t.warnings
+    );
+}
+
+#[tokio::test]
+async fn elasticache_retention_never_lists_automatic_snapshots_for_deletion() {
+    use aws_sdk_elasticache::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_elasticache::types::Snapshot;
+    // moto makes no automatic snapshots: the service's answer is mocked, holding one beside a
+    // manual one, as DescribeSnapshots may return them.
+    let answer = DescribeSnapshotsOutput::builder()
+        .snapshots(
+            Snapshot::builder()
+                .snapshot_name("automatic.sessions-2026-11-20-05-00")
+                .replication_group_id("sessions")
+                .snapshot_source("automated")
+                .snapshot_status("available")
+                .build(),
+        )
+        .snapshots(
+            Snapshot::builder()
+                .snapshot_name("sessions-backstop-20261120t060000z")
+                .replication_group_id("sessions")
+                .snapshot_source("manual")
+                .snapshot_status("available")
+                .node_snapshots(
+                    aws_sdk_elasticache::types::NodeSnapshot::builder()
+                        .snapshot_create_time(aws_smithy_types::DateTime::from_secs(1_795_500_000))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let rule = aws_smithy_mocks::mock!(aws_sdk_elasticache::Client::describe_snapshots)
+        .then_output(move || answer.clone());
+    let h = Harness::new().await;
+    let conf = aws_sdk_elasticache::config::Builder::from(&h.config)
+        .interceptor(
+            aws_smithy_mocks::MockResponseInterceptor::new()
+                .rule_mode(aws_smithy_mocks::RuleMode::MatchAny)
+                .with_rule(&rule),
+        )
+        .build();
+    let ec = aws_sdk_elasticache::Client::from_conf(conf);
+    let listed = backstop::db::elasticache::list_manual_snapshots(&ec, "sessions")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["sessions-backstop-20261120t060000z"]
+    );
+}

@@ -2,63 +2,130 @@
 //! these and never name a kind's API themselves. Each matches on the kind without a wildcard,
 //! so a new kind does not compile until every operation says what it does.
 
-use aws_sdk_rds::Client as Rds;
 use jiff::Timestamp;
 
 use super::rds::{RestoreShape, SnapshotInfo};
-use super::{aurora, rds, DbFacts, DbKind, DbTarget};
+use super::{aurora, elasticache, rds, DbFacts, DbKind, DbTarget};
+use crate::aws::{Clients, Lazy};
 use crate::backups::Deleted;
 use crate::error::{Error, Result};
 use crate::freshness::Pitr;
 
+/// The clients of every database kind, for one region; each built on first use.
+#[derive(Debug, Clone)]
+pub struct DbClient {
+    pub rds: Lazy<aws_sdk_rds::Client>,
+    pub elasticache: Lazy<aws_sdk_elasticache::Client>,
+}
+
+impl Clients {
+    /// The database clients of this region.
+    pub fn db(&self) -> DbClient {
+        DbClient {
+            rds: self.rds.clone(),
+            elasticache: self.elasticache.clone(),
+        }
+    }
+
+    /// The database clients of `region` (this one's when `None`): same credentials, endpoint
+    /// and settings. For copies in a replica region.
+    pub fn db_in(&self, region: Option<&str>) -> DbClient {
+        let Some(r) = region else { return self.db() };
+        let (rds, ec, r) = (self.rds.clone(), self.elasticache.clone(), r.to_owned());
+        let r2 = r.clone();
+        DbClient {
+            rds: Lazy::new(move || {
+                aws_sdk_rds::Client::from_conf(
+                    rds.config()
+                        .to_builder()
+                        .region(aws_sdk_rds::config::Region::new(r.clone()))
+                        .build(),
+                )
+            }),
+            elasticache: Lazy::new(move || {
+                aws_sdk_elasticache::Client::from_conf(
+                    ec.config()
+                        .to_builder()
+                        .region(aws_sdk_elasticache::config::Region::new(r2.clone()))
+                        .build(),
+                )
+            }),
+        }
+    }
+}
+
+/// Refuses what a kind does not offer, naming the target and the operation.
+fn not_offered(operation: &'static str, what: String, message: &str, hint: &str) -> Error {
+    Error::Aws {
+        operation,
+        resource: what,
+        code: None,
+        message: message.to_owned(),
+        retryable: false,
+        hint: hint.to_owned(),
+    }
+}
+
 /// The identifiers a selection of `kind` names, and those left out with the reason.
 pub async fn resolve(
-    client: &Rds,
+    client: &DbClient,
     kind: DbKind,
     selection: &crate::selection::TableSelection,
     drill_prefix: &str,
 ) -> Result<(Vec<String>, Vec<crate::selection::Excluded>)> {
     match kind {
-        DbKind::RdsInstance => rds::resolve(client, selection, drill_prefix).await,
-        DbKind::AuroraCluster => aurora::resolve(client, selection, drill_prefix).await,
+        DbKind::RdsInstance => rds::resolve(&client.rds, selection, drill_prefix).await,
+        DbKind::AuroraCluster => aurora::resolve(&client.rds, selection, drill_prefix).await,
+        DbKind::ElastiCacheGroup => {
+            elasticache::resolve(&client.elasticache, selection, drill_prefix).await
+        }
     }
 }
 
 /// The target as it is now (`None`: it does not exist).
-pub async fn describe(client: &Rds, t: &DbTarget) -> Result<Option<DbFacts>> {
+pub async fn describe(client: &DbClient, t: &DbTarget) -> Result<Option<DbFacts>> {
     match t.kind {
-        DbKind::RdsInstance => Ok(rds::describe_instance(client, &t.id)
+        DbKind::RdsInstance => Ok(rds::describe_instance(&client.rds, &t.id)
             .await?
             .map(|i| rds::instance_facts(&i))),
-        DbKind::AuroraCluster => Ok(aurora::describe_cluster(client, &t.id)
+        DbKind::AuroraCluster => Ok(aurora::describe_cluster(&client.rds, &t.id)
             .await?
             .map(|c| aurora::cluster_facts(&c))),
+        DbKind::ElastiCacheGroup => elasticache::describe_facts(&client.elasticache, &t.id).await,
     }
 }
 
 /// The target, or an error that names it and says what to check.
-pub async fn require(client: &Rds, t: &DbTarget) -> Result<DbFacts> {
+pub async fn require(client: &DbClient, t: &DbTarget) -> Result<DbFacts> {
     describe(client, t).await?.ok_or_else(|| Error::Aws {
         operation: match t.kind {
             DbKind::RdsInstance => "DescribeDBInstances",
             DbKind::AuroraCluster => "DescribeDBClusters",
+            DbKind::ElastiCacheGroup => "DescribeReplicationGroups",
         },
         resource: match t.kind {
             DbKind::RdsInstance => format!("DB instance {}", t.id),
             DbKind::AuroraCluster => format!("DB cluster {}", t.id),
+            DbKind::ElastiCacheGroup => format!("ElastiCache replication group {}", t.id),
         },
         code: Some(
             match t.kind {
                 DbKind::RdsInstance => "DBInstanceNotFound",
                 DbKind::AuroraCluster => "DBClusterNotFoundFault",
+                DbKind::ElastiCacheGroup => "ReplicationGroupNotFoundFault",
             }
             .into(),
         ),
         message: format!(
-            "RDS has no such {} in this account and region",
+            "{} has no such {} in this account and region",
+            match t.kind {
+                DbKind::RdsInstance | DbKind::AuroraCluster => "RDS",
+                DbKind::ElastiCacheGroup => "ElastiCache",
+            },
             match t.kind {
                 DbKind::RdsInstance => "instance",
                 DbKind::AuroraCluster => "cluster",
+                DbKind::ElastiCacheGroup => "replication group",
             }
         ),
         retryable: false,
@@ -67,50 +134,59 @@ pub async fn require(client: &Rds, t: &DbTarget) -> Result<DbFacts> {
             match t.kind {
                 DbKind::RdsInstance => crate::settings::ENV_RDS_INSTANCES,
                 DbKind::AuroraCluster => crate::settings::ENV_AURORA_CLUSTERS,
+                DbKind::ElastiCacheGroup => crate::settings::ENV_ELASTICACHE_GROUPS,
             }
         ),
     })
 }
 
 pub async fn describe_snapshot(
-    client: &Rds,
+    client: &DbClient,
     kind: DbKind,
     id: &str,
 ) -> Result<Option<SnapshotInfo>> {
     match kind {
-        DbKind::RdsInstance => rds::describe_snapshot(client, id).await,
-        DbKind::AuroraCluster => aurora::describe_snapshot(client, id).await,
+        DbKind::RdsInstance => rds::describe_snapshot(&client.rds, id).await,
+        DbKind::AuroraCluster => aurora::describe_snapshot(&client.rds, id).await,
+        DbKind::ElastiCacheGroup => elasticache::describe_snapshot(&client.elasticache, id).await,
     }
 }
 
-pub async fn list_manual_snapshots(client: &Rds, t: &DbTarget) -> Result<Vec<SnapshotInfo>> {
+pub async fn list_manual_snapshots(client: &DbClient, t: &DbTarget) -> Result<Vec<SnapshotInfo>> {
     match t.kind {
-        DbKind::RdsInstance => rds::list_manual_snapshots(client, &t.id).await,
-        DbKind::AuroraCluster => aurora::list_manual_snapshots(client, &t.id).await,
+        DbKind::RdsInstance => rds::list_manual_snapshots(&client.rds, &t.id).await,
+        DbKind::AuroraCluster => aurora::list_manual_snapshots(&client.rds, &t.id).await,
+        DbKind::ElastiCacheGroup => {
+            elasticache::list_manual_snapshots(&client.elasticache, &t.id).await
+        }
     }
 }
 
 pub async fn create_snapshot(
-    client: &Rds,
+    client: &DbClient,
     t: &DbTarget,
     name: &str,
     slot: &str,
 ) -> Result<SnapshotInfo> {
     match t.kind {
-        DbKind::RdsInstance => rds::create_snapshot(client, &t.id, name, slot).await,
-        DbKind::AuroraCluster => aurora::create_snapshot(client, &t.id, name, slot).await,
+        DbKind::RdsInstance => rds::create_snapshot(&client.rds, &t.id, name, slot).await,
+        DbKind::AuroraCluster => aurora::create_snapshot(&client.rds, &t.id, name, slot).await,
+        DbKind::ElastiCacheGroup => {
+            elasticache::create_snapshot(&client.elasticache, &t.id, name, slot).await
+        }
     }
 }
 
-pub async fn delete_snapshot(client: &Rds, kind: DbKind, id: &str) -> Result<Deleted> {
+pub async fn delete_snapshot(client: &DbClient, kind: DbKind, id: &str) -> Result<Deleted> {
     match kind {
-        DbKind::RdsInstance => rds::delete_snapshot(client, id).await,
-        DbKind::AuroraCluster => aurora::delete_snapshot(client, id).await,
+        DbKind::RdsInstance => rds::delete_snapshot(&client.rds, id).await,
+        DbKind::AuroraCluster => aurora::delete_snapshot(&client.rds, id).await,
+        DbKind::ElastiCacheGroup => elasticache::delete_snapshot(&client.elasticache, id).await,
     }
 }
 
 pub async fn copy_snapshot(
-    replica: &Rds,
+    replica: &DbClient,
     kind: DbKind,
     source_arn: &str,
     name: &str,
@@ -118,16 +194,24 @@ pub async fn copy_snapshot(
     slot: &str,
 ) -> Result<SnapshotInfo> {
     match kind {
-        DbKind::RdsInstance => rds::copy_snapshot(replica, source_arn, name, kms_key, slot).await,
+        DbKind::RdsInstance => rds::copy_snapshot(&replica.rds, source_arn, name, kms_key, slot).await,
         DbKind::AuroraCluster => {
-            aurora::copy_snapshot(replica, source_arn, name, kms_key, slot).await
+            aurora::copy_snapshot(&replica.rds, source_arn, name, kms_key, slot).await
         }
+        DbKind::ElastiCacheGroup => Err(not_offered(
+            "CopySnapshot",
+            format!("ElastiCache snapshot {name} (from {source_arn})"),
+            "ElastiCache copies snapshots within their own region only",
+            "export the snapshot to an S3 bucket (aws elasticache copy-snapshot --target-bucket) and replicate the bucket",
+        )),
     }
 }
 
 /// Whether an error says the snapshot identifier is taken (either kind's code).
 pub fn is_already_exists(e: &Error) -> bool {
-    rds::is_already_exists(e) || aurora::is_snapshot_already_exists(e)
+    rds::is_already_exists(e)
+        || aurora::is_snapshot_already_exists(e)
+        || elasticache::is_already_exists(e)
 }
 
 /// Whether an error says the new instance's or cluster's identifier is taken.
@@ -140,11 +224,11 @@ pub fn is_target_taken(e: &Error) -> bool {
                 | "DBClusterAlreadyExistsFault"
                 | "DBClusterAlreadyExists"
         )
-    )
+    ) || elasticache::is_group_taken(e)
 }
 
 pub async fn restore_from_snapshot(
-    client: &Rds,
+    client: &DbClient,
     kind: DbKind,
     snapshot: &str,
     new_id: &str,
@@ -152,17 +236,23 @@ pub async fn restore_from_snapshot(
     tags: Vec<(String, String)>,
 ) -> Result<()> {
     match kind {
-        DbKind::RdsInstance => rds::restore_from_snapshot(client, snapshot, new_id, shape, tags)
-            .await
-            .map(|_| ()),
+        DbKind::RdsInstance => {
+            rds::restore_from_snapshot(&client.rds, snapshot, new_id, shape, tags)
+                .await
+                .map(|_| ())
+        }
         DbKind::AuroraCluster => {
-            aurora::restore_from_snapshot(client, snapshot, new_id, shape, tags).await
+            aurora::restore_from_snapshot(&client.rds, snapshot, new_id, shape, tags).await
+        }
+        DbKind::ElastiCacheGroup => {
+            elasticache::restore_from_snapshot(&client.elasticache, snapshot, new_id, shape, tags)
+                .await
         }
     }
 }
 
 pub async fn restore_to_point_in_time(
-    client: &Rds,
+    client: &DbClient,
     kind: DbKind,
     source: &str,
     time: Option<Timestamp>,
@@ -170,25 +260,37 @@ pub async fn restore_to_point_in_time(
     shape: &RestoreShape,
 ) -> Result<()> {
     match kind {
-        DbKind::RdsInstance => rds::restore_to_point_in_time(client, source, time, new_id, shape)
-            .await
-            .map(|_| ()),
-        DbKind::AuroraCluster => {
-            aurora::restore_to_point_in_time(client, source, time, new_id, shape).await
+        DbKind::RdsInstance => {
+            rds::restore_to_point_in_time(&client.rds, source, time, new_id, shape)
+                .await
+                .map(|_| ())
         }
+        DbKind::AuroraCluster => {
+            aurora::restore_to_point_in_time(&client.rds, source, time, new_id, shape).await
+        }
+        DbKind::ElastiCacheGroup => Err(not_offered(
+            "restore to a point in time",
+            format!("ElastiCache replication group {source}"),
+            "ElastiCache has no point-in-time restore (its automatic backups are daily snapshots)",
+            "restore from a snapshot instead (--snapshot)",
+        )),
     }
 }
 
 /// Deletes a drill instance or cluster, without a final snapshot. Safe to repeat.
-pub async fn delete_drill(client: &Rds, kind: DbKind, id: &str) -> Result<()> {
+pub async fn delete_drill(client: &DbClient, kind: DbKind, id: &str) -> Result<()> {
     match kind {
-        DbKind::RdsInstance => rds::delete_drill_instance(client, id).await,
-        DbKind::AuroraCluster => aurora::delete_drill_cluster(client, id).await,
+        DbKind::RdsInstance => rds::delete_drill_instance(&client.rds, id).await,
+        DbKind::AuroraCluster => aurora::delete_drill_cluster(&client.rds, id).await,
+        DbKind::ElastiCacheGroup => elasticache::delete_drill_group(&client.elasticache, id).await,
     }
 }
 
-/// The automated backups as point-in-time recovery.
-pub async fn automated_backups(client: &Rds, t: &DbTarget) -> Pitr {
+/// The automated backups as point-in-time recovery (a kind without it: off).
+pub async fn automated_backups(client: &DbClient, t: &DbTarget) -> Pitr {
+    if !t.kind.has_point_in_time() {
+        return Pitr::Off;
+    }
     match describe(client, t).await {
         Ok(Some(f)) if f.backup_retention_days.unwrap_or(0) > 0 => Pitr::On {
             latest_restorable: f.latest_restorable,
@@ -201,15 +303,16 @@ pub async fn automated_backups(client: &Rds, t: &DbTarget) -> Pitr {
 
 /// The drill instances or clusters that exist (identifier, tags, created at), for the sweep.
 pub async fn list_for_sweep(
-    client: &Rds,
+    client: &DbClient,
     kind: DbKind,
+    prefix: &str,
 ) -> Result<Vec<(String, bool, Option<Timestamp>, Option<String>)>> {
     let created = |t: Option<&aws_smithy_types::DateTime>| {
         t.and_then(|t| Timestamp::from_second(t.secs()).ok())
     };
     let tag = super::drill::TAG_DRILL;
     Ok(match kind {
-        DbKind::RdsInstance => rds::list_instances(client)
+        DbKind::RdsInstance => rds::list_instances(&client.rds)
             .await?
             .iter()
             .filter_map(|i| {
@@ -221,7 +324,7 @@ pub async fn list_for_sweep(
                 ))
             })
             .collect(),
-        DbKind::AuroraCluster => aurora::list_clusters(client)
+        DbKind::AuroraCluster => aurora::list_clusters(&client.rds)
             .await?
             .iter()
             .filter_map(|c| {
@@ -233,5 +336,8 @@ pub async fn list_for_sweep(
                 ))
             })
             .collect(),
+        DbKind::ElastiCacheGroup => {
+            elasticache::list_for_sweep(&client.elasticache, prefix).await?
+        }
     })
 }

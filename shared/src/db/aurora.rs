@@ -72,6 +72,7 @@ pub fn cluster_facts(c: &DbCluster) -> DbFacts {
             .endpoint()
             .map(|e| format!("{e}:{}", c.port().unwrap_or_default())),
         cluster: None,
+        ..DbFacts::default()
     }
 }
 

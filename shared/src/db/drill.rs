@@ -30,8 +30,10 @@ pub const TAG_DRILL: &str = "backstop:drill";
 /// The tag naming the instance a drill instance restores.
 pub const TAG_DRILL_OF: &str = "backstop:drill-of";
 
-/// RDS statuses from which a restored instance never becomes available.
+/// RDS and ElastiCache statuses from which a restored database never becomes available.
 const DEAD: &[&str] = &[
+    "create-failed",
+    "deleted",
     "failed",
     "incompatible-restore",
     "incompatible-parameters",
@@ -42,12 +44,13 @@ const DEAD: &[&str] = &[
     "deleting",
 ];
 
-/// Pure: the drill instance's identifier: the prefix, the source's identifier (cut to fit
-/// RDS's 63 characters) and 8 hex digits of a hash of the source and the start, so that each
-/// drill has its own (RDS keeps a deleted instance's identifier for a while).
-pub fn drill_instance_name(prefix: &str, id: &str, at: Timestamp) -> String {
+/// Pure: the drill instance's identifier: the prefix, the source's identifier (cut to fit the
+/// kind's `max` characters: RDS 63, ElastiCache 40) and 8 hex digits of a hash of the source
+/// and the start, so that each drill has its own (RDS keeps a deleted instance's identifier for
+/// a while).
+pub fn drill_instance_name(prefix: &str, id: &str, at: Timestamp, max: usize) -> String {
     let hash = blake3::hash(format!("{id}@{}", at.as_second()).as_bytes()).to_hex();
-    let room = 63usize.saturating_sub(prefix.len() + 9);
+    let room = max.saturating_sub(prefix.len() + 9);
     let head: String = id.chars().take(room).collect();
     let head = head.trim_end_matches('-');
     format!("{prefix}{head}-{}", &hash[..8])
@@ -84,8 +87,18 @@ pub fn judge(restored: &DbFacts, recorded: Option<&DbFacts>) -> (DrillLevel, Str
         &restored.engine_version,
         &recorded.engine_version,
     );
+    let cache = recorded.kind == Some(DbKind::ElastiCacheGroup);
+    if cache {
+        same(
+            "node type",
+            &restored.instance_class,
+            &recorded.instance_class,
+        );
+    }
     match (restored.allocated_storage, recorded.allocated_storage) {
         (Some(a), Some(b)) if a >= b => {}
+        // ElastiCache reports no storage: its node type stands for it.
+        (None, None) if cache => {}
         (a, b) => differ.push(format!(
             "storage {} GiB (recorded {} GiB)",
             a.map_or("unknown".into(), |v| v.to_string()),
@@ -98,7 +111,17 @@ pub fn judge(restored: &DbFacts, recorded: Option<&DbFacts>) -> (DrillLevel, Str
             restored.status.as_deref().unwrap_or("unknown")
         ));
     }
-    if differ.is_empty() {
+    if differ.is_empty() && cache {
+        (
+            DrillLevel::Consistent,
+            format!(
+                "{} {}, {}, available, as recorded with the snapshot; content not read (no Redis check)",
+                restored.engine.as_deref().unwrap_or("?"),
+                restored.engine_version.as_deref().unwrap_or("?"),
+                restored.instance_class.as_deref().unwrap_or("?")
+            ),
+        )
+    } else if differ.is_empty() {
         (
             DrillLevel::Consistent,
             format!(
@@ -145,7 +168,7 @@ impl DbDrillCtx<'_> {
         })?;
         let drill = Drill {
             table: target.name(),
-            drill_table: drill_instance_name(self.prefix, &target.id, now),
+            drill_table: drill_instance_name(self.prefix, &target.id, now, target.kind.max_id()),
             backup_arn: backup.backup_arn.clone().unwrap_or_default(),
             backup_slot: backup.slot.clone(),
             backup_created_at: backup
@@ -189,7 +212,7 @@ impl DbDrillCtx<'_> {
     pub async fn step(&self, drill: &Drill) -> Result<Drill> {
         let mut next = drill.clone();
         next.run_id = self.run_id.to_owned();
-        let client = &self.clients.rds;
+        let client = &self.clients.db();
         let Some(source) = DbTarget::parse(&drill.table) else {
             return Err(Error::Local(format!(
                 "drill record {} names no database target",
@@ -204,6 +227,12 @@ impl DbDrillCtx<'_> {
                     &facts,
                     &RestoreShape {
                         deletion_protection: Some(false),
+                        // A drill group needs one node per shard, not the source's replicas.
+                        cache_nodes: facts
+                            .node_groups
+                            .filter(|_| facts.cluster_mode == Some(true))
+                            .or(Some(1))
+                            .filter(|_| kind == DbKind::ElastiCacheGroup),
                         ..RestoreShape::default()
                     },
                 );
@@ -343,7 +372,7 @@ impl DbDrillCtx<'_> {
         let mut deleted = Vec::new();
         for kind in kinds {
             for (id, tagged, created, status) in
-                api::list_for_sweep(&self.clients.rds, *kind).await?
+                api::list_for_sweep(&self.clients.db(), *kind, self.prefix).await?
             {
                 if !id.starts_with(self.prefix)
                     || open.contains(&id)
@@ -356,7 +385,7 @@ impl DbDrillCtx<'_> {
                     Some(c) if now.duration_since(c) >= age => {}
                     _ => continue,
                 }
-                match api::delete_drill(&self.clients.rds, *kind, &id).await {
+                match api::delete_drill(&self.clients.db(), *kind, &id).await {
                     Ok(()) => {
                         info!(drill = %id, kind = kind.noun(), "sweep: deleted a drill left behind");
                         deleted.push(id);
@@ -378,11 +407,13 @@ mod tests {
         let at: Timestamp = "2026-12-03T09:00:00Z".parse().unwrap();
         let later: Timestamp = "2026-12-10T09:00:00Z".parse().unwrap();
         let long = format!("a{}", "-b".repeat(31));
-        for id in ["orders-db", "a", long.as_str()] {
-            let n = drill_instance_name("backstop-drill-", id, at);
-            assert!(super::super::check_identifier(&n, 63).is_ok(), "{n}");
-            assert!(n.starts_with("backstop-drill-"), "{n}");
-            assert_ne!(n, drill_instance_name("backstop-drill-", id, later));
+        for max in [63, 40] {
+            for id in ["orders-db", "a", long.as_str()] {
+                let n = drill_instance_name("backstop-drill-", id, at, max);
+                assert!(super::super::check_identifier(&n, max).is_ok(), "{n}");
+                assert!(n.starts_with("backstop-drill-"), "{n}");
+                assert_ne!(n, drill_instance_name("backstop-drill-", id, later, max));
+            }
         }
     }
 
@@ -430,5 +461,29 @@ mod tests {
         );
         assert!(detail.contains("status storage-full"), "{detail}");
         assert_eq!(judge(&recorded, None).0, DrillLevel::Failed);
+    }
+
+    #[test]
+    fn a_restored_cache_group_is_judged_by_engine_and_node_type_not_storage() {
+        let recorded = DbFacts {
+            kind: Some(DbKind::ElastiCacheGroup),
+            engine: Some("redis".into()),
+            instance_class: Some("cache.t4g.small".into()),
+            status: Some("available".into()),
+            ..DbFacts::default()
+        };
+        let (level, detail) = judge(&recorded, Some(&recorded));
+        assert_eq!(level, DrillLevel::Consistent, "{detail}");
+        assert!(detail.contains("cache.t4g.small, available"), "{detail}");
+        let smaller = DbFacts {
+            instance_class: Some("cache.t4g.micro".into()),
+            ..recorded.clone()
+        };
+        let (level, detail) = judge(&smaller, Some(&recorded));
+        assert_eq!(level, DrillLevel::Failed);
+        assert!(
+            detail.contains("node type cache.t4g.micro (recorded cache.t4g.small)"),
+            "{detail}"
+        );
     }
 }

@@ -7,12 +7,13 @@
 //! one record per (job, target, slot) exactly as for tables: the snapshot job's guard against a
 //! second snapshot for a slot, retention's proof of what Backstop made.
 //!
-//! Kinds so far: RDS DB instances ([`rds`]) and Aurora DB clusters ([`aurora`]), through one
-//! set of calls ([`api`]). ElastiCache groups follow the same shape.
+//! Kinds: RDS DB instances ([`rds`]), Aurora DB clusters ([`aurora`]) and ElastiCache
+//! replication groups ([`elasticache`]), through one set of calls ([`api`]).
 
 pub mod api;
 pub mod aurora;
 pub mod drill;
+pub mod elasticache;
 pub mod rds;
 pub mod restore;
 
@@ -28,16 +29,23 @@ pub enum DbKind {
     RdsInstance,
     /// An Aurora DB cluster (snapshotted as a whole, whatever its instances).
     AuroraCluster,
+    /// An ElastiCache replication group, Valkey or Redis OSS (snapshotted as a whole).
+    ElastiCacheGroup,
 }
 
 impl DbKind {
-    pub const ALL: [DbKind; 2] = [DbKind::RdsInstance, DbKind::AuroraCluster];
+    pub const ALL: [DbKind; 3] = [
+        DbKind::RdsInstance,
+        DbKind::AuroraCluster,
+        DbKind::ElastiCacheGroup,
+    ];
 
     /// The prefix of the target's name: `rds:<id>`.
     pub fn prefix(self) -> &'static str {
         match self {
             DbKind::RdsInstance => "rds",
             DbKind::AuroraCluster => "aurora",
+            DbKind::ElastiCacheGroup => "elasticache",
         }
     }
 
@@ -46,6 +54,7 @@ impl DbKind {
         match self {
             DbKind::RdsInstance => "RDS instance",
             DbKind::AuroraCluster => "Aurora cluster",
+            DbKind::ElastiCacheGroup => "ElastiCache replication group",
         }
     }
 
@@ -54,6 +63,33 @@ impl DbKind {
         match self {
             DbKind::RdsInstance => "RDS instances",
             DbKind::AuroraCluster => "Aurora clusters",
+            DbKind::ElastiCacheGroup => "ElastiCache replication groups",
+        }
+    }
+
+    /// The longest identifier the service takes for a database of this kind.
+    pub fn max_id(self) -> usize {
+        match self {
+            DbKind::RdsInstance | DbKind::AuroraCluster => 63,
+            DbKind::ElastiCacheGroup => elasticache::MAX_ID,
+        }
+    }
+
+    /// Whether the service restores it to a point in time (RDS and Aurora's automated
+    /// backups); ElastiCache's automatic backups are daily snapshots.
+    pub fn has_point_in_time(self) -> bool {
+        match self {
+            DbKind::RdsInstance | DbKind::AuroraCluster => true,
+            DbKind::ElastiCacheGroup => false,
+        }
+    }
+
+    /// Whether its snapshots can be copied to another region by the service (ElastiCache's
+    /// CopySnapshot stays in the snapshot's region).
+    pub fn copies_across_regions(self) -> bool {
+        match self {
+            DbKind::RdsInstance | DbKind::AuroraCluster => true,
+            DbKind::ElastiCacheGroup => false,
         }
     }
 }
@@ -76,6 +112,13 @@ impl DbTarget {
     pub fn aurora(id: impl Into<String>) -> DbTarget {
         DbTarget {
             kind: DbKind::AuroraCluster,
+            id: id.into(),
+        }
+    }
+
+    pub fn elasticache(id: impl Into<String>) -> DbTarget {
+        DbTarget {
+            kind: DbKind::ElastiCacheGroup,
             id: id.into(),
         }
     }
@@ -185,6 +228,15 @@ pub struct DbFacts {
     pub latest_restorable: Option<jiff::Timestamp>,
     /// An Aurora cluster it belongs to (then the cluster is what can be snapshotted).
     pub cluster: Option<String>,
+    /// ElastiCache: how many clusters (nodes) the group has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_nodes: Option<i32>,
+    /// ElastiCache: how many node groups (shards) the group has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_groups: Option<i32>,
+    /// ElastiCache: whether cluster mode is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_mode: Option<bool>,
 }
 
 /// What the guard expects of every selected database.
@@ -215,7 +267,11 @@ pub fn guard(
     policy: &GuardPolicy,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    let cache = facts.kind == Some(DbKind::ElastiCacheGroup);
     match facts.backup_retention_days {
+        Some(0) if cache => out.push(
+            "automatic backups are off (snapshot retention limit 0 days): only Backstop's snapshots remain".to_owned(),
+        ),
         Some(0) => out.push(
             "automated backups are off (backup retention 0 days): there is no point-in-time recovery; only Backstop's snapshots remain".to_owned(),
         ),
@@ -281,7 +337,11 @@ mod tests {
         assert_eq!(DbTarget::parse(&t.replica_name("eu-west-1")), None);
         assert_eq!(DbTarget::parse("Orders"), None);
         assert_eq!(DbTarget::parse("aurora:x"), Some(DbTarget::aurora("x")));
-        assert_eq!(DbTarget::parse("elasticache:x"), None);
+        assert_eq!(
+            DbTarget::parse("elasticache:x"),
+            Some(DbTarget::elasticache("x"))
+        );
+        assert_eq!(DbTarget::parse("memcached:x"), None);
         assert_eq!(DbTarget::parse("rds:"), None);
     }
 
@@ -350,5 +410,14 @@ mod tests {
             want_deletion_protection: false,
         };
         assert!(guard(&weak, None, &lax).is_empty());
+        // ElastiCache has no deletion protection to warn of, and says "automatic backups".
+        let cache = DbFacts {
+            kind: Some(DbKind::ElastiCacheGroup),
+            backup_retention_days: Some(0),
+            ..DbFacts::default()
+        };
+        let w = guard(&cache, None, &policy);
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(w[0].contains("snapshot retention limit 0"), "{w:#?}");
     }
 }

@@ -140,6 +140,7 @@ pub fn instance_facts(i: &DbInstance) -> DbFacts {
             .endpoint()
             .and_then(|e| Some(format!("{}:{}", e.address()?, e.port().unwrap_or_default()))),
         cluster: i.db_cluster_identifier().map(str::to_owned),
+        ..DbFacts::default()
     }
 }
 
@@ -491,6 +492,16 @@ pub struct RestoreShape {
     pub port: Option<i32>,
     /// Deletion protection of the new instance (drills: off, so they can delete it).
     pub deletion_protection: Option<bool>,
+    /// ElastiCache: the nodes of the new group (default the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_nodes: Option<i32>,
+    /// ElastiCache: the source's node groups (shards), engine and cluster mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_groups: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_mode: Option<bool>,
 }
 
 impl RestoreShape {
@@ -527,6 +538,10 @@ impl RestoreShape {
             publicly_accessible: given.publicly_accessible.or(facts.publicly_accessible),
             port: given.port.or(facts.port),
             deletion_protection: given.deletion_protection,
+            cache_nodes: given.cache_nodes.or(facts.cache_nodes),
+            node_groups: given.node_groups.or(facts.node_groups),
+            engine: given.engine.clone().or_else(|| facts.engine.clone()),
+            cluster_mode: given.cluster_mode.or(facts.cluster_mode),
         }
     }
 }

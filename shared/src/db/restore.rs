@@ -54,12 +54,14 @@ pub struct DbRestored {
 impl DbRestored {
     pub fn line(&self) -> String {
         format!(
-            "{} from {}: {} {}, {} GiB, {}{}",
+            "{} from {}: {} {}{}, {}{}",
             self.instance,
             self.from,
             self.engine.as_deref().unwrap_or("?"),
             self.engine_version.as_deref().unwrap_or("?"),
-            self.allocated_storage.unwrap_or_default(),
+            self.allocated_storage
+                .map(|g| format!(", {g} GiB"))
+                .unwrap_or_default(),
             self.status,
             self.endpoint
                 .as_deref()
@@ -80,16 +82,19 @@ pub async fn source_facts(
     let source = match from {
         From::Snapshot(kind, s) => {
             let id = super::drill::snapshot_id_of(s);
-            let snap = api::describe_snapshot(&clients.rds, *kind, id)
+            let snap = api::describe_snapshot(&clients.db(), *kind, id)
                 .await?
                 .ok_or_else(|| Error::Aws {
                     operation: "describe snapshot",
                     resource: format!("{} snapshot {id}", kind.noun()),
                     code: None,
-                    message: "RDS has no such snapshot in this account and region".into(),
+                    message: "no such snapshot in this account and region".into(),
                     retryable: false,
-                    hint: "list them with aws rds describe-db-snapshots (or describe-db-cluster-snapshots), or the catalog's records"
-                        .into(),
+                    hint: match kind {
+                        DbKind::RdsInstance | DbKind::AuroraCluster => "list them with aws rds describe-db-snapshots (or describe-db-cluster-snapshots), or the catalog's records",
+                        DbKind::ElastiCacheGroup => "list them with aws elasticache describe-snapshots, or the catalog's records",
+                    }
+                    .into(),
                 })?;
             let source = DbTarget {
                 kind: *kind,
@@ -113,7 +118,7 @@ pub async fn source_facts(
         }
         From::PointInTime { source, .. } => source.clone(),
     };
-    match api::describe(&clients.rds, &source).await? {
+    match api::describe(&clients.db(), &source).await? {
         Some(f) => {
             notes.push(format!("shaped like {} as it is now", source.id));
             Ok(Some(f))
@@ -147,7 +152,7 @@ pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()
             }
         }
     }
-    super::check_identifier(to, 63)
+    super::check_identifier(to, kind.max_id())
         .map_err(|rule| Error::refused("restore", format!("--to {rule}"), ""))?;
     if matches!(from, From::PointInTime { source, .. } if source.id == to) {
         return Err(Error::refused(
@@ -160,7 +165,7 @@ pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()
         kind,
         id: to.to_owned(),
     };
-    if let Some(f) = api::describe(&clients.rds, &target).await? {
+    if let Some(f) = api::describe(&clients.db(), &target).await? {
         return Err(Error::refused(
             "restore",
             format!(
@@ -169,6 +174,7 @@ pub async fn check_target(clients: &Clients, from: &From, to: &str) -> Result<()
                 match kind {
                     DbKind::RdsInstance => "instance",
                     DbKind::AuroraCluster => "cluster",
+                    DbKind::ElastiCacheGroup => "replication group",
                 }
             ),
             "choose another --to, or delete it yourself first",
@@ -186,12 +192,12 @@ pub async fn start(clients: &Clients, from: &From, to: &str, shape: &RestoreShap
             // Aurora restores take the identifier (not every API takes an ARN there).
             let snapshot = match kind {
                 DbKind::RdsInstance => s.as_str(),
-                DbKind::AuroraCluster => id,
+                DbKind::AuroraCluster | DbKind::ElastiCacheGroup => id,
             };
-            api::restore_from_snapshot(&clients.rds, *kind, snapshot, to, shape, tags).await
+            api::restore_from_snapshot(&clients.db(), *kind, snapshot, to, shape, tags).await
         }
         From::PointInTime { source, time } => {
-            api::restore_to_point_in_time(&clients.rds, source.kind, &source.id, *time, to, shape)
+            api::restore_to_point_in_time(&clients.db(), source.kind, &source.id, *time, to, shape)
                 .await
         }
     }
@@ -205,7 +211,7 @@ pub async fn wait_available(
     poll: std::time::Duration,
 ) -> Result<DbFacts> {
     loop {
-        let f = api::describe(&clients.rds, target).await?;
+        let f = api::describe(&clients.db(), target).await?;
         let status = f
             .as_ref()
             .and_then(|f| f.status.clone())
@@ -216,6 +222,7 @@ pub async fn wait_available(
                 if matches!(
                     status.as_str(),
                     "failed"
+                        | "create-failed"
                         | "incompatible-restore"
                         | "incompatible-parameters"
                         | "incompatible-network"

@@ -29,6 +29,9 @@ fn delete_command(kind: DbKind, id: &str, region: Option<&str>) -> String {
         DbKind::AuroraCluster => format!(
             "aws rds delete-db-cluster-snapshot{region} --db-cluster-snapshot-identifier {id}"
         ),
+        DbKind::ElastiCacheGroup => {
+            format!("aws elasticache delete-snapshot{region} --snapshot-name {id}")
+        }
     }
 }
 
@@ -179,7 +182,7 @@ async fn dry_run(
             return Ok(());
         }
     }
-    let facts = api::require(&clients.rds, target).await?;
+    let facts = api::require(&clients.db(), target).await?;
     let records = catalog.list_targets(JOB, Some(&target.name())).await?;
     let previous = previous_facts(&records, slot);
     report.warnings.extend(db::guard(
@@ -233,7 +236,7 @@ async fn snapshot(
 ) -> Result<()> {
     let slot = request.slot;
     let target_name = target.name();
-    let facts = api::require(&clients.rds, target).await?;
+    let facts = api::require(&clients.db(), target).await?;
     let records = catalog.list_targets(JOB, Some(&target_name)).await?;
     let previous = previous_facts(&records, &slot);
     let guard = db::guard(
@@ -349,8 +352,15 @@ async fn snapshot(
         }
     }
     if let Some(replica) = &settings.databases.replica {
-        report.replica =
-            Some(ensure_copies(clients, catalog, replica, request, run_id, target).await);
+        if target.kind.copies_across_regions() {
+            report.replica =
+                Some(ensure_copies(clients, catalog, replica, request, run_id, target).await);
+        } else {
+            report.warnings.push(format!(
+                "not copied to {}: ElastiCache copies snapshots within their own region only (the README shows an export to S3 instead)",
+                replica.region
+            ));
+        }
     }
     Ok(())
 }
@@ -384,7 +394,7 @@ async fn make_snapshot(
     let resource_id = facts.dbi_resource_id.as_deref();
     // An earlier attempt may have made the snapshot and died before recording it.
     if previous_attempt {
-        if let Some(s) = api::describe_snapshot(&clients.rds, target.kind, name).await? {
+        if let Some(s) = api::describe_snapshot(&clients.db(), target.kind, name).await? {
             if is_the_slots(&s, &target.id, resource_id, slot) && !s.has_failed() {
                 report.warnings.push(
                     "an earlier attempt had made this snapshot; it was adopted, not made again"
@@ -414,7 +424,7 @@ async fn make_snapshot(
         });
     }
     let info = create_once(
-        &clients.rds,
+        &clients.db(),
         target,
         resource_id,
         slot,
@@ -431,7 +441,7 @@ async fn make_snapshot(
 /// effect, the snapshot is looked for by its name and adopted when it is the slot's. A failed
 /// snapshot of the slot is reported with what to do; the snapshot job never deletes one.
 async fn create_once(
-    client: &aws_sdk_rds::Client,
+    client: &crate::db::api::DbClient,
     target: &DbTarget,
     resource_id: Option<&str>,
     slot: &ScheduleSlot,
@@ -656,7 +666,7 @@ async fn follow(
             }
         }
     };
-    match api::describe_snapshot(&clients.rds, target.kind, &name).await {
+    match api::describe_snapshot(&clients.db(), target.kind, &name).await {
         Ok(Some(info))
             if is_the_slots(&info, &target.id, facts.dbi_resource_id.as_deref(), &slot) =>
         {
@@ -770,7 +780,7 @@ async fn ensure_copies(
         .list_targets(JOB, Some(&copy_target))
         .await
         .unwrap_or_default();
-    let client = clients.rds_in(Some(&replica.region));
+    let client = clients.db_in(Some(&replica.region));
     let mut newest: Option<CopyState> = None;
     for source in done {
         let already = copies
@@ -825,7 +835,7 @@ async fn ensure_copies(
 async fn copy_one(
     kind: DbKind,
     clients: &Clients,
-    client: &aws_sdk_rds::Client,
+    client: &crate::db::api::DbClient,
     catalog: &Catalog,
     replica: &DbReplica,
     request: &JobRequest,
@@ -860,7 +870,7 @@ async fn copy_one(
         }
     }
     let result: Result<CopyState> = async {
-        let source = api::describe_snapshot(&clients.rds, kind, &name).await?.ok_or_else(|| Error::Aws {
+        let source = api::describe_snapshot(&clients.db(), kind, &name).await?.ok_or_else(|| Error::Aws {
             operation: "DescribeDBSnapshots",
             resource: format!("DB snapshot {name}"),
             code: Some("DBSnapshotNotFound".into()),
@@ -959,6 +969,8 @@ pub(crate) async fn retain_target(
     target: DbTarget,
 ) -> TargetReport {
     let started = Instant::now();
+    // A kind the service copies within its region only has no copies to retain.
+    let replica = replica.filter(|_| target.kind.copies_across_regions());
     let mut report = TargetReport::new(
         target.name(),
         Outcome::Failed {
@@ -1103,7 +1115,7 @@ async fn retain_in(
     target: &DbTarget,
     report: &mut TargetReport,
 ) {
-    let client = clients.rds_in(region);
+    let client = clients.db_in(region);
     let records_of = match region {
         Some(r) => target.replica_name(r),
         None => target.name(),

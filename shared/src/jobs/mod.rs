@@ -257,7 +257,7 @@ impl RunInProgress {
                 continue;
             };
             match crate::db::api::resolve(
-                &clients.rds,
+                &clients.db(),
                 kind,
                 selection,
                 &settings.drill_table_prefix,

@@ -284,15 +284,18 @@ impl TableCtx<'_> {
                 .catalog
                 .list_targets(JobKind::Snapshot, Some(&target.name()))
                 .await?;
-            let pitr = crate::db::api::automated_backups(&self.clients.rds, &target).await;
+            let pitr = crate::db::api::automated_backups(&self.clients.db(), &target).await;
             let evidence = Evidence {
                 newest_backup: newest_backup(&records),
                 newest_export: None,
                 pitr,
             };
+            let all = self.settings.limits();
             let limits = freshness::Limits {
                 export: None,
-                ..self.settings.limits()
+                // ElastiCache has no point-in-time recovery: its snapshots are the evidence.
+                pitr_lag: all.pitr_lag.filter(|_| target.kind.has_point_in_time()),
+                ..all
             };
             let fresh = freshness::assess(Timestamp::now(), &limits, &evidence);
             v.backup_age_s = fresh.backup_age_s;

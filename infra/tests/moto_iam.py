@@ -370,6 +370,56 @@ def _rds(req, action):
     return needs
 
 
+def _elasticache_tags(req, arn):
+    """The aws:ResourceTag/<key> context keys of an ElastiCache resource moto holds."""
+    from moto.elasticache.models import elasticache_backends
+
+    try:
+        backend = elasticache_backends[req.account_id][req._region]
+        tags = backend.tagging_service.list_tags_for_resource(arn)["Tags"]
+    except Exception:
+        return {}
+    return {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags}
+
+
+def _elasticache(req, action):
+    """ElastiCache (the query protocol): the resource ARNs each action is authorized on, with
+    the resources' tags; tags on a new resource need elasticache:AddTagsToResource on it too."""
+    data = req._data if isinstance(req._data, dict) else {}
+    region, account = req._region, req.account_id
+
+    def arn(kind, name):
+        return name if name.startswith("arn:") else f"arn:aws:elasticache:{region}:{account}:{kind}:{name}"
+
+    op = action.split(":", 1)[1]
+    group = _first(data, "ReplicationGroupId")
+    snap = _first(data, "SnapshotName")
+    tagged = any(k.startswith("Tags.") for k in data)
+    if op in ("DescribeReplicationGroups", "DescribeCacheClusters", "DescribeSnapshots", "ListTagsForResource"):
+        return [(action, "*", {})]
+    if op == "CreateSnapshot":
+        source = arn("replicationgroup", group) if group else arn("cluster", _first(data, "CacheClusterId"))
+        needs = [(action, source, _elasticache_tags(req, source)), (action, arn("snapshot", snap), {})]
+        new = arn("snapshot", snap)
+    elif op == "DeleteSnapshot":
+        return [(action, arn("snapshot", snap), _elasticache_tags(req, arn("snapshot", snap)))]
+    elif op == "CreateReplicationGroup":
+        new = arn("replicationgroup", group)
+        needs = [(action, new, {}), (action, arn("cluster", f"{group}-001"), {})]
+        if snap:
+            needs.append((action, arn("snapshot", snap), _elasticache_tags(req, arn("snapshot", snap))))
+        for field, kind in (("CacheSubnetGroupName", "subnetgroup"), ("CacheParameterGroupName", "parametergroup")):
+            if _first(data, field):
+                needs.append((action, arn(kind, _first(data, field)), {}))
+    elif op == "DeleteReplicationGroup":
+        return [(action, arn("replicationgroup", group), _elasticache_tags(req, arn("replicationgroup", group)))]
+    else:
+        raise Unmapped(action)
+    if tagged:
+        needs.append(("elasticache:AddTagsToResource", new, {}))
+    return needs
+
+
 def _key_arn(req, key):
     if not key:
         return None
@@ -523,6 +573,8 @@ def check_action_permitted(self, resource):
             needs = _dynamodb(self, self._action)
         elif self._action.startswith("rds:"):
             needs = _rds(self, self._action)
+        elif self._action.startswith("elasticache:"):
+            needs = _elasticache(self, self._action)
         else:
             needs = _query_protocol(self, self._action, resource)
     except (Unmapped, KeyError, ValueError) as e:

@@ -43,11 +43,13 @@ TABLE = "iam-orders"
 SOURCE_BUCKET = "iam-uploads"
 DB = "iam-ledger"
 CLUSTER = "iam-books"
+GROUP = "iam-sessions"
 DB_REPLICA = "us-west-2"
 PARAMETERS = {
     "TableNames": TABLE,
     "RdsInstances": DB,
     "AuroraClusters": CLUSTER,
+    "ElastiCacheGroups": GROUP,
     "DbReplicaRegion": DB_REPLICA,
     "EnablePitr": "true",
     "BucketNames": SOURCE_BUCKET,
@@ -315,6 +317,12 @@ def seed(w):
     # Someone's own manual snapshot, and one that only looks like Backstop's (not tagged).
     rds.create_db_snapshot(DBInstanceIdentifier=DB, DBSnapshotIdentifier=f"{DB}-manual-20261101")
     rds.create_db_snapshot(DBInstanceIdentifier=DB, DBSnapshotIdentifier=f"{DB}-backstop-lookalike")
+    ec = w.client("elasticache")
+    ec.create_replication_group(
+        ReplicationGroupId=GROUP, ReplicationGroupDescription="sessions", Engine="redis", EngineVersion="7.1",
+        CacheNodeType="cache.t4g.small", NumCacheClusters=2, ReplicasPerNodeGroup=1, SnapshotRetentionLimit=7,
+    )
+    ec.create_snapshot(ReplicationGroupId=GROUP, SnapshotName=f"{GROUP}-manual-20261101")
     s3 = w.client("s3")
     s3.create_bucket(Bucket=SOURCE_BUCKET)
     s3.put_bucket_versioning(Bucket=SOURCE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -612,10 +620,11 @@ def test_nobody_but_the_retention_role_deletes_a_backup(world):
 
 
 def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
-    """An RDS instance through the three jobs, each as its role, with no table in the run (the
-    table selection dropped): snapshots on four days with copies in the replica region, a
+    """An RDS instance, an Aurora cluster and an ElastiCache group through the three jobs, each
+    as its role, with no table in the run (the table selection dropped): snapshots on four days
+    with copies in the replica region (none of the group: ElastiCache copies in-region only), a
     drill, and retention deleting the oldest snapshot and copy. Then what each role must never
-    do: delete the instance or another's snapshot, modify the instance."""
+    do: delete the database or another's snapshot, modify the instance."""
     w = world
     only_db = ("BACKSTOP_TABLES",)
     start = {job: len(w.decisions(job)) for job in ("snapshot", "validate", "retention")}
@@ -626,21 +635,21 @@ def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
     for day in old_days():
         w.set_clock(day + timedelta(seconds=5))
         rep = report(w.run("snapshot", {"slot": stamp(day)}, drop_env=only_db))
-        assert sorted(t["table"] for t in rep["targets"]) == [f"aurora:{CLUSTER}", f"rds:{DB}"], rep
+        assert sorted(t["table"] for t in rep["targets"]) == [f"aurora:{CLUSTER}", f"elasticache:{GROUP}", f"rds:{DB}"], rep
         for t in rep["targets"]:
             assert t["outcome"]["status"] == "created", rep
-            assert t["replica"]["ok"], t["replica"]
+            assert t["table"].startswith("elasticache:") or t["replica"]["ok"], t["replica"]
     w.set_clock()
     rep = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
-    assert rep["status"] == "succeeded" and all(t["replica"]["ok"] for t in rep["targets"]), rep
-    assert rep["selection"] == f"RDS instances {DB}; Aurora clusters {CLUSTER}", rep["selection"]
+    assert rep["status"] == "succeeded" and all(t["replica"]["ok"] for t in rep["targets"] if t.get("replica")), rep
+    assert rep["selection"] == f"RDS instances {DB}; Aurora clusters {CLUSTER}; ElastiCache replication groups {GROUP}", rep["selection"]
     again = report(w.run("snapshot", {"slot": slot(2)}, drop_env=only_db))
-    assert again["totals"]["already_done"] == 2 and again["totals"]["created"] == 0, again["totals"]
+    assert again["totals"]["already_done"] == 3 and again["totals"]["created"] == 0, again["totals"]
     assert not denied_here("snapshot"), denied_here("snapshot")
     copies = w.client("rds", region=DB_REPLICA).describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]
     assert len([c for c in copies if "-backstop-2" in c["DBSnapshotIdentifier"]]) == 4, copies
 
-    rep = report(w.run("validate", {"slot": slot(6)}, drop_env=only_db, extra_env={"BACKSTOP_PITR_MAX_LAG": "off", "BACKSTOP_DRILLS_PER_RUN": "2"}))
+    rep = report(w.run("validate", {"slot": slot(6)}, drop_env=only_db, extra_env={"BACKSTOP_PITR_MAX_LAG": "off", "BACKSTOP_DRILLS_PER_RUN": "3"}))
     assert not denied_here("validate"), denied_here("validate")
     for t in rep["targets"]:
         drill = t["validation"]["drill"]
@@ -655,7 +664,12 @@ def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
     assert not denied_here("retention"), denied_here("retention")
     assert rep["status"] == "succeeded", json.dumps(rep, indent=1)
     # keep_daily=1 and the floor (the newest three) keep three of four, on each side, of each.
-    assert rep["totals"]["deleted"] == 4, rep["totals"]
+    assert rep["totals"]["deleted"] == 5, rep["totals"]
+    ec = w.client("elasticache")
+    cnames = {s["SnapshotName"] for s in ec.describe_snapshots(ReplicationGroupId=GROUP)["Snapshots"]}
+    assert f"{GROUP}-manual-20261101" in cnames and len([n for n in cnames if "-backstop-2" in n]) == 3, cnames
+    groups = [g["ReplicationGroupId"] for g in ec.describe_replication_groups()["ReplicationGroups"] if g["Status"] != "deleting"]
+    assert groups == [GROUP], groups
     csnaps = w.client("rds").describe_db_cluster_snapshots(DBClusterIdentifier=CLUSTER)["DBClusterSnapshots"]
     assert len([c for c in csnaps if "-backstop-2" in c["DBClusterSnapshotIdentifier"]]) == 3, csnaps
     names = {s["DBSnapshotIdentifier"] for s in w.client("rds").describe_db_snapshots(DBInstanceIdentifier=DB)["DBSnapshots"]}
@@ -677,6 +691,13 @@ def test_rds_snapshot_copy_drill_and_retention_as_each_role(world):
     refused(w, "validate", validate_rds.delete_db_cluster, DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=True)
     refused(w, "validate", validate_rds.modify_db_cluster, DBClusterIdentifier=CLUSTER, DeletionProtection=True)
     refused(w, "retention", retention_rds.delete_db_cluster, DBClusterIdentifier=CLUSTER, SkipFinalSnapshot=True)
+    snapshot_ec, validate_ec, retention_ec = (as_role(w, j, "elasticache") for j in ("snapshot", "validate", "retention"))
+    ours_g = sorted(n for n in cnames if "-backstop-2" in n)[0]
+    refused(w, "snapshot", snapshot_ec.delete_snapshot, SnapshotName=ours_g, explicitly=True)
+    refused(w, "validate", validate_ec.delete_snapshot, SnapshotName=ours_g, explicitly=True)
+    refused(w, "validate", validate_ec.delete_replication_group, ReplicationGroupId=GROUP)
+    refused(w, "retention", retention_ec.delete_snapshot, SnapshotName=f"{GROUP}-manual-20261101")
+    refused(w, "retention", retention_ec.delete_replication_group, ReplicationGroupId=GROUP)
 
 
 def test_selection_by_tag_as_each_role(world):
@@ -714,6 +735,8 @@ ELSEWHERE = {
     ("bucket", "s3:GetBucketTagging"): ("shared/src/selection.rs", "s3.get_bucket_tagging()", "selection of buckets by tag (BucketTag)"),
     ("bucket", "s3:GetObjectTagging"): ("shared/src/bucket/s3.rs", ".get_object_tagging()", "an object whose tags must be set again on its copy"),
     ("validate", "rds:ModifyDBCluster"): ("shared/src/db/aurora.rs", ".modify_db_cluster()", "a drill cluster that kept deletion protection on (the restore asks for it off; moto honours that for clusters) has it turned off before its delete; no test here reaches it"),
+    ("snapshot", "elasticache:DescribeSnapshots"): ("shared/src/db/elasticache.rs", ".describe_snapshots()", "a CreateSnapshot whose answer was lost, or refused as existing: the snapshot is looked up by its name (the same path as RDS's, tests/tests/databases.rs)"),
+    ("snapshot", "elasticache:ListTagsForResource"): ("shared/src/db/elasticache.rs", ".list_tags_for_resource()", "selection by tag (ElastiCacheTagValue), and the slot tag of a snapshot looked up by its name"),
     ("summary", "dynamodb:DeleteItem"): ("shared/src/summary.rs", ".delete_item()", "a summary that could not be published releases its marker, so that the next delivery sends it"),
 }
 

@@ -163,6 +163,11 @@ RDS_LISTINGS = {
     "rds:DescribeDBSnapshots",
     "rds:DescribeDBClusters",
     "rds:DescribeDBClusterSnapshots",
+    # ElastiCache's the same way: the groups a tag selects, their tags, a snapshot by its name.
+    "elasticache:DescribeReplicationGroups",
+    "elasticache:DescribeCacheClusters",
+    "elasticache:DescribeSnapshots",
+    "elasticache:ListTagsForResource",
 }
 
 
@@ -321,6 +326,8 @@ def table_names(arns, suffix=""):
 
 
 RDS_BY_NAME = {"RdsInstances": "orders-db,ledger-db", "DbReplicaRegion": "us-west-2"}
+CACHE_BY_NAME = {"ElastiCacheGroups": "sessions,carts", "ElastiCacheRetentionPolicy": "keep_last=28"}
+CACHE_BY_TAG = {"ElastiCacheTagValue": "6h", "DbReplicaRegion": "us-west-2"}
 AURORA_BY_NAME = {"AuroraClusters": "books", "DbReplicaRegion": "us-west-2", "AuroraRetentionPolicy": "keep_daily=7"}
 RDS_BY_TAG = {
     "RdsTagValue": "daily",
@@ -335,6 +342,8 @@ PARAM_SETS = [
     RDS_BY_NAME,
     RDS_BY_TAG,
     AURORA_BY_NAME,
+    CACHE_BY_NAME,
+    CACHE_BY_TAG,
     {"EnablePitr": "true"},
     {"TableNames": "SalesTable,BuyersTable"},
     {"TableNames": "SalesTable,BuyersTable", "EnablePitr": "true"},
@@ -389,11 +398,13 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             name: sorted(a for a in stack.grants(name) if "Delete" in a) for name in FUNCTION_ROLES
         }
         rds, aurora = stack.condition("HasRds"), stack.condition("HasAurora")
+        cache = stack.condition("HasCache")
         assert deletes == {
             "SnapshotFunctionRole": [],
             # With RDS instances selected: Backstop's snapshots of them (tested below).
             "RetentionFunctionRole": ["dynamodb:DeleteBackup"]
             + (["rds:DeleteDBClusterSnapshot"] if aurora else [])
+            + (["elasticache:DeleteSnapshot"] if cache else [])
             + (["rds:DeleteDBSnapshot"] if rds else [])
             + ["s3:DeleteObject"],
             "ExportFunctionRole": [],
@@ -401,6 +412,7 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
             # its target, and the drill deletes its table at the end.
             # With RDS instances selected, its own drill instances (the prefix and the tag).
             "ValidateFunctionRole": ["dynamodb:DeleteItem", "dynamodb:DeleteTable"]
+            + (["elasticache:DeleteReplicationGroup"] if cache else [])
             + (["rds:DeleteDBCluster"] if aurora else [])
             + (["rds:DeleteDBInstance"] if rds else []),
             # Restored tables' items (a chain's removed keys; RestoreTableFromBackup's target)
@@ -2136,7 +2148,7 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
                 assert not denies, params
                 assert stack.grants(role)["dynamodb:DeleteBackup"], params
             else:
-                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup", "rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot"], "Resource": "*"}], (role, params)
+                assert denies == [{"Sid": "NeverDeleteBackups", "Effect": "Deny", "Action": ["dynamodb:DeleteBackup", "rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot", "elasticache:DeleteSnapshot"], "Resource": "*"}], (role, params)
                 assert "dynamodb:DeleteBackup" not in stack.grants(role), (role, params)
         # The managed policy for every other principal of the account (on by default).
         (policy,) = stack.of_type("AWS::IAM::ManagedPolicy").values()
@@ -2152,10 +2164,11 @@ def test_only_the_retention_role_may_delete_a_backup_and_the_others_deny_it_to_t
         assert by_sid["OnlyRetentionDeletesDatabaseSnapshots"] == {
             "Sid": "OnlyRetentionDeletesDatabaseSnapshots",
             "Effect": "Deny",
-            "Action": ["rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot"],
+            "Action": ["rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot", "elasticache:DeleteSnapshot"],
             "Resource": [
                 "arn:aws:rds:*:123456789012:snapshot:*-backstop-*",
                 "arn:aws:rds:*:123456789012:cluster-snapshot:*-backstop-*",
+                "arn:aws:elasticache:*:123456789012:snapshot:*-backstop-*",
             ],
             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "<RetentionFunctionRole.Arn>"}},
         }
@@ -2238,3 +2251,39 @@ def test_aurora_rights_only_where_clusters_are_selected_and_never_the_instances_
     env = clusters.props("RetentionFunction")["Environment"]["Variables"]
     assert env["BACKSTOP_AURORA_CLUSTERS"] == "books" and env["BACKSTOP_AURORA_RETENTION_POLICY"] == "keep_daily=7"
     assert "BACKSTOP_RDS_INSTANCES" not in env
+
+
+def test_elasticache_rights_only_where_groups_are_selected_and_scoped_to_them():
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        selected = bool({"ElastiCacheGroups", "ElastiCacheTagValue"} & set(params))
+        for role in FUNCTION_ROLES:
+            cache = sorted(a for a in stack.grants(role) if a.startswith("elasticache:"))
+            if not selected or role not in {"SnapshotFunctionRole", "RetentionFunctionRole", "ValidateFunctionRole"}:
+                assert not cache, (role, params, cache)
+    by_name, by_tag = Stack(CACHE_BY_NAME), Stack(CACHE_BY_TAG)
+    # Snapshots of the named groups only, or of those with the tag.
+    (st,) = [s for s in by_name.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "SnapshotCaches"]
+    assert st["Resource"] == ["arn:*:elasticache:*:*:replicationgroup:sessions", "arn:*:elasticache:*:*:replicationgroup:carts"], st
+    assert st["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}, st
+    (st,) = [s for s in by_tag.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "SnapshotCaches"]
+    assert st["Condition"]["StringEquals"]["aws:ResourceTag/backup:plan"] == "6h", st
+    # Retention deletes Backstop's tagged snapshots of those groups only, and nothing else.
+    (st,) = by_name.statements_with("RetentionFunctionRole", "elasticache:DeleteSnapshot")
+    assert st["Resource"] == ["arn:*:elasticache:*:*:snapshot:sessions-backstop-*", "arn:*:elasticache:*:*:snapshot:carts-backstop-*"], st
+    assert st["Condition"]["StringEquals"]["aws:ResourceTag/backstop:managed"] == "true", st
+    # The drill deletes only tagged drill groups; no role but retention deletes a snapshot.
+    (st,) = by_name.statements_with("ValidateFunctionRole", "elasticache:DeleteReplicationGroup")
+    assert st["Resource"] == "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:backstop-drill-*", st
+    assert st["Condition"] == {"StringEquals": {"aws:ResourceTag/backstop:drill": "true"}}, st
+    for role in FUNCTION_ROLES:
+        if role != "RetentionFunctionRole":
+            assert "elasticache:DeleteSnapshot" not in by_name.grants(role), role
+    # The copies' replica region means nothing to ElastiCache: no RDS or KMS right comes with it.
+    assert not [a for a in by_tag.grants("SnapshotFunctionRole") if a.startswith(("rds:", "kms:CreateGrant"))]
+    env = by_name.props("RetentionFunction")["Environment"]["Variables"]
+    assert env["BACKSTOP_ELASTICACHE_GROUPS"] == "sessions,carts", env
+    assert env["BACKSTOP_ELASTICACHE_RETENTION_POLICY"] == "keep_last=28", env
+    env = by_tag.props("SnapshotFunction")["Environment"]["Variables"]
+    assert env["BACKSTOP_ELASTICACHE_GROUP_TAG"] == "backup:plan=6h", env
+    assert "BACKSTOP_DB_REPLICA_REGION" not in env, env

@@ -263,7 +263,15 @@ impl Clients {
         Clients {
             dynamodb: with(&config, aws_sdk_dynamodb::Client::new),
             sns: with(&config, aws_sdk_sns::Client::new),
-            cloudwatch: with(&config, aws_sdk_cloudwatch::Client::new),
+            // PutMetricData bodies over 10 KB go gzip-compressed, which AWS accepts and moto
+            // (5.2.5) answers with a 500: uncompressed where an endpoint is set.
+            cloudwatch: with(&config, |config| {
+                aws_sdk_cloudwatch::Client::from_conf(
+                    aws_sdk_cloudwatch::config::Builder::from(config)
+                        .disable_request_compression(config.endpoint_url().is_some())
+                        .build(),
+                )
+            }),
             // Path-style addressing where an endpoint is set (an emulator has no bucket DNS).
             s3: with(&config, |config| {
                 aws_sdk_s3::Client::from_conf(

@@ -779,3 +779,110 @@ async fn an_aurora_cluster_is_restored_from_its_snapshot_into_a_new_cluster_only
         "{st:#}"
     );
 }
+
+#[tokio::test]
+async fn an_elasticache_group_is_restored_from_its_snapshot_into_a_new_group_only() {
+    let endpoint = local::test_endpoint().unwrap();
+    let config = emulator_config(&endpoint).await;
+    let prefix = format!("e{}-", std::process::id());
+    let stack = local::provision(&config, &endpoint, &prefix).await.unwrap();
+    let ec = aws_sdk_elasticache::Client::new(&config);
+    let id = format!("{prefix}sessions");
+    ec.create_replication_group()
+        .replication_group_id(&id)
+        .replication_group_description("sessions")
+        .engine("redis")
+        .cache_node_type("cache.t4g.small")
+        .snapshot_retention_limit(7)
+        .send()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("backstop-cli-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(&event, r#"{"slot": "2026-11-21T06:00:00Z"}"#).unwrap();
+    let env = [
+        ("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str()),
+        ("BACKSTOP_ELASTICACHE_GROUPS", id.as_str()),
+    ];
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let snapshot = format!("{id}-backstop-20261121t060000z");
+    assert!(
+        all.contains(&format!("- elasticache:{id}: backed up as {snapshot}")),
+        "{all}"
+    );
+    let to = format!("{prefix}sessions-r");
+    let restore = |to: &str| {
+        backstop(
+            &[
+                "--endpoint",
+                &endpoint,
+                "restore",
+                "elasticache",
+                "--snapshot",
+                &snapshot,
+                "--to",
+                to,
+            ],
+            &env,
+        )
+    };
+    let out = restore(&to);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!(
+            "restored elasticache:{to} from snapshot {snapshot}: redis"
+        )),
+        "{all}"
+    );
+    assert!(!all.contains("GiB"), "{all}");
+    // The new group is shaped like the source (its node type), seeded from the snapshot.
+    let g = ec
+        .describe_replication_groups()
+        .replication_group_id(&to)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        g.replication_groups()[0].cache_node_type(),
+        Some("cache.t4g.small")
+    );
+    // An identifier in use (the new group, the source) is refused before anything is asked.
+    for existing in [to.as_str(), id.as_str()] {
+        let out = restore(existing);
+        let all = text(&out);
+        assert!(!out.status.success(), "{all}");
+        assert!(
+            all.contains("a restore creates a new replication group only"),
+            "{all}"
+        );
+    }
+    // A name over ElastiCache's 40 characters is refused.
+    let out = restore(&"a".repeat(41));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("1 to 40 characters"), "{}", text(&out));
+    let out = backstop(&["--endpoint", &endpoint, "status", "--json"], &env);
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert!(
+        st["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == format!("elasticache:{id}") && l["kind"] == "database"),
+        "{st:#}"
+    );
+}

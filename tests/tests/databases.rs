@@ -1613,3 +1613,50 @@ async fn elasticache_retention_never_lists_automatic_snapshots_for_deletion() {
         vec!["sessions-backstop-20261120t060000z"]
     );
 }
+
+#[tokio::test]
+async fn the_sweep_deletes_only_tagged_drill_groups_no_open_drill_names() {
+    let h = Harness::new().await;
+    let ec = &h.clients.elasticache;
+    let tag = &h.prefix[1..9];
+    let (left_behind, untagged, open) = (
+        format!("backstop-drill-{tag}-left"),
+        format!("backstop-drill-{tag}-mine"),
+        format!("backstop-drill-{tag}-open"),
+    );
+    create_group(ec, &left_behind, &[("backstop:drill", "true")], 0).await;
+    create_group(ec, &untagged, &[], 0).await;
+    create_group(ec, &open, &[("backstop:drill", "true")], 0).await;
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let ctx = backstop::db::drill::DbDrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: "backstop-drill-",
+        run_id: "sweep-test",
+    };
+    let swept = ctx
+        .sweep(
+            &[backstop::db::DbKind::ElastiCacheGroup],
+            std::slice::from_ref(&open),
+            jiff::SignedDuration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(swept.contains(&left_behind), "{swept:?}");
+    assert!(
+        !swept.contains(&untagged) && !swept.contains(&open),
+        "{swept:?}"
+    );
+    let status = |id: String| {
+        let ec = ec.clone();
+        async move {
+            backstop::db::elasticache::describe_group(&ec, &id)
+                .await
+                .unwrap()
+                .and_then(|g| g.status().map(str::to_owned))
+        }
+    };
+    assert_eq!(status(left_behind).await.as_deref(), Some("deleting"));
+    assert_eq!(status(untagged).await.as_deref(), Some("available"));
+    assert_eq!(status(open).await.as_deref(), Some("available"));
+}

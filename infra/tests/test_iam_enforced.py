@@ -735,7 +735,7 @@ ELSEWHERE = {
     ("bucket", "s3:GetBucketTagging"): ("shared/src/selection.rs", "s3.get_bucket_tagging()", "selection of buckets by tag (BucketTag)"),
     ("bucket", "s3:GetObjectTagging"): ("shared/src/bucket/s3.rs", ".get_object_tagging()", "an object whose tags must be set again on its copy"),
     ("validate", "rds:ModifyDBCluster"): ("shared/src/db/aurora.rs", ".modify_db_cluster()", "a drill cluster that kept deletion protection on (the restore asks for it off; moto honours that for clusters) has it turned off before its delete; no test here reaches it"),
-    ("snapshot", "elasticache:DescribeSnapshots"): ("shared/src/db/elasticache.rs", ".describe_snapshots()", "a CreateSnapshot whose answer was lost, or refused as existing: the snapshot is looked up by its name (the same path as RDS's, tests/tests/databases.rs)"),
+    ("snapshot", "elasticache:DescribeSnapshots"): ("shared/src/db/elasticache.rs", ".describe_snapshots()", "a CreateSnapshot whose answer was lost, or refused as existing: the snapshot is looked up by its name (tests/tests/databases.rs, a_lost_elasticache_create_answer_...)"),
     ("snapshot", "elasticache:ListTagsForResource"): ("shared/src/db/elasticache.rs", ".list_tags_for_resource()", "selection by tag (ElastiCacheTagValue), and the slot tag of a snapshot looked up by its name"),
     ("summary", "dynamodb:DeleteItem"): ("shared/src/summary.rs", ".delete_item()", "a summary that could not be published releases its marker, so that the next delivery sends it"),
 }

@@ -1660,3 +1660,61 @@ async fn the_sweep_deletes_only_tagged_drill_groups_no_open_drill_names() {
     assert_eq!(status(untagged).await.as_deref(), Some("available"));
     assert_eq!(status(open).await.as_deref(), Some("available"));
 }
+
+#[tokio::test]
+async fn a_lost_elasticache_create_answer_adopts_the_snapshot_and_a_refused_one_is_made_on_the_retry(
+) {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let ec = &h.clients.elasticache;
+    let (lost, failing) = (h.name("lost"), h.name("failing"));
+    create_group(ec, &lost, &[], 7).await;
+    create_group(ec, &failing, &[], 7).await;
+    // ElastiCache makes the snapshot, and the answer never arrives (every SDK attempt's).
+    proxy.lose_answers("CreateSnapshot", &lost, 3);
+    // ElastiCache refuses with a 500 every time and makes nothing.
+    proxy.inject(Fault::new(
+        "CreateSnapshot",
+        &failing,
+        500,
+        "InternalFailure",
+    ));
+    let list = format!("{lost},{failing}");
+    let env = h.env(&[(settings::ENV_ELASTICACHE_GROUPS, &list)]);
+    let payload = json!({"slot": "2026-11-20T06:00:00Z"});
+    let r = run_with(&clients, &env, JobKind::Snapshot, payload.clone()).await;
+    assert_eq!(r.status, RunStatus::PartiallyFailed, "{r:#?}");
+    let t = target(&r, &format!("elasticache:{lost}"));
+    assert!(matches!(t.outcome, Outcome::Created { .. }), "{t:#?}");
+    assert!(
+        t.warnings.iter().any(|w| w.contains("adopted")),
+        "{:?}",
+        t.warnings
+    );
+    assert_eq!(group_snapshots_of(ec, &lost).await.len(), 1);
+    let Outcome::Failed {
+        operation,
+        retryable,
+        ..
+    } = &target(&r, &format!("elasticache:{failing}")).outcome
+    else {
+        panic!("{r:#?}")
+    };
+    assert_eq!((operation.as_str(), *retryable), ("CreateSnapshot", true));
+    assert!(group_snapshots_of(ec, &failing).await.is_empty());
+
+    proxy.clear();
+    let r = run_with(&clients, &env, JobKind::Snapshot, payload).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    assert!(matches!(
+        target(&r, &format!("elasticache:{failing}")).outcome,
+        Outcome::Created { .. }
+    ));
+    assert!(matches!(
+        target(&r, &format!("elasticache:{lost}")).outcome,
+        Outcome::AlreadyDone { .. }
+    ));
+    assert_eq!(group_snapshots_of(ec, &failing).await.len(), 1);
+    assert_eq!(group_snapshots_of(ec, &lost).await.len(), 1);
+}

@@ -67,6 +67,59 @@ impl DbKind {
         }
     }
 
+    /// The API that makes a snapshot of this kind (for errors and reports).
+    pub fn create_op(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance => "CreateDBSnapshot",
+            DbKind::AuroraCluster => "CreateDBClusterSnapshot",
+            DbKind::ElastiCacheGroup => "CreateSnapshot",
+        }
+    }
+
+    /// The API that lists or finds this kind's snapshots.
+    pub fn describe_op(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance => "DescribeDBSnapshots",
+            DbKind::AuroraCluster => "DescribeDBClusterSnapshots",
+            DbKind::ElastiCacheGroup => "DescribeSnapshots",
+        }
+    }
+
+    /// The API that copies this kind's snapshots.
+    pub fn copy_op(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance => "CopyDBSnapshot",
+            DbKind::AuroraCluster => "CopyDBClusterSnapshot",
+            DbKind::ElastiCacheGroup => "CopySnapshot",
+        }
+    }
+
+    /// The service's code for a snapshot name in use.
+    pub fn exists_code(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance => "DBSnapshotAlreadyExists",
+            DbKind::AuroraCluster => "DBClusterSnapshotAlreadyExistsFault",
+            DbKind::ElastiCacheGroup => "SnapshotAlreadyExistsFault",
+        }
+    }
+
+    /// A snapshot of this kind, in words.
+    pub fn snapshot_noun(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance => "DB snapshot",
+            DbKind::AuroraCluster => "DB cluster snapshot",
+            DbKind::ElastiCacheGroup => "ElastiCache snapshot",
+        }
+    }
+
+    /// The service, in words.
+    pub fn service(self) -> &'static str {
+        match self {
+            DbKind::RdsInstance | DbKind::AuroraCluster => "RDS",
+            DbKind::ElastiCacheGroup => "ElastiCache",
+        }
+    }
+
     /// The longest identifier the service takes for a database of this kind.
     pub fn max_id(self) -> usize {
         match self {

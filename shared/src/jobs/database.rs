@@ -467,33 +467,34 @@ async fn create_once(
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) && s.status == "failed" => {
                 // The snapshot job never deletes a snapshot (its role denies it): say which.
                 return Err(Error::Aws {
-                    operation: "CreateDBSnapshot",
-                    resource: format!("DB instance {} (snapshot {name})", target.id),
-                    code: Some("DBSnapshotAlreadyExists".into()),
-                    message: format!("RDS made this slot's snapshot {name} and it failed; it holds no data and its name blocks a new one"),
+                    operation: target.kind.create_op(),
+                    resource: format!("{} {} (snapshot {name})", target.kind.noun(), target.id),
+                    code: Some(target.kind.exists_code().into()),
+                    message: format!("{} made this slot's snapshot {name} and it failed; it holds no data and its name blocks a new one", target.kind.service()),
                     retryable: false,
-                    hint: format!("delete it ({}) and run the slot again; RDS's events say why it failed", delete_command(target.kind, name, None)),
+                    hint: format!("delete it ({}) and run the slot again; {}'s events say why it failed", delete_command(target.kind, name, None), target.kind.service()),
                 });
             }
             Some(s) if is_the_slots(&s, &target.id, resource_id, slot) => {
                 warnings.push(format!(
-                    "CreateDBSnapshot's answer was lost or refused ({err}); the snapshot it made was found by name and adopted"
+                    "{}'s answer was lost or refused ({err}); the snapshot it made was found by name and adopted",
+                    target.kind.create_op()
                 ));
                 return Ok(s);
             }
             Some(s) => {
                 return Err(Error::Aws {
-                    operation: "CreateDBSnapshot",
-                    resource: format!("DB instance {} (snapshot {name})", target.id),
-                    code: Some("DBSnapshotAlreadyExists".into()),
+                    operation: target.kind.create_op(),
+                    resource: format!("{} {} (snapshot {name})", target.kind.noun(), target.id),
+                    code: Some(target.kind.exists_code().into()),
                     message: format!(
-                        "a snapshot named {name} exists but is not this slot's (instance {}, {}made {}); nothing was made",
+                        "a snapshot named {name} exists but is not this slot's (of {}, {}made {}); nothing was made",
                         s.instance,
                         if s.source_arn.is_some() { "a copy, " } else { "" },
                         s.created_at.map(|c| c.to_string()).unwrap_or_else(|| "at an unknown time".into())
                     ),
                     retryable: false,
-                    hint: "delete that snapshot (RDS cannot rename one), then run the slot again".into(),
+                    hint: "delete that snapshot (a snapshot cannot be renamed), then run the slot again".into(),
                 })
             }
             None if exists => {
@@ -535,15 +536,18 @@ async fn record(holder: &Holder<'_>, made: Made, report: &mut TargetReport) {
             }
         }
     } else if made.info.has_failed() {
+        let kind = made.facts.kind.unwrap_or(DbKind::RdsInstance);
         let error = format!(
-            "RDS reports snapshot {} as {}; no backup was made for this slot",
-            made.info.id, made.info.status
+            "{} reports snapshot {} as {}; no backup was made for this slot",
+            kind.service(),
+            made.info.id,
+            made.info.status
         );
         let _ = catalog
             .fail(JOB, holder.target, slot, run_id, &error, Timestamp::now())
             .await;
         report.outcome = Outcome::Failed {
-            operation: "DescribeDBSnapshots".into(),
+            operation: kind.describe_op().into(),
             error,
             retryable: true,
         };
@@ -871,18 +875,18 @@ async fn copy_one(
     }
     let result: Result<CopyState> = async {
         let source = api::describe_snapshot(&clients.db(), kind, &name).await?.ok_or_else(|| Error::Aws {
-            operation: "DescribeDBSnapshots",
-            resource: format!("DB snapshot {name}"),
-            code: Some("DBSnapshotNotFound".into()),
+            operation: kind.describe_op(),
+            resource: format!("{} {name}", kind.snapshot_noun()),
+            code: None,
             message: "the snapshot to copy is gone".into(),
             retryable: false,
             hint: "nothing to copy for this slot".into(),
         })?;
         let mine = |c: &SnapshotInfo| c.source_arn.as_deref() == Some(source.arn.as_str());
         let not_mine = |c: &SnapshotInfo| Error::Aws {
-            operation: "CopyDBSnapshot",
-            resource: format!("DB snapshot {} in {}", c.id, replica.region),
-            code: Some("DBSnapshotAlreadyExists".into()),
+            operation: kind.copy_op(),
+            resource: format!("{} {} in {}", kind.snapshot_noun(), c.id, replica.region),
+            code: Some(kind.exists_code().into()),
             message: format!(
                 "a snapshot with the copy's name exists there and is not a copy of {} ({})",
                 source.arn,
@@ -915,10 +919,10 @@ async fn copy_one(
             Ok(CopyState::Available(format!("copy {} is available", copy.id)))
         } else if copy.has_failed() {
             Err(Error::Aws {
-                operation: "CopyDBSnapshot",
-                resource: format!("DB snapshot {} in {}", copy.id, replica.region),
+                operation: kind.copy_op(),
+                resource: format!("{} {} in {}", kind.snapshot_noun(), copy.id, replica.region),
                 code: None,
-                message: format!("RDS reports the copy as {}", copy.status),
+                message: format!("{} reports the copy as {}", kind.service(), copy.status),
                 retryable: false,
                 hint: format!(
                     "delete it ({}); the next run copies again",
@@ -974,7 +978,7 @@ pub(crate) async fn retain_target(
     let mut report = TargetReport::new(
         target.name(),
         Outcome::Failed {
-            operation: "DescribeDBSnapshots".into(),
+            operation: target.kind.describe_op().into(),
             error: String::new(),
             retryable: true,
         },
@@ -1193,7 +1197,7 @@ async fn retain_in(
             report.outcome = Outcome::Failed {
                 operation: match &e {
                     Error::Aws { operation, .. } => (*operation).to_owned(),
-                    _ => "DescribeDBSnapshots".into(),
+                    _ => target.kind.describe_op().into(),
                 },
                 error: format!("nothing deleted: the listing is incomplete: {e}"),
                 retryable: e.is_retryable(),

@@ -221,7 +221,7 @@ enum Command {
     /// which level it reached (proven, consistent, failed). Takes on the table's open drill if
     /// there is one. Exit 0 proven or consistent, 1 failed or not finished in time.
     Drill {
-        /// The table to drill.
+        /// The table to drill, or a database target (rds:<id>, aurora:<id>, elasticache:<id>).
         #[arg(long)]
         table: String,
         /// Leave the drill table in place for inspection (delete it yourself afterwards).

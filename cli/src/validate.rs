@@ -91,6 +91,9 @@ pub async fn drill(
     wait: SignedDuration,
     json: bool,
 ) -> Result<ExitCode, Error> {
+    if let Some(target) = backstop::db::DbTarget::parse(table) {
+        return drill_database(endpoint, target, catalog, keep, wait, json).await;
+    }
     // The validate job's settings (drill prefix, export bucket for the export of the backup's
     // moment), with this table and catalog.
     let request = JobRequest::from_payload(
@@ -185,6 +188,90 @@ pub async fn drill(
     }
     Ok(match done.level {
         Some(DrillLevel::Proven | DrillLevel::Consistent) if done.state == DrillState::Cleaned => {
+            ExitCode::SUCCESS
+        }
+        Some(_) => ExitCode::from(1),
+        None => {
+            eprintln!(
+                "the restore did not finish within {wait:#}; run the same command again (or let validate) to take the drill on"
+            );
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// `backstop drill --table rds:<id>` (or `aurora:`, `elasticache:`): the validate job's drill of
+/// one database now: its newest complete Backstop snapshot restored into a drill database,
+/// checked, measured and deleted. No `--keep`: a drill database costs by the hour, and the
+/// restore commands make a database to keep.
+async fn drill_database(
+    endpoint: Option<&str>,
+    target: backstop::db::DbTarget,
+    catalog: String,
+    keep: bool,
+    wait: SignedDuration,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    use backstop::db::drill::DbDrillCtx;
+    if keep {
+        return Err(Error::Payload(format!(
+            "--keep is for tables; to keep a restored copy of {target}, use backstop restore {} --snapshot … --to …",
+            target.kind.prefix()
+        )));
+    }
+    let prefix = std::env::var(backstop::settings::ENV_DRILL_TABLE_PREFIX)
+        .unwrap_or_else(|_| backstop::settings::DEFAULT_DRILL_TABLE_PREFIX.to_owned());
+    if prefix.len() < 3 {
+        return Err(Error::setting(
+            backstop::settings::ENV_DRILL_TABLE_PREFIX,
+            "must be at least 3 characters, so that it cannot match ordinary names by accident",
+        ));
+    }
+    let clients = Clients::from_config(&aws_config_for(endpoint).await);
+    let catalog = Catalog::new((*clients.dynamodb).clone(), catalog);
+    let run_id = format!("cli-{}", Timestamp::now().as_millisecond());
+    let ctx = DbDrillCtx {
+        clients: &clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: &run_id,
+    };
+    let name = target.name();
+    let now = Timestamp::now();
+    let open = match drill::due(
+        drill::latest(&catalog, &name).await?.as_ref(),
+        now,
+        SignedDuration::ZERO,
+    ) {
+        Due::Continue(d) => *d,
+        _ => ctx.begin(&target, now).await?.ok_or_else(|| {
+            Error::Local(format!(
+                "another run opened a drill of {name} just now; run again to take it on"
+            ))
+        })?,
+    };
+    if !json {
+        eprintln!(
+            "drilling {target}: {} into {}",
+            open.backup_arn, open.drill_table
+        );
+    }
+    let until = now.checked_add(wait).unwrap_or(Timestamp::MAX);
+    let done = ctx
+        .drive(open, until, std::time::Duration::from_secs(15))
+        .await?;
+    let report = DrillReport::of(&done);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!("drill of {name}: {}", report.line());
+    }
+    Ok(match done.level {
+        Some(DrillLevel::Consistent | DrillLevel::Proven) if done.state == DrillState::Cleaned => {
             ExitCode::SUCCESS
         }
         Some(_) => ExitCode::from(1),

@@ -823,6 +823,41 @@ async fn an_elasticache_group_is_restored_from_its_snapshot_into_a_new_group_onl
         all.contains(&format!("- elasticache:{id}: backed up as {snapshot}")),
         "{all}"
     );
+    // A drill now, from the command line: restored, checked, measured, deleted.
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "drill",
+            "--table",
+            &format!("elasticache:{id}"),
+        ],
+        &env,
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("drill of elasticache:{id}: CONSISTENT")),
+        "{all}"
+    );
+    assert!(all.contains("cache.t4g.small, available"), "{all}");
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "drill",
+            "--table",
+            &format!("elasticache:{id}"),
+            "--keep",
+        ],
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--keep is for tables"),
+        "{}",
+        text(&out)
+    );
     let to = format!("{prefix}sessions-r");
     let restore = |to: &str| {
         backstop(

@@ -115,9 +115,13 @@ pub fn judge(restored: &DbFacts, recorded: Option<&DbFacts>) -> (DrillLevel, Str
         (
             DrillLevel::Consistent,
             format!(
-                "{} {}, {}, available, as recorded with the snapshot; content not read (no Redis check)",
+                "{}{}, {}, available, as recorded with the snapshot; content not read (no Redis check)",
                 restored.engine.as_deref().unwrap_or("?"),
-                restored.engine_version.as_deref().unwrap_or("?"),
+                restored
+                    .engine_version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default(),
                 restored.instance_class.as_deref().unwrap_or("?")
             ),
         )

@@ -323,6 +323,37 @@ pub async fn export(endpoint: Option<&str>, a: ExportArgs) -> Result<ExitCode, E
     Ok(finish(&restored, a.json))
 }
 
+/// The AUTH token in `path` (surrounding white space dropped), checked against ElastiCache's
+/// rules so that a bad one is refused before anything is made. The token is never printed.
+pub fn read_auth_token(path: &std::path::Path) -> Result<backstop::db::rds::Secret, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Payload(format!(
+            "--auth-token-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    let bad = |why: &str| {
+        Error::Payload(format!(
+            "--auth-token-file {}: the token {why} (ElastiCache takes 16 to 128 printable ASCII characters, not @, \" or /)",
+            path.display()
+        ))
+    };
+    if token.len() < 16 || token.len() > 128 {
+        return Err(bad(&format!(
+            "is {} characters long",
+            token.chars().count()
+        )));
+    }
+    if !token
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '"' | '/'))
+    {
+        return Err(bad("holds a character ElastiCache refuses"));
+    }
+    Ok(backstop::db::rds::Secret::new(token.to_owned()))
+}
+
 pub struct RdsArgs {
     pub kind: backstop::db::DbKind,
     pub snapshot: Option<String>,

@@ -920,4 +920,85 @@ async fn an_elasticache_group_is_restored_from_its_snapshot_into_a_new_group_onl
             .any(|l| l["name"] == format!("elasticache:{id}") && l["kind"] == "database"),
         "{st:#}"
     );
+
+    // A source that asks for an AUTH token is never restored into an open group: without a
+    // token (or user groups) the restore is refused before anything is made.
+    let vault = format!("{prefix}vault");
+    ec.create_replication_group()
+        .replication_group_id(&vault)
+        .replication_group_description("vault")
+        .engine("redis")
+        .cache_node_type("cache.t4g.small")
+        .transit_encryption_enabled(true)
+        .at_rest_encryption_enabled(true)
+        .auth_token("the-sources-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let venv = [
+        ("BACKSTOP_CATALOG_TABLE", stack.catalog_table.as_str()),
+        ("BACKSTOP_ELASTICACHE_GROUPS", vault.as_str()),
+    ];
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "run",
+            "snapshot",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &venv,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let vsnap = format!("{vault}-backstop-20261121t060000z");
+    let vto = format!("{prefix}vault-r");
+    let restore_vault = |extra: &[&str]| {
+        let mut args = vec![
+            "--endpoint",
+            &endpoint,
+            "restore",
+            "elasticache",
+            "--snapshot",
+            &vsnap,
+            "--to",
+            &vto,
+        ];
+        args.extend_from_slice(extra);
+        backstop(&args, &venv)
+    };
+    let out = restore_vault(&[]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("asks clients for an AUTH token"), "{all}");
+    assert!(all.contains("--auth-token-file"), "{all}");
+    let none = ec
+        .describe_replication_groups()
+        .replication_group_id(&vto)
+        .send()
+        .await;
+    assert!(none.is_err(), "{none:?}");
+    let short = dir.join("short-token");
+    std::fs::write(&short, "tooshort\n").unwrap();
+    let out = restore_vault(&["--auth-token-file", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("16 to 128"), "{}", text(&out));
+    assert!(!text(&out).contains("tooshort"), "{}", text(&out));
+    let token = "the-restored-groups-own-token-42";
+    let good = dir.join("token");
+    std::fs::write(&good, format!("{token}\n")).unwrap();
+    let out = restore_vault(&["--auth-token-file", good.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(token), "{all}");
+    let g = ec
+        .describe_replication_groups()
+        .replication_group_id(&vto)
+        .send()
+        .await
+        .unwrap();
+    let g = &g.replication_groups()[0];
+    assert_eq!(g.auth_token_enabled(), Some(true), "{g:?}");
+    assert_eq!(g.transit_encryption_enabled(), Some(true), "{g:?}");
+    assert_eq!(g.at_rest_encryption_enabled(), Some(true), "{g:?}");
 }

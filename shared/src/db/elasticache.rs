@@ -41,6 +41,7 @@ fn not_found(e: &Error, codes: &[&str]) -> bool {
 }
 
 const GROUP_NOT_FOUND: &[&str] = &["ReplicationGroupNotFoundFault", "ReplicationGroupNotFound"];
+const CLUSTER_NOT_FOUND: &[&str] = &["CacheClusterNotFound", "CacheClusterNotFoundFault"];
 const SNAPSHOT_NOT_FOUND: &[&str] = &["SnapshotNotFoundFault", "SnapshotNotFound"];
 
 /// Pure: a snapshot as Backstop reads it. Its time is the earliest of its nodes'
@@ -137,6 +138,15 @@ pub fn group_facts(g: &ReplicationGroup, member: Option<&CacheCluster>) -> DbFac
         cache_nodes: i32::try_from(g.member_clusters().len()).ok(),
         node_groups: i32::try_from(g.node_groups().len()).ok(),
         cluster_mode: Some(cluster_mode),
+        transit_encryption: g.transit_encryption_enabled(),
+        auth_token: g.auth_token_enabled(),
+        user_groups: g.user_group_ids().to_vec(),
+        data_tiering: g
+            .data_tiering()
+            .map(|d| d.as_str().eq_ignore_ascii_case("enabled")),
+        automatic_failover: g
+            .automatic_failover()
+            .map(|a| a.as_str().eq_ignore_ascii_case("enabled")),
     }
 }
 
@@ -193,20 +203,35 @@ pub async fn describe_group(ec: &ElastiCache, id: &str) -> Result<Option<Replica
     }
 }
 
-/// A group's facts, with one of its clusters described for what only a cluster reports (a
-/// member that cannot be described leaves those facts unknown).
+/// A group's facts, with one of its clusters described for what only a cluster reports
+/// (engine version, subnet, parameter and security groups). A member ElastiCache no longer
+/// knows (replaced while the group changes) leaves those facts unknown; any other error is
+/// the caller's, so that a refused DescribeCacheClusters never records a partial shape.
 pub async fn describe_facts(ec: &ElastiCache, id: &str) -> Result<Option<DbFacts>> {
     let Some(g) = describe_group(ec, id).await? else {
         return Ok(None);
     };
     let member = match g.member_clusters().first() {
-        Some(m) => ec
+        Some(m) => match ec
             .describe_cache_clusters()
             .cache_cluster_id(m)
             .send()
             .await
-            .ok()
-            .and_then(|o| o.cache_clusters().first().cloned()),
+        {
+            Ok(o) => o.cache_clusters().first().cloned(),
+            Err(e) => {
+                let e = Error::aws(
+                    "DescribeCacheClusters",
+                    format!("cache cluster {m} of ElastiCache replication group {id}"),
+                    e,
+                );
+                if not_found(&e, CLUSTER_NOT_FOUND) {
+                    None
+                } else {
+                    return Err(e);
+                }
+            }
+        },
         None => None,
     };
     Ok(Some(group_facts(&g, member.as_ref())))
@@ -410,9 +435,14 @@ pub async fn delete_snapshot(ec: &ElastiCache, name: &str) -> Result<crate::back
 }
 
 /// CreateReplicationGroup seeded from `snapshot` into `new_id`, which must not exist
-/// (ElastiCache refuses an identifier in use). Shaped like the source: node type, subnet and
-/// parameter groups, security groups, port, and its nodes (`cache_nodes` clusters, or
-/// `node_groups` shards with the same replicas each when cluster mode is on).
+/// (ElastiCache refuses an identifier in use). Shaped like the source: engine and version,
+/// node type, subnet and parameter groups, security groups, port, its nodes (`cache_nodes`
+/// clusters, or `node_groups` shards with the same replicas each when cluster mode is on),
+/// data tiering, failover (cluster mode follows from the parameter group, kept even when it
+/// is a default one, and the shards), and its protection: encryption at rest (with its KMS
+/// key) and in transit, and its access control (the source's RBAC user groups, or an AUTH
+/// token). A source that asks for AUTH is never restored into a group that does not: without a
+/// token or user groups the restore is refused before anything is made.
 pub async fn restore_from_snapshot(
     ec: &ElastiCache,
     snapshot: &str,
@@ -420,13 +450,30 @@ pub async fn restore_from_snapshot(
     shape: &RestoreShape,
     tags: Vec<(String, String)>,
 ) -> Result<()> {
+    let resource = format!("ElastiCache replication group {new_id} (from snapshot {snapshot})");
+    if shape.source_auth == Some(true) && shape.auth_token.is_none() && shape.user_groups.is_empty()
+    {
+        return Err(Error::refused(
+            "CreateReplicationGroup",
+            format!("{resource}: the source asks clients for an AUTH token, and the new group would ask for none"),
+            "give the new group's token in a file (--auth-token-file) or its RBAC user groups (--user-groups)",
+        ));
+    }
     let nodes = shape.cache_nodes.unwrap_or(1).max(1);
+    let user_groups = (!shape.user_groups.is_empty()).then(|| shape.user_groups.clone());
+    // AUTH and RBAC both need TLS.
+    let transit = if shape.auth_token.is_some() || user_groups.is_some() {
+        Some(true)
+    } else {
+        shape.transit_encryption
+    };
     let mut req = ec
         .create_replication_group()
         .replication_group_id(new_id)
         .replication_group_description(format!("Backstop restore of snapshot {snapshot}"))
         .snapshot_name(snapshot)
         .set_engine(shape.engine.clone())
+        .set_engine_version(shape.engine_version.clone())
         .set_cache_node_type(shape.instance_class.clone())
         .set_cache_subnet_group_name(shape.subnet_group.clone())
         .set_cache_parameter_group_name(shape.parameter_group.clone())
@@ -434,23 +481,45 @@ pub async fn restore_from_snapshot(
             (!shape.security_groups.is_empty()).then(|| shape.security_groups.clone()),
         )
         .set_port(shape.port)
+        .set_at_rest_encryption_enabled(shape.encrypted)
+        .set_kms_key_id(
+            shape
+                .kms_key_id
+                .clone()
+                .filter(|_| shape.encrypted == Some(true)),
+        )
+        .set_transit_encryption_enabled(transit)
+        .set_auth_token(
+            shape
+                .auth_token
+                .as_ref()
+                .filter(|_| user_groups.is_none())
+                .map(|t| t.expose().to_owned()),
+        )
+        .set_user_group_ids(user_groups)
+        .set_data_tiering_enabled(shape.data_tiering)
         .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()));
     if shape.cluster_mode == Some(true) {
         let groups = shape.node_groups.unwrap_or(1).max(1);
+        let replicas = (nodes / groups - 1).max(0);
         req = req
             .num_node_groups(groups)
-            .replicas_per_node_group((nodes / groups - 1).max(0))
-            .automatic_failover_enabled(true);
+            .replicas_per_node_group(replicas)
+            .automatic_failover_enabled(true)
+            .set_multi_az_enabled(shape.multi_az.filter(|_| replicas > 0));
     } else {
         req = req.num_cache_clusters(nodes);
+        // Failover and Multi-AZ need a replica: a one-node group (a drill's) has neither.
+        if nodes > 1 {
+            let failover = shape.automatic_failover.unwrap_or(false);
+            req = req
+                .automatic_failover_enabled(failover)
+                .multi_az_enabled(failover && shape.multi_az.unwrap_or(false));
+        }
     }
-    req.send().await.map_err(|e| {
-        Error::aws(
-            "CreateReplicationGroup",
-            format!("ElastiCache replication group {new_id} (from snapshot {snapshot})"),
-            e,
-        )
-    })?;
+    req.send()
+        .await
+        .map_err(|e| Error::aws("CreateReplicationGroup", resource, e))?;
     Ok(())
 }
 
@@ -524,7 +593,71 @@ pub async fn list_for_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_elasticache::types::NodeSnapshot;
+    use aws_sdk_elasticache::types::{AutomaticFailoverStatus, DataTieringStatus, NodeSnapshot};
+
+    #[test]
+    fn a_groups_protection_is_recorded_and_a_restore_shaped_by_it_never_shows_a_token() {
+        let g = ReplicationGroup::builder()
+            .replication_group_id("vault")
+            .at_rest_encryption_enabled(true)
+            .kms_key_id("key-1")
+            .transit_encryption_enabled(true)
+            .auth_token_enabled(true)
+            .user_group_ids("app-users")
+            .data_tiering(DataTieringStatus::Enabled)
+            .automatic_failover(AutomaticFailoverStatus::Enabled)
+            .build();
+        let member = CacheCluster::builder()
+            .engine_version("7.1.0")
+            .cache_parameter_group(
+                aws_sdk_elasticache::types::CacheParameterGroupStatus::builder()
+                    .cache_parameter_group_name("default.redis7.cluster.on")
+                    .build(),
+            )
+            .build();
+        let facts = group_facts(&g, Some(&member));
+        assert_eq!(facts.encrypted, Some(true));
+        assert_eq!(facts.kms_key_id.as_deref(), Some("key-1"));
+        assert_eq!(facts.transit_encryption, Some(true));
+        assert_eq!(facts.auth_token, Some(true));
+        assert_eq!(facts.user_groups, vec!["app-users".to_owned()]);
+        assert_eq!(facts.data_tiering, Some(true));
+        assert_eq!(facts.automatic_failover, Some(true));
+        let shape = RestoreShape::from_source(
+            &facts,
+            &RestoreShape {
+                auth_token: Some(crate::db::rds::Secret::new("s3cret-s3cret-s3cret".into())),
+                ..RestoreShape::default()
+            },
+        );
+        // An ElastiCache default parameter group is kept: it is what sets cluster mode.
+        assert_eq!(
+            shape.parameter_group.as_deref(),
+            Some("default.redis7.cluster.on")
+        );
+        assert_eq!(shape.engine_version.as_deref(), Some("7.1.0"));
+        assert_eq!(shape.source_auth, Some(true));
+        assert_eq!(shape.user_groups, vec!["app-users".to_owned()]);
+        let shown = format!("{shape:?} {}", serde_json::to_string(&shape).unwrap());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            shape.auth_token.as_ref().map(|t| t.expose()),
+            Some("s3cret-s3cret-s3cret")
+        );
+        // An RDS engine's default group is left to the restore.
+        let rds = DbFacts {
+            kind: Some(DbKind::RdsInstance),
+            parameter_group: Some("default.postgres16".into()),
+            ..DbFacts::default()
+        };
+        assert_eq!(
+            RestoreShape::from_source(&rds, &RestoreShape::default()).parameter_group,
+            None
+        );
+        let a = crate::db::rds::Secret::random();
+        assert_eq!(a.expose().len(), 64);
+        assert_ne!(a, crate::db::rds::Secret::random());
+    }
 
     fn at(s: &str) -> aws_smithy_types::DateTime {
         aws_smithy_types::DateTime::from_secs(s.parse::<Timestamp>().unwrap().as_second())

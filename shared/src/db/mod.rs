@@ -290,6 +290,21 @@ pub struct DbFacts {
     /// ElastiCache: whether cluster mode is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_mode: Option<bool>,
+    /// ElastiCache: encryption in transit (TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit_encryption: Option<bool>,
+    /// ElastiCache: whether clients must give an AUTH token (the token itself is never read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<bool>,
+    /// ElastiCache: the RBAC user groups that control access.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_groups: Vec<String>,
+    /// ElastiCache: data tiering (r6gd nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_tiering: Option<bool>,
+    /// ElastiCache: automatic failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_failover: Option<bool>,
 }
 
 /// What the guard expects of every selected database.

@@ -502,6 +502,62 @@ pub struct RestoreShape {
     pub engine: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_mode: Option<bool>,
+    /// ElastiCache: the source's engine version (a restore otherwise takes the newest, which
+    /// an older parameter group's family refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// ElastiCache: encryption at rest and its KMS key, encryption in transit, data tiering
+    /// and automatic failover, as the source has them (an RDS snapshot carries its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit_encryption: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_tiering: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_failover: Option<bool>,
+    /// ElastiCache: whether the source asks clients for an AUTH token. A restore of such a
+    /// source needs `auth_token` or `user_groups`: it never makes an open copy of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_auth: Option<bool>,
+    /// ElastiCache: the new group's AUTH token. Never recorded, printed or logged.
+    #[serde(skip)]
+    pub auth_token: Option<Secret>,
+    /// ElastiCache: the RBAC user groups of the new group (default the source's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_groups: Vec<String>,
+}
+
+/// A value that must not be shown: `Debug` prints only that it is set.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// A random token of 64 hexadecimal digits (256 bits), for a group nobody connects to.
+    pub fn random() -> Secret {
+        Secret(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+
+    /// The value itself, for the one request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl RestoreShape {
@@ -516,12 +572,14 @@ impl RestoreShape {
                 .subnet_group
                 .clone()
                 .or_else(|| facts.subnet_group.clone()),
-            // The engine's default groups are left out: a restore takes them anyway.
+            // An RDS engine's default groups are left out: a restore takes them anyway. An
+            // ElastiCache group keeps its own, default or not: default.redis7.cluster.on is
+            // what makes a restore cluster mode on.
             parameter_group: given.parameter_group.clone().or_else(|| {
-                facts
-                    .parameter_group
-                    .clone()
-                    .filter(|g| !g.starts_with("default."))
+                facts.parameter_group.clone().filter(|g| {
+                    facts.kind == Some(super::DbKind::ElastiCacheGroup)
+                        || !g.starts_with("default.")
+                })
             }),
             option_group: given.option_group.clone().or_else(|| {
                 facts
@@ -542,6 +600,25 @@ impl RestoreShape {
             node_groups: given.node_groups.or(facts.node_groups),
             engine: given.engine.clone().or_else(|| facts.engine.clone()),
             cluster_mode: given.cluster_mode.or(facts.cluster_mode),
+            engine_version: given
+                .engine_version
+                .clone()
+                .or_else(|| facts.engine_version.clone()),
+            encrypted: given.encrypted.or(facts.encrypted),
+            kms_key_id: given
+                .kms_key_id
+                .clone()
+                .or_else(|| facts.kms_key_id.clone()),
+            transit_encryption: given.transit_encryption.or(facts.transit_encryption),
+            data_tiering: given.data_tiering.or(facts.data_tiering),
+            automatic_failover: given.automatic_failover.or(facts.automatic_failover),
+            source_auth: given.source_auth.or(facts.auth_token),
+            auth_token: given.auth_token.clone(),
+            user_groups: if given.user_groups.is_empty() {
+                facts.user_groups.clone()
+            } else {
+                given.user_groups.clone()
+            },
         }
     }
 }

@@ -1718,3 +1718,174 @@ async fn a_lost_elasticache_create_answer_adopts_the_snapshot_and_a_refused_one_
     assert_eq!(group_snapshots_of(ec, &failing).await.len(), 1);
     assert_eq!(group_snapshots_of(ec, &lost).await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_elasticache_drill_keeps_the_sources_encryption_and_access_control() {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let ec = &h.clients.elasticache;
+    let (vault, rbac) = (h.name("vault"), h.name("rbac"));
+    let key = "0b1c2d3e-1111-2222-3333-444455556666";
+    let token = "the-sources-own-token-0123456789";
+    // Encrypted at rest with a customer key and in transit, clients giving an AUTH token.
+    ec.create_replication_group()
+        .replication_group_id(&vault)
+        .replication_group_description("vault")
+        .engine("redis")
+        .engine_version("7.1")
+        .cache_node_type("cache.r6gd.xlarge")
+        .num_cache_clusters(2)
+        .replicas_per_node_group(1)
+        .at_rest_encryption_enabled(true)
+        .kms_key_id(key)
+        .transit_encryption_enabled(true)
+        .auth_token(token)
+        .data_tiering_enabled(true)
+        .send()
+        .await
+        .unwrap();
+    // Access through RBAC user groups.
+    ec.create_replication_group()
+        .replication_group_id(&rbac)
+        .replication_group_description("rbac")
+        .engine("redis")
+        .cache_node_type("cache.t4g.small")
+        .num_cache_clusters(2)
+        .replicas_per_node_group(1)
+        .transit_encryption_enabled(true)
+        .user_group_ids("app-users")
+        .send()
+        .await
+        .unwrap();
+    let env = h.env(&[
+        (settings::ENV_ELASTICACHE_GROUPS, &format!("{vault},{rbac}")),
+        (settings::ENV_DRILLS_PER_RUN, "2"),
+    ]);
+    let slot = ScheduleSlot::new(this_hour().parse().unwrap());
+    let r = run_with(
+        &clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": slot.to_string()}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    // What was recorded says how the source is protected, never its token.
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let rec = catalog
+        .get(JobKind::Snapshot, &format!("elasticache:{vault}"), &slot)
+        .await
+        .unwrap()
+        .unwrap();
+    let shape = rec.table_shape.clone().unwrap();
+    assert!(!shape.to_string().contains(token), "{shape}");
+    let facts: backstop::db::DbFacts = serde_json::from_value(shape).unwrap();
+    assert_eq!(facts.encrypted, Some(true), "{facts:?}");
+    assert_eq!(facts.kms_key_id.as_deref(), Some(key));
+    assert_eq!(facts.transit_encryption, Some(true));
+    assert_eq!(facts.auth_token, Some(true));
+    assert_eq!(facts.data_tiering, Some(true));
+
+    let v = validate_with(&clients, &env, json!({"slot": slot.to_string()})).await;
+    let report = serde_json::to_string(&v).unwrap();
+    let creates = proxy.requests("CreateReplicationGroup");
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    for (id, want) in [(&vault, "vault"), (&rbac, "rbac")] {
+        let t = target(&v, &format!("elasticache:{id}"));
+        let drill = t.validation.as_ref().unwrap().drill.as_ref().unwrap();
+        assert_eq!(
+            drill.level,
+            Some(backstop::drill::DrillLevel::Consistent),
+            "{drill:?}"
+        );
+        assert_eq!(drill.state, backstop::drill::DrillState::Cleaned);
+        let body = creates
+            .iter()
+            .find(|b| b.contains(&format!("ReplicationGroupId={}", drill.drill_table)))
+            .unwrap_or_else(|| panic!("{creates:?}"));
+        assert!(body.contains("TransitEncryptionEnabled=true"), "{body}");
+        if want == "vault" {
+            assert!(body.contains("AtRestEncryptionEnabled=true"), "{body}");
+            assert!(body.contains(&format!("KmsKeyId={key}")), "{body}");
+            // The recorded version when one was read (moto's member clusters cannot be
+            // described, so there it is unknown and ElastiCache's default applies).
+            match &facts.engine_version {
+                Some(v) => assert!(body.contains(&format!("EngineVersion={v}")), "{body}"),
+                None => assert!(!body.contains("EngineVersion="), "{body}"),
+            }
+            assert!(body.contains("DataTieringEnabled=true"), "{body}");
+            // A token of its own that nobody keeps: never the source's, never reported.
+            let drill_token = body
+                .split('&')
+                .find_map(|p| p.strip_prefix("AuthToken="))
+                .unwrap_or_else(|| panic!("no AuthToken: {body}"));
+            assert_eq!(drill_token.len(), 64, "{body}");
+            assert_ne!(drill_token, token);
+            assert!(!report.contains(drill_token));
+            assert!(!drill.detail.contains(drill_token));
+        } else {
+            assert!(body.contains("UserGroupIds.member.1=app-users"), "{body}");
+            assert!(!body.contains("AuthToken="), "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_drill_name_someone_else_holds_is_neither_adopted_nor_deleted() {
+    let h = Harness::new().await;
+    let ec = &h.clients.elasticache;
+    let id = h.name("cache");
+    create_group(ec, &id, &[], 7).await;
+    let env = h.env(&[(settings::ENV_ELASTICACHE_GROUPS, &id)]);
+    let slot = ScheduleSlot::new(this_hour().parse().unwrap());
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": slot.to_string()}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let ctx = backstop::db::drill::DbDrillCtx {
+        clients: &h.clients,
+        catalog: &catalog,
+        prefix: "backstop-drill-",
+        run_id: "stranger-test",
+    };
+    let target = backstop::db::DbTarget::elasticache(id.clone());
+    let drill = ctx
+        .begin(&target, jiff::Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Someone holds the drill's name: a group with a drill tag, but not of this source.
+    create_group(
+        ec,
+        &drill.drill_table,
+        &[("backstop:drill", "true"), ("backstop:drill-of", "other")],
+        0,
+    )
+    .await;
+    let verified = ctx.step(&drill).await.unwrap();
+    assert_eq!(verified.state, backstop::drill::DrillState::Verified);
+    assert_eq!(verified.level, Some(backstop::drill::DrillLevel::Failed));
+    assert!(
+        verified.detail.contains("is not this drill's"),
+        "{}",
+        verified.detail
+    );
+    let cleaned = ctx.step(&verified).await.unwrap();
+    assert_eq!(cleaned.state, backstop::drill::DrillState::Cleaned);
+    assert!(
+        cleaned.detail.contains("left alone, not deleted"),
+        "{}",
+        cleaned.detail
+    );
+    let held = backstop::db::elasticache::describe_group(ec, &drill.drill_table)
+        .await
+        .unwrap()
+        .and_then(|g| g.status().map(str::to_owned));
+    assert_eq!(held.as_deref(), Some("available"));
+}

@@ -277,6 +277,28 @@ pub async fn restore_to_point_in_time(
     }
 }
 
+/// The tags of an instance, cluster or group (`None`: it does not exist): what a drill reads
+/// before it takes a name as its own or deletes it.
+pub async fn tags_of(client: &DbClient, t: &DbTarget) -> Result<Option<Vec<(String, String)>>> {
+    match t.kind {
+        DbKind::RdsInstance => Ok(rds::describe_instance(&client.rds, &t.id)
+            .await?
+            .map(|i| rds::tags(i.tag_list()))),
+        DbKind::AuroraCluster => Ok(aurora::describe_cluster(&client.rds, &t.id)
+            .await?
+            .map(|c| rds::tags(c.tag_list()))),
+        DbKind::ElastiCacheGroup => {
+            match elasticache::describe_group(&client.elasticache, &t.id).await? {
+                None => Ok(None),
+                Some(g) => match g.arn() {
+                    Some(arn) => Ok(Some(elasticache::tags_of(&client.elasticache, arn).await?)),
+                    None => Ok(Some(Vec::new())),
+                },
+            }
+        }
+    }
+}
+
 /// Deletes a drill instance or cluster, without a final snapshot. Safe to repeat.
 pub async fn delete_drill(client: &DbClient, kind: DbKind, id: &str) -> Result<()> {
     match kind {

@@ -16,7 +16,7 @@
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
 
-use super::rds::RestoreShape;
+use super::rds::{RestoreShape, Secret};
 use super::{api, DbKind};
 use super::{DbFacts, DbTarget};
 use crate::aws::Clients;
@@ -54,6 +54,38 @@ pub fn drill_instance_name(prefix: &str, id: &str, at: Timestamp, max: usize) ->
     let head: String = id.chars().take(room).collect();
     let head = head.trim_end_matches('-');
     format!("{prefix}{head}-{}", &hash[..8])
+}
+
+/// Pure: whether the drill prefix makes valid names of `kind`: the prefix, one character of
+/// the source and "-" and 8 hex digits must fit the service's identifier rules and length.
+pub fn check_prefix(prefix: &str, kind: DbKind) -> Result<()> {
+    let (max, service) = (kind.max_id(), kind.service());
+    super::check_identifier(prefix.trim_end_matches('-'), max)
+        .and_then(|()| {
+            (prefix.len() + 10 <= max).then_some(()).ok_or_else(|| {
+                format!(
+                    "{:?} leaves no room for the source's name and the drill's 9-character suffix in {service}'s {max}",
+                    prefix
+                )
+            })
+        })
+        .map_err(|rule| {
+            let what = match kind {
+                DbKind::RdsInstance => "instances",
+                DbKind::AuroraCluster => "clusters",
+                DbKind::ElastiCacheGroup => "replication groups",
+            };
+            Error::setting(
+                crate::settings::ENV_DRILL_TABLE_PREFIX,
+                format!("database drills name {what} with it, and {service} refuses it: {rule}"),
+            )
+        })
+}
+
+/// Pure: whether tags mark a drill instance, cluster or group of `source`.
+pub fn is_drill_of(tags: &[(String, String)], source: &str) -> bool {
+    let has = |k: &str, v: &str| tags.iter().any(|(tk, tv)| tk == k && tv == v);
+    has(TAG_DRILL, "true") && has(TAG_DRILL_OF, source)
 }
 
 /// Pure: the snapshot identifier an RDS snapshot ARN names (`arn:…:snapshot:<id>`).
@@ -152,12 +184,7 @@ impl DbDrillCtx<'_> {
     /// Starts a drill of `target` from its newest complete snapshot (state `started`). `None`
     /// when another run opened one first.
     pub async fn begin(&self, target: &DbTarget, now: Timestamp) -> Result<Option<Drill>> {
-        super::check_identifier(self.prefix.trim_end_matches('-'), 63).map_err(|rule| {
-            Error::setting(
-                crate::settings::ENV_DRILL_TABLE_PREFIX,
-                format!("database drills name instances with it, and RDS refuses it: {rule}"),
-            )
-        })?;
+        check_prefix(self.prefix, target.kind)?;
         let records = self
             .catalog
             .list_targets(crate::settings::JobKind::Snapshot, Some(&target.name()))
@@ -224,10 +251,14 @@ impl DbDrillCtx<'_> {
             )));
         };
         let kind = source.kind;
+        let drill_target = DbTarget {
+            kind,
+            id: drill.drill_table.clone(),
+        };
         match drill.state {
             DrillState::Started => {
                 let facts = self.recorded(drill).await?.unwrap_or_default();
-                let shape = RestoreShape::from_source(
+                let mut shape = RestoreShape::from_source(
                     &facts,
                     &RestoreShape {
                         deletion_protection: Some(false),
@@ -240,6 +271,11 @@ impl DbDrillCtx<'_> {
                         ..RestoreShape::default()
                     },
                 );
+                if shape.source_auth == Some(true) && shape.user_groups.is_empty() {
+                    // The drill group asks for AUTH as its source does, with a token nobody
+                    // keeps (a drill reads no content).
+                    shape.auth_token = Some(Secret::random());
+                }
                 let tags = vec![
                     (TAG_DRILL.to_owned(), "true".to_owned()),
                     (TAG_DRILL_OF.to_owned(), source.id.clone()),
@@ -256,8 +292,22 @@ impl DbDrillCtx<'_> {
                 {
                     Ok(_) => next.state = DrillState::Active,
                     Err(e) if api::is_target_taken(&e) => {
-                        // An earlier attempt's restore was accepted: the name is this drill's.
-                        next.state = DrillState::Active
+                        // An earlier attempt's restore was accepted when the name carries this
+                        // drill's tags; one that does not is someone else's and is left alone.
+                        match api::tags_of(client, &drill_target).await? {
+                            None => return Ok(drill.clone()),
+                            Some(tags) if is_drill_of(&tags, &source.id) => {
+                                next.state = DrillState::Active
+                            }
+                            Some(_) => {
+                                next.state = DrillState::Verified;
+                                next.level = Some(DrillLevel::Failed);
+                                tdrill::note(
+                                    &mut next.detail,
+                                    format!("{} exists and is not this drill's: {e}", drill_target),
+                                );
+                            }
+                        }
                     }
                     Err(e) if e.is_retryable() => return Err(e),
                     Err(e) => {
@@ -267,15 +317,7 @@ impl DbDrillCtx<'_> {
                     }
                 }
             }
-            DrillState::Active => match api::describe(
-                client,
-                &DbTarget {
-                    kind,
-                    id: drill.drill_table.clone(),
-                },
-            )
-            .await?
-            {
+            DrillState::Active => match api::describe(client, &drill_target).await? {
                 None => {
                     next.state = DrillState::Verified;
                     next.level = Some(DrillLevel::Failed);
@@ -314,7 +356,21 @@ impl DbDrillCtx<'_> {
                         drill.drill_table, self.prefix
                     )));
                 }
-                api::delete_drill(client, kind, &drill.drill_table).await?;
+                // Deleted only when it carries this drill's tags: a name someone else took
+                // is left to them (the operator's own credentials may run a CLI drill).
+                match api::tags_of(client, &drill_target).await? {
+                    None => {}
+                    Some(tags) if is_drill_of(&tags, &source.id) => {
+                        api::delete_drill(client, kind, &drill.drill_table).await?
+                    }
+                    Some(_) => tdrill::note(
+                        &mut next.detail,
+                        format!(
+                            "{drill_target} lacks this drill's tags ({TAG_DRILL}=true, {TAG_DRILL_OF}={}): left alone, not deleted",
+                            source.id
+                        ),
+                    ),
+                }
                 next.state = DrillState::Cleaned;
                 next.cleaned_at = Some(Timestamp::now());
             }
@@ -405,6 +461,28 @@ impl DbDrillCtx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_too_long_for_the_kind_is_a_setting_error_and_tags_name_the_drills_source() {
+        let p30 = format!("{}-", "d".repeat(30));
+        assert!(check_prefix("backstop-drill-", DbKind::ElastiCacheGroup).is_ok());
+        assert!(check_prefix(&p30, DbKind::RdsInstance).is_ok());
+        let e = check_prefix(&p30, DbKind::ElastiCacheGroup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ElastiCache") && e.contains("40"), "{e}");
+        assert!(e.contains(crate::settings::ENV_DRILL_TABLE_PREFIX), "{e}");
+        assert!(check_prefix("Drill-", DbKind::RdsInstance).is_err());
+        let tags = |of: &str| {
+            vec![
+                (TAG_DRILL.to_owned(), "true".to_owned()),
+                (TAG_DRILL_OF.to_owned(), of.to_owned()),
+            ]
+        };
+        assert!(is_drill_of(&tags("app"), "app"));
+        assert!(!is_drill_of(&tags("other"), "app"));
+        assert!(!is_drill_of(&tags("app")[1..], "app"));
+    }
 
     #[test]
     fn drill_instance_names_are_valid_distinct_and_carry_the_prefix() {

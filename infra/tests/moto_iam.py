@@ -395,28 +395,43 @@ def _elasticache(req, action):
     group = _first(data, "ReplicationGroupId")
     snap = _first(data, "SnapshotName")
     tagged = any(k.startswith("Tags.") for k in data)
+    # The tags a create asks for, as AWS gives them to IAM: aws:RequestTag/<key>, aws:TagKeys.
+    asked = {}
+    for k in data:
+        m = re.fullmatch(r"Tags\.(?:Tag|member)\.(\d+)\.Key", k)
+        if m:
+            asked[_first(data, k)] = _first(data, f"Tags.{k.split('.')[1]}.{m.group(1)}.Value") or ""
+    request_tags = {f"aws:RequestTag/{k}": v for k, v in asked.items()}
+    if asked:
+        request_tags["aws:TagKeys"] = sorted(asked)
     if op in ("DescribeReplicationGroups", "DescribeCacheClusters", "DescribeSnapshots", "ListTagsForResource"):
         return [(action, "*", {})]
     if op == "CreateSnapshot":
         source = arn("replicationgroup", group) if group else arn("cluster", _first(data, "CacheClusterId"))
-        needs = [(action, source, _elasticache_tags(req, source)), (action, arn("snapshot", snap), {})]
+        needs = [
+            (action, source, {**_elasticache_tags(req, source), **request_tags}),
+            (action, arn("snapshot", snap), dict(request_tags)),
+        ]
         new = arn("snapshot", snap)
     elif op == "DeleteSnapshot":
         return [(action, arn("snapshot", snap), _elasticache_tags(req, arn("snapshot", snap)))]
     elif op == "CreateReplicationGroup":
         new = arn("replicationgroup", group)
-        needs = [(action, new, {}), (action, arn("cluster", f"{group}-001"), {})]
+        needs = [(action, new, dict(request_tags)), (action, arn("cluster", f"{group}-001"), dict(request_tags))]
         if snap:
-            needs.append((action, arn("snapshot", snap), _elasticache_tags(req, arn("snapshot", snap))))
+            needs.append((action, arn("snapshot", snap), {**_elasticache_tags(req, arn("snapshot", snap)), **request_tags}))
         for field, kind in (("CacheSubnetGroupName", "subnetgroup"), ("CacheParameterGroupName", "parametergroup")):
             if _first(data, field):
-                needs.append((action, arn(kind, _first(data, field)), {}))
+                needs.append((action, arn(kind, _first(data, field)), dict(request_tags)))
+        for k in data:
+            if re.fullmatch(r"UserGroupIds\.member\.\d+", k):
+                needs.append((action, arn("usergroup", _first(data, k)), dict(request_tags)))
     elif op == "DeleteReplicationGroup":
         return [(action, arn("replicationgroup", group), _elasticache_tags(req, arn("replicationgroup", group)))]
     else:
         raise Unmapped(action)
     if tagged:
-        needs.append(("elasticache:AddTagsToResource", new, {}))
+        needs.append(("elasticache:AddTagsToResource", new, dict(request_tags)))
     return needs
 
 

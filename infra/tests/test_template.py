@@ -2264,17 +2264,33 @@ def test_elasticache_rights_only_where_groups_are_selected_and_scoped_to_them():
     by_name, by_tag = Stack(CACHE_BY_NAME), Stack(CACHE_BY_TAG)
     # Snapshots of the named groups only, or of those with the tag.
     (st,) = [s for s in by_name.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "SnapshotCaches"]
-    assert st["Resource"] == ["arn:*:elasticache:*:*:replicationgroup:sessions", "arn:*:elasticache:*:*:replicationgroup:carts"], st
+    assert st["Resource"] == [
+        "arn:*:elasticache:*:*:replicationgroup:sessions",
+        "arn:*:elasticache:*:*:replicationgroup:carts",
+        "arn:*:elasticache:*:*:cluster:sessions-*",
+        "arn:*:elasticache:*:*:cluster:carts-*",
+    ], st
     assert st["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}, st
     (st,) = [s for s in by_tag.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "SnapshotCaches"]
     assert st["Condition"]["StringEquals"]["aws:ResourceTag/backup:plan"] == "6h", st
+    # Backstop's snapshot names only, and only when the request tags them as Backstop's.
+    (st,) = [s for s in by_name.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "NameCacheSnapshots"]
+    assert st["Resource"] == "arn:aws:elasticache:us-east-1:123456789012:snapshot:*-backstop-*", st
+    assert st["Condition"] == {"StringEquals": {"aws:RequestTag/backstop:managed": "true"}}, st
+    # A drill group is created and tagged only when the request tags it as a drill.
+    for action in ("elasticache:CreateReplicationGroup", "elasticache:AddTagsToResource"):
+        (st,) = by_name.statements_with("ValidateFunctionRole", action)
+        assert st["Condition"] == {"StringEquals": {"aws:RequestTag/backstop:drill": "true"}}, (action, st)
     # Retention deletes Backstop's tagged snapshots of those groups only, and nothing else.
     (st,) = by_name.statements_with("RetentionFunctionRole", "elasticache:DeleteSnapshot")
     assert st["Resource"] == ["arn:*:elasticache:*:*:snapshot:sessions-backstop-*", "arn:*:elasticache:*:*:snapshot:carts-backstop-*"], st
     assert st["Condition"]["StringEquals"]["aws:ResourceTag/backstop:managed"] == "true", st
     # The drill deletes only tagged drill groups; no role but retention deletes a snapshot.
     (st,) = by_name.statements_with("ValidateFunctionRole", "elasticache:DeleteReplicationGroup")
-    assert st["Resource"] == "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:backstop-drill-*", st
+    assert st["Resource"] == [
+        "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:backstop-drill-*",
+        "arn:aws:elasticache:us-east-1:123456789012:cluster:backstop-drill-*",
+    ], st
     assert st["Condition"] == {"StringEquals": {"aws:ResourceTag/backstop:drill": "true"}}, st
     for role in FUNCTION_ROLES:
         if role != "RetentionFunctionRole":

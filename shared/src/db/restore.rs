@@ -125,8 +125,9 @@ pub async fn source_facts(
         }
         None => {
             notes.push(format!(
-                "{} no longer exists and the catalog has no record of it: RDS's defaults apply where nothing was given",
-                source.id
+                "{} no longer exists and the catalog has no record of it: {}'s defaults apply where nothing was given",
+                source.id,
+                source.kind.service()
             ));
             Ok(None)
         }
@@ -238,8 +239,13 @@ pub async fn wait_available(
                         "the restored database is {status}: it will not become available"
                     ),
                     retryable: false,
-                    hint: "read its events (aws rds describe-events); delete it and restore again"
-                        .into(),
+                    hint: match target.kind {
+                        DbKind::ElastiCacheGroup => {
+                            "read its events (aws elasticache describe-events); delete it and restore again"
+                        }
+                        _ => "read its events (aws rds describe-events); delete it and restore again",
+                    }
+                    .into(),
                 })
             }
             _ if Timestamp::now() >= until => {
@@ -247,11 +253,19 @@ pub async fn wait_available(
                     operation: "describe",
                     resource: target.to_string(),
                     code: None,
-                    message: "not available within --wait; RDS goes on restoring it".into(),
+                    message: format!(
+                        "not available within --wait; {} goes on restoring it",
+                        target.kind.service()
+                    ),
                     retryable: true,
-                    hint:
-                        "aws rds wait db-instance-available (or watch aws rds describe-db-clusters)"
-                            .into(),
+                    hint: match target.kind {
+                        DbKind::RdsInstance => "aws rds wait db-instance-available",
+                        DbKind::AuroraCluster => "watch aws rds describe-db-clusters",
+                        DbKind::ElastiCacheGroup => {
+                            "watch aws elasticache describe-replication-groups"
+                        }
+                    }
+                    .into(),
                 })
             }
             _ => tokio::time::sleep(poll).await,

@@ -553,8 +553,10 @@ async fn record(holder: &Holder<'_>, made: Made, report: &mut TargetReport) {
         };
     } else {
         let note = format!(
-            "snapshot {} is {} (RDS is still making it); a later run records its completion",
-            made.info.id, made.info.status
+            "snapshot {} is {} ({} is still making it); a later run records its completion",
+            made.info.id,
+            made.info.status,
+            made.facts.kind.unwrap_or(DbKind::RdsInstance).service()
         );
         match catalog
             .hand_off_backup(JOB, holder.target, slot, run_id, &backup, &note, Timestamp::now())

@@ -799,13 +799,13 @@ fn main() -> ExitCode {
 }
 
 async fn async_main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    backstop::logging::init(
+        std::io::stderr,
+        std::env::var("RUST_LOG").ok().as_deref(),
+        tracing_subscriber::filter::LevelFilter::WARN,
+        false,
+        false,
+    );
     let cli = Cli::parse();
     match dispatch(cli).await {
         Ok(code) => code,

@@ -26,7 +26,7 @@ pub fn main(job: JobKind) -> Result<(), lambda_runtime::Error> {
 
 /// Serves `job` until the Lambda runtime stops the process.
 pub async fn serve(job: JobKind) -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     // Built once per process, outside the handler: warm invocations reuse clients and connections.
     let ctx = Context::from_env().await;
     let ctx = &ctx;
@@ -47,7 +47,7 @@ pub fn main_restore() -> Result<(), lambda_runtime::Error> {
 
 pub async fn serve_restore() -> Result<(), lambda_runtime::Error> {
     use crate::restore::request::{self, RestoreSettings};
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let ctx = Context::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -71,7 +71,7 @@ pub fn main_summary() -> Result<(), lambda_runtime::Error> {
 }
 
 pub async fn serve_summary() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let ctx = Context::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

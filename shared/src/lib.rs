@@ -19,6 +19,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod freshness;
 pub mod jobs;
+pub mod logging;
 pub mod notify;
 pub mod period;
 pub mod report;

@@ -987,9 +987,26 @@ async fn an_elasticache_group_is_restored_from_its_snapshot_into_a_new_group_onl
     let token = "the-restored-groups-own-token-42";
     let good = dir.join("token");
     std::fs::write(&good, format!("{token}\n")).unwrap();
-    let out = restore_vault(&["--auth-token-file", good.to_str().unwrap()]);
+    // Even at trace level (where the SDK logs whole requests) the token is not written.
+    let traced = [venv[0], venv[1], ("RUST_LOG", "trace")];
+    let out = backstop(
+        &[
+            "--endpoint",
+            &endpoint,
+            "restore",
+            "elasticache",
+            "--snapshot",
+            &vsnap,
+            "--to",
+            &vto,
+            "--auth-token-file",
+            good.to_str().unwrap(),
+        ],
+        &traced,
+    );
     let all = text(&out);
     assert!(out.status.success(), "{all}");
+    assert!(all.contains("DEBUG"), "{all}");
     assert!(!all.contains(token), "{all}");
     let g = ec
         .describe_replication_groups()

@@ -2267,8 +2267,8 @@ def test_elasticache_rights_only_where_groups_are_selected_and_scoped_to_them():
     assert st["Resource"] == [
         "arn:*:elasticache:*:*:replicationgroup:sessions",
         "arn:*:elasticache:*:*:replicationgroup:carts",
-        "arn:*:elasticache:*:*:cluster:sessions-*",
-        "arn:*:elasticache:*:*:cluster:carts-*",
+        "arn:*:elasticache:*:*:cluster:sessions-0*",
+        "arn:*:elasticache:*:*:cluster:carts-0*",
     ], st
     assert st["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}, st
     (st,) = [s for s in by_tag.statements_with("SnapshotFunctionRole", "elasticache:CreateSnapshot") if s["Sid"] == "SnapshotCaches"]
@@ -2279,8 +2279,16 @@ def test_elasticache_rights_only_where_groups_are_selected_and_scoped_to_them():
     assert st["Condition"] == {"StringEquals": {"aws:RequestTag/backstop:managed": "true"}}, st
     # A drill group is created and tagged only when the request tags it as a drill.
     for action in ("elasticache:CreateReplicationGroup", "elasticache:AddTagsToResource"):
-        (st,) = by_name.statements_with("ValidateFunctionRole", action)
-        assert st["Condition"] == {"StringEquals": {"aws:RequestTag/backstop:drill": "true"}}, (action, st)
+        sts = {s["Sid"]: s for s in by_name.statements_with("ValidateFunctionRole", action)}
+        made = sts["RestoreDrillCaches" if action.endswith("Group") else "TagDrillCaches"]
+        assert made["Resource"] == [
+            "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:backstop-drill-*",
+            "arn:aws:elasticache:us-east-1:123456789012:cluster:backstop-drill-*",
+        ], made
+        assert made["Condition"] == {"StringEquals": {"aws:RequestTag/backstop:drill": "true"}}, (action, made)
+    # What a drill group is made from: Backstop's snapshots, any subnet, parameter and user group.
+    (st,) = [s for s in by_name.statements_with("ValidateFunctionRole", "elasticache:CreateReplicationGroup") if s["Sid"] == "RestoreDrillCachesFrom"]
+    assert "Condition" not in st and st["Resource"][0] == "arn:aws:elasticache:us-east-1:123456789012:snapshot:*-backstop-*", st
     # Retention deletes Backstop's tagged snapshots of those groups only, and nothing else.
     (st,) = by_name.statements_with("RetentionFunctionRole", "elasticache:DeleteSnapshot")
     assert st["Resource"] == ["arn:*:elasticache:*:*:snapshot:sessions-backstop-*", "arn:*:elasticache:*:*:snapshot:carts-backstop-*"], st

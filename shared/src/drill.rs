@@ -133,6 +133,11 @@ pub struct Drill {
     /// Set once the witness export is finished (or given up on, with the reason in `detail`).
     #[serde(default)]
     pub witness_done: bool,
+    /// Databases: the restore into `drill_table` was accepted for this drill (or the name was
+    /// found carrying its tags), so the drill deletes it without reading its tags again (a
+    /// group that is not available may refuse that).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub made: bool,
 }
 
 /// What a run's report says of a drill.
@@ -660,6 +665,7 @@ impl DrillCtx<'_> {
             cleaned_at: None,
             witness: None,
             witness_done: false,
+            made: false,
         };
         if put_latest(self.catalog, &drill, None).await? {
             info!(drill_table = %drill.drill_table, backup = %drill.backup_arn, "drill started");
@@ -1111,6 +1117,7 @@ mod tests {
             cleaned_at: None,
             witness: None,
             witness_done: false,
+            made: false,
         }
     }
 

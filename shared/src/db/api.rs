@@ -292,11 +292,33 @@ pub async fn tags_of(client: &DbClient, t: &DbTarget) -> Result<Option<Vec<(Stri
                 None => Ok(None),
                 Some(g) => match g.arn() {
                     Some(arn) => Ok(Some(elasticache::tags_of(&client.elasticache, arn).await?)),
-                    None => Ok(Some(Vec::new())),
+                    None => Err(Error::Aws {
+                        operation: "DescribeReplicationGroups",
+                        resource: t.to_string(),
+                        code: None,
+                        message: "the answer gives the group no ARN, so its tags cannot be read"
+                            .into(),
+                        retryable: true,
+                        hint: "a later run reads it again".into(),
+                    }),
                 },
             }
         }
     }
+}
+
+/// Whether an error says the resource is not in a state to answer yet (ElastiCache refuses to
+/// read the tags of a group that is not available: `InvalidReplicationGroupState`).
+pub fn is_not_ready(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            "InvalidReplicationGroupState"
+                | "InvalidReplicationGroupStateFault"
+                | "InvalidDBInstanceState"
+                | "InvalidDBClusterStateFault"
+        )
+    )
 }
 
 /// Deletes a drill instance or cluster, without a final snapshot. Safe to repeat.

@@ -217,6 +217,7 @@ impl DbDrillCtx<'_> {
             cleaned_at: None,
             witness: None,
             witness_done: true,
+            made: false,
         };
         if tdrill::put_latest(self.catalog, &drill, None).await? {
             info!(drill_instance = %drill.drill_table, snapshot = %drill.backup_arn, "database drill started");
@@ -271,9 +272,13 @@ impl DbDrillCtx<'_> {
                         ..RestoreShape::default()
                     },
                 );
-                if shape.source_auth == Some(true) && shape.user_groups.is_empty() {
-                    // The drill group asks for AUTH as its source does, with a token nobody
-                    // keeps (a drill reads no content).
+                if kind == DbKind::ElastiCacheGroup
+                    && shape.user_groups.is_empty()
+                    && shape.source_auth != Some(false)
+                {
+                    // The drill group asks for AUTH as its source does, or as it may (a record
+                    // from before Backstop read that), with a token nobody keeps: a drill reads
+                    // no content, and the copy is never open.
                     shape.auth_token = Some(Secret::random());
                 }
                 let tags = vec![
@@ -290,14 +295,27 @@ impl DbDrillCtx<'_> {
                 )
                 .await
                 {
-                    Ok(_) => next.state = DrillState::Active,
+                    Ok(_) => {
+                        next.state = DrillState::Active;
+                        next.made = true;
+                    }
                     Err(e) if api::is_target_taken(&e) => {
                         // An earlier attempt's restore was accepted when the name carries this
                         // drill's tags; one that does not is someone else's and is left alone.
-                        match api::tags_of(client, &drill_target).await? {
+                        // Tags that cannot be read yet (a group still being made refuses) are
+                        // read on a later step.
+                        let tags = match api::tags_of(client, &drill_target).await {
+                            Ok(t) => t,
+                            Err(e) if e.is_retryable() || api::is_not_ready(&e) => {
+                                return Ok(drill.clone())
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        match tags {
                             None => return Ok(drill.clone()),
                             Some(tags) if is_drill_of(&tags, &source.id) => {
-                                next.state = DrillState::Active
+                                next.state = DrillState::Active;
+                                next.made = true;
                             }
                             Some(_) => {
                                 next.state = DrillState::Verified;
@@ -356,9 +374,23 @@ impl DbDrillCtx<'_> {
                         drill.drill_table, self.prefix
                     )));
                 }
-                // Deleted only when it carries this drill's tags: a name someone else took
-                // is left to them (the operator's own credentials may run a CLI drill).
-                match api::tags_of(client, &drill_target).await? {
+                // Deleted when this drill made it, or when it carries this drill's tags: a
+                // name someone else took is left to them (the operator's own credentials may
+                // run a CLI drill, where IAM's tag condition does not hold).
+                let tags = if drill.made {
+                    Some(vec![
+                        (TAG_DRILL.to_owned(), "true".to_owned()),
+                        (TAG_DRILL_OF.to_owned(), source.id.clone()),
+                    ])
+                } else {
+                    match api::tags_of(client, &drill_target).await {
+                        Ok(t) => t,
+                        // Read again on a later step; nothing is deleted without them.
+                        Err(e) if api::is_not_ready(&e) => return Ok(drill.clone()),
+                        Err(e) => return Err(e),
+                    }
+                };
+                match tags {
                     None => {}
                     Some(tags) if is_drill_of(&tags, &source.id) => {
                         api::delete_drill(client, kind, &drill.drill_table).await?

@@ -44,6 +44,20 @@ const GROUP_NOT_FOUND: &[&str] = &["ReplicationGroupNotFoundFault", "Replication
 const CLUSTER_NOT_FOUND: &[&str] = &["CacheClusterNotFound", "CacheClusterNotFoundFault"];
 const SNAPSHOT_NOT_FOUND: &[&str] = &["SnapshotNotFoundFault", "SnapshotNotFound"];
 
+/// Pure: the engine version to ask a restore for, from the one a cluster reports. Valkey and
+/// Redis OSS 6 and later take only major.minor ("Specific version selection is not allowed for
+/// '6.2.6', please use '6.2'"); Redis OSS 5 and earlier take the full version.
+pub fn version_to_ask(engine: Option<&str>, reported: &str) -> String {
+    let mut parts = reported.split('.');
+    let (major, minor) = (parts.next().unwrap_or_default(), parts.next());
+    let modern = engine.is_some_and(|e| e.eq_ignore_ascii_case("valkey"))
+        || major.parse::<u32>().is_ok_and(|m| m >= 6);
+    match minor {
+        Some(minor) if modern => format!("{major}.{minor}"),
+        _ => reported.to_owned(),
+    }
+}
+
 /// Pure: a snapshot as Backstop reads it. Its time is the earliest of its nodes'
 /// `SnapshotCreateTime` (absent while it is being made). `group` is the replication group it
 /// belongs to (a standalone cluster's snapshot names the cluster instead).
@@ -573,11 +587,16 @@ pub async fn list_for_sweep(
         let Some(id) = g.replication_group_id().filter(|id| id.starts_with(prefix)) else {
             continue;
         };
+        // A group that cannot answer for its tags yet (being made or changed) is not swept
+        // this time.
         let tagged = match g.arn() {
-            Some(arn) => tags_of(ec, arn)
-                .await?
-                .iter()
-                .any(|(k, v)| k == super::drill::TAG_DRILL && v == "true"),
+            Some(arn) => match tags_of(ec, arn).await {
+                Ok(tags) => tags
+                    .iter()
+                    .any(|(k, v)| k == super::drill::TAG_DRILL && v == "true"),
+                Err(e) if super::api::is_not_ready(&e) => false,
+                Err(e) => return Err(e),
+            },
             None => false,
         };
         out.push((
@@ -635,9 +654,19 @@ mod tests {
             shape.parameter_group.as_deref(),
             Some("default.redis7.cluster.on")
         );
-        assert_eq!(shape.engine_version.as_deref(), Some("7.1.0"));
+        assert_eq!(shape.engine_version.as_deref(), Some("7.1"));
+        assert_eq!(version_to_ask(Some("redis"), "6.2.6"), "6.2");
+        assert_eq!(version_to_ask(Some("valkey"), "8.0.1"), "8.0");
+        assert_eq!(version_to_ask(Some("redis"), "5.0.6"), "5.0.6");
+        assert_eq!(version_to_ask(Some("redis"), "7.1"), "7.1");
+        assert_eq!(version_to_ask(None, "7"), "7");
         assert_eq!(shape.source_auth, Some(true));
-        assert_eq!(shape.user_groups, vec!["app-users".to_owned()]);
+        // A token given takes the place of the source's user groups; without one they stay.
+        assert!(shape.user_groups.is_empty(), "{shape:?}");
+        assert_eq!(
+            RestoreShape::from_source(&facts, &RestoreShape::default()).user_groups,
+            vec!["app-users".to_owned()]
+        );
         let shown = format!("{shape:?} {}", serde_json::to_string(&shape).unwrap());
         assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(

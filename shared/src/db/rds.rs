@@ -539,7 +539,8 @@ impl Secret {
         Secret(value)
     }
 
-    /// A random token of 64 hexadecimal digits (256 bits), for a group nobody connects to.
+    /// A random token of 64 hexadecimal digits (two version 4 UUIDs: 244 random bits), for a
+    /// group nobody connects to.
     pub fn random() -> Secret {
         Secret(format!(
             "{}{}",
@@ -600,10 +601,14 @@ impl RestoreShape {
             node_groups: given.node_groups.or(facts.node_groups),
             engine: given.engine.clone().or_else(|| facts.engine.clone()),
             cluster_mode: given.cluster_mode.or(facts.cluster_mode),
-            engine_version: given
-                .engine_version
-                .clone()
-                .or_else(|| facts.engine_version.clone()),
+            engine_version: given.engine_version.clone().or_else(|| {
+                facts.engine_version.as_deref().map(|v| match facts.kind {
+                    Some(super::DbKind::ElastiCacheGroup) => {
+                        super::elasticache::version_to_ask(facts.engine.as_deref(), v)
+                    }
+                    _ => v.to_owned(),
+                })
+            }),
             encrypted: given.encrypted.or(facts.encrypted),
             kms_key_id: given
                 .kms_key_id
@@ -614,7 +619,8 @@ impl RestoreShape {
             automatic_failover: given.automatic_failover.or(facts.automatic_failover),
             source_auth: given.source_auth.or(facts.auth_token),
             auth_token: given.auth_token.clone(),
-            user_groups: if given.user_groups.is_empty() {
+            // A token given instead replaces the source's user groups (one or the other).
+            user_groups: if given.user_groups.is_empty() && given.auth_token.is_none() {
                 facts.user_groups.clone()
             } else {
                 given.user_groups.clone()

@@ -1889,3 +1889,97 @@ async fn a_drill_name_someone_else_holds_is_neither_adopted_nor_deleted() {
         .and_then(|g| g.status().map(str::to_owned));
     assert_eq!(held.as_deref(), Some("available"));
 }
+
+#[tokio::test]
+async fn a_drill_waits_while_elasticache_cannot_give_a_groups_tags_and_the_sweep_passes_it_over() {
+    let h = Harness::new().await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let ec = &h.clients.elasticache;
+    let id = h.name("busy");
+    create_group(ec, &id, &[], 7).await;
+    let env = h.env(&[(settings::ENV_ELASTICACHE_GROUPS, &id)]);
+    let slot = ScheduleSlot::new(this_hour().parse().unwrap());
+    let r = run_with(
+        &h.clients,
+        &env,
+        JobKind::Snapshot,
+        json!({"slot": slot.to_string()}),
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    let ctx = backstop::db::drill::DbDrillCtx {
+        clients: &clients,
+        catalog: &catalog,
+        prefix: "backstop-drill-",
+        run_id: "busy-test",
+    };
+    let target = backstop::db::DbTarget::elasticache(id.clone());
+    let drill = ctx
+        .begin(&target, jiff::Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // An earlier attempt's restore was accepted (its answer lost): the group exists with this
+    // drill's tags, and ElastiCache will not list them while it is being made.
+    create_group(
+        ec,
+        &drill.drill_table,
+        &[
+            ("backstop:drill", "true"),
+            ("backstop:drill-of", id.as_str()),
+        ],
+        0,
+    )
+    .await;
+    proxy.inject(Fault::new(
+        "ListTagsForResource",
+        &drill.drill_table,
+        400,
+        "InvalidReplicationGroupState",
+    ));
+    let waiting = ctx.step(&drill).await.unwrap();
+    assert_eq!(waiting.state, backstop::drill::DrillState::Started);
+    assert!(!waiting.made && waiting.level.is_none(), "{waiting:?}");
+    // The sweep passes over a drill-prefixed group whose tags cannot be read, and deletes nothing.
+    let leftover = format!("backstop-drill-{}-gone", &h.prefix[1..9]);
+    create_group(ec, &leftover, &[("backstop:drill", "true")], 0).await;
+    proxy.inject(Fault::new(
+        "ListTagsForResource",
+        &leftover,
+        400,
+        "InvalidReplicationGroupState",
+    ));
+    let swept = ctx
+        .sweep(
+            &[backstop::db::DbKind::ElastiCacheGroup],
+            std::slice::from_ref(&drill.drill_table),
+            jiff::SignedDuration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(!swept.contains(&leftover), "{swept:?}");
+    assert_eq!(proxy.requests("DeleteReplicationGroup").len(), 0);
+    // Once ElastiCache answers, the name is the drill's; deleted later without asking again.
+    proxy.clear();
+    let active = ctx.step(&waiting).await.unwrap();
+    assert_eq!(active.state, backstop::drill::DrillState::Active);
+    assert!(active.made, "{active:?}");
+    let verified = ctx.step(&active).await.unwrap();
+    assert_eq!(verified.state, backstop::drill::DrillState::Verified);
+    proxy.inject(Fault::new(
+        "ListTagsForResource",
+        &drill.drill_table,
+        400,
+        "InvalidReplicationGroupState",
+    ));
+    let cleaned = ctx.step(&verified).await.unwrap();
+    assert_eq!(cleaned.state, backstop::drill::DrillState::Cleaned);
+    assert_eq!(proxy.requests("DeleteReplicationGroup").len(), 1);
+    let status = backstop::db::elasticache::describe_group(ec, &drill.drill_table)
+        .await
+        .unwrap()
+        .and_then(|g| g.status().map(str::to_owned));
+    assert_eq!(status.as_deref(), Some("deleting"));
+}

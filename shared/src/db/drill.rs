@@ -82,6 +82,15 @@ pub fn check_prefix(prefix: &str, kind: DbKind) -> Result<()> {
         })
 }
 
+/// Pure: whether a drill group gets an AUTH token of its own (one nobody keeps: a drill reads
+/// no content, and the copy is never open): an ElastiCache source that asks for AUTH, or may
+/// (a record from before Backstop read that), and controls access by no RBAC user groups.
+pub fn needs_own_token(kind: DbKind, shape: &RestoreShape) -> bool {
+    kind == DbKind::ElastiCacheGroup
+        && shape.user_groups.is_empty()
+        && shape.source_auth != Some(false)
+}
+
 /// Pure: whether tags mark a drill instance, cluster or group of `source`.
 pub fn is_drill_of(tags: &[(String, String)], source: &str) -> bool {
     let has = |k: &str, v: &str| tags.iter().any(|(tk, tv)| tk == k && tv == v);
@@ -272,13 +281,7 @@ impl DbDrillCtx<'_> {
                         ..RestoreShape::default()
                     },
                 );
-                if kind == DbKind::ElastiCacheGroup
-                    && shape.user_groups.is_empty()
-                    && shape.source_auth != Some(false)
-                {
-                    // The drill group asks for AUTH as its source does, or as it may (a record
-                    // from before Backstop read that), with a token nobody keeps: a drill reads
-                    // no content, and the copy is never open.
+                if needs_own_token(kind, &shape) {
                     shape.auth_token = Some(Secret::random());
                 }
                 let tags = vec![
@@ -511,6 +514,18 @@ mod tests {
                 (TAG_DRILL_OF.to_owned(), of.to_owned()),
             ]
         };
+        let shape = |auth: Option<bool>, groups: &[&str]| RestoreShape {
+            source_auth: auth,
+            user_groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..RestoreShape::default()
+        };
+        let cache = DbKind::ElastiCacheGroup;
+        assert!(needs_own_token(cache, &shape(Some(true), &[])));
+        // A record from before Backstop read AUTH: locked all the same.
+        assert!(needs_own_token(cache, &shape(None, &[])));
+        assert!(!needs_own_token(cache, &shape(Some(false), &[])));
+        assert!(!needs_own_token(cache, &shape(Some(true), &["app-users"])));
+        assert!(!needs_own_token(DbKind::RdsInstance, &shape(None, &[])));
         assert!(is_drill_of(&tags("app"), "app"));
         assert!(!is_drill_of(&tags("other"), "app"));
         assert!(!is_drill_of(&tags("app")[1..], "app"));

@@ -762,7 +762,8 @@ async fn the_sweep_deletes_only_tagged_drill_instances_no_open_drill_names() {
     let ctx = backstop::db::drill::DbDrillCtx {
         clients: &h.clients,
         catalog: &catalog,
-        prefix: "backstop-drill-",
+        // This test's own names only: other tests' drills in flight are not its to sweep.
+        prefix: &format!("backstop-drill-{tag}-"),
         run_id: "sweep-test",
     };
     let swept = ctx
@@ -1631,7 +1632,8 @@ async fn the_sweep_deletes_only_tagged_drill_groups_no_open_drill_names() {
     let ctx = backstop::db::drill::DbDrillCtx {
         clients: &h.clients,
         catalog: &catalog,
-        prefix: "backstop-drill-",
+        // This test's own names only: other tests' drills in flight are not its to sweep.
+        prefix: &format!("backstop-drill-{tag}-"),
         run_id: "sweep-test",
     };
     let swept = ctx
@@ -1909,10 +1911,12 @@ async fn a_drill_waits_while_elasticache_cannot_give_a_groups_tags_and_the_sweep
     .await;
     assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
     let catalog = Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table);
+    // A prefix of this test's own: the sweep sees no other test's drill groups.
+    let prefix = format!("bd{}-", &h.prefix[1..9]);
     let ctx = backstop::db::drill::DbDrillCtx {
         clients: &clients,
         catalog: &catalog,
-        prefix: "backstop-drill-",
+        prefix: &prefix,
         run_id: "busy-test",
     };
     let target = backstop::db::DbTarget::elasticache(id.clone());
@@ -1943,7 +1947,7 @@ async fn a_drill_waits_while_elasticache_cannot_give_a_groups_tags_and_the_sweep
     assert_eq!(waiting.state, backstop::drill::DrillState::Started);
     assert!(!waiting.made && waiting.level.is_none(), "{waiting:?}");
     // The sweep passes over a drill-prefixed group whose tags cannot be read, and deletes nothing.
-    let leftover = format!("backstop-drill-{}-gone", &h.prefix[1..9]);
+    let leftover = format!("{prefix}gone");
     create_group(ec, &leftover, &[("backstop:drill", "true")], 0).await;
     proxy.inject(Fault::new(
         "ListTagsForResource",

@@ -176,28 +176,7 @@ pub async fn drill(
             }
         })
         .await?;
-    let report = DrillReport::of(&done);
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
-    } else {
-        println!("drill of {table}: {}", report.line());
-    }
-    Ok(match done.level {
-        Some(DrillLevel::Proven | DrillLevel::Consistent) if done.state == DrillState::Cleaned => {
-            ExitCode::SUCCESS
-        }
-        Some(_) => ExitCode::from(1),
-        None => {
-            eprintln!(
-                "the restore did not finish within {wait:#}; run the same command again (or let validate) to take the drill on"
-            );
-            ExitCode::from(1)
-        }
-    })
+    Ok(finish(&done, table, json, wait))
 }
 
 /// `backstop drill --table rds:<id>` (or `aurora:`, `elasticache:`): the validate job's drill of
@@ -260,7 +239,13 @@ async fn drill_database(
     let done = ctx
         .drive(open, until, std::time::Duration::from_secs(15))
         .await?;
-    let report = DrillReport::of(&done);
+    Ok(finish(&done, &name, json, wait))
+}
+
+/// Prints a finished (or still open) drill, as JSON or one line; exit 0 only for a drill
+/// that proved the backup and cleaned up.
+fn finish(done: &backstop::drill::Drill, name: &str, json: bool, wait: SignedDuration) -> ExitCode {
+    let report = DrillReport::of(done);
     if json {
         println!(
             "{}",
@@ -270,8 +255,8 @@ async fn drill_database(
     } else {
         println!("drill of {name}: {}", report.line());
     }
-    Ok(match done.level {
-        Some(DrillLevel::Consistent | DrillLevel::Proven) if done.state == DrillState::Cleaned => {
+    match done.level {
+        Some(DrillLevel::Proven | DrillLevel::Consistent) if done.state == DrillState::Cleaned => {
             ExitCode::SUCCESS
         }
         Some(_) => ExitCode::from(1),
@@ -281,5 +266,5 @@ async fn drill_database(
             );
             ExitCode::from(1)
         }
-    })
+    }
 }

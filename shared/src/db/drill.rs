@@ -380,25 +380,21 @@ impl DbDrillCtx<'_> {
                 // Deleted when this drill made it, or when it carries this drill's tags: a
                 // name someone else took is left to them (the operator's own credentials may
                 // run a CLI drill, where IAM's tag condition does not hold).
-                let tags = if drill.made {
-                    Some(vec![
-                        (TAG_DRILL.to_owned(), "true".to_owned()),
-                        (TAG_DRILL_OF.to_owned(), source.id.clone()),
-                    ])
+                // `None`: it is gone already.
+                let ours = if drill.made {
+                    Some(true)
                 } else {
                     match api::tags_of(client, &drill_target).await {
-                        Ok(t) => t,
+                        Ok(tags) => tags.map(|t| is_drill_of(&t, &source.id)),
                         // Read again on a later step; nothing is deleted without them.
                         Err(e) if api::is_not_ready(&e) => return Ok(drill.clone()),
                         Err(e) => return Err(e),
                     }
                 };
-                match tags {
+                match ours {
                     None => {}
-                    Some(tags) if is_drill_of(&tags, &source.id) => {
-                        api::delete_drill(client, kind, &drill.drill_table).await?
-                    }
-                    Some(_) => tdrill::note(
+                    Some(true) => api::delete_drill(client, kind, &drill.drill_table).await?,
+                    Some(false) => tdrill::note(
                         &mut next.detail,
                         format!(
                             "{drill_target} lacks this drill's tags ({TAG_DRILL}=true, {TAG_DRILL_OF}={}): left alone, not deleted",

@@ -261,7 +261,18 @@ impl Clients {
             Lazy::new(move || make(&config))
         }
         Clients {
-            dynamodb: with(&config, aws_sdk_dynamodb::Client::new),
+            // Its HTTP layer can keep a Scan answer's body for the export (crate::wire); for
+            // every call made outside `wire::capture` it is the configured client unchanged.
+            dynamodb: with(&config, |config| {
+                let inner = config
+                    .http_client()
+                    .unwrap_or_else(|| https_client(TlsRoots::System));
+                aws_sdk_dynamodb::Client::from_conf(
+                    aws_sdk_dynamodb::config::Builder::from(config)
+                        .http_client(crate::wire::Capturing::wrap(inner))
+                        .build(),
+                )
+            }),
             sns: with(&config, aws_sdk_sns::Client::new),
             // PutMetricData bodies over 10 KB go gzip-compressed, which AWS accepts and moto
             // (5.2.5) answers with a 500: uncompressed where an endpoint is set.

@@ -201,6 +201,83 @@ pub fn write_item_line(out: &mut Vec<u8>, item: &Item) -> Result<(), FormatError
     Ok(())
 }
 
+/// Appends one export line from an item's DynamoDB JSON text as a Scan answer holds it
+/// (`{"pk":{"S":"a"}}`, already valid JSON): the text without the whitespace between its
+/// tokens, strings copied byte for byte, so that the line is one line.
+pub fn write_text_item_line(out: &mut Vec<u8>, item_json: &str) {
+    out.extend_from_slice(b"{\"Item\":");
+    push_minified(out, item_json.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// Appends a JSON string (its quotes included). One with escapes is written as [`write_str`]
+/// writes its text, so that a service's own escapes (`\u00e9` for `é`, `\/`) never reach the
+/// file: the line is what Backstop writes for that value however the answer spelled it.
+fn push_string(out: &mut Vec<u8>, quoted: &[u8], escaped: bool) {
+    if escaped {
+        if let Ok(text) = serde_json::from_slice::<String>(quoted) {
+            write_str(out, &text);
+            return;
+        }
+    }
+    out.extend_from_slice(quoted);
+}
+
+/// Appends valid JSON without insignificant whitespace, strings with escapes re-escaped as
+/// Backstop escapes them. Text with neither whitespace nor backslashes (as DynamoDB sends most
+/// items) is copied in one piece.
+fn push_minified(out: &mut Vec<u8>, json: &[u8]) {
+    if !json
+        .iter()
+        .fold(false, |acc, &b| acc | is_space(b) | (b == b'\\'))
+    {
+        out.extend_from_slice(json);
+        return;
+    }
+    out.reserve(json.len());
+    let n = json.len();
+    let mut i = 0;
+    while i < n {
+        // Outside strings: up to the next quote or whitespace.
+        let run = json[i..]
+            .iter()
+            .position(|&b| b == b'"' || is_space(b))
+            .map_or(n, |p| i + p);
+        out.extend_from_slice(&json[i..run]);
+        i = run;
+        if i == n {
+            break;
+        }
+        if json[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        // A string, through its closing quote (an escape's next byte is never the end).
+        let start = i;
+        let mut escaped = false;
+        i += 1;
+        while let Some(p) = memchr::memchr2(b'"', b'\\', &json[i..]) {
+            i += p;
+            if json[i] == b'"' {
+                i += 1;
+                break;
+            }
+            escaped = true;
+            i += 2;
+            if i >= n {
+                break;
+            }
+        }
+        let end = i.min(n);
+        push_string(out, &json[start..end], escaped);
+        i = end;
+    }
+}
+
 /// An item's key attributes (or any map) as a DynamoDB JSON object, for checkpoints.
 pub fn item_to_json(item: &Item) -> Result<String, FormatError> {
     let mut out = Vec::new();
@@ -432,6 +509,42 @@ mod tests {
         assert_eq!(
             v["Item"]["n"]["N"],
             "12345678901234567890123456789012345678"
+        );
+    }
+
+    #[test]
+    fn a_text_item_line_is_the_item_without_whitespace_and_reads_back() {
+        let item = every_type();
+        let mut compact = Vec::new();
+        write_map(&mut compact, &item).unwrap();
+        let compact = String::from_utf8(compact).unwrap();
+        // As moto sends it: a space after every colon and comma, and a newline for good measure.
+        let spaced =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&compact).unwrap())
+                .unwrap();
+        assert!(spaced.contains('\n'));
+        for text in [compact.as_str(), spaced.as_str()] {
+            let mut line = Vec::new();
+            write_text_item_line(&mut line, text);
+            let line = String::from_utf8(line).unwrap();
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert!(line.ends_with("}\n"));
+            assert_eq!(item_from_line(line.trim_end()).unwrap(), item);
+        }
+        // A service's escapes become Backstop's: `\u00e9` is written `é`, `\/` is `/`, and
+        // control characters, quotes and backslashes stay escaped.
+        let mut line = Vec::new();
+        write_text_item_line(&mut line, r#"{"a":{"S":"caf\u00e9 \/ \u0001 \" \\"}}"#);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"Item\":{\"a\":{\"S\":\"café / \\u0001 \\\" \\\\\"}}}\n"
+        );
+        // Strings keep their spaces, escapes and escaped quotes.
+        let mut line = Vec::new();
+        write_text_item_line(&mut line, "{ \"a b\" : {\"S\": \" x \\\" \\\\ y\\n\"} }");
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"Item\":{\"a b\":{\"S\":\" x \\\" \\\\ y\\n\"}}}\n"
         );
     }
 

@@ -650,6 +650,14 @@ impl Fingerprinter {
         self.fingerprint.add_canonical(&self.buf);
         Ok(())
     }
+
+    /// Adds an item given as DynamoDB JSON (see [`Encoder::encode_json`]).
+    pub fn add_json(&mut self, text: &str) -> Result<(), FormatError> {
+        self.buf.clear();
+        self.encoder.encode_json(&mut self.buf, text)?;
+        self.fingerprint.add_canonical(&self.buf);
+        Ok(())
+    }
 }
 
 /// The fingerprint of a list of items.
@@ -659,6 +667,245 @@ pub fn of_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Result<Fingerp
         f.add(i)?;
     }
     Ok(f.fingerprint)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same encoding straight from DynamoDB JSON text, for pages read off the wire: the item is
+// parsed into a tree that borrows its strings from the text (copying only those with escapes),
+// never into the SDK's `AttributeValue`, and encoded as `Encoder::encode` encodes that item.
+
+/// A string of DynamoDB JSON, borrowed from the text unless it holds escapes.
+#[derive(Debug)]
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One typed value of DynamoDB JSON (`{"S":"a"}`): exactly one type key, as the reader wants.
+#[derive(Debug, Deserialize)]
+enum Typed<'a> {
+    #[serde(rename = "S", borrow)]
+    S(Text<'a>),
+    #[serde(rename = "N", borrow)]
+    N(Text<'a>),
+    #[serde(rename = "B", borrow)]
+    B(Text<'a>),
+    #[serde(rename = "BOOL")]
+    Bool(bool),
+    #[serde(rename = "NULL")]
+    Null(bool),
+    #[serde(rename = "SS", borrow)]
+    Ss(Vec<Text<'a>>),
+    #[serde(rename = "NS", borrow)]
+    Ns(Vec<Text<'a>>),
+    #[serde(rename = "BS", borrow)]
+    Bs(Vec<Text<'a>>),
+    #[serde(rename = "L", borrow)]
+    L(Vec<Typed<'a>>),
+    #[serde(rename = "M", borrow)]
+    M(Attributes<'a>),
+}
+
+/// A map's attributes in the order the text holds them.
+#[derive(Debug)]
+struct Attributes<'a>(Vec<(Text<'a>, Typed<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Attributes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Attributes<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attributes<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some(entry) = map.next_entry::<Text<'de>, Typed<'de>>()? {
+                    out.push(entry);
+                }
+                Ok(Attributes(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Why a text is not an item, without its content: serde's messages can quote values (an
+/// `invalid type: string "…"`), and item contents never go into errors.
+fn not_dynamodb_json(e: &serde_json::Error) -> FormatError {
+    let what = match e.classify() {
+        // A typed value with a second type key stops the parser here too.
+        serde_json::error::Category::Syntax => "not JSON, or not DynamoDB JSON",
+        serde_json::error::Category::Eof => "JSON cut short",
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Data => {
+            "not DynamoDB JSON (a typed value such as {\"S\":\"…\"} with one of S, N, B, BOOL, NULL, SS, NS, BS, L, M)"
+        }
+    };
+    FormatError {
+        path: "item".into(),
+        problem: format!("{what} at line {} column {}", e.line(), e.column()),
+    }
+}
+
+/// Decodes standard base64 (as the reader does) onto the end of `out`.
+fn push_base64(out: &mut Vec<u8>, text: &str) -> Result<(), FormatError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(text, out)
+        .map_err(|_| problem("B is not base64"))
+}
+
+impl Encoder {
+    /// Appends the canonical encoding of an item given as DynamoDB JSON (`{"pk":{"S":"a"},…}`,
+    /// the item of an export line or of a Scan answer): the same bytes as [`Encoder::encode`]
+    /// of that item as the reader reads it, or an error where the reader refuses it (and where
+    /// an attribute name repeats, which DynamoDB never sends).
+    pub fn encode_json(&mut self, out: &mut Vec<u8>, text: &str) -> Result<(), FormatError> {
+        let mut item: Attributes<'_> =
+            serde_json::from_str(text).map_err(|e| not_dynamodb_json(&e))?;
+        let sc = &mut self.scratch;
+        json_map(out, &mut item.0, &mut sc.numbers, &mut sc.spans)
+    }
+}
+
+/// A map's body from its parsed attributes, sorted where they are.
+fn json_map(
+    out: &mut Vec<u8>,
+    entries: &mut [(Text<'_>, Typed<'_>)],
+    buf: &mut Vec<u8>,
+    spans: &mut Vec<(u64, usize, usize)>,
+) -> Result<(), FormatError> {
+    push_len(out, entries.len());
+    if entries.len() > 1 {
+        entries.sort_unstable_by(|a, b| {
+            let (a, b) = (a.0 .0.as_bytes(), b.0 .0.as_bytes());
+            key_prefix(a).cmp(&key_prefix(b)).then_with(|| a.cmp(b))
+        });
+        if entries.windows(2).any(|w| w[0].0 .0 == w[1].0 .0) {
+            return Err(problem("an attribute name appears twice in one map"));
+        }
+    }
+    for (k, v) in entries.iter_mut() {
+        push_bytes(out, k.0.as_bytes());
+        json_value(out, v, buf, spans).map_err(|e| at(&k.0, e))?;
+    }
+    Ok(())
+}
+
+/// Members side by side in `buf`, each one's (prefix, start, end), sorted by their bytes and
+/// written with their count.
+fn push_sorted_members(out: &mut Vec<u8>, buf: &[u8], spans: &mut [(u64, usize, usize)]) {
+    for s in spans.iter_mut() {
+        s.0 = key_prefix(&buf[s.1..s.2]);
+    }
+    spans.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| buf[a.1..a.2].cmp(&buf[b.1..b.2]))
+    });
+    push_len(out, spans.len());
+    for &(_, start, end) in spans.iter() {
+        push_bytes(out, &buf[start..end]);
+    }
+}
+
+/// A number set (normal forms) or a binary set (decoded bytes): its members side by side in
+/// `buf`, then sorted by their bytes.
+fn json_members(
+    out: &mut Vec<u8>,
+    kind: u8,
+    set: &[Text<'_>],
+    buf: &mut Vec<u8>,
+    spans: &mut Vec<(u64, usize, usize)>,
+) -> Result<(), FormatError> {
+    buf.clear();
+    spans.clear();
+    for m in set {
+        let start = buf.len();
+        if kind == tag::NS {
+            if !write_normalized(buf, &m.0) {
+                return Err(problem("NS holds a non-number"));
+            }
+        } else {
+            push_base64(buf, &m.0)?;
+        }
+        spans.push((0, start, buf.len()));
+    }
+    out.push(kind);
+    push_sorted_members(out, buf, spans);
+    Ok(())
+}
+
+fn json_value(
+    out: &mut Vec<u8>,
+    v: &mut Typed<'_>,
+    buf: &mut Vec<u8>,
+    spans: &mut Vec<(u64, usize, usize)>,
+) -> Result<(), FormatError> {
+    match v {
+        Typed::S(s) => push_tagged(out, tag::S, s.0.as_bytes()),
+        Typed::N(n) => {
+            out.push(tag::N);
+            if !push_number(out, &n.0) {
+                return Err(problem("N is not a number"));
+            }
+        }
+        Typed::B(b) => {
+            buf.clear();
+            push_base64(buf, &b.0)?;
+            push_tagged(out, tag::B, buf);
+        }
+        Typed::Bool(b) => out.extend_from_slice(&[tag::BOOL, u8::from(*b)]),
+        Typed::Null(true) => out.push(tag::NULL),
+        Typed::Null(false) => return Err(problem("NULL must hold true")),
+        Typed::Ss(set) => {
+            out.push(tag::SS);
+            push_len(out, set.len());
+            set.sort_unstable_by(|a, b| {
+                let (a, b) = (a.0.as_bytes(), b.0.as_bytes());
+                key_prefix(a).cmp(&key_prefix(b)).then_with(|| a.cmp(b))
+            });
+            for m in set.iter() {
+                push_bytes(out, m.0.as_bytes());
+            }
+        }
+        Typed::Ns(set) => json_members(out, tag::NS, set, buf, spans)?,
+        Typed::Bs(set) => json_members(out, tag::BS, set, buf, spans)?,
+        Typed::L(list) => {
+            out.push(tag::L);
+            push_len(out, list.len());
+            for (i, e) in list.iter_mut().enumerate() {
+                json_value(out, e, buf, spans).map_err(|e| at(&format!("[{i}]"), e))?;
+            }
+        }
+        Typed::M(map) => {
+            out.push(tag::M);
+            json_map(out, &mut map.0, buf, spans)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1269,6 +1516,68 @@ mod tests {
                 encoder.encode(&mut out, i).unwrap();
                 prop_assert_eq!(&out, &encode(i));
                 prop_assert_eq!(decode_item(&out), model_map(i));
+            }
+        }
+
+        /// An item's DynamoDB JSON text encodes as the item does, however the text is written
+        /// (Backstop's compact lines; serde_json's spaced, re-escaped, key-sorted form as moto
+        /// sends it; numbers written another way), with one reused encoder.
+        #[test]
+        fn the_json_text_of_an_item_encodes_as_the_item(items in items()) {
+            let mut encoder = Encoder::default();
+            let mut fp = (Fingerprinter::default(), Fingerprinter::default());
+            for i in &items {
+                let compact = crate::ddbjson::item_to_json(i).unwrap();
+                let spaced = serde_json::to_string_pretty(
+                    &serde_json::from_str::<serde_json::Value>(&compact).unwrap(),
+                )
+                .unwrap();
+                let other_numbers = crate::ddbjson::item_to_json(&variant_map(i)).unwrap();
+                for text in [&compact, &spaced, &other_numbers] {
+                    let mut out = Vec::new();
+                    encoder.encode_json(&mut out, text).unwrap();
+                    prop_assert_eq!(&out, &encode(i), "{}", text);
+                }
+                fp.0.add(i).unwrap();
+                fp.1.add_json(&spaced).unwrap();
+            }
+            prop_assert_eq!(fp.0.fingerprint, fp.1.fingerprint);
+        }
+    }
+
+    #[test]
+    fn json_text_the_reader_refuses_is_refused_without_its_content() {
+        for (text, want) in [
+            (r#"{"a":{"X":"secret"}}"#, "not DynamoDB JSON"),
+            (r#"{"a":{"BOOL":"secret"}}"#, "not DynamoDB JSON"),
+            (r#"{"a":{"S":"secret","N":"1"}}"#, "not DynamoDB JSON"),
+            (r#"{"a":{"S":"x"}"#, "JSON cut short"),
+            (r#"{"a":{"S":"x"}}}"#, "not JSON"),
+            (r#"{"a":{}}"#, "not DynamoDB JSON"),
+            (r#"{"a":{"S":"secret"}"#, "JSON cut short"),
+            (r#"{"a":{"N":"secret"}}"#, "a: N is not a number"),
+            (r#"{"a":{"NS":["1","secret"]}}"#, "a: NS holds a non-number"),
+            (
+                r#"{"a":{"M":{"b":{"B":"secret!"}}}}"#,
+                "a.b: B is not base64",
+            ),
+            (
+                r#"{"a":{"L":[{"BS":["secret!"]}]}}"#,
+                "a[0]: B is not base64",
+            ),
+            (r#"{"a":{"NULL":false}}"#, "a: NULL must hold true"),
+            (r#"{"a":{"S":"x"},"a":{"S":"secret"}}"#, "appears twice"),
+            (r#"[{"S":"secret"}]"#, "not DynamoDB JSON"),
+        ] {
+            let e = Encoder::default()
+                .encode_json(&mut Vec::new(), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("secret"), "{text}: {e}");
+            // The reader refuses the same texts (it keeps the last of a repeated name instead).
+            if !want.contains("twice") {
+                assert!(crate::ddbjson::item_from_json(text).is_err(), "{text}");
             }
         }
     }

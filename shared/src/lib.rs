@@ -31,6 +31,7 @@ pub mod settings;
 pub mod status;
 pub mod summary;
 pub mod table_settings;
+pub mod wire;
 
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -68,6 +68,8 @@ struct State {
     stalls: Vec<(String, String)>,
     /// (operation, body_contains, how many more): requests carried out, their answers lost.
     losses: Vec<(String, String, usize)>,
+    /// (operation, body_contains, how many more): answers passed on with one byte changed.
+    damages: Vec<(String, String, usize)>,
     injected: usize,
     chaos: Option<(Chaos, StdRng)>,
     counts: ChaosCounts,
@@ -80,6 +82,7 @@ enum Verdict {
     Stall,
     Forward,
     ForwardAndLose,
+    ForwardDamaged,
 }
 
 pub struct FaultProxy {
@@ -140,11 +143,23 @@ impl FaultProxy {
             .push((operation.into(), body_contains.into(), times));
     }
 
+    /// The next `times` answers to `operation` requests whose body contains `body_contains`
+    /// reach the client with one byte of a string value changed (still valid JSON, its headers,
+    /// the CRC32 among them, unchanged), as a flipped bit on the way would.
+    pub fn damage_answers(&self, operation: &str, body_contains: &str, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .damages
+            .push((operation.into(), body_contains.into(), times));
+    }
+
     pub fn clear(&self) {
         let mut st = self.state.lock().unwrap();
         st.faults.clear();
         st.stalls.clear();
         st.losses.clear();
+        st.damages.clear();
         st.chaos = None;
     }
 
@@ -207,6 +222,7 @@ async fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std
             Verdict::Answer(f) if s3 => s3_error_response(&f),
             Verdict::Answer(f) => error_response(&f, json),
             Verdict::Forward => forward(upstream, &head, &body).await?,
+            Verdict::ForwardDamaged => damage(forward(upstream, &head, &body).await?),
             Verdict::Stall => {
                 // Until the client closes the connection (or dies).
                 let mut rest = [0u8; 1024];
@@ -310,6 +326,15 @@ fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verd
         st.counts.lost_answers += 1;
         return Verdict::ForwardAndLose;
     }
+    if let Some(d) = st
+        .damages
+        .iter_mut()
+        .find(|(op, part, n)| *n > 0 && op == operation && body.contains(part.as_str()))
+    {
+        d.2 -= 1;
+        st.injected += 1;
+        return Verdict::ForwardDamaged;
+    }
     let fixed = st
         .faults
         .iter()
@@ -349,6 +374,25 @@ fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verd
         code: code.into(),
         message: format!("injected by chaos: {code}"),
     })
+}
+
+/// The response with the first character of its first string value (`{"S": "…`) changed to
+/// another printable one: the body stays valid JSON of the same length.
+fn damage(mut response: Vec<u8>) -> Vec<u8> {
+    let body = find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+    for pattern in [&b"{\"S\": \""[..], b"{\"S\":\""] {
+        let mut from = body;
+        while let Some(at) = find(&response[from..], pattern) {
+            let i = from + at + pattern.len();
+            if response[i].is_ascii_alphanumeric() {
+                // Letters and digits stay printable and never become a quote or a backslash.
+                response[i] ^= 1;
+                return response;
+            }
+            from = i;
+        }
+    }
+    panic!("no string value to damage in the answer");
 }
 
 /// AWS's error response for the request's protocol.

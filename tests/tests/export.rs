@@ -464,6 +464,93 @@ async fn under_faults_on_scans_uploads_and_the_catalog_an_export_ends_exact_or_f
     assert!(counts.faults > 10, "{counts:?}");
 }
 
+/// The export reads Scan answers as DynamoDB sent them (backstop::wire): inside `capture` the
+/// body is kept and the SDK parses nothing; outside it the client is as ever. An answer damaged
+/// on the way, which the SDK would take as it is, fails its x-amz-crc32 check and is asked
+/// again: the export stays exact.
+#[tokio::test]
+async fn scan_answers_are_read_as_sent_and_a_damaged_one_is_asked_again_never_written() {
+    use backstop::fingerprint::Fingerprinter;
+    use backstop::wire;
+    let h = Harness::new().await;
+    let (_, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "20".to_owned()),
+    ]);
+    let table = h.name("Wire");
+    h.create_table(&table, 120, &[]).await;
+    put_every_type(&h.clients, &table, false).await;
+    let expected = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&h.stack.endpoint).await;
+    let clients = clients_through(&proxy).await;
+    let scan = || {
+        clients
+            .dynamodb
+            .scan()
+            .table_name(&table)
+            .consistent_read(true)
+            .send()
+    };
+    let of_page = |body: &[u8]| {
+        let page = wire::Page::parse(body).unwrap();
+        assert!(page.next.is_none(), "one page holds the table");
+        let mut fp = Fingerprinter::default();
+        for text in &page.items {
+            fp.add_json(text).unwrap();
+        }
+        fp.fingerprint
+    };
+
+    let (out, body) = wire::capture(scan()).await;
+    let out = out.unwrap();
+    assert!(out.items().is_empty() && out.last_evaluated_key.is_none());
+    let body = body.expect("the answer's body is kept inside capture");
+    assert!(of_page(&body).same_content(&expected));
+    let plain = scan().await.unwrap();
+    assert_eq!(
+        plain.items().len() as u64,
+        expected.items,
+        "outside capture"
+    );
+
+    // Damaged on the way: the SDK alone takes the changed item as it is...
+    proxy.damage_answers("Scan", &table, 1);
+    let taken = scan().await.unwrap();
+    let taken = backstop::fingerprint::of_items(taken.items()).unwrap();
+    assert_eq!(taken.items, expected.items);
+    assert!(!taken.same_content(&expected), "the damage changed an item");
+    // ...and inside capture the CRC32 check refuses it and the SDK asks again.
+    let asked = proxy.requests("Scan").len();
+    proxy.damage_answers("Scan", &table, 1);
+    let (out, body) = wire::capture(scan()).await;
+    out.unwrap();
+    assert!(of_page(&body.unwrap()).same_content(&expected));
+    assert_eq!(proxy.requests("Scan").len(), asked + 2, "asked again once");
+
+    // A whole export with damaged answers among its pages: complete and exact.
+    proxy.damage_answers("Scan", &table, 3);
+    let r = export_run(
+        &clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": "2026-11-22T03:00:00Z", "segments": 2}),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Created { .. }),
+        "{r:#?}"
+    );
+    assert_eq!(proxy.injected(), 5, "every damage was sent");
+    let meta = meta_of(&r, &table);
+    assert!(meta.fingerprint.unwrap().same_content(&expected));
+    let (_, rb) = read_back(&h.clients, &meta).await;
+    assert!(rb.fingerprint.same_content(&expected), "{}", rb.fingerprint);
+}
+
 fn epoch(s: &str) -> f64 {
     s.parse::<Timestamp>().unwrap().as_second() as f64
 }

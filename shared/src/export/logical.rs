@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::event::ScheduleSlot;
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::settings::ExportSettings;
+use crate::wire;
 
 /// A new data file is not started with less than this left before the invocation's deadline.
 pub const HANDOFF_MARGIN: Duration = Duration::from_secs(120);
@@ -52,6 +53,13 @@ pub static PROGRESS: Progress = Progress {
     segments_done: AtomicU64::new(0),
     segments_total: AtomicU64::new(0),
 };
+
+/// One Scan page as it arrived: DynamoDB's answer's body, or (where the HTTP layer kept none)
+/// the SDK's items and the key to go on from.
+enum Answer {
+    Wire(bytes::Bytes),
+    Items(Vec<Item>, Option<Item>),
+}
 
 /// Where a logical export stands when an invocation stops working on it.
 #[derive(Debug, Clone)]
@@ -360,18 +368,33 @@ impl Logical<'_> {
                         }
                         renewed = std::time::Instant::now();
                     }
-                    let (items, next) = self.scan_page(&seg, resume_at.clone()).await?;
+                    let answer = self.scan_page(&seg, resume_at.clone()).await?;
                     lines.clear();
-                    for item in &items {
-                        ddbjson::write_item_line(&mut lines, item)
-                            .map_err(|e| self.item_error("write", &e))?;
-                        fp.add(item)
-                            .map_err(|e| self.item_error("fingerprint", &e))?;
-                    }
-                    file.write(&lines, items.len() as u64).await?;
-                    PROGRESS
-                        .items
-                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    let (count, next) = match answer {
+                        // The answer's own text: each item written as it came and fingerprinted
+                        // from that text, never parsed into the SDK's values.
+                        Answer::Wire(body) => {
+                            let page =
+                                wire::Page::parse(&body).map_err(|e| self.page_error(&seg, &e))?;
+                            for text in &page.items {
+                                fp.add_json(text)
+                                    .map_err(|e| self.item_error("fingerprint", &e))?;
+                                ddbjson::write_text_item_line(&mut lines, text);
+                            }
+                            (page.items.len(), page.next)
+                        }
+                        Answer::Items(items, next) => {
+                            for item in &items {
+                                ddbjson::write_item_line(&mut lines, item)
+                                    .map_err(|e| self.item_error("write", &e))?;
+                                fp.add(item)
+                                    .map_err(|e| self.item_error("fingerprint", &e))?;
+                            }
+                            (items.len(), next)
+                        }
+                    };
+                    file.write(&lines, count as u64).await?;
+                    PROGRESS.items.fetch_add(count as u64, Ordering::Relaxed);
                     PROGRESS
                         .bytes
                         .fetch_add(lines.len() as u64, Ordering::Relaxed);
@@ -473,34 +496,48 @@ impl Logical<'_> {
         }
     }
 
+    fn page_error(&self, seg: &Segment, e: &crate::ddbjson::FormatError) -> Error {
+        Error::Aws {
+            operation: "Scan",
+            resource: format!(
+                "table {} segment {} of {}",
+                self.table, seg.segment, seg.total
+            ),
+            code: None,
+            message: format!("the answer could not be read: {e}"),
+            retryable: false,
+            hint: "report this: DynamoDB's answer was not the Scan answer it documents".into(),
+        }
+    }
+
     /// One Scan page, retried with backoff beyond the SDK's own retries for throttling and
     /// server errors. Consistent reads: the export holds every write acknowledged before it.
-    async fn scan_page(
-        &self,
-        seg: &Segment,
-        start: Option<Item>,
-    ) -> Result<(Vec<Item>, Option<Item>)> {
+    /// The answer comes as its body where the client kept it ([`wire::capture`]), else as the
+    /// SDK's items.
+    async fn scan_page(&self, seg: &Segment, start: Option<Item>) -> Result<Answer> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = self
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(self.table)
-                .consistent_read(true)
-                .segment(seg.segment as i32)
-                .total_segments(seg.total as i32)
-                .set_limit(self.settings.page_items.map(|n| n as i32))
-                .set_exclusive_start_key(start.clone())
-                .send()
-                .await;
-            match result {
-                Ok(out) => {
+            let (result, body) = wire::capture(
+                self.clients
+                    .dynamodb
+                    .scan()
+                    .table_name(self.table)
+                    .consistent_read(true)
+                    .segment(seg.segment as i32)
+                    .total_segments(seg.total as i32)
+                    .set_limit(self.settings.page_items.map(|n| n as i32))
+                    .set_exclusive_start_key(start.clone())
+                    .send(),
+            )
+            .await;
+            match (result, body) {
+                (Ok(_), Some(body)) => return Ok(Answer::Wire(body)),
+                (Ok(out), None) => {
                     let next = out.last_evaluated_key.filter(|k| !k.is_empty());
-                    return Ok((out.items.unwrap_or_default(), next));
+                    return Ok(Answer::Items(out.items.unwrap_or_default(), next));
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     let err = Error::aws(
                         "Scan",
                         format!(

@@ -74,6 +74,23 @@ impl HttpClient for Capturing {
         })
     }
 
+    fn validate_base_client_config(
+        &self,
+        runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.inner
+            .validate_base_client_config(runtime_components, cfg)
+    }
+
+    fn validate_final_config(
+        &self,
+        runtime_components: &RuntimeComponents,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.inner.validate_final_config(runtime_components, cfg)
+    }
+
     fn connector_metadata(
         &self,
     ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
@@ -143,18 +160,21 @@ pub struct Page<'a> {
 
 #[derive(Deserialize)]
 struct Answer<'a> {
-    #[serde(rename = "Items", borrow, default)]
+    // Every Scan answer has Items and Count (an empty page too): an answer without them is
+    // not read as an empty last page.
+    #[serde(rename = "Items", borrow)]
     items: Vec<&'a RawValue>,
     #[serde(rename = "LastEvaluatedKey", borrow, default)]
     last_evaluated_key: Option<&'a RawValue>,
-    #[serde(rename = "Count", default)]
-    count: Option<u64>,
+    #[serde(rename = "Count")]
+    count: u64,
 }
 
 impl<'a> Page<'a> {
     /// Reads a Scan answer's body. Its items are checked only as far as JSON goes (each is an
-    /// object); their DynamoDB JSON is checked where they are fingerprinted. Refused: a body
-    /// that is not a Scan answer, or whose `Count` differs from the items it holds.
+    /// object); their DynamoDB JSON is checked where they are fingerprinted, which comes before
+    /// they are written. Refused: a body that is not a Scan answer (no `Items` or no `Count`),
+    /// or whose `Count` differs from the items it holds.
     pub fn parse(body: &'a [u8]) -> Result<Page<'a>, FormatError> {
         let bad = |problem: String| FormatError {
             path: "Scan answer".into(),
@@ -168,13 +188,12 @@ impl<'a> Page<'a> {
                 e.column()
             ))
         })?;
-        if let Some(count) = answer.count {
-            if count != answer.items.len() as u64 {
-                return Err(bad(format!(
-                    "Count says {count} items and the answer holds {}",
-                    answer.items.len()
-                )));
-            }
+        if answer.count != answer.items.len() as u64 {
+            return Err(bad(format!(
+                "Count says {} items and the answer holds {}",
+                answer.count,
+                answer.items.len()
+            )));
         }
         let mut items = Vec::with_capacity(answer.items.len());
         for raw in answer.items {
@@ -229,10 +248,13 @@ mod tests {
                 br#"{"Items": [{"pk": {"S": "secret"}}"#,
                 "not a Scan answer",
             ),
-            (br#"{"Items": ["secret"]}"#, "not a JSON object"),
+            (br#"{"Count": 1, "Items": ["secret"]}"#, "not a JSON object"),
             (br#"{"Items": {"secret": 1}}"#, "not a Scan answer"),
+            (br#"{}"#, "not a Scan answer"),
+            (br#"{"Count": 0}"#, "not a Scan answer"),
+            (br#"{"Items": []}"#, "not a Scan answer"),
             (
-                br#"{"Items": [], "LastEvaluatedKey": {"pk": {"X": "secret"}}}"#,
+                br#"{"Count": 0, "Items": [], "LastEvaluatedKey": {"pk": {"X": "secret"}}}"#,
                 "unknown type",
             ),
         ] {

@@ -377,6 +377,8 @@ impl Logical<'_> {
                             let page =
                                 wire::Page::parse(&body).map_err(|e| self.page_error(&seg, &e))?;
                             for text in &page.items {
+                                // Checked (fingerprinted) before it is written: the line is the text as it
+                                // came, so only DynamoDB JSON may reach it.
                                 fp.add_json(text)
                                     .map_err(|e| self.item_error("fingerprint", &e))?;
                                 ddbjson::write_text_item_line(&mut lines, text);
@@ -504,7 +506,8 @@ impl Logical<'_> {
                 self.table, seg.segment, seg.total
             ),
             code: None,
-            message: format!("the answer could not be read: {e}"),
+            // The problem only: a path could name the key's attributes.
+            message: format!("the answer could not be read: {}", e.problem),
             retryable: false,
             hint: "report this: DynamoDB's answer was not the Scan answer it documents".into(),
         }

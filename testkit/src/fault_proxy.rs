@@ -386,7 +386,7 @@ fn decide(state: &Mutex<State>, operation: &str, body: &str, json: bool) -> Verd
 /// to another printable character: the body stays valid JSON of the same length. `false`, and
 /// the response unchanged, when it holds no such value.
 fn damage(response: &mut [u8]) -> bool {
-    let body = find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+    let body = find(response, b"\r\n\r\n").map_or(0, |i| i + 4);
     for pattern in [&b"{\"S\": \""[..], b"{\"S\":\""] {
         let mut from = body;
         while let Some(at) = find(&response[from..], pattern) {

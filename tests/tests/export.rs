@@ -27,10 +27,16 @@ async fn export_run(
 ) -> RunReport {
     let mut request = JobRequest::from_payload(&payload, Timestamp::now()).unwrap();
     request.deadline = deadline;
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // These tests make their history with fixed slots in the past, which Backstop refuses as
+    // backfill by default: a wide window, unless the test sets its own (later pairs win).
+    let mut pairs: Vec<(&str, &str)> = vec![(HISTORY_WINDOW.0, HISTORY_WINDOW.1)];
+    pairs.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
     let settings = Settings::resolve(JobKind::Export, &h.env(&pairs), &request).unwrap();
     jobs::run(JobKind::Export, clients, &settings, &request).await
 }
+
+/// The backfill window of tests that make history with fixed past slots.
+const HISTORY_WINDOW: (&str, &str) = ("BACKSTOP_BACKFILL_WINDOW", "3650d");
 
 fn target<'a>(r: &'a RunReport, table: &str) -> &'a backstop::report::TargetReport {
     r.targets
@@ -283,6 +289,8 @@ async fn an_interrupted_export_resumes_to_the_same_items_and_fingerprint_without
         "{whole:#?}"
     );
     let whole_meta = meta_of(&whole, &table);
+    // Recorded at its slot, so that the later slot below is not older than it.
+    backdate(&h, &table, "2026-11-15T03:00:00Z").await;
 
     // Interrupted: every invocation has no time left, so each segment writes one data file,
     // checkpoints and hands off; the next invocation resumes.
@@ -802,6 +810,8 @@ async fn retention_prunes_weekly_exports_to_the_policy_with_reasons_and_dry_run_
             matches!(target(&r, &table).outcome, Outcome::Created { .. }),
             "{r:#?}"
         );
+        // Made now, recorded as made at its slot: the history this test needs.
+        backdate(&h, &table, &slot.to_string()).await;
         roots.push(meta_of(&r, &table).root);
     }
     let retention = |dry_run: bool| retention_run(&h, &bucket, &table, dry_run);
@@ -1358,6 +1368,8 @@ async fn a_complete_export_is_replicated_to_another_region_manifests_last_and_re
 
     let r = export_run(&h.clients, &h, &env, payload.clone(), None).await;
     assert!(!r.needs_retry(), "{r:#?}");
+    // Recorded at its slot, so that the next slot below is not older than it.
+    backdate(&h, &table, "2026-11-22T03:00:00Z").await;
     let t = target(&r, &table);
     let rep = t.replica.as_ref().expect("replica state");
     assert!(rep.ok, "{rep:?}");
@@ -1436,4 +1448,569 @@ async fn local_metric(h: &Harness, metric: &str) -> Option<f64> {
     backstop_testkit::local::metric_sum(&h.config, &h.namespace(), metric, "export", None)
         .await
         .unwrap()
+}
+
+fn catalog_of(h: &Harness) -> backstop::catalog::Catalog {
+    backstop::catalog::Catalog::new((*h.clients.dynamodb).clone(), &h.stack.catalog_table)
+}
+
+fn slot_of(s: &str) -> backstop::event::ScheduleSlot {
+    backstop::event::ScheduleSlot::parse(s).unwrap()
+}
+
+/// Rewrites the catalog's record of an export made now as if it had been made at its slot (its
+/// `export_time` and creation time): how these tests build a history of weeks in a minute.
+async fn backdate(h: &Harness, table: &str, slot: &str) {
+    let key = backstop::catalog::target_key(JobKind::Export, table, &slot_of(slot));
+    let item = h
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&h.stack.catalog_table)
+        .set_key(Some(key.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_else(|| panic!("no record of {table} at {slot}"));
+    let mut meta: ExportMeta = serde_json::from_str(item["export"].as_s().unwrap()).unwrap();
+    meta.export_time = slot.parse().unwrap();
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .set_key(Some(key))
+        .update_expression("SET #e = :e, backup_created_at = :c")
+        .expression_attribute_names("#e", "export")
+        .expression_attribute_values(":e", A::S(serde_json::to_string(&meta).unwrap()))
+        .expression_attribute_values(":c", A::S(slot.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A plain PutObject, as someone allowed only that on the export bucket would write.
+async fn forge(h: &Harness, bucket: &str, key: &str, body: &[u8]) {
+    h.clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("forge {key}: {e:?}"));
+}
+
+/// The slot string of `t`, to the second.
+fn slot_at(t: Timestamp) -> String {
+    backstop::event::ScheduleSlot::new(t).to_string()
+}
+
+/// The summary key of the export `meta` (logical: under its own id).
+fn summary_key_of(meta: &ExportMeta) -> String {
+    format!(
+        "{}/manifest-summary.json",
+        backstop::export::export_dir(&meta.root, &meta.export_id)
+    )
+}
+
+/// Issue #35, acceptance 1: a logical export records the time of its data, the moment its scan
+/// started, never the slot it was asked for (the slot only names it). The time is taken when
+/// the export is planned, recorded before the scan, and kept by every later invocation that
+/// resumes it, even when the slot has since fallen out of the backfill window (a slot that
+/// exists is continued, never refused).
+#[tokio::test]
+async fn a_logical_exports_time_is_its_scans_start_not_the_slot_and_resumes_keep_it() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "1024".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "5".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "2".to_owned()),
+        ("BACKSTOP_BACKFILL_WINDOW", "26h".to_owned()),
+    ]);
+    let table = h.name("DataTime");
+    h.create_table(&table, 30, &[]).await;
+    // An hour ago: within the window, a slot Backstop accepts.
+    let slot = slot_at(Timestamp::now() - jiff::SignedDuration::from_hours(1));
+    let payload = json!({"tables": [table], "slot": slot, "mode": "logical"});
+    let catalog = catalog_of(&h);
+
+    let before = Timestamp::now();
+    let first = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+    let after = Timestamp::now();
+    assert!(
+        matches!(target(&first, &table).outcome, Outcome::Started { .. }),
+        "interrupted after its first data files: {first:#?}"
+    );
+    let recorded = catalog
+        .get(JobKind::Export, &table, &slot_of(&slot))
+        .await
+        .unwrap()
+        .unwrap()
+        .export
+        .unwrap()
+        .export_time;
+    assert!(
+        recorded >= before && recorded <= after,
+        "export_time {recorded} is the scan's start (between {before} and {after}), not the slot {slot}"
+    );
+    assert_ne!(recorded.to_string(), slot);
+
+    // The slot falls out of the window (a window of a minute now); the export that exists is
+    // continued to the end all the same, and its time stays the one recorded first.
+    env.push(("BACKSTOP_BACKFILL_WINDOW", "1m".to_owned()));
+    let mut invocations = 1;
+    let meta = loop {
+        invocations += 1;
+        assert!(invocations < 40, "the export never finished");
+        let r = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+        match &target(&r, &table).outcome {
+            Outcome::Started { .. } => {
+                assert_eq!(meta_of(&r, &table).export_time, recorded);
+            }
+            Outcome::Created { backup } => {
+                assert_eq!(backup.created_at, Some(recorded));
+                break meta_of(&r, &table);
+            }
+            other => panic!("a slot that exists is continued, never refused: {other:?}"),
+        }
+    };
+    assert!(invocations > 2, "it was resumed: {invocations} invocations");
+    assert_eq!(meta.export_time, recorded);
+    let (items, _) = read_back(&h.clients, &meta).await;
+    assert_eq!(items.len(), 30);
+    // The summary it wrote says the same time.
+    let summary = backstop::export::reader::read_summary(&h.clients.s3, &bucket, &summary_key_of(&meta))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.export_time.as_deref().map(|t| t.parse::<Timestamp>().unwrap()),
+        Some(recorded)
+    );
+    let done = catalog
+        .get(JobKind::Export, &table, &slot_of(&slot))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.export.unwrap().export_time, recorded);
+    assert_eq!(done.backup_created_at, Some(recorded.to_string()));
+    // Still keyed by its slot: a redelivery finds it done.
+    let again = export_run(&h.clients, &h, &env, payload, None).await;
+    assert!(
+        matches!(target(&again, &table).outcome, Outcome::AlreadyDone { .. }),
+        "{again:#?}"
+    );
+    // A new slot an hour ago, with the window at a minute: refused, nothing recorded.
+    let fresh = slot_at(Timestamp::now() - jiff::SignedDuration::from_hours(1));
+    assert_ne!(fresh, slot);
+    let refused = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": fresh, "mode": "logical"}),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(&target(&refused, &table).outcome, Outcome::Failed { error, retryable: false, .. } if error.contains(&fresh)),
+        "{refused:#?}"
+    );
+    println!(
+        "slot {slot}: export_time {recorded} (the scan's start), kept through {invocations} invocations"
+    );
+}
+
+/// The last second of each of the periods before `now` that retention keeps a point of: the
+/// last three ISO weeks, the last two months, the last year (UTC).
+fn ends_of_past_periods(now: Timestamp) -> Vec<String> {
+    use jiff::tz::TimeZone;
+    let today = now.to_zoned(TimeZone::UTC).date();
+    let end_before = |d: jiff::civil::Date| {
+        slot_at(d.to_zoned(TimeZone::UTC).unwrap().timestamp() - jiff::SignedDuration::from_secs(1))
+    };
+    let monday = today
+        .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+        .unwrap();
+    let first = today.first_of_month();
+    let mut ends = std::collections::BTreeSet::new();
+    for w in 0..3 {
+        ends.insert(end_before(monday.checked_sub(jiff::Span::new().weeks(w)).unwrap()));
+    }
+    ends.insert(end_before(first));
+    ends.insert(end_before(first.checked_sub(jiff::Span::new().months(1)).unwrap()));
+    ends.insert(end_before(jiff::civil::date(today.year(), 1, 1)));
+    ends.into_iter().collect()
+}
+
+async fn retention_now(h: &Harness, bucket: &str, table: &str) -> RunReport {
+    let now = Timestamp::now();
+    let request =
+        JobRequest::from_payload(&json!({"slot": slot_at(now - jiff::SignedDuration::from_secs(1))}), now)
+            .unwrap();
+    let env = h.env(&[
+        ("BACKSTOP_TABLES", table),
+        ("BACKSTOP_EXPORT_BUCKET", bucket),
+        ("BACKSTOP_EXPORT_PREFIX", "backstop"),
+        ("BACKSTOP_EXPORT_RETENTION_POLICY", "keep_weekly=4"),
+    ]);
+    let settings = Settings::resolve(JobKind::Retention, &env, &request).unwrap();
+    jobs::run(JobKind::Retention, &h.clients, &settings, &request).await
+}
+
+/// Issue #35, acceptance 2 (exports): the backfill attack. With real weekly exports and one made
+/// just now, an invoker sends logical-mode payloads for the last second of past weeks, months
+/// and the year. Each is refused, naming its slot, in the target and in the run's message;
+/// nothing is claimed or written for it (no catalog record, no object); a dry run says what the
+/// real run would refuse. The next export retention, run with `{}` forged as `pruning.json` and
+/// a forged manifest in every export's prefix, deletes nothing real.
+#[tokio::test]
+async fn backfilled_slots_are_refused_naming_each_and_retention_then_deletes_nothing_real() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "logical".to_owned()));
+    let table = h.name("Backfill");
+    h.create_table(&table, 5, &[]).await;
+    let catalog = catalog_of(&h);
+    let now = Timestamp::now();
+
+    // History: a real export each of the last three weeks (made in the test with a wide
+    // window, then recorded at its time), and one made now, with the default window.
+    let mut real = Vec::new();
+    for weeks in [3, 2, 1] {
+        let slot = slot_at(now - jiff::SignedDuration::from_hours(24 * 7 * weeks));
+        let r = export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": slot}), None).await;
+        assert!(matches!(target(&r, &table).outcome, Outcome::Created { .. }), "{r:#?}");
+        backdate(&h, &table, &slot).await;
+        real.push((slot, meta_of(&r, &table).root));
+    }
+    env.push(("BACKSTOP_BACKFILL_WINDOW", "26h".to_owned()));
+    let current = slot_at(now - jiff::SignedDuration::from_secs(60));
+    let r = export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": current}), None).await;
+    assert!(matches!(target(&r, &table).outcome, Outcome::Created { .. }), "{r:#?}");
+    real.push((current.clone(), meta_of(&r, &table).root));
+
+    let attack = ends_of_past_periods(now);
+    assert!(attack.len() >= 4, "{attack:?}");
+    // A dry run only looks, and says so.
+    let dry = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": attack[0], "mode": "logical", "dry_run": true}),
+        None,
+    )
+    .await;
+    let t = target(&dry, &table);
+    assert!(matches!(t.outcome, Outcome::Planned { .. }), "{t:#?}");
+    assert!(
+        t.warnings.iter().any(|w| w.contains("would be refused") && w.contains(&attack[0])),
+        "{:?}",
+        t.warnings
+    );
+    for slot in &attack {
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            json!({"tables": [table], "slot": slot, "mode": "logical"}),
+            None,
+        )
+        .await;
+        match &target(&r, &table).outcome {
+            Outcome::Failed {
+                error, retryable, ..
+            } => {
+                assert!(error.contains(slot.as_str()), "{error}");
+                assert!(error.contains("backfill is refused"), "{error}");
+                assert!(!retryable, "a refusal is not retried");
+            }
+            other => panic!("slot {slot} was not refused: {other:?}"),
+        }
+        assert!(r.email_body().contains(slot.as_str()), "{}", r.email_body());
+        assert!(
+            catalog
+                .get(JobKind::Export, &table, &slot_of(slot))
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing claimed for {slot}"
+        );
+        let root = format!("backstop/{table}/{}", slot_of(slot).compact());
+        assert_eq!(objects_under(&h, &bucket, root).await, 0, "nothing written for {slot}");
+    }
+    let records = catalog.list_targets(JobKind::Export, Some(&table)).await.unwrap();
+    assert_eq!(records.len(), real.len(), "{records:#?}");
+
+    // A control file nobody proved: `{}` as pruning.json in every export.
+    for (_, root) in &real {
+        forge(&h, &bucket, &format!("{root}/pruning.json"), b"{}").await;
+    }
+    let r = retention_now(&h, &bucket, &table).await;
+    let t = target(&r, &table);
+    let e = t.export_retention.clone().expect("export retention ran");
+    assert_eq!((e.deleted, e.to_delete, e.error.clone()), (0, 0, None), "{t:#?}");
+    for (slot, root) in &real {
+        assert!(objects_under(&h, &bucket, root.clone()).await >= 4, "{slot} kept whole");
+    }
+    let records = catalog.list_targets(JobKind::Export, Some(&table)).await.unwrap();
+    assert!(records.iter().all(|r| r.status == backstop::catalog::TargetStatus::Done), "{records:#?}");
+    println!("refused {} backfilled slots: {attack:?}; retention deleted nothing", attack.len());
+}
+
+/// A forged but self-consistent "empty" export over a real one: manifest-files.json with no
+/// file, a summary of 0 items, a Backstop manifest of 0 items and the empty fingerprint.
+async fn forge_empty_export(h: &Harness, bucket: &str, meta: &ExportMeta) {
+    let dir = backstop::export::export_dir(&meta.root, &meta.export_id);
+    let files_key = format!("{dir}/manifest-files.json");
+    let summary_key = summary_key_of(meta);
+    forge(h, bucket, &files_key, b"").await;
+    let summary = json!({
+        "version": "2020-06-30", "exportArn": "arn:forged", "startTime": "2026-01-01T00:00:00Z",
+        "endTime": "2026-01-01T00:00:00Z", "tableArn": "arn:forged", "s3Bucket": bucket,
+        "manifestFilesS3Key": files_key, "itemCount": 0, "outputFormat": "DYNAMODB_JSON",
+        "exportType": "FULL_EXPORT",
+    });
+    forge(h, bucket, &summary_key, summary.to_string().as_bytes()).await;
+    let manifest = backstop::export::manifest::BackstopManifest {
+        format: 1,
+        table: "forged".into(),
+        table_arn: String::new(),
+        slot: String::new(),
+        mode: backstop::export::Made::Logical,
+        export_type: backstop::export::ExportType::FullExport,
+        export_id: meta.export_id.clone(),
+        export_arn: None,
+        manifest_summary_key: summary_key,
+        key_schema: Value::Null,
+        item_count: 0,
+        bytes: 0,
+        stored_bytes: 0,
+        fingerprint: Some(backstop::fingerprint::Fingerprint::default()),
+        segments: vec![],
+        started_at: String::new(),
+        finished_at: String::new(),
+    };
+    forge(
+        h,
+        bucket,
+        &backstop::export::backstop_manifest_key(&meta.root),
+        &serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+}
+
+/// Issue #35, acceptance 3 (exports): control files in the export bucket prove nothing.
+/// - A logical export's checkpoints live only in the catalog (`EXPORT#<table>#<slot>`,
+///   export/checkpoint.rs): a `checkpoint.json`, a finished-looking Backstop manifest and an
+///   empty summary forged under an export under way change nothing; it resumes from the
+///   catalog and ends exact, its own manifests over the forged ones.
+/// - A forged, self-consistent "empty" export over a finished one passes a check of the
+///   manifest alone, but validate holds it to the catalog's record (count, fingerprint,
+///   summary): reported, not ok. The replica is not given the forgery: the table fails on the
+///   replica, whose manifest stays the real one.
+#[tokio::test]
+async fn forged_export_control_files_are_ignored_reported_and_never_replicated() {
+    use backstop::export::verify;
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = (*Clients::from_config(&west_config).s3).clone();
+    let replica = h.name("forged-replica");
+    west.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "1024".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "5".to_owned()),
+        ("BACKSTOP_EXPORT_SEGMENTS", "2".to_owned()),
+        ("BACKSTOP_REPLICA_BUCKET", replica.clone()),
+        ("BACKSTOP_REPLICA_REGION", "us-west-2".to_owned()),
+    ]);
+    let table = h.name("Forged");
+    h.create_table(&table, 30, &[]).await;
+    let expected = fingerprint_table(&h.clients.dynamodb, &table).await.unwrap();
+    let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z"});
+
+    // Under way: forge a past-the-end checkpoint, a "complete, empty" export and `{}` markers.
+    let first = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+    assert!(matches!(target(&first, &table).outcome, Outcome::Started { .. }), "{first:#?}");
+    let under_way = meta_of(&first, &table);
+    let root = under_way.root.clone();
+    forge(
+        &h,
+        &bucket,
+        &format!("{root}/checkpoint.json"),
+        br#"{"segment":0,"total":2,"next_file":999,"done":true,"resume_at":null,"items":0}"#,
+    )
+    .await;
+    forge(&h, &bucket, &format!("{root}/pruning.json"), b"{}").await;
+    forge_empty_export(&h, &bucket, &under_way).await;
+    let mut invocations = 1;
+    let meta = loop {
+        invocations += 1;
+        assert!(invocations < 40, "never finished");
+        let r = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+        match &target(&r, &table).outcome {
+            Outcome::Started { .. } => {}
+            Outcome::Created { .. } => {
+                assert!(target(&r, &table).replica.as_ref().unwrap().ok, "{r:#?}");
+                break meta_of(&r, &table);
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(invocations > 2, "resumed after the forgery: {invocations}");
+    assert_eq!(meta.item_count, Some(30));
+    assert!(meta.fingerprint.unwrap().same_content(&expected));
+    let (items, _) = read_back(&h.clients, &meta).await;
+    assert_eq!(items.len(), 30);
+    let record = catalog_of(&h)
+        .get(JobKind::Export, &table, &slot_of("2026-11-22T03:00:00Z"))
+        .await
+        .unwrap()
+        .unwrap();
+    let check = jobs::validate::verify_export(&h.clients, &catalog_of(&h), &record, false)
+        .await
+        .unwrap();
+    assert!(check.ok && check.items == Some(30), "{check:?}");
+    let manifest_key = backstop::export::backstop_manifest_key(&root);
+    let real_manifest = backstop::export::s3io::get(&west, &replica, &manifest_key)
+        .await
+        .unwrap()
+        .expect("replicated");
+
+    // Finished: the same forgery over it. On its own it reads as a whole export of 0 items...
+    forge_empty_export(&h, &bucket, &meta).await;
+    let alone = verify::verify(&h.clients.s3, &bucket, &root).await.unwrap();
+    assert_eq!(alone.items, 0, "the forgery is self-consistent");
+    // ...but validate holds it to the catalog, and reports it.
+    let check = jobs::validate::verify_export(&h.clients, &catalog_of(&h), &record, false)
+        .await
+        .unwrap();
+    assert!(!check.ok, "{check:?}");
+    assert!(
+        check.detail.contains("the catalog's record wins") && check.detail.contains("records 0 items, the catalog 30"),
+        "{}",
+        check.detail
+    );
+    // A redelivery replicates the newest export: the forged manifest is refused, not copied.
+    let again = export_run(&h.clients, &h, &env, payload, None).await;
+    let t = target(&again, &table);
+    match &t.outcome {
+        Outcome::Failed { operation, error, .. } => {
+            assert_eq!(operation, "replicate");
+            assert!(error.contains("the catalog's record wins"), "{error}");
+        }
+        other => panic!("the forged manifest was replicated: {other:?}"),
+    }
+    let there = backstop::export::s3io::get(&west, &replica, &manifest_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(there, real_manifest, "the replica keeps the real manifest");
+    let copy = verify::verify(&west, &replica, &root).await.unwrap();
+    assert!(copy.fingerprint.same_content(&expected));
+    println!("forged control files: resumed from the catalog in {invocations} invocations; validate: {}", check.detail);
+}
+
+/// Issue #35, acceptance 3 (native exports): the summary AWS wrote lies in the export bucket.
+/// Forged (0 items, no file) before the export job finalizes the export, it is refused by
+/// DescribeExport's own ItemCount: the export is not recorded finished, the next one starts
+/// anew, and that one records the ExportTime asked (the time of its data, moto reporting none).
+#[tokio::test]
+async fn a_native_summary_forged_before_finalization_is_refused_by_awss_own_count() {
+    let h = Harness::new().await;
+    let (bucket, mut env) = h.export_bucket().await;
+    env.push(("BACKSTOP_EXPORT_MODE", "native".to_owned()));
+    let table = h.name("NativeForged");
+    h.create_table(&table, 20, &[]).await;
+    h.clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(&table)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let slot = "2026-11-10T03:00:00Z";
+    let run = || export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": slot}), None);
+    let r = run().await;
+    assert!(matches!(target(&r, &table).outcome, Outcome::Started { .. }), "{r:#?}");
+    let meta = meta_of(&r, &table);
+    let arn = meta.export_arn.clone().unwrap();
+    assert_eq!(
+        place_native_manifests(&h, &bucket, &meta.root, &arn, &table).await,
+        20
+    );
+    let summary_key = backstop::export::s3io::list(&h.clients.s3, &bucket, &format!("{}/", meta.root))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| k.ends_with("/manifest-summary.json"))
+        .unwrap();
+    let files_key = summary_key.replace("manifest-summary.json", "manifest-files.json");
+    let text = backstop::export::s3io::get(&h.clients.s3, &bucket, &summary_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut summary: Value = serde_json::from_slice(&text).unwrap();
+    summary["itemCount"] = json!(0);
+    forge(&h, &bucket, &files_key, b"").await;
+    forge(&h, &bucket, &summary_key, summary.to_string().as_bytes()).await;
+
+    let r = run().await;
+    match &target(&r, &table).outcome {
+        Outcome::Failed { error, .. } => {
+            assert!(
+                error.contains("says 0 items") && error.contains("AWS exported 20"),
+                "{error}"
+            );
+        }
+        other => panic!("a forged empty summary was taken: {other:?}"),
+    }
+    let record = catalog_of(&h)
+        .get(JobKind::Export, &table, &slot_of(slot))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, backstop::catalog::TargetStatus::Failed);
+
+    // The next attempt asks AWS for a new export and finalizes it from AWS's own manifests.
+    let r = run().await;
+    assert!(matches!(target(&r, &table).outcome, Outcome::Started { .. }), "{r:#?}");
+    let again = meta_of(&r, &table);
+    assert_ne!(again.export_arn, Some(arn));
+    place_native_manifests(&h, &bucket, &again.root, again.export_arn.as_deref().unwrap(), &table).await;
+    let r = run().await;
+    match &target(&r, &table).outcome {
+        Outcome::Created { backup } => {
+            assert_eq!(backup.item_count, Some(20));
+            assert_eq!(backup.created_at, Some(slot.parse().unwrap()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(meta_of(&r, &table).export_time, slot.parse::<Timestamp>().unwrap());
 }

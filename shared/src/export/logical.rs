@@ -630,11 +630,13 @@ impl Logical<'_> {
         let summary = Summary {
             version: "2020-06-30".into(),
             export_arn,
-            start_time: self.started_at.to_string(),
+            start_time: self.meta.export_time.to_string(),
             end_time: now.to_string(),
             table_arn: table_arn.clone(),
             table_id: self.description.table_id.clone(),
-            export_time: Some(self.slot.timestamp().to_string()),
+            // The time of the data: the scan's start as the catalog recorded it when the export
+            // was planned (never the slot, which only names the export).
+            export_time: Some(self.meta.export_time.to_string()),
             export_from_time: None,
             export_to_time: None,
             export_view_type: None,
@@ -682,7 +684,7 @@ impl Logical<'_> {
                     fingerprint: s.fingerprint,
                 })
                 .collect(),
-            started_at: self.started_at.to_string(),
+            started_at: self.meta.export_time.to_string(),
             finished_at: now.to_string(),
         };
         s3io::put_small(

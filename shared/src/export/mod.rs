@@ -62,7 +62,11 @@ pub struct ExportMeta {
     pub bucket: String,
     /// `<prefix>/<table>/<slot>` (no trailing slash): everything of this export is under it.
     pub root: String,
-    /// Full exports: the moment exported. Incrementals: the window's end.
+    /// The time of the data the export holds, which retention, chains, restores `--until`,
+    /// freshness and reports go by (the slot, the catalog's key, only names the export).
+    /// Native full exports: their ExportTime (asked of AWS, as DescribeExport reports it once
+    /// finished). Native incrementals: the window's end. Logical exports: the moment their scan
+    /// started, recorded before it and kept by every invocation that continues it.
     pub export_time: Timestamp,
     /// Incrementals: the window's start (the previous link's `export_time`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

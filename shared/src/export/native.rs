@@ -309,6 +309,43 @@ pub enum NativeState {
     },
 }
 
+/// Pure: the time of a finished native export's data as AWS reports it (DescribeExport): a full
+/// export's ExportTime, an incremental's window end. It is what Backstop asked for; where AWS
+/// says otherwise, AWS's is what the data holds and is recorded (a chain whose windows then no
+/// longer meet is broken, and the next export is full). Without one, the time asked.
+pub fn data_time(d: &aws_sdk_dynamodb::types::ExportDescription, meta: &ExportMeta) -> Timestamp {
+    match meta.export_type {
+        ExportType::FullExport => d.export_time(),
+        ExportType::IncrementalExport => d
+            .incremental_export_specification()
+            .and_then(|s| s.export_to_time()),
+    }
+    .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
+    .unwrap_or(meta.export_time)
+}
+
+/// Pure: whether a full export's `manifest-summary.json` (`summary_count` items) is the one AWS
+/// wrote, by DescribeExport's own ItemCount. The summary lies in the export bucket, where anyone
+/// allowed to put an object could have rewritten it (an empty file list and a count of 0 would
+/// make an export look complete and empty): its count must be AWS's before it is recorded.
+/// Incrementals are not checked (their count is of change records, which the API documents
+/// less firmly); neither is an answer without ItemCount.
+pub fn summary_is_aws(
+    d: &aws_sdk_dynamodb::types::ExportDescription,
+    meta: &ExportMeta,
+    summary_count: u64,
+) -> std::result::Result<(), String> {
+    if meta.export_type != ExportType::FullExport {
+        return Ok(());
+    }
+    match d.item_count() {
+        Some(aws) if u64::try_from(aws).ok() != Some(summary_count) => Err(format!(
+            "manifest-summary.json says {summary_count} items, DescribeExport says AWS exported {aws}: the summary is not the one AWS wrote, and the export is not recorded as finished"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Asks AWS where the export stands and, when it completed, reads its manifests (summary, file
 /// list, counts consistent) into the record.
 pub async fn check(clients: &Clients, table: &str, meta: &ExportMeta) -> Result<NativeState> {
@@ -363,6 +400,16 @@ pub async fn check(clients: &Clients, table: &str, meta: &ExportMeta) -> Result<
             hint: "S3 may not show it yet; the next run looks again".into(),
         });
     };
+    if let Err(why) = summary_is_aws(&d, meta, summary.item_count) {
+        return Err(Error::Aws {
+            operation: "read export manifests",
+            resource: format!("s3://{}/{key}", meta.bucket),
+            code: None,
+            message: why,
+            retryable: false,
+            hint: "someone with write access to the export bucket changed it; find out who, and let the next export start anew".into(),
+        });
+    }
     let files = reader::read_files(&clients.s3, &meta.bucket, &key, &summary).await?;
     let mut stored = 0u64;
     let listed = super::s3io::list(&clients.s3, &meta.bucket, &format!("{}/", meta.root)).await?;
@@ -381,7 +428,12 @@ pub async fn check(clients: &Clients, table: &str, meta: &ExportMeta) -> Result<
             }
         }
     }
+    let export_time = data_time(&d, meta);
+    if export_time != meta.export_time {
+        tracing::warn!(asked = %meta.export_time, reported = %export_time, export = %arn, "DescribeExport reports another export time than the one asked; recording AWS's");
+    }
     Ok(NativeState::Completed(Box::new(ExportMeta {
+        export_time,
         manifest_key: Some(key),
         item_count: Some(summary.item_count),
         stored_bytes: Some(stored),
@@ -450,6 +502,49 @@ mod tests {
     const FULL: ExportType = ExportType::FullExport;
     const INC: ExportType = ExportType::IncrementalExport;
     use TargetStatus::{Done, Failed, Started};
+
+    #[test]
+    fn the_recorded_time_and_count_are_awss_own() {
+        use aws_sdk_dynamodb::types::{ExportDescription, IncrementalExportSpecification};
+        use aws_smithy_types::DateTime;
+        let full = record("2026-11-22T03:00:00Z", Started, FULL, None)
+            .export
+            .unwrap();
+        let inc = record(
+            "2026-11-23T03:00:00Z",
+            Started,
+            INC,
+            Some("2026-11-22T03:00:00Z"),
+        )
+        .export
+        .unwrap();
+        // No time in the answer: the one asked.
+        let bare = ExportDescription::builder().build();
+        assert_eq!(data_time(&bare, &full), full.export_time);
+        // AWS's ExportTime (to the millisecond) is recorded, for a full export.
+        let d = ExportDescription::builder()
+            .export_time(DateTime::from_millis(
+                t("2026-11-22T03:00:00.250Z").as_millisecond(),
+            ))
+            .item_count(50)
+            .build();
+        assert_eq!(data_time(&d, &full), t("2026-11-22T03:00:00.250Z"));
+        // An incremental's is its window's end.
+        let d_inc = ExportDescription::builder()
+            .incremental_export_specification(
+                IncrementalExportSpecification::builder()
+                    .export_to_time(DateTime::from_secs(t("2026-11-23T03:00:00Z").as_second()))
+                    .build(),
+            )
+            .build();
+        assert_eq!(data_time(&d_inc, &inc), t("2026-11-23T03:00:00Z"));
+        // A summary whose count is not AWS's is refused; without AWS's count, not judged.
+        assert!(summary_is_aws(&d, &full, 50).is_ok());
+        let e = summary_is_aws(&d, &full, 0).unwrap_err();
+        assert!(e.contains("says 0 items") && e.contains("AWS exported 50"), "{e}");
+        assert!(summary_is_aws(&bare, &full, 0).is_ok());
+        assert!(summary_is_aws(&d, &inc, 0).is_ok());
+    }
 
     #[test]
     fn a_weekly_full_then_daily_incrementals() {

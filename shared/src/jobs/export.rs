@@ -48,6 +48,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
             request,
             run_id: &run_id,
             anomaly_threshold_pct: settings.anomaly_threshold_pct,
+            backfill_window: settings.backfill_window,
         };
         run.over_selected_tables(clients, settings, |table| ctx.export_table(table))
             .await;
@@ -130,15 +131,29 @@ async fn replicate_exports(
             target: format!("s3://{}/{table_root}/", settings.bucket),
             ..Default::default()
         };
-        match replicate_export(
-            &clients.s3,
-            &meta.bucket,
-            &meta.root,
-            &replica,
-            CopyTuning::default(),
-        )
-        .await
-        {
+        // The original's manifest must be the one the catalog recorded before it is copied:
+        // a replica of a forged manifest would carry the forgery to the second copy.
+        let agreed = if meta.made == Made::Logical {
+            crate::export::verify::catalog_manifest(&clients.s3, &meta)
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        let replicated = match agreed {
+            Ok(()) => {
+                replicate_export(
+                    &clients.s3,
+                    &meta.bucket,
+                    &meta.root,
+                    &replica,
+                    CopyTuning::default(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match replicated {
             Ok(r) => {
                 state.ok = true;
                 state.copied = r.copied;
@@ -237,6 +252,9 @@ struct TableCtx<'a> {
     run_id: &'a str,
     /// See [`crate::anomaly`].
     anomaly_threshold_pct: f64,
+    /// How far in the past a slot of which nothing exists yet may lie (see
+    /// [`crate::event::check_backfill`]).
+    backfill_window: jiff::SignedDuration,
 }
 
 fn failed(e: &Error) -> Outcome {
@@ -291,6 +309,27 @@ impl TableCtx<'_> {
         };
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// `Err` (why, naming the slot) when the catalog records nothing of (table, `slot`) and the
+    /// slot lies further in the past than the backfill window allows, or before the table's
+    /// newest complete export. A slot with any record (a claim, a checkpointed or failed
+    /// attempt, a native export under way) is never refused: it is continued.
+    fn backfill(
+        &self,
+        records: &[TargetRecord],
+        slot: &ScheduleSlot,
+    ) -> std::result::Result<(), String> {
+        let key = slot.to_string();
+        if records.iter().any(|r| r.slot == key) {
+            return Ok(());
+        }
+        let newest = records
+            .iter()
+            .filter(|r| r.status == TargetStatus::Done)
+            .filter_map(|r| r.export.as_ref().map(|m| m.export_time))
+            .max();
+        crate::event::check_backfill(*slot, Timestamp::now(), self.backfill_window, newest)
     }
 
     fn location_root(&self, table: &str, slot: &ScheduleSlot) -> String {
@@ -361,10 +400,16 @@ impl TableCtx<'_> {
         if self.request.dry_run {
             let (d, pitr) = self.describe(table).await?;
             let made = self.choose(&d, pitr, report)?;
+            // A dry run only looks, but says what the real run would refuse.
+            let records = self.catalog.list_targets(JOB, Some(table)).await?;
+            if let Err(why) = self.backfill(&records, &slot) {
+                report
+                    .warnings
+                    .push(format!("outside a dry run this would be refused: {why}"));
+            }
             let what = match made {
                 Made::Logical => "logical full export".to_owned(),
                 Made::Native => {
-                    let records = self.catalog.list_targets(JOB, Some(table)).await?;
                     match native::plan_chain(
                         &records,
                         slot.timestamp(),
@@ -394,6 +439,16 @@ impl TableCtx<'_> {
         // Native exports of earlier slots still running: finalize them first, so that the chain
         // decision below sees them finished (or failed).
         let records = self.catalog.list_targets(JOB, Some(table)).await?;
+        // A slot of which nothing exists yet must not lie in the past: refused before anything
+        // is claimed or written (a retry or continuation of a slot that exists goes on).
+        if let Err(why) = self.backfill(&records, &slot) {
+            warn!(table = %table, slot = %slot, "backfill refused");
+            return Ok(Outcome::Failed {
+                operation: "export (backfill refused)".into(),
+                error: why,
+                retryable: false,
+            });
+        }
         // Logical exports of earlier slots left STARTED (their continuation never came) are
         // resumed here too.
         for r in records.iter().filter(|r| {
@@ -524,6 +579,9 @@ impl TableCtx<'_> {
         let root = self.location_root(table, slot);
         match made {
             Made::Logical => {
+                // The time of the data is the scan's start, not the slot: the slot is only the
+                // idempotency key. Recorded before the scan, kept by every later invocation
+                // (resumes and helpers read it from the catalog).
                 let meta = ExportMeta {
                     export_id: export::logical_export_id(table, slot),
                     ..ExportMeta::planned(
@@ -531,7 +589,7 @@ impl TableCtx<'_> {
                         ExportType::FullExport,
                         &self.settings.location.bucket,
                         root,
-                        slot.timestamp(),
+                        Timestamp::now(),
                     )
                 };
                 self.catalog

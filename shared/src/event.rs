@@ -111,6 +111,37 @@ fn check_not_ahead(slot: ScheduleSlot, dry_run: bool, now: Timestamp) -> Result<
     Ok(())
 }
 
+/// Refuses a slot that would put a new recovery point into the past (outside a dry run): one
+/// older than `window` before `now`, or older than the target's newest complete recovery point.
+/// A backup made now holds today's data; recorded under an old slot it would stand in for a
+/// period it never saw, and retention would then delete the real points of that period. The
+/// caller checks this only when nothing of the slot exists yet: a claim or checkpoint that
+/// exists is always continued. Returns why, naming the slot.
+pub fn check_backfill(
+    slot: ScheduleSlot,
+    now: Timestamp,
+    window: jiff::SignedDuration,
+    newest_complete: Option<Timestamp>,
+) -> std::result::Result<(), String> {
+    let t = slot.timestamp();
+    if t < now - window {
+        return Err(format!(
+            "slot {slot} is more than {} h in the past (the clock says {}) and nothing of it exists yet: a backup made now would hold today's data under an old time, and retention would take it for that period's; backfill is refused (BACKSTOP_BACKFILL_WINDOW sets the window; a dry run only looks)",
+            window.as_secs() / 3600,
+            ScheduleSlot::new(now)
+        ));
+    }
+    if let Some(newest) = newest_complete {
+        if t < newest {
+            return Err(format!(
+                "slot {slot} is older than the newest complete recovery point ({}) and nothing of it exists yet: a backup made now cannot stand for a time before it; backfill is refused",
+                ScheduleSlot::new(newest)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Fields both payloads may carry besides the overrides.
 const OWN_FIELDS: &[&str] = &["slot", "dry_run"];
 
@@ -440,5 +471,33 @@ mod tests {
             }
             let _ = JobRequest::from_payload(&Value::Object(m), now());
         }
+    }
+}
+
+#[cfg(test)]
+mod backfill_tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_new_slot_in_the_past_is_refused_past_the_window_or_before_the_newest_point() {
+        let now = t("2026-12-08T03:00:00Z");
+        let day = jiff::SignedDuration::from_hours(26);
+        let slot = |s: &str| ScheduleSlot::new(t(s));
+        // Tonight's slot, and yesterday's retried within the window.
+        assert!(check_backfill(slot("2026-12-08T02:00:00Z"), now, day, None).is_ok());
+        assert!(check_backfill(slot("2026-12-07T02:00:00Z"), now, day, None).is_ok());
+        // The last second of an old month: refused, naming the slot.
+        let e = check_backfill(slot("2026-10-31T23:59:59Z"), now, day, None).unwrap_err();
+        assert!(e.contains("2026-10-31T23:59:59Z"), "{e}");
+        assert!(e.contains("backfill is refused"), "{e}");
+        // Inside the window but older than the newest complete point.
+        let newest = Some(t("2026-12-08T02:00:00Z"));
+        let e = check_backfill(slot("2026-12-07T23:59:59Z"), now, day, newest).unwrap_err();
+        assert!(e.contains("older than the newest complete recovery point"), "{e}");
+        assert!(check_backfill(slot("2026-12-08T02:00:00Z"), now, day, newest).is_ok());
     }
 }

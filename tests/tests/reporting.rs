@@ -571,3 +571,59 @@ async fn the_daily_summary_is_published_once_per_period() {
         .unwrap_err();
     assert!(e.to_string().contains("summary"), "{e}");
 }
+
+#[tokio::test]
+async fn a_summary_of_a_period_that_has_not_ended_is_refused_and_the_real_one_is_still_sent() {
+    let h = Harness::new().await;
+    let env = h.env(&[]);
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    // Mid-December: neither December nor a day ending tomorrow is over.
+    let early = t("2026-12-15T12:00:00Z");
+    for event in [
+        json!({"summary": "monthly", "period": "2026-12"}),
+        json!({"summary": "daily", "period": "2026-12-15"}),
+        json!({"summary": "daily", "slot": "2026-12-16T07:00:00Z"}),
+    ] {
+        let e = backstop::summary::handle(&h.clients, &env, &event, early, None)
+            .await
+            .unwrap_err();
+        assert!(!e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("has not ended yet"), "{event}: {e}");
+    }
+    // Nothing was published, and no marker stands in for the real summaries.
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 10, Duration::from_secs(3))
+            .await
+            .unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    let markers = h
+        .clients
+        .dynamodb
+        .query()
+        .table_name(&h.stack.catalog_table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s("SUMMARY#monthly"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markers.count(), 0);
+
+    // Once December is over, its summary goes out.
+    let after = t("2027-01-01T01:00:00Z");
+    let out = backstop::summary::handle(
+        &h.clients,
+        &env,
+        &json!({"summary": "monthly", "period": "2026-12"}),
+        after,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(out.published);
+    let got =
+        local::receive_notifications(&h.config, &h.stack.queue_url, 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].message.contains("2026-12"), "{}", got[0].message);
+}

@@ -231,6 +231,7 @@ pub async fn prune_bucket(
         &policy,
         now,
         dry_run,
+        prune::Role::Original,
     )
     .await?;
     if json {

@@ -187,6 +187,12 @@ pub struct BucketPrune {
     pub deleted: usize,
     pub swept: u64,
     pub swept_bytes: u64,
+    /// Slots kept for a legal hold.
+    #[serde(default)]
+    pub held: usize,
+    /// Slots in the store that the catalog does not record: kept, never planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_slots: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,6 +20,7 @@ pub const ENV_ENABLE_PITR: &str = "BACKSTOP_ENABLE_PITR";
 pub const ENV_CONCURRENCY: &str = "BACKSTOP_CONCURRENCY";
 pub const ENV_ANOMALY_THRESHOLD: &str = "BACKSTOP_ANOMALY_THRESHOLD";
 pub const ENV_DRILL_TABLE_PREFIX: &str = "BACKSTOP_DRILL_TABLE_PREFIX";
+pub const ENV_BACKFILL_WINDOW: &str = "BACKSTOP_BACKFILL_WINDOW";
 pub const ENV_RETENTION_POLICY: &str = "BACKSTOP_RETENTION_POLICY";
 pub const ENV_EXPORT_BUCKET: &str = "BACKSTOP_EXPORT_BUCKET";
 pub const ENV_EXPORT_PREFIX: &str = "BACKSTOP_EXPORT_PREFIX";
@@ -87,6 +88,9 @@ pub const DEFAULT_METRICS_NAMESPACE: &str = "Backstop";
 pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 50;
 pub const DEFAULT_DRILL_TABLE_PREFIX: &str = "backstop-drill-";
+/// How far back a slot may lie when nothing of it exists yet: EventBridge retries a delivery
+/// for up to 24 hours, and a little more covers a retry at the end of that.
+pub const DEFAULT_BACKFILL_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(26);
 
 /// Every setting and its environment variable, for `--help` and the README.
 pub const ALL_ENV: &[(&str, &str)] = &[
@@ -124,8 +128,12 @@ pub const ALL_ENV: &[(&str, &str)] = &[
         "snapshot, export; percent change of a backup's size or item count from the median of the table's last 7 complete ones that raises a warning and BackupAnomaly, 1 to 99, default 20",
     ),
     (
+        ENV_BACKFILL_WINDOW,
+        "export and bucket; how far in the past a slot may lie when nothing of it exists yet (a claim or checkpoint of it is always continued), such as 26h or 2d, default 26h: a backup made now stands for its own time, never an older one; dry runs are not refused",
+    ),
+    (
         ENV_DRILL_TABLE_PREFIX,
-        "optional; name prefix of Backstop's restore-drill tables, default backstop-drill-",
+        "optional; name prefix of Backstop's restore-drill tables (and database drill copies), 8 to 100 of a-z A-Z 0-9 _ . -, not the start of the catalog's name nor overlapping the restore prefix, default backstop-drill-",
     ),
     (
         ENV_RESTORE_PREFIX,
@@ -674,6 +682,11 @@ impl BucketSettings {
                     )
                 }
             },
+            backfill_window: match env.get(ENV_BACKFILL_WINDOW) {
+                Some(v) => parse_duration_setting(ENV_BACKFILL_WINDOW, v, false)?
+                    .unwrap_or(DEFAULT_BACKFILL_WINDOW),
+                None => DEFAULT_BACKFILL_WINDOW,
+            },
         };
         let policy = match env.get(ENV_BUCKET_RETENTION_POLICY) {
             Some(v) => check_policy(ENV_BUCKET_RETENTION_POLICY, RetentionPolicy::parse(v))?,
@@ -793,6 +806,10 @@ pub struct Settings {
     /// percent is an anomaly (see [`crate::anomaly`]).
     pub anomaly_threshold_pct: f64,
     pub drill_table_prefix: String,
+    /// How far in the past a new slot may lie (exports and bucket backups); see
+    /// [`crate::event::check_backfill`].
+    #[serde(serialize_with = "ser_duration")]
+    pub backfill_window: jiff::SignedDuration,
     /// Databases (RDS instances) the snapshot and retention jobs work on besides tables.
     #[serde(default, skip_serializing_if = "DatabaseSettings::is_empty")]
     pub databases: DatabaseSettings,
@@ -1288,12 +1305,13 @@ impl Settings {
             .get(ENV_DRILL_TABLE_PREFIX)
             .unwrap_or(DEFAULT_DRILL_TABLE_PREFIX)
             .to_owned();
-        if drill_table_prefix.len() < 3 {
-            return Err(Error::setting(
-                ENV_DRILL_TABLE_PREFIX,
-                "must be at least 3 characters, so that it cannot match ordinary tables by accident",
-            ));
-        }
+        // At least 8 characters, and neither the catalog's nor the restore function's prefix.
+        crate::drill::check_table_prefix(
+            &drill_table_prefix,
+            &catalog_table,
+            env.get(ENV_RESTORE_PREFIX)
+                .unwrap_or(crate::restore::request::DEFAULT_PREFIX),
+        )?;
 
         // Each job resolves its own settings and refuses those of another job by name.
         let foreign = |field: &str, owner: JobKind| {
@@ -1399,6 +1417,12 @@ impl Settings {
             }
             Err(e) => return Err(e),
         };
+        let backfill_window = match env.get(ENV_BACKFILL_WINDOW) {
+            Some(v) => parse_duration_setting(ENV_BACKFILL_WINDOW, v, false)?
+                .unwrap_or(DEFAULT_BACKFILL_WINDOW),
+            None => DEFAULT_BACKFILL_WINDOW,
+        };
+
         Ok(Settings {
             catalog_table,
             topic_arn,
@@ -1408,6 +1432,7 @@ impl Settings {
             concurrency,
             anomaly_threshold_pct,
             drill_table_prefix,
+            backfill_window,
             databases,
             job: job_settings,
         })

@@ -167,6 +167,9 @@ impl Setup {
             (settings::ENV_BUCKET_MULTIPART_THRESHOLD, "5242880"),
             (settings::ENV_BUCKET_PART_SIZE, "5242880"),
             (settings::ENV_BUCKET_PAGE_SIZE, "40"),
+            // These tests back up named slots of the past week, in order; the refusal of
+            // backfill has its own test with the default window.
+            (settings::ENV_BACKFILL_WINDOW, "3650d"),
         ];
         env.extend_from_slice(extra);
         let settings = BucketSettings::resolve(&h.env(&env)).unwrap();
@@ -558,7 +561,9 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
     assert_eq!(s.stored_objects().await, 5);
 
     let policy = s.settings.policy.compile().unwrap();
-    let now: jiff::Timestamp = "2026-12-03T03:00:00Z".parse().unwrap();
+    // Slots carry the time of their data (each backup's listing, moments ago), never their
+    // names' times: the plan is made for now.
+    let now = jiff::Timestamp::now();
     let store = s.store();
     // While a backup holds the bucket's lock, nothing is pruned. The lock runs on the real
     // clock, whatever `now` the plan is made for (a lock taken "at 03:00 for 5 minutes" had
@@ -583,6 +588,7 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
         &policy,
         now,
         false,
+        prune::Role::Original,
     )
     .await
     .unwrap();
@@ -606,6 +612,7 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
         &policy,
         now,
         true,
+        prune::Role::Original,
     )
     .await
     .unwrap();
@@ -632,6 +639,7 @@ async fn prune_deletes_old_slots_and_sweeps_only_objects_no_kept_slot_references
         &policy,
         now,
         false,
+        prune::Role::Original,
     )
     .await
     .unwrap();
@@ -1129,7 +1137,7 @@ async fn the_bucket_job_backs_up_tagged_buckets_replicates_prunes_and_reports() 
         e
     };
     let now = jiff::Timestamp::now();
-    let slot1 = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(30));
+    let slot1 = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(20));
     let slot2 = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(1));
     let payload = |slot: &ScheduleSlot| serde_json::json!({ "slot": slot.to_string() });
     let store = Store::new(&backups, "buckets", None);
@@ -1473,7 +1481,9 @@ async fn a_backup_read_from_an_s3_inventory_report_equals_one_from_listing() {
         .await
         .unwrap();
     model.remove("deleted soon");
-    write_inventory(h, &s.source, &inv_bucket, jiff::Timestamp::now()).await;
+    // Made three hours ago: the slot stands for the bucket as the report saw it then.
+    let report_made = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(3);
+    write_inventory(h, &s.source, &inv_bucket, report_made).await;
 
     // Pages of 10 and a time limit already passed: the first call stops after one page, with
     // its place in the report in the checkpoint; the next call goes on from there.
@@ -1499,6 +1509,21 @@ async fn a_backup_read_from_an_s3_inventory_report_equals_one_from_listing() {
     );
     let (from_inventory, _) = done(s.backup(&slot1).await);
     assert_eq!(from_inventory.objects, model.len() as u64);
+    let data_time: jiff::Timestamp = from_inventory
+        .data_time
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (data_time - report_made).get_seconds().abs() <= 1,
+        "the slot's time is the report's ({report_made}), not the listing's: {data_time}"
+    );
+    let recorded = backstop::bucket::record::get(&s.catalog, &s.source, &slot1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.data_time, data_time);
     assert!(
         from_inventory
             .warnings
@@ -1516,16 +1541,23 @@ async fn a_backup_read_from_an_s3_inventory_report_equals_one_from_listing() {
     );
     assert!(keys_backed_up.contains(&"unicode/ünïcödé-€-2.txt"));
 
-    // The same slot made by listing (another store, no inventory) names the same objects.
+    // The same slot made by listing (another store, no inventory) names the same objects. A
+    // catalog records the slots of one store: the other store has a catalog of its own.
     let listed_settings = BucketSettings::resolve(&h.env(&[
         (settings::ENV_BUCKET_BACKUP_BUCKET, &s.backups),
         (settings::ENV_BUCKET_BACKUP_PREFIX, "listed"),
+        (settings::ENV_BACKFILL_WINDOW, "3650d"),
     ]))
     .unwrap();
+    let listed_catalog_table = h.name("listed-catalog");
+    backstop::catalog::create_catalog_table(&h.clients.dynamodb, &listed_catalog_table)
+        .await
+        .unwrap();
+    let listed_catalog = Catalog::new((*h.clients.dynamodb).clone(), listed_catalog_table);
     let (from_listing, _) = done(
         backup::backup(
             &h.clients.s3,
-            &s.catalog,
+            &listed_catalog,
             &listed_settings.store(),
             &s.source,
             &slot1,
@@ -1582,4 +1614,307 @@ async fn a_backup_read_from_an_s3_inventory_report_equals_one_from_listing() {
             .any(|w| w.contains("instead of S3 Inventory") && w.contains("is older than")),
         "{sum:?}"
     );
+}
+
+/// Issue 35: someone allowed only to invoke the bucket function, or to put one object into the
+/// backup bucket, can neither rewrite nor erase a bucket's history, in the original or the
+/// replica; a legal hold in the catalog keeps a slot from the prune.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_keeps_a_slot() {
+    use backstop::report::{Outcome, RunStatus};
+    use backstop::settings::JobKind;
+    let h = Harness::new().await;
+    let h = &h;
+    let source = h.name("ledger");
+    let backups = h.name("hist-backups");
+    make_bucket(h, &source, true).await;
+    make_bucket(h, &backups, true).await;
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = (*backstop::aws::Clients::from_config(&west_config).s3).clone();
+    let replica = h.name("hist-replica");
+    west.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..6 {
+        put(h, &source, &format!("l/{i}"), 1, 50 + i, &mut model).await;
+    }
+    let env = |policy: &str| -> Vec<(&'static str, String)> {
+        vec![
+            (settings::ENV_BUCKETS, source.clone()),
+            (settings::ENV_BUCKET_BACKUP_BUCKET, backups.clone()),
+            (settings::ENV_REPLICA_BUCKET, replica.clone()),
+            (settings::ENV_REPLICA_REGION, "us-west-2".into()),
+            (settings::ENV_BUCKET_RETENTION_POLICY, policy.to_owned()),
+        ]
+    };
+    let keep_all = "keep_last=20,min_complete=1";
+    let store = Store::new(&backups, "buckets", None);
+    let replica_store = Store::new(&replica, "buckets", None);
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), h.stack.catalog_table.clone());
+    let now = jiff::Timestamp::now();
+    let hours_ago = |n: i64| ScheduleSlot::new(now - jiff::SignedDuration::from_hours(n));
+    let run = |slot: ScheduleSlot, policy: &'static str| {
+        let env = env(policy);
+        async move {
+            backstop_tests::run_job(
+                h,
+                JobKind::Bucket,
+                &env,
+                serde_json::json!({ "slot": slot.to_string() }),
+            )
+            .await
+        }
+    };
+    let slot_files = |s3: aws_sdk_s3::Client, st: Store, slot: ScheduleSlot| {
+        let source = source.clone();
+        async move {
+            backstop::export::s3io::list(&s3, &st.bucket, &st.slot_prefix(&source, &slot))
+                .await
+                .unwrap()
+        }
+    };
+
+    // Two real slots, in both stores.
+    let (a, b) = (hours_ago(6), hours_ago(5));
+    for slot in [a, b] {
+        let r = run(slot, keep_all).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    }
+    let real = backstop::bucket::record::get(&catalog, &source, &a)
+        .await
+        .unwrap()
+        .unwrap();
+    // The slot's time is its listing's, not the slot's.
+    assert!(real.data_time >= now, "{real:?}");
+    let summary_a = backup::read_summary(&h.clients.s3, &store, &source, &a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary_a.token.as_deref(), Some(real.token.as_str()));
+    assert_eq!(
+        summary_a.data_time.as_deref(),
+        Some(real.data_time.to_string().as_str())
+    );
+
+    // Backfill: the last second of past weeks, months and years, each refused by name; nothing
+    // of them is written anywhere.
+    let backfill = [
+        "2026-11-29T23:59:59Z",
+        "2026-11-30T23:59:59Z",
+        "2026-10-31T23:59:59Z",
+        "2025-12-31T23:59:59Z",
+    ];
+    for old in backfill {
+        let slot = ScheduleSlot::parse(old).unwrap();
+        let r = run(slot, keep_all).await;
+        assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+        let t = target(&r, &source);
+        match &t.outcome {
+            Outcome::Failed { error, .. } => {
+                assert!(error.contains(old), "{error}");
+                assert!(error.contains("backfill is refused"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(slot_files((*h.clients.s3).clone(), store.clone(), slot)
+            .await
+            .is_empty());
+        assert!(backstop::bucket::record::get(&catalog, &source, &slot)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // An old slot within the window but before the newest complete one: refused too.
+    let r = run(hours_ago(7), keep_all).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+
+    // `{}` as pruning.json in every slot of both stores: the next prune deletes nothing.
+    for (s3, st) in [(&*h.clients.s3, &store), (&west, &replica_store)] {
+        for slot in [a, b] {
+            s3.put_object()
+                .bucket(&st.bucket)
+                .key(format!("{}pruning.json", st.slot_prefix(&source, &slot)))
+                .body(ByteStream::from_static(b"{}"))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // A checkpoint of the next slot moved past the last key, with no objects: not resumed.
+    let c = hours_ago(4);
+    let forged_checkpoint = serde_json::json!({
+        "started_at": now.to_string(), "versioning": "Enabled",
+        "key_marker": "~~~~", "version_marker": "null", "parts": 0, "digests": [],
+        "objects": 0, "bytes": 0, "copied": 0, "copied_bytes": 0, "referenced": 0,
+        "vanished": 0, "warnings": []
+    });
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&backups)
+        .key(store.checkpoint_key(&source, &c))
+        .body(ByteStream::from(forged_checkpoint.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    // A summary of the slot after it, written before it runs: not taken for a complete slot.
+    let d = hours_ago(3);
+    let mut forged_summary = summary_a.clone();
+    forged_summary.slot = d.to_string();
+    forged_summary.token = Some("forged".into());
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&backups)
+        .key(store.manifest_key(&source, &d))
+        .body(ByteStream::from(
+            serde_json::to_vec(&forged_summary).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    // A whole slot directory of an old month that the catalog never recorded.
+    let stray = ScheduleSlot::parse("2026-10-31T23:59:59Z").unwrap();
+    h.clients
+        .s3
+        .put_object()
+        .bucket(&backups)
+        .key(store.manifest_key(&source, &stray))
+        .body(ByteStream::from(
+            serde_json::to_vec(&forged_summary).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    let r = run(c, keep_all).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let t = target(&r, &source);
+    let bt = t.bucket.as_ref().unwrap();
+    assert_eq!(
+        bt.objects, 6,
+        "the forged checkpoint was not resumed: {bt:?}"
+    );
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("checkpoint.json") && w.contains("not Backstop's")),
+        "{:?}",
+        t.warnings
+    );
+    assert!(
+        bt.prunes.iter().all(|p| p.deleted == 0),
+        "pruning.json marks nothing: {bt:?}"
+    );
+    assert_eq!(
+        bt.prunes[0].unknown_slots,
+        vec![stray.compact(), d.compact()],
+        "the stray slot and the forged next one are reported: {bt:?}"
+    );
+    assert_eq!(bt.prunes[0].blocked, None, "{bt:?}");
+    assert!(
+        t.warnings.iter().any(|w| w.contains(&stray.compact())),
+        "{:?}",
+        t.warnings
+    );
+    for (s3, st) in [(&*h.clients.s3, &store), (&west, &replica_store)] {
+        for slot in [a, b, c] {
+            assert!(
+                backup::read_manifest(s3, st, &source, &slot).await.is_ok(),
+                "{slot} in {}",
+                st.bucket
+            );
+        }
+    }
+    let r = run(d, keep_all).await;
+    let t = target(&r, &source);
+    assert!(
+        matches!(t.outcome, Outcome::Created { .. }),
+        "a forged summary is not a complete slot: {r:#?}"
+    );
+    let (summary_d, _) = backup::read_manifest(&h.clients.s3, &store, &source, &d)
+        .await
+        .unwrap();
+    assert_ne!(summary_d.token.as_deref(), Some("forged"));
+
+    // A legal hold on slot A keeps it, and its copy, from a policy that keeps one.
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("TARGET#bucket#{source}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("SLOT#{a}")),
+        )
+        .update_expression("SET legal_hold = :t")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    let e = hours_ago(2);
+    let r = run(e, "keep_last=1,min_complete=1").await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:#?}");
+    let bt = target(&r, &source).bucket.as_ref().unwrap();
+    assert_eq!(bt.prunes[0].deleted, 3, "b, c and d: {bt:?}");
+    assert_eq!(bt.prunes[0].held, 1, "{bt:?}");
+    assert_eq!(bt.prunes[1].deleted, 3, "the replica follows: {bt:?}");
+    for (s3, st) in [(&*h.clients.s3, &store), (&west, &replica_store)] {
+        for slot in [a, e] {
+            assert!(
+                backup::read_manifest(s3, st, &source, &slot).await.is_ok(),
+                "{slot} kept in {}",
+                st.bucket
+            );
+        }
+        for slot in [b, c, d] {
+            assert!(
+                backup::read_summary(s3, st, &source, &slot)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{slot} pruned in {}",
+                st.bucket
+            );
+        }
+    }
+    // The held slot still restores.
+    let target_bucket = h.name("held-restore");
+    make_bucket(h, &target_bucket, false).await;
+    restore::restore_bucket(
+        &h.clients.s3,
+        &store,
+        &source,
+        &a,
+        &target_bucket,
+        None,
+        false,
+        false,
+        &BucketSettings::resolve(&h.env(&[
+            (settings::ENV_BUCKETS, &source),
+            (settings::ENV_BUCKET_BACKUP_BUCKET, &backups),
+        ]))
+        .unwrap()
+        .copy_options(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_bucket(h, &target_bucket).await, model);
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::inventory;
 use super::lock::{self, Holder};
 use super::manifest::{self, ObjectEntry, Summary};
+use super::record::{self, SlotStatus};
 use super::s3::{self as s3x, Condition, CopyHeaders};
 use super::{object_id, Store};
 use crate::catalog::Catalog;
@@ -40,6 +41,10 @@ pub struct BackupOptions {
     /// Read the newest S3 Inventory report instead of listing (very large buckets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventory: Option<super::inventory::InventorySource>,
+    /// How far in the past a slot may lie when nothing of it exists yet (see
+    /// [`crate::event::check_backfill`]).
+    #[serde(skip)]
+    pub backfill_window: jiff::SignedDuration,
 }
 
 impl Default for BackupOptions {
@@ -51,6 +56,7 @@ impl Default for BackupOptions {
             parallel: 16,
             guards: GuardPolicy::default(),
             inventory: None,
+            backfill_window: crate::settings::DEFAULT_BACKFILL_WINDOW,
         }
     }
 }
@@ -121,6 +127,12 @@ pub struct Checkpoint {
     /// Set when the backup reads an S3 Inventory report instead of listing the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryCursor>,
+    /// The token the catalog records for this slot: a checkpoint without it is not resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The time of the slot's data: the listing's start, or the inventory report's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
 }
 
 /// Where a backup stands in the inventory report it reads.
@@ -147,7 +159,7 @@ pub async fn backup(
     work_until: Option<Timestamp>,
     deadline: Option<Timestamp>,
 ) -> Result<BackupOutcome> {
-    if let Some(summary) = read_summary(s3, store, source, slot).await? {
+    if let Some(summary) = proven_summary(s3, catalog, store, source, slot, &mut vec![]).await? {
         return Ok(BackupOutcome::Done {
             summary,
             already: true,
@@ -202,23 +214,68 @@ async fn backup_locked(
     holder: &str,
     lease: &dyn Fn(Timestamp) -> Timestamp,
 ) -> Result<BackupOutcome> {
-    // Completed by another call between the first look and the lock.
-    if let Some(summary) = read_summary(s3, store, source, slot).await? {
+    // Completed by another call between the first look and the lock. Files in the backup
+    // bucket that are not this slot's own (see `record`) are reported and left alone.
+    let mut ignored = Vec::new();
+    if let Some(summary) = proven_summary(s3, catalog, store, source, slot, &mut ignored).await? {
         return Ok(BackupOutcome::Done {
             summary,
             already: true,
         });
     }
+    let own = record::get(catalog, source, slot).await?;
     let checkpoint_key = store.checkpoint_key(source, slot);
-    let mut cp = match s3io::get(s3, &store.bucket, &checkpoint_key).await? {
-        Some(bytes) => serde_json::from_slice::<Checkpoint>(&bytes).map_err(|e| {
-            Error::refused(
-                "bucket backup",
-                format!("{} is not a checkpoint ({e})", store.url(&checkpoint_key)),
-                "delete it to start this slot's backup over",
-            )
-        })?,
+    let resumed = match s3io::get(s3, &store.bucket, &checkpoint_key).await? {
+        None => None,
+        Some(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(cp)
+                if own
+                    .as_ref()
+                    .is_some_and(|r| r.status == SlotStatus::Started)
+                    && record::proves(own.as_ref(), cp.token.as_deref()) =>
+            {
+                Some(cp)
+            }
+            Ok(_) => {
+                ignored.push(format!(
+                    "{} does not carry the token the catalog records for slot {slot}: it is not Backstop's (or predates the catalog's slot records) and was not resumed; the slot was backed up from a new listing",
+                    store.url(&checkpoint_key)
+                ));
+                None
+            }
+            Err(e) => {
+                ignored.push(format!(
+                    "{} is not a checkpoint ({e}): not resumed; the slot was backed up from a new listing",
+                    store.url(&checkpoint_key)
+                ));
+                None
+            }
+        },
+    };
+    if !ignored.is_empty() {
+        warn!(bucket = source, %slot, ignored = ?ignored, "files in the backup bucket that are not Backstop's");
+    }
+    let mut cp = match resumed {
+        Some(cp) => cp,
         None => {
+            // Nothing of this slot exists yet: a backup made now must not stand for the past.
+            if own.is_none() {
+                // Slots only move forward: none is started before one that was completed.
+                let newest = record::list(catalog, source)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.status != SlotStatus::Started)
+                    .map(|r| r.slot.timestamp())
+                    .max();
+                crate::event::check_backfill(*slot, Timestamp::now(), opts.backfill_window, newest)
+                    .map_err(|why| {
+                        Error::refused(
+                            "bucket backup",
+                            format!("bucket {source}: {why}"),
+                            "back up the current slot instead; an old slot can only be continued, never started",
+                        )
+                    })?;
+            }
             let mut guard = check_guards(s3, source, &opts.guards).await?;
             let inventory = match &opts.inventory {
                 None => None,
@@ -244,9 +301,19 @@ async fn backup_locked(
                     cur.report.created
                 ));
             }
+            let started_at = Timestamp::now();
+            // The slot's time is the time of its data: the listing's start, or the report's.
+            let data_time = inventory
+                .as_ref()
+                .map_or(started_at, |cur| cur.report.created);
+            let token = record::new_token();
+            record::start(catalog, source, slot, &token, data_time).await?;
+            guard.warnings.extend(ignored.iter().cloned());
             Checkpoint {
                 inventory,
-                started_at: Timestamp::now().to_string(),
+                token: Some(token),
+                data_time: Some(data_time.to_string()),
+                started_at: started_at.to_string(),
                 versioning: guard.versioning,
                 key_marker: None,
                 version_marker: None,
@@ -265,7 +332,7 @@ async fn backup_locked(
     };
 
     let mut stored = stored_ids(s3, store, source).await?;
-    let previous = previous_entries(s3, store, source, slot).await?;
+    let previous = previous_entries(s3, catalog, store, source, slot).await?;
     info!(
         bucket = source,
         %slot,
@@ -567,6 +634,8 @@ async fn backup_locked(
         vanished: cp.vanished,
         archived: cp.archived,
         warnings: cp.warnings.clone(),
+        data_time: cp.data_time.clone(),
+        token: cp.token.clone(),
     };
     // The last checks, then the summary (from which on the slot is a complete backup): the lock
     // is still ours, and every copy the parts name is stored with its size (read back from the
@@ -635,6 +704,10 @@ async fn backup_locked(
         )
     })
     .await?;
+    // From here on the slot is complete: the summary carries the record's token.
+    if let Some(token) = &cp.token {
+        record::complete(catalog, source, slot, token, &summary.fingerprint).await?;
+    }
     // Best effort: a checkpoint beside a summary is never read again.
     let _ = s3
         .delete_object()
@@ -766,6 +839,47 @@ pub async fn read_summary(
     }
 }
 
+/// The slot's summary when the slot is complete and the summary is Backstop's own: it carries
+/// the token the catalog records for the slot. A summary that does not is described in `ignored`
+/// and not taken for a complete slot. A proven summary whose record is still `STARTED` (the
+/// invocation that wrote it ended before it recorded the slot complete) is recorded complete.
+pub async fn proven_summary(
+    s3: &S3,
+    catalog: &Catalog,
+    store: &Store,
+    source: &str,
+    slot: &ScheduleSlot,
+    ignored: &mut Vec<String>,
+) -> Result<Option<Summary>> {
+    let summary = match read_summary(s3, store, source, slot).await {
+        Ok(Some(summary)) => summary,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            ignored.push(format!("{e}: not taken for a complete slot"));
+            return Ok(None);
+        }
+    };
+    let own = record::get(catalog, source, slot).await?;
+    match &own {
+        Some(r)
+            if record::proves(own.as_ref(), summary.token.as_deref())
+                && matches!(r.status, SlotStatus::Started | SlotStatus::Done) =>
+        {
+            if r.status == SlotStatus::Started {
+                record::complete(catalog, source, slot, &r.token, &summary.fingerprint).await?;
+            }
+            Ok(Some(summary))
+        }
+        _ => {
+            ignored.push(format!(
+                "{} does not carry the token the catalog records for slot {slot}: it is not Backstop's (or predates the catalog's slot records), so it was not taken for a complete backup",
+                store.url(&store.manifest_key(source, slot))
+            ));
+            Ok(None)
+        }
+    }
+}
+
 /// Every entry of a complete slot's manifest, checked against its summary (part count and
 /// fingerprint).
 pub async fn read_manifest(
@@ -831,19 +945,33 @@ pub async fn complete_slots(s3: &S3, store: &Store, source: &str) -> Result<Vec<
 /// reused for unchanged objects (a version's metadata cannot change).
 async fn previous_entries(
     s3: &S3,
+    catalog: &Catalog,
     store: &Store,
     source: &str,
     slot: &ScheduleSlot,
 ) -> Result<HashMap<String, ObjectEntry>> {
-    let slots = complete_slots(s3, store, source).await?;
-    let Some(prev) = slots.iter().rev().find(|s| *s < slot) else {
+    // Only a complete slot the catalog records: a manifest put beside them by someone else
+    // never lends its headers and tags to a new backup.
+    let records = record::list(catalog, source).await?;
+    let Some(prev) = records
+        .iter()
+        .rev()
+        .find(|r| r.status == SlotStatus::Done && r.slot < *slot)
+    else {
         return Ok(HashMap::new());
     };
-    match read_manifest(s3, store, source, prev).await {
+    match read_manifest(s3, store, source, &prev.slot).await {
+        Ok((summary, _))
+            if !record::proves(Some(prev), summary.token.as_deref())
+                || prev.fingerprint.as_deref() != Some(summary.fingerprint.as_str()) =>
+        {
+            warn!(bucket = source, slot = %prev.slot, "previous manifest is not the one the catalog records");
+            Ok(HashMap::new())
+        }
         Ok((_, entries)) => Ok(entries.into_iter().map(|e| (e.stored.clone(), e)).collect()),
         Err(e) => {
             // Only a saving: without it every object's headers are read again.
-            warn!(bucket = source, slot = %prev, error = %e, "previous manifest unreadable");
+            warn!(bucket = source, slot = %prev.slot, error = %e, "previous manifest unreadable");
             Ok(HashMap::new())
         }
     }

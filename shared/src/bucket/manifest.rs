@@ -69,6 +69,13 @@ pub struct Summary {
     pub archived: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The time of the slot's data (when its listing began, or its S3 Inventory report's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_time: Option<String>,
+    /// The token the catalog records for this slot: a summary without it is not Backstop's
+    /// (see [`super::record`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 pub const FORMAT: u32 = 1;

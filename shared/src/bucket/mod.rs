@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod lock;
 pub mod manifest;
 pub mod prune;
+pub mod record;
 pub mod replica;
 pub mod restore;
 pub mod s3;

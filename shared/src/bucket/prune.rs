@@ -4,7 +4,7 @@
 //! deleted. Nothing is swept while a backup of the bucket runs (the bucket's lock), and nothing
 //! at all when any remaining manifest cannot be read in full.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_s3::Client as S3;
 use jiff::Timestamp;
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::backup::LOCK_LEASE;
 use super::lock;
 use super::manifest;
+use super::record::{self, SlotRecord, SlotStatus};
 use super::{parse_compact_slot, Store};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -29,6 +30,11 @@ pub struct PruneReport {
     pub plan: RetentionPlan,
     /// Slots whose manifests were deleted.
     pub deleted_slots: Vec<String>,
+    /// Slots kept for a legal hold the catalog records.
+    pub held_slots: Vec<String>,
+    /// Slots found in the store that the catalog does not record (not Backstop's, or made
+    /// before it recorded bucket slots): kept, never planned, reported.
+    pub unknown_slots: Vec<String>,
     /// Stored objects referenced by a remaining manifest.
     pub referenced: u64,
     pub swept: u64,
@@ -38,20 +44,27 @@ pub struct PruneReport {
     pub blocked: Option<String>,
 }
 
-/// Put in a slot's directory before a prune deletes anything of it, deleted last.
-pub const PRUNING_MARKER: &str = "pruning.json";
-
 /// One slot's files, as listed.
 #[derive(Debug, Default)]
 struct SlotFiles {
     complete: bool,
-    /// A prune decided to delete it and had begun (`pruning.json`): the next prune finishes.
-    pruning: bool,
     parts: Vec<String>,
     all: Vec<String>,
 }
 
+/// Whose decisions a prune follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The original store: plans with the policy over the catalog's slot records.
+    Original,
+    /// A replica: deletes only what the original's prune decided (slots the catalog records as
+    /// pruning or deleted), never on a plan of its own, so that a replica that lags can never
+    /// doom a slot the original keeps.
+    Replica,
+}
+
 /// Prunes the backups of `source`. `dry_run`: plan and count, delete nothing.
+#[allow(clippy::too_many_arguments)]
 pub async fn prune(
     s3: &S3,
     catalog: &Catalog,
@@ -60,6 +73,7 @@ pub async fn prune(
     policy: &CompiledPolicy,
     now: Timestamp,
     dry_run: bool,
+    role: Role,
 ) -> Result<PruneReport> {
     let holder = uuid::Uuid::new_v4().to_string();
     // The lock runs on the clock, whatever `now` the plan is made for.
@@ -72,6 +86,8 @@ pub async fn prune(
             dry_run,
             plan: retention::plan(&[], policy, now),
             deleted_slots: vec![],
+            held_slots: vec![],
+            unknown_slots: vec![],
             referenced: 0,
             swept: 0,
             swept_bytes: 0,
@@ -81,7 +97,10 @@ pub async fn prune(
             )),
         });
     }
-    let result = prune_locked(s3, catalog, store, source, policy, now, dry_run, &holder).await;
+    let result = prune_locked(
+        s3, catalog, store, source, policy, now, dry_run, &holder, role,
+    )
+    .await;
     if let Err(e) = lock::release(catalog, source, &holder).await {
         warn!(bucket = source, error = %e, "releasing the bucket lock");
     }
@@ -98,6 +117,7 @@ async fn prune_locked(
     now: Timestamp,
     dry_run: bool,
     holder: &str,
+    role: Role,
 ) -> Result<PruneReport> {
     let slots_prefix = store.slots_prefix(source);
     let mut slots: BTreeMap<String, SlotFiles> = BTreeMap::new();
@@ -111,46 +131,79 @@ async fn prune_locked(
         let files = slots.entry(slot.to_owned()).or_default();
         if file == "manifest.json" {
             files.complete = true;
-        } else if file == PRUNING_MARKER {
-            files.pruning = true;
         } else if file.starts_with("part-") {
             files.parts.push(key.clone());
         }
         files.all.push(key.clone());
     }
 
+    // The catalog's records are the recovery points, at the time of their data; a slot found in
+    // S3 without one is not Backstop's (or predates the records): kept, never planned.
+    let records = record::list(catalog, source).await?;
+    let by_name: HashMap<String, &SlotRecord> =
+        records.iter().map(|r| (r.slot.compact(), r)).collect();
+    let unknown_slots: Vec<String> = slots
+        .keys()
+        .filter(|name| !by_name.contains_key(name.as_str()))
+        .cloned()
+        .collect();
     let mut points = Vec::new();
-    for (name, files) in &slots {
-        // A directory not named like a slot is never planned, so kept; its parts count below.
-        // A slot a prune began to delete is not a recovery point any more.
-        if files.pruning {
+    for r in &records {
+        if r.status != SlotStatus::Done {
             continue;
         }
-        if let Some(slot) = parse_compact_slot(name) {
-            points.push(RecoveryPoint {
-                id: name.clone(),
-                source: source.to_owned(),
-                created_at: slot.timestamp(),
-                complete: files.complete,
-                legal_hold: false,
-                managed: true,
-            });
-        }
+        let name = r.slot.compact();
+        points.push(RecoveryPoint {
+            id: name.clone(),
+            source: source.to_owned(),
+            created_at: r.data_time,
+            complete: slots.get(&name).is_some_and(|f| f.complete),
+            legal_hold: r.legal_hold,
+            managed: true,
+        });
     }
-    let plan = retention::plan(&points, policy, now);
-    // The plan's deletes, and the slots an earlier prune began to delete (their summary may be
-    // gone already, which would otherwise make them look like backups under way, kept forever
-    // with every copy they name).
-    let doomed: HashSet<String> = plan
-        .deletes()
-        .map(|p| p.point.id.clone())
-        .chain(
-            slots
-                .iter()
-                .filter(|(_, f)| f.pruning)
-                .map(|(n, _)| n.clone()),
-        )
-        .collect();
+    let mut plan = retention::plan(&points, policy, now);
+    if let Some(r) = records.iter().find(|r| r.hold_unreadable) {
+        plan.blocked = Some(format!(
+            "the legal_hold of bucket {source} slot {} cannot be read as a hold or not: nothing of this bucket is pruned until it is true or false",
+            r.slot
+        ));
+    }
+    let mut report = PruneReport {
+        bucket: source.to_owned(),
+        dry_run,
+        plan,
+        deleted_slots: vec![],
+        held_slots: vec![],
+        unknown_slots,
+        referenced: 0,
+        swept: 0,
+        swept_bytes: 0,
+        blocked: None,
+    };
+    if !report.unknown_slots.is_empty() {
+        warn!(bucket = source, slots = ?report.unknown_slots, "slots without a catalog record: kept");
+    }
+    if let Some(b) = report.plan.blocked.clone() {
+        report.blocked = Some(b);
+        return Ok(report);
+    }
+    // What goes: the plan's deletes (the original only), and the slots a prune already decided
+    // to delete (their summary may be gone already; the catalog says so, never a file in S3).
+    let decided = records
+        .iter()
+        .filter(|r| matches!(r.status, SlotStatus::Pruning | SlotStatus::Deleted))
+        .map(|r| r.slot.compact())
+        .filter(|name| slots.contains_key(name));
+    let doomed: HashSet<String> = match role {
+        Role::Original => report
+            .plan
+            .deletes()
+            .map(|p| p.point.id.clone())
+            .chain(decided)
+            .collect(),
+        Role::Replica => decided.collect(),
+    };
 
     // Mark: every stored id named by a manifest that stays (kept, in progress, or unknown).
     let mut referenced: HashSet<String> = HashSet::new();
@@ -159,7 +212,11 @@ async fn prune_locked(
         if doomed.contains(name.as_str()) {
             continue;
         }
-        let complete_slot = parse_compact_slot(name).filter(|_| files.complete);
+        // A complete slot of Backstop's is read through its summary, in full or not at all; a
+        // slot the catalog does not record (a summary anyone may have written) counts by its
+        // parts, like an unfinished one.
+        let complete_slot = parse_compact_slot(name)
+            .filter(|_| files.complete && by_name.contains_key(name.as_str()));
         if let Some(slot) = complete_slot {
             match super::backup::read_manifest(s3, store, source, &slot).await {
                 Ok((_, entries)) => referenced.extend(entries.into_iter().map(|e| e.stored)),
@@ -170,83 +227,87 @@ async fn prune_locked(
                     break;
                 }
             }
-        } else {
-            // Unfinished (or not named like a slot): every part written so far counts.
-            for key in &files.parts {
-                let url = store.url(key);
-                let read = match s3io::get(s3, &store.bucket, key).await? {
-                    Some(bytes) => manifest::decode_part(&bytes, &url),
-                    None => Err(format!("{url} vanished while it was read")),
-                };
-                match read {
-                    Ok((entries, _)) => referenced.extend(entries.into_iter().map(|e| e.stored)),
-                    Err(e) => {
-                        blocked = Some(format!(
-                            "a part of unfinished slot {name} cannot be read ({e}): nothing is swept until it is fixed or deleted"
-                        ));
-                        break;
-                    }
+            continue;
+        }
+        // Unfinished (or not named like a slot): every part written so far counts.
+        for key in &files.parts {
+            let url = store.url(key);
+            let read = match s3io::get(s3, &store.bucket, key).await? {
+                Some(bytes) => manifest::decode_part(&bytes, &url),
+                None => Err(format!("{url} vanished while it was read")),
+            };
+            match read {
+                Ok((entries, _)) => referenced.extend(entries.into_iter().map(|e| e.stored)),
+                Err(e) => {
+                    blocked = Some(format!(
+                        "a part of slot {name} cannot be read ({e}): nothing is swept until it is fixed or deleted"
+                    ));
+                    break;
                 }
             }
-            if blocked.is_some() {
-                break;
-            }
+        }
+        if blocked.is_some() {
+            break;
         }
     }
-    let mut report = PruneReport {
-        bucket: source.to_owned(),
-        dry_run,
-        plan,
-        deleted_slots: vec![],
-        referenced: referenced.len() as u64,
-        swept: 0,
-        swept_bytes: 0,
-        blocked: None,
-    };
+    report.referenced = referenced.len() as u64;
     if let Some(b) = blocked {
         warn!(bucket = source, reason = %b, "prune blocked");
         report.blocked = Some(b);
         return Ok(report);
     }
 
-    // Delete the pruned manifests: the summary first, so that a slot half deleted is never
-    // taken for a complete one.
+    // Delete the pruned slots: first the catalog's word (checking the hold once more, in the
+    // same write), then the summary, so that a slot half deleted is never taken for a complete
+    // one, then the rest.
     let mut doomed_sorted: Vec<&str> = doomed.iter().map(String::as_str).collect();
     doomed_sorted.sort_unstable();
+    let mut kept_now = Vec::new();
     for name in doomed_sorted {
         let files = &slots[name];
+        let Some(rec) = by_name.get(name) else {
+            continue;
+        };
         if !dry_run {
             renew(catalog, source, holder).await?;
-            // The marker first: from here on the slot is being deleted, and a prune that stops
-            // half-way is finished by the next one.
-            let marker = format!("{slots_prefix}{name}/{PRUNING_MARKER}");
-            if !files.pruning {
-                s3io::put_small(
-                    s3,
-                    &store.bucket,
-                    &marker,
-                    br#"{"pruning":true}"#.to_vec(),
-                    "application/json",
-                    &store.enc,
-                )
-                .await?;
+            if !record::begin_prune(catalog, source, &rec.slot).await?
+                && rec.status != SlotStatus::Deleted
+            {
+                // Held since the listing (or no longer complete): kept.
+                kept_now.push(name.to_owned());
+                continue;
             }
             let summary = format!("{slots_prefix}{name}/manifest.json");
             s3io::delete_keys(s3, &store.bucket, std::slice::from_ref(&summary)).await?;
             let rest: Vec<String> = files
                 .all
                 .iter()
-                .filter(|k| **k != summary && **k != marker)
+                .filter(|k| **k != summary)
                 .cloned()
                 .collect();
             for chunk in rest.chunks(1000) {
                 renew(catalog, source, holder).await?;
                 s3io::delete_keys(s3, &store.bucket, chunk).await?;
             }
-            s3io::delete_keys(s3, &store.bucket, std::slice::from_ref(&marker)).await?;
+            record::deleted(catalog, source, &rec.slot).await?;
         }
         report.deleted_slots.push(name.to_owned());
     }
+    if !kept_now.is_empty() {
+        // A slot kept at the last moment keeps every copy it names: sweep nothing this time.
+        report.held_slots = kept_now;
+        report.blocked = Some(format!(
+            "slots {} were put on legal hold while this prune ran: kept, and nothing swept this time",
+            report.held_slots.join(", ")
+        ));
+        return Ok(report);
+    }
+    report.held_slots = report
+        .plan
+        .keeps()
+        .filter(|p| p.point.legal_hold)
+        .map(|p| p.point.id.clone())
+        .collect();
 
     // Sweep.
     let objects_prefix = store.objects_prefix(source);
@@ -291,24 +352,21 @@ async fn renew(catalog: &Catalog, source: &str, holder: &str) -> Result<()> {
     }
 }
 
-/// The slots of `source` in the store, oldest first, each with whether it is complete (its
-/// summary is there and no prune has begun to delete it): for listings.
+/// The slots of `source` in the store, oldest first, each with whether its summary is there:
+/// for listings. Whether a slot is Backstop's own is the catalog's to say
+/// ([`super::backup::proven_summary`]).
 pub async fn list_slots(s3: &S3, store: &Store, source: &str) -> Result<Vec<(ScheduleSlot, bool)>> {
     let prefix = store.slots_prefix(source);
-    // (summary there, being pruned)
-    let mut out: BTreeMap<ScheduleSlot, (bool, bool)> = BTreeMap::new();
+    // Whether the summary is there. (A prune takes the summary first; files such as an old
+    // `pruning.json` change nothing.)
+    let mut out: BTreeMap<ScheduleSlot, bool> = BTreeMap::new();
     for (key, _) in s3io::list(s3, &store.bucket, &prefix).await? {
         let Some((name, file)) = key.strip_prefix(&prefix).and_then(|r| r.split_once('/')) else {
             continue;
         };
         if let Some(slot) = parse_compact_slot(name) {
-            let state = out.entry(slot).or_default();
-            state.0 |= file == "manifest.json";
-            state.1 |= file == PRUNING_MARKER;
+            *out.entry(slot).or_default() |= file == "manifest.json";
         }
     }
-    Ok(out
-        .into_iter()
-        .map(|(slot, (summary, pruning))| (slot, summary && !pruning))
-        .collect())
+    Ok(out.into_iter().collect())
 }

@@ -296,12 +296,30 @@ impl BucketCtx<'_> {
             Outcome::Created { .. } | Outcome::AlreadyDone { .. }
         );
         if in_step && self.settings.prune {
-            let mut prunes = vec![self.prune(s3, &store, &bucket, false).await];
+            let mut prunes = vec![
+                self.prune(s3, &store, &bucket, false, prune::Role::Original)
+                    .await,
+            ];
             if let Some(replica) = self.replica {
                 prunes.push(
-                    self.prune(&replica.s3, &replica.store, &bucket, false)
-                        .await,
+                    self.prune(
+                        &replica.s3,
+                        &replica.store,
+                        &bucket,
+                        false,
+                        prune::Role::Replica,
+                    )
+                    .await,
                 );
+            }
+            for p in &prunes {
+                if !p.unknown_slots.is_empty() {
+                    report.warnings.push(format!(
+                        "{} holds slots the catalog does not record ({}): not Backstop's, or made before bucket slots were recorded; kept and never pruned, delete them by hand once you know what they are",
+                        p.store,
+                        p.unknown_slots.join(", ")
+                    ));
+                }
             }
             if let Some(e) = prunes.iter().find_map(|p| p.error.clone()) {
                 report.outcome = Outcome::Failed {
@@ -335,9 +353,10 @@ impl BucketCtx<'_> {
         target.versioning = Some(guard.versioning);
         report.warnings.extend(guard.warnings);
         if self.settings.prune {
-            target
-                .prunes
-                .push(self.prune(s3, store, bucket, true).await);
+            target.prunes.push(
+                self.prune(s3, store, bucket, true, prune::Role::Original)
+                    .await,
+            );
         }
         Ok(
             match backup::read_summary(s3, store, bucket, &self.request.slot).await? {
@@ -419,6 +438,7 @@ impl BucketCtx<'_> {
         store: &Store,
         bucket: &str,
         dry_run: bool,
+        role: prune::Role,
     ) -> BucketPrune {
         let mut out = BucketPrune {
             store: store.url(&store.root(bucket)),
@@ -432,8 +452,10 @@ impl BucketCtx<'_> {
             }
         };
         let now = self.request.slot.later_of(self.request.received_at);
-        match prune::prune(s3, self.catalog, store, bucket, &policy, now, dry_run).await {
+        match prune::prune(s3, self.catalog, store, bucket, &policy, now, dry_run, role).await {
             Ok(r) => {
+                out.held = r.held_slots.len();
+                out.unknown_slots = r.unknown_slots.clone();
                 let to_delete = r.plan.deletes().count();
                 out.kept = r.plan.points.len() - to_delete;
                 out.deleted = if dry_run {

@@ -1540,7 +1540,14 @@ async fn a_logical_exports_time_is_its_scans_start_not_the_slot_and_resumes_keep
     let catalog = catalog_of(&h);
 
     let before = Timestamp::now();
-    let first = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+    let first = export_run(
+        &h.clients,
+        &h,
+        &env,
+        payload.clone(),
+        Some(Timestamp::now()),
+    )
+    .await;
     let after = Timestamp::now();
     assert!(
         matches!(target(&first, &table).outcome, Outcome::Started { .. }),
@@ -1567,7 +1574,14 @@ async fn a_logical_exports_time_is_its_scans_start_not_the_slot_and_resumes_keep
     let meta = loop {
         invocations += 1;
         assert!(invocations < 40, "the export never finished");
-        let r = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            payload.clone(),
+            Some(Timestamp::now()),
+        )
+        .await;
         match &target(&r, &table).outcome {
             Outcome::Started { .. } => {
                 assert_eq!(meta_of(&r, &table).export_time, recorded);
@@ -1584,11 +1598,15 @@ async fn a_logical_exports_time_is_its_scans_start_not_the_slot_and_resumes_keep
     let (items, _) = read_back(&h.clients, &meta).await;
     assert_eq!(items.len(), 30);
     // The summary it wrote says the same time.
-    let summary = backstop::export::reader::read_summary(&h.clients.s3, &bucket, &summary_key_of(&meta))
-        .await
-        .unwrap();
+    let summary =
+        backstop::export::reader::read_summary(&h.clients.s3, &bucket, &summary_key_of(&meta))
+            .await
+            .unwrap();
     assert_eq!(
-        summary.export_time.as_deref().map(|t| t.parse::<Timestamp>().unwrap()),
+        summary
+            .export_time
+            .as_deref()
+            .map(|t| t.parse::<Timestamp>().unwrap()),
         Some(recorded)
     );
     let done = catalog
@@ -1638,19 +1656,25 @@ fn ends_of_past_periods(now: Timestamp) -> Vec<String> {
     let first = today.first_of_month();
     let mut ends = std::collections::BTreeSet::new();
     for w in 0..3 {
-        ends.insert(end_before(monday.checked_sub(jiff::Span::new().weeks(w)).unwrap()));
+        ends.insert(end_before(
+            monday.checked_sub(jiff::Span::new().weeks(w)).unwrap(),
+        ));
     }
     ends.insert(end_before(first));
-    ends.insert(end_before(first.checked_sub(jiff::Span::new().months(1)).unwrap()));
+    ends.insert(end_before(
+        first.checked_sub(jiff::Span::new().months(1)).unwrap(),
+    ));
     ends.insert(end_before(jiff::civil::date(today.year(), 1, 1)));
     ends.into_iter().collect()
 }
 
 async fn retention_now(h: &Harness, bucket: &str, table: &str) -> RunReport {
     let now = Timestamp::now();
-    let request =
-        JobRequest::from_payload(&json!({"slot": slot_at(now - jiff::SignedDuration::from_secs(1))}), now)
-            .unwrap();
+    let request = JobRequest::from_payload(
+        &json!({"slot": slot_at(now - jiff::SignedDuration::from_secs(1))}),
+        now,
+    )
+    .unwrap();
     let env = h.env(&[
         ("BACKSTOP_TABLES", table),
         ("BACKSTOP_EXPORT_BUCKET", bucket),
@@ -1682,15 +1706,35 @@ async fn backfilled_slots_are_refused_naming_each_and_retention_then_deletes_not
     let mut real = Vec::new();
     for weeks in [3, 2, 1] {
         let slot = slot_at(now - jiff::SignedDuration::from_hours(24 * 7 * weeks));
-        let r = export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": slot}), None).await;
-        assert!(matches!(target(&r, &table).outcome, Outcome::Created { .. }), "{r:#?}");
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            json!({"tables": [table], "slot": slot}),
+            None,
+        )
+        .await;
+        assert!(
+            matches!(target(&r, &table).outcome, Outcome::Created { .. }),
+            "{r:#?}"
+        );
         backdate(&h, &table, &slot).await;
         real.push((slot, meta_of(&r, &table).root));
     }
     env.push(("BACKSTOP_BACKFILL_WINDOW", "26h".to_owned()));
     let current = slot_at(now - jiff::SignedDuration::from_secs(60));
-    let r = export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": current}), None).await;
-    assert!(matches!(target(&r, &table).outcome, Outcome::Created { .. }), "{r:#?}");
+    let r = export_run(
+        &h.clients,
+        &h,
+        &env,
+        json!({"tables": [table], "slot": current}),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Created { .. }),
+        "{r:#?}"
+    );
     real.push((current.clone(), meta_of(&r, &table).root));
 
     let attack = ends_of_past_periods(now);
@@ -1707,7 +1751,9 @@ async fn backfilled_slots_are_refused_naming_each_and_retention_then_deletes_not
     let t = target(&dry, &table);
     assert!(matches!(t.outcome, Outcome::Planned { .. }), "{t:#?}");
     assert!(
-        t.warnings.iter().any(|w| w.contains("would be refused") && w.contains(&attack[0])),
+        t.warnings
+            .iter()
+            .any(|w| w.contains("would be refused") && w.contains(&attack[0])),
         "{:?}",
         t.warnings
     );
@@ -1740,9 +1786,16 @@ async fn backfilled_slots_are_refused_naming_each_and_retention_then_deletes_not
             "nothing claimed for {slot}"
         );
         let root = format!("backstop/{table}/{}", slot_of(slot).compact());
-        assert_eq!(objects_under(&h, &bucket, root).await, 0, "nothing written for {slot}");
+        assert_eq!(
+            objects_under(&h, &bucket, root).await,
+            0,
+            "nothing written for {slot}"
+        );
     }
-    let records = catalog.list_targets(JobKind::Export, Some(&table)).await.unwrap();
+    let records = catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap();
     assert_eq!(records.len(), real.len(), "{records:#?}");
 
     // A control file nobody proved: `{}` as pruning.json in every export.
@@ -1752,13 +1805,31 @@ async fn backfilled_slots_are_refused_naming_each_and_retention_then_deletes_not
     let r = retention_now(&h, &bucket, &table).await;
     let t = target(&r, &table);
     let e = t.export_retention.clone().expect("export retention ran");
-    assert_eq!((e.deleted, e.to_delete, e.error.clone()), (0, 0, None), "{t:#?}");
+    assert_eq!(
+        (e.deleted, e.to_delete, e.error.clone()),
+        (0, 0, None),
+        "{t:#?}"
+    );
     for (slot, root) in &real {
-        assert!(objects_under(&h, &bucket, root.clone()).await >= 4, "{slot} kept whole");
+        assert!(
+            objects_under(&h, &bucket, root.clone()).await >= 4,
+            "{slot} kept whole"
+        );
     }
-    let records = catalog.list_targets(JobKind::Export, Some(&table)).await.unwrap();
-    assert!(records.iter().all(|r| r.status == backstop::catalog::TargetStatus::Done), "{records:#?}");
-    println!("refused {} backfilled slots: {attack:?}; retention deleted nothing", attack.len());
+    let records = catalog
+        .list_targets(JobKind::Export, Some(&table))
+        .await
+        .unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.status == backstop::catalog::TargetStatus::Done),
+        "{records:#?}"
+    );
+    println!(
+        "refused {} backfilled slots: {attack:?}; retention deleted nothing",
+        attack.len()
+    );
 }
 
 /// A forged but self-consistent "empty" export over a real one: manifest-files.json with no
@@ -1845,12 +1916,24 @@ async fn forged_export_control_files_are_ignored_reported_and_never_replicated()
     ]);
     let table = h.name("Forged");
     h.create_table(&table, 30, &[]).await;
-    let expected = fingerprint_table(&h.clients.dynamodb, &table).await.unwrap();
+    let expected = fingerprint_table(&h.clients.dynamodb, &table)
+        .await
+        .unwrap();
     let payload = json!({"tables": [table], "slot": "2026-11-22T03:00:00Z"});
 
     // Under way: forge a past-the-end checkpoint, a "complete, empty" export and `{}` markers.
-    let first = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
-    assert!(matches!(target(&first, &table).outcome, Outcome::Started { .. }), "{first:#?}");
+    let first = export_run(
+        &h.clients,
+        &h,
+        &env,
+        payload.clone(),
+        Some(Timestamp::now()),
+    )
+    .await;
+    assert!(
+        matches!(target(&first, &table).outcome, Outcome::Started { .. }),
+        "{first:#?}"
+    );
     let under_way = meta_of(&first, &table);
     let root = under_way.root.clone();
     forge(
@@ -1866,7 +1949,14 @@ async fn forged_export_control_files_are_ignored_reported_and_never_replicated()
     let meta = loop {
         invocations += 1;
         assert!(invocations < 40, "never finished");
-        let r = export_run(&h.clients, &h, &env, payload.clone(), Some(Timestamp::now())).await;
+        let r = export_run(
+            &h.clients,
+            &h,
+            &env,
+            payload.clone(),
+            Some(Timestamp::now()),
+        )
+        .await;
         match &target(&r, &table).outcome {
             Outcome::Started { .. } => {}
             Outcome::Created { .. } => {
@@ -1906,7 +1996,8 @@ async fn forged_export_control_files_are_ignored_reported_and_never_replicated()
         .unwrap();
     assert!(!check.ok, "{check:?}");
     assert!(
-        check.detail.contains("the catalog's record wins") && check.detail.contains("records 0 items, the catalog 30"),
+        check.detail.contains("the catalog's record wins")
+            && check.detail.contains("records 0 items, the catalog 30"),
         "{}",
         check.detail
     );
@@ -1914,7 +2005,9 @@ async fn forged_export_control_files_are_ignored_reported_and_never_replicated()
     let again = export_run(&h.clients, &h, &env, payload, None).await;
     let t = target(&again, &table);
     match &t.outcome {
-        Outcome::Failed { operation, error, .. } => {
+        Outcome::Failed {
+            operation, error, ..
+        } => {
             assert_eq!(operation, "replicate");
             assert!(error.contains("the catalog's record wins"), "{error}");
         }
@@ -1927,7 +2020,10 @@ async fn forged_export_control_files_are_ignored_reported_and_never_replicated()
     assert_eq!(there, real_manifest, "the replica keeps the real manifest");
     let copy = verify::verify(&west, &replica, &root).await.unwrap();
     assert!(copy.fingerprint.same_content(&expected));
-    println!("forged control files: resumed from the catalog in {invocations} invocations; validate: {}", check.detail);
+    println!(
+        "forged control files: resumed from the catalog in {invocations} invocations; validate: {}",
+        check.detail
+    );
 }
 
 /// Issue #35, acceptance 3 (native exports): the summary AWS wrote lies in the export bucket.
@@ -1955,22 +2051,34 @@ async fn a_native_summary_forged_before_finalization_is_refused_by_awss_own_coun
         .await
         .unwrap();
     let slot = "2026-11-10T03:00:00Z";
-    let run = || export_run(&h.clients, &h, &env, json!({"tables": [table], "slot": slot}), None);
+    let run = || {
+        export_run(
+            &h.clients,
+            &h,
+            &env,
+            json!({"tables": [table], "slot": slot}),
+            None,
+        )
+    };
     let r = run().await;
-    assert!(matches!(target(&r, &table).outcome, Outcome::Started { .. }), "{r:#?}");
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Started { .. }),
+        "{r:#?}"
+    );
     let meta = meta_of(&r, &table);
     let arn = meta.export_arn.clone().unwrap();
     assert_eq!(
         place_native_manifests(&h, &bucket, &meta.root, &arn, &table).await,
         20
     );
-    let summary_key = backstop::export::s3io::list(&h.clients.s3, &bucket, &format!("{}/", meta.root))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .find(|k| k.ends_with("/manifest-summary.json"))
-        .unwrap();
+    let summary_key =
+        backstop::export::s3io::list(&h.clients.s3, &bucket, &format!("{}/", meta.root))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .find(|k| k.ends_with("/manifest-summary.json"))
+            .unwrap();
     let files_key = summary_key.replace("manifest-summary.json", "manifest-files.json");
     let text = backstop::export::s3io::get(&h.clients.s3, &bucket, &summary_key)
         .await
@@ -2000,10 +2108,20 @@ async fn a_native_summary_forged_before_finalization_is_refused_by_awss_own_coun
 
     // The next attempt asks AWS for a new export and finalizes it from AWS's own manifests.
     let r = run().await;
-    assert!(matches!(target(&r, &table).outcome, Outcome::Started { .. }), "{r:#?}");
+    assert!(
+        matches!(target(&r, &table).outcome, Outcome::Started { .. }),
+        "{r:#?}"
+    );
     let again = meta_of(&r, &table);
     assert_ne!(again.export_arn, Some(arn));
-    place_native_manifests(&h, &bucket, &again.root, again.export_arn.as_deref().unwrap(), &table).await;
+    place_native_manifests(
+        &h,
+        &bucket,
+        &again.root,
+        again.export_arn.as_deref().unwrap(),
+        &table,
+    )
+    .await;
     let r = run().await;
     match &target(&r, &table).outcome {
         Outcome::Created { backup } => {
@@ -2012,5 +2130,8 @@ async fn a_native_summary_forged_before_finalization_is_refused_by_awss_own_coun
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(meta_of(&r, &table).export_time, slot.parse::<Timestamp>().unwrap());
+    assert_eq!(
+        meta_of(&r, &table).export_time,
+        slot.parse::<Timestamp>().unwrap()
+    );
 }

@@ -541,7 +541,10 @@ mod tests {
         // A summary whose count is not AWS's is refused; without AWS's count, not judged.
         assert!(summary_is_aws(&d, &full, 50).is_ok());
         let e = summary_is_aws(&d, &full, 0).unwrap_err();
-        assert!(e.contains("says 0 items") && e.contains("AWS exported 50"), "{e}");
+        assert!(
+            e.contains("says 0 items") && e.contains("AWS exported 50"),
+            "{e}"
+        );
         assert!(summary_is_aws(&bare, &full, 0).is_ok());
         assert!(summary_is_aws(&d, &inc, 0).is_ok());
     }

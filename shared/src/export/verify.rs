@@ -258,7 +258,9 @@ mod tests {
     fn a_manifest_counts_only_when_it_agrees_with_the_catalog() {
         let meta = ExportMeta {
             export_id: "01795316400000-abcdef01".into(),
-            manifest_key: Some("p/T/s/AWSDynamoDB/01795316400000-abcdef01/manifest-summary.json".into()),
+            manifest_key: Some(
+                "p/T/s/AWSDynamoDB/01795316400000-abcdef01/manifest-summary.json".into(),
+            ),
             item_count: Some(5),
             fingerprint: Some(fp(b"five items")),
             ..ExportMeta::planned(

@@ -21,6 +21,14 @@
 //! - **consistent**: no such export, but the key schema, indexes and billing mode match the
 //!   source's at backup time and the item count matches the one recorded for the backup;
 //! - **failed**: anything else, or a restore that failed; the detail says what differs.
+//!
+//! A drill table carries the tags the database drills' copies carry (`backstop:drill=true`,
+//! `backstop:drill-of=<source table>`): a restore cannot tag, so the drill tags the table right
+//! after the restore is accepted, and again once it is ACTIVE (AWS refuses to tag a table for a
+//! while after it appears). A drill deletes only a table it made, or one found under its name that
+//! carries its tags (or that DynamoDB says was restored from its backup: a restore whose answer or
+//! tagging was lost); a table of anyone else's under that name fails the drill and is left alone.
+//! The sweep deletes only drill-prefix tables that carry `backstop:drill=true`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::aws::Clients;
 use crate::catalog::{Catalog, TargetRecord, TargetStatus};
+use crate::db::drill::{is_drill_of, TAG_DRILL, TAG_DRILL_OF};
 use crate::error::{Error, Result};
 use crate::export::native::{self, NativeState};
 use crate::export::{ExportMeta, ExportType, Made};
@@ -133,9 +142,11 @@ pub struct Drill {
     /// Set once the witness export is finished (or given up on, with the reason in `detail`).
     #[serde(default)]
     pub witness_done: bool,
-    /// Databases: the restore into `drill_table` was accepted for this drill (or the name was
-    /// found carrying its tags), so the drill deletes it without reading its tags again (a
-    /// group that is not available may refuse that).
+    /// The restore into `drill_table` was accepted for this drill (or the name was found
+    /// carrying its tags, or, for a table, restored from its backup), so the drill deletes it
+    /// without reading its tags again (a database group that is not available may refuse that).
+    /// A table drill with it unset (one started before tables were tagged) deletes its table
+    /// only when [`DrillCtx`] finds it is the drill's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub made: bool,
 }
@@ -244,6 +255,49 @@ pub fn drill_table_name(prefix: &str, table: &str, at: Timestamp) -> String {
     let room = 255 - prefix.len() - stamp.len() - 1 - 9;
     // Table names are ASCII, so any byte index is a character boundary.
     format!("{prefix}{}-{}-{stamp}", &table[..room], &hash[..8])
+}
+
+/// The shortest drill prefix Backstop takes (`BACKSTOP_DRILL_TABLE_PREFIX`). Drills restore
+/// into tables named with it, the sweep deletes old ones that also carry the drill tag, and no
+/// job backs up a table named with it: a short prefix, one ordinary names may begin with ("dr",
+/// "test-"), would put ordinary tables out of every backup and in the sweep's view.
+pub const MIN_PREFIX_LEN: usize = 8;
+/// The longest: a drill table's name is the prefix, the source's name (cut to fit), a hash and
+/// the time, in DynamoDB's 255 characters (the template's `DrillTablePrefix` takes 100 too).
+pub const MAX_PREFIX_LEN: usize = 100;
+
+/// Pure: whether `prefix` may name drill tables, beside the catalog table and the prefix of the
+/// tables the restore function makes. Otherwise a setting error naming
+/// `BACKSTOP_DRILL_TABLE_PREFIX`, what is wrong and what to do.
+pub fn check_table_prefix(prefix: &str, catalog_table: &str, restore_prefix: &str) -> Result<()> {
+    use crate::settings::{
+        DEFAULT_DRILL_TABLE_PREFIX, ENV_CATALOG_TABLE, ENV_DRILL_TABLE_PREFIX, ENV_RESTORE_PREFIX,
+    };
+    let shown = clip(prefix, 120);
+    let count = prefix.chars().count();
+    let rule = if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&count) {
+        format!(
+            "must be {MIN_PREFIX_LEN} to {MAX_PREFIX_LEN} characters, got {shown:?} ({count}): no job backs up a table whose name starts with it and the drill sweep deletes such tables (those carrying the drill tag), so a short one could take in ordinary tables; set a prefix only drill tables use, such as the default {DEFAULT_DRILL_TABLE_PREFIX}"
+        )
+    } else if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        format!(
+            "{shown:?} may hold only letters, digits, '_', '-' and '.' (DynamoDB's table names); set a prefix such as the default {DEFAULT_DRILL_TABLE_PREFIX}"
+        )
+    } else if catalog_table.starts_with(prefix) {
+        format!(
+            "{shown:?} begins the name of the catalog table {catalog_table} ({ENV_CATALOG_TABLE}): Backstop would take its own catalog for a drill table; set a prefix the catalog's name does not start with, such as the default {DEFAULT_DRILL_TABLE_PREFIX}"
+        )
+    } else if restore_prefix.starts_with(prefix) || prefix.starts_with(restore_prefix) {
+        format!(
+            "{shown:?} overlaps the restore prefix {restore_prefix:?} ({ENV_RESTORE_PREFIX}): tables restored for people would count as drill tables, never backed up; give the two prefixes different beginnings"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::setting(ENV_DRILL_TABLE_PREFIX, rule))
 }
 
 /// Pure: the newest complete backup of a table among its snapshot records.
@@ -600,6 +654,27 @@ pub async fn open_drill_tables(catalog: &Catalog) -> Result<Vec<String>> {
 // ---------------------------------------------------------------------------------------------
 // The steps.
 
+/// Whose a table under a drill's name is.
+#[derive(Debug, Clone, PartialEq)]
+enum Ownership {
+    /// The drill's: it deletes the table at its end.
+    Ours,
+    /// Someone else's (why): the drill fails and leaves it alone.
+    Theirs(String),
+}
+
+/// What a sweep of drill tables did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Swept {
+    /// The drill tables deleted.
+    pub deleted: Vec<String>,
+    /// Tables with the drill prefix, older than the age and named by no open drill, that the
+    /// sweep left alone, each with why: they lack the drill tag, or their tags (or description)
+    /// could not be read. No job backs them up either (the prefix is Backstop's own), so the
+    /// validate run lists them among its excluded tables.
+    pub left_alone: Vec<crate::selection::Excluded>,
+}
+
 /// What a drill works with.
 pub struct DrillCtx<'a> {
     pub clients: &'a Clients,
@@ -699,7 +774,21 @@ impl DrillCtx<'_> {
                     }
                 }
                 match self.restore(drill).await {
-                    Ok(()) => next.state = DrillState::Active,
+                    Ok(Ownership::Ours) => {
+                        next.state = DrillState::Active;
+                        next.made = true;
+                    }
+                    Ok(Ownership::Theirs(why)) => {
+                        next.state = DrillState::Verified;
+                        next.level = Some(DrillLevel::Failed);
+                        note(
+                            &mut next.detail,
+                            format!(
+                                "the drill table's name {} is taken by a table that is not this drill's ({why}): left alone, not deleted",
+                                drill.drill_table
+                            ),
+                        );
+                    }
                     Err(e) if !e.is_retryable() => {
                         next.state = DrillState::Verified;
                         next.level = Some(DrillLevel::Failed);
@@ -711,6 +800,21 @@ impl DrillCtx<'_> {
             DrillState::Active => match self.table_status(&drill.drill_table).await? {
                 Some(TableStatus::Active) => {
                     if next.restore_s.is_none() {
+                        // Tagged again now that AWS takes it (the first time, right after the
+                        // restore, may have been refused): a drill lost from here on leaves a
+                        // table the sweep knows.
+                        if drill.made {
+                            match self.tag_named(drill).await {
+                                Ok(()) => {}
+                                Err(e) if e.is_retryable() => return Err(e),
+                                Err(e) => note(
+                                    &mut next.detail,
+                                    format!(
+                                        "the drill table could not be tagged ({e}); the drill still deletes it, but were the drill lost the sweep would leave it alone"
+                                    ),
+                                ),
+                            }
+                        }
                         next.restore_s = Some(seconds_since(drill.started_at));
                     }
                     if !next.witness_done && !self.follow_witness(&mut next).await? {
@@ -753,7 +857,26 @@ impl DrillCtx<'_> {
             },
             DrillState::Verified => {
                 if !drill.keep {
-                    self.delete_table(&drill.drill_table).await?;
+                    // Deleted when this drill made it, or when it is found to be the drill's;
+                    // a table someone else put under the name is left to them.
+                    let ours = drill.made
+                        || match self.ownership(drill).await? {
+                            None => false,
+                            Some(Ownership::Ours) => true,
+                            Some(Ownership::Theirs(why)) => {
+                                note(
+                                    &mut next.detail,
+                                    format!(
+                                        "{} is not this drill's ({why}): left alone, not deleted",
+                                        drill.drill_table
+                                    ),
+                                );
+                                false
+                            }
+                        };
+                    if ours {
+                        self.delete_table(&drill.drill_table).await?;
+                    }
                 }
                 next.state = DrillState::Cleaned;
                 next.cleaned_at = Some(Timestamp::now());
@@ -917,33 +1040,208 @@ impl DrillCtx<'_> {
         }
     }
 
-    async fn restore(&self, drill: &Drill) -> Result<()> {
-        if self.table_status(&drill.drill_table).await?.is_some() {
-            // An earlier attempt's restore was accepted.
-            return Ok(());
+    /// Restores the backup into the drill table and tags it. A name already taken (an earlier
+    /// attempt's restore, its answer lost, or a table of someone else's) is the drill's only
+    /// when [`DrillCtx::ownership`] says so.
+    async fn restore(&self, drill: &Drill) -> Result<Ownership> {
+        if self.table_status(&drill.drill_table).await?.is_none() {
+            let result = self
+                .clients
+                .dynamodb
+                .restore_table_from_backup()
+                .target_table_name(&drill.drill_table)
+                .backup_arn(&drill.backup_arn)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    match out.table_description.and_then(|t| t.table_arn) {
+                        Some(arn) => self.tag_best_effort(drill, &arn).await,
+                        None => warn!(
+                            drill_table = %drill.drill_table,
+                            "the restore's answer names no table ARN: tagged once ACTIVE"
+                        ),
+                    }
+                    return Ok(Ownership::Ours);
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_table_already_exists_exception()) => {}
+                Err(e) => {
+                    return Err(Error::aws(
+                        "RestoreTableFromBackup",
+                        format!("backup {} into {}", drill.backup_arn, drill.drill_table),
+                        e,
+                    ))
+                }
+            }
         }
-        let result = self
+        match self.ownership(drill).await? {
+            Some(own) => Ok(own),
+            None => Err(Error::Aws {
+                operation: "DescribeTable",
+                resource: format!("table {}", drill.drill_table),
+                code: None,
+                message: "the drill table was there a moment ago and is gone".into(),
+                retryable: true,
+                hint: "the next step restores again".into(),
+            }),
+        }
+    }
+
+    /// Whose the table under the drill's name is; `None` when there is none. The drill's when it
+    /// carries the drill's tags, or when it carries no drill tag and DynamoDB says it was
+    /// restored from the drill's backup (the drill's own restore, whose answer or tagging was
+    /// lost: the name holds the drill's start to the second): such a table is tagged now.
+    async fn ownership(&self, drill: &Drill) -> Result<Option<Ownership>> {
+        let table = match self
             .clients
             .dynamodb
-            .restore_table_from_backup()
-            .target_table_name(&drill.drill_table)
-            .backup_arn(&drill.backup_arn)
+            .describe_table()
+            .table_name(&drill.drill_table)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
+            .await
+        {
+            Ok(out) => out.table,
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|s| s.is_table_already_exists_exception()) =>
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                Ok(())
+                return Ok(None)
             }
-            Err(e) => Err(Error::aws(
-                "RestoreTableFromBackup",
-                format!("backup {} into {}", drill.backup_arn, drill.drill_table),
-                e,
-            )),
+            Err(e) => {
+                return Err(Error::aws(
+                    "DescribeTable",
+                    format!("table {}", drill.drill_table),
+                    e,
+                ))
+            }
+        };
+        let Some(table) = table else {
+            return Ok(None);
+        };
+        let Some(arn) = table.table_arn() else {
+            return Err(Error::Aws {
+                operation: "DescribeTable",
+                resource: format!("table {}", drill.drill_table),
+                code: None,
+                message: "the answer carried no table ARN".into(),
+                retryable: true,
+                hint: "a retry may succeed".into(),
+            });
+        };
+        let tags = self.tags_of(&drill.drill_table, arn).await?;
+        if is_drill_of(&tags, &drill.table) {
+            return Ok(Some(Ownership::Ours));
         }
+        let drill_tags: Vec<String> = tags
+            .iter()
+            .filter(|(k, _)| k == TAG_DRILL || k == TAG_DRILL_OF)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let from_backup = table
+            .restore_summary()
+            .and_then(|r| r.source_backup_arn())
+            .is_some_and(|b| !b.is_empty() && b == drill.backup_arn);
+        if !drill_tags.is_empty() {
+            return Ok(Some(Ownership::Theirs(format!(
+                "its tags {} are not this drill's",
+                drill_tags.join(", ")
+            ))));
+        }
+        if from_backup {
+            self.tag_best_effort(drill, arn).await;
+            return Ok(Some(Ownership::Ours));
+        }
+        Ok(Some(Ownership::Theirs(format!(
+            "it lacks the drill tags {TAG_DRILL}=true and {TAG_DRILL_OF}={} and was not restored from this drill's backup",
+            drill.table
+        ))))
+    }
+
+    /// A table's tags, every page.
+    async fn tags_of(&self, table: &str, arn: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .clients
+                .dynamodb
+                .list_tags_of_resource()
+                .resource_arn(arn)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| Error::aws("ListTagsOfResource", format!("table {table}"), e))?;
+            out.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned())),
+            );
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Tags the drill table (`backstop:drill=true`, `backstop:drill-of=<source>`). Safe to
+    /// repeat.
+    async fn tag(&self, drill: &Drill, arn: &str) -> Result<()> {
+        let tag = |k: &str, v: &str| {
+            aws_sdk_dynamodb::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::Local(format!("drill tag {k}: {e}")))
+        };
+        self.clients
+            .dynamodb
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(tag(TAG_DRILL, "true")?)
+            .tags(tag(TAG_DRILL_OF, &drill.table)?)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "TagResource",
+                    format!("drill table {}", drill.drill_table),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Tags the drill table right after its restore: a table AWS is still making may refuse
+    /// (ResourceNotFound for a while), and the drill tags it again once it is ACTIVE.
+    async fn tag_best_effort(&self, drill: &Drill, arn: &str) {
+        if let Err(e) = self.tag(drill, arn).await {
+            info!(drill_table = %drill.drill_table, error = %e, "not tagged yet: tagged once ACTIVE");
+        }
+    }
+
+    /// Tags the drill table, its ARN read by name.
+    async fn tag_named(&self, drill: &Drill) -> Result<()> {
+        let arn = self
+            .clients
+            .dynamodb
+            .describe_table()
+            .table_name(&drill.drill_table)
+            .send()
+            .await
+            .map_err(|e| Error::aws("DescribeTable", format!("table {}", drill.drill_table), e))?
+            .table
+            .and_then(|t| t.table_arn)
+            .ok_or_else(|| Error::Aws {
+                operation: "DescribeTable",
+                resource: format!("table {}", drill.drill_table),
+                code: None,
+                message: "the answer carried no table ARN".into(),
+                retryable: true,
+                hint: "a retry may succeed".into(),
+            })?;
+        self.tag(drill, &arn).await
     }
 
     /// The table's status, `None` when it does not exist.
@@ -1037,17 +1335,26 @@ impl DrillCtx<'_> {
         }
     }
 
-    /// Deletes drill tables (named with the prefix) created more than `age` ago that no open
-    /// drill names: what a crashed run, or a drill record deleted by hand, left behind. Returns
-    /// the tables deleted.
-    pub async fn sweep(&self, open: &[String], age: SignedDuration) -> Result<Vec<String>> {
+    /// Deletes drill tables created more than `age` ago that no open drill names: what a
+    /// crashed run, or a drill record deleted by hand, left behind. A drill table is one whose
+    /// name has the prefix and that carries `backstop:drill=true`; a table with the prefix
+    /// alone, or whose tags cannot be read, is left alone and named in [`Swept::left_alone`]
+    /// (and the log, as a warning).
+    pub async fn sweep(&self, open: &[String], age: SignedDuration) -> Result<Swept> {
         let now = Timestamp::now();
-        let mut deleted = Vec::new();
+        let mut swept = Swept::default();
         for table in crate::selection::list_tables(&self.clients.dynamodb).await? {
             if !table.starts_with(self.prefix) || open.contains(&table) {
                 continue;
             }
-            let created = match self
+            let mut leave = |why: String| {
+                warn!(table = %table, why = %why, "sweep: left alone");
+                swept.left_alone.push(crate::selection::Excluded {
+                    table: clip(&table, 255),
+                    reason: why,
+                });
+            };
+            let described = match self
                 .clients
                 .dynamodb
                 .describe_table()
@@ -1055,24 +1362,53 @@ impl DrillCtx<'_> {
                 .send()
                 .await
             {
-                Ok(out) => out
-                    .table
-                    .and_then(|t| t.creation_date_time)
-                    .and_then(|t| Timestamp::from_second(t.secs()).ok()),
+                Ok(out) => out.table,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    warn!(table = %table, error = %e, "sweep: cannot describe");
+                    leave(format!(
+                        "it has the drill prefix and could not be described ({}): the drill sweep left it alone",
+                        Error::aws("DescribeTable", format!("table {table}"), e)
+                    ));
                     continue;
                 }
             };
+            let Some(described) = described else { continue };
+            if described.table_status == Some(TableStatus::Deleting) {
+                continue;
+            }
+            let created = described
+                .creation_date_time
+                .and_then(|t| Timestamp::from_second(t.secs()).ok());
             let Some(created) = created else { continue };
             if now.duration_since(created) < age {
                 continue;
             }
-            self.delete_table(&table).await?;
-            info!(table = %table, "sweep: deleted a drill table left behind");
-            deleted.push(clip(&table, 255));
+            let Some(arn) = described.table_arn.as_deref() else {
+                leave(
+                    "it has the drill prefix and its description names no ARN, so its tags cannot be read: the drill sweep left it alone".into(),
+                );
+                continue;
+            };
+            match self.tags_of(&table, arn).await {
+                Ok(tags) if tags.iter().any(|(k, v)| k == TAG_DRILL && v == "true") => {
+                    self.delete_table(&table).await?;
+                    info!(table = %table, "sweep: deleted a drill table left behind");
+                    swept.deleted.push(clip(&table, 255));
+                }
+                Ok(_) => leave(format!(
+                    "it has the drill prefix but not the tag {TAG_DRILL}=true every drill table carries: the drill sweep left it alone, not deleted; no job backs up a table with this prefix: rename it, or delete it by hand if it is a drill's"
+                )),
+                Err(e) => leave(format!(
+                    "it has the drill prefix and its tags could not be read ({e}): the drill sweep left it alone"
+                )),
+            }
         }
-        Ok(deleted)
+        Ok(swept)
     }
 }
 
@@ -1155,6 +1491,32 @@ mod tests {
             name,
             drill_table_name("backstop-drill-", &"a".repeat(254), at)
         );
+    }
+
+    #[test]
+    fn a_drill_prefix_is_long_enough_plain_and_clear_of_the_catalog_and_restores() {
+        let ok = |p: &str| check_table_prefix(p, "backstop-catalog", "restored-");
+        assert!(ok("backstop-drill-").is_ok());
+        assert!(ok("drill-01").is_ok());
+        for short in ["", "bd-", "drill-0"] {
+            let e = ok(short).unwrap_err().to_string();
+            assert!(
+                e.contains("BACKSTOP_DRILL_TABLE_PREFIX")
+                    && e.contains("must be 8 to 100 characters")
+                    && e.contains("backstop-drill-"),
+                "{e}"
+            );
+        }
+        assert!(ok(&"d".repeat(101)).is_err());
+        let e = ok("backstop drill ").unwrap_err().to_string();
+        assert!(e.contains("only letters, digits"), "{e}");
+        // A prefix the catalog's name starts with would make the catalog a drill table.
+        let e = ok("backstop-").unwrap_err().to_string();
+        assert!(e.contains("catalog table backstop-catalog"), "{e}");
+        // Either prefix starting the other: restored tables would look like drill tables.
+        let e = ok("restored-drill-").unwrap_err().to_string();
+        assert!(e.contains("BACKSTOP_RESTORE_PREFIX"), "{e}");
+        assert!(check_table_prefix("drills-x", "cat", "drills-x-restored-").is_err());
     }
 
     fn fp(n: usize) -> Fingerprint {

@@ -56,8 +56,9 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         run.over_selected_databases(clients, settings, |target| ctx.validate_database(target))
             .await;
         if !request.dry_run && v.drill_every.is_some() {
-            if let Err(e) = ctx.sweep().await {
-                run.errors.push(format!("sweeping old drill tables: {e}"));
+            match ctx.sweep().await {
+                Ok(left_alone) => run.excluded.extend(left_alone),
+                Err(e) => run.errors.push(format!("sweeping old drill tables: {e}")),
             }
             if settings.databases.any() {
                 if let Err(e) = ctx.sweep_databases().await {
@@ -406,13 +407,17 @@ impl TableCtx<'_> {
         Ok(())
     }
 
-    async fn sweep(&self) -> Result<()> {
+    /// Deletes the drill tables left behind (the drill prefix and the drill tag, see
+    /// [`crate::drill::DrillCtx::sweep`]). Returns the prefix tables it left alone (no drill
+    /// tag, or tags it could not read), each with why: the run's report lists them, as no job
+    /// backs them up either.
+    async fn sweep(&self) -> Result<Vec<crate::selection::Excluded>> {
         let open = drill::open_drill_tables(self.catalog).await?;
         let swept = self.drills().sweep(&open, SWEEP_AGE).await?;
-        if !swept.is_empty() {
-            info!(tables = ?swept, "swept drill tables left behind");
+        if !swept.deleted.is_empty() {
+            info!(tables = ?swept.deleted, "swept drill tables left behind");
         }
-        Ok(())
+        Ok(swept.left_alone)
     }
 }
 

@@ -96,11 +96,15 @@ pub async fn drill(
     }
     // The validate job's settings (drill prefix, export bucket for the export of the backup's
     // moment), with this table and catalog.
-    let request = JobRequest::from_payload(
-        &serde_json::json!({"tables": [table], "catalog_table": catalog}),
-        Timestamp::now(),
-    )?;
-    let settings = Settings::resolve(JobKind::Validate, &Environment::from_process(), &request)?;
+    // The operator's flags configure the job (as the environment does a function's): a
+    // payload could only narrow a configured selection.
+    let env = Environment::from_process()
+        .without(backstop::settings::ENV_TABLE_PATTERN)
+        .without(backstop::settings::ENV_TABLE_TAG)
+        .with(backstop::settings::ENV_TABLES, table)
+        .with(backstop::settings::ENV_CATALOG_TABLE, &catalog);
+    let request = JobRequest::from_payload(&serde_json::json!({}), Timestamp::now())?;
+    let settings = Settings::resolve(JobKind::Validate, &env, &request)?;
     let validate = settings
         .validate()
         .ok_or_else(|| Error::Local("validate settings were not resolved".into()))?;

@@ -10,6 +10,12 @@ fn backstop(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(args);
     cmd.env_remove("BACKSTOP_CATALOG_TABLE")
         .env("AWS_EC2_METADATA_DISABLED", "true");
+    // A deployment always configures a selection, which a payload may only narrow; these tests
+    // name their tables in the payload. They also make history at named past slots.
+    if !env.iter().any(|(k, _)| k.starts_with("BACKSTOP_TABLE")) {
+        cmd.env("BACKSTOP_TABLE_PATTERN", "*");
+    }
+    cmd.env("BACKSTOP_BACKFILL_WINDOW", "3650d");
     for (k, v) in env {
         cmd.env(k, v);
     }

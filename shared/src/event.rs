@@ -497,7 +497,10 @@ mod backfill_tests {
         // Inside the window but older than the newest complete point.
         let newest = Some(t("2026-12-08T02:00:00Z"));
         let e = check_backfill(slot("2026-12-07T23:59:59Z"), now, day, newest).unwrap_err();
-        assert!(e.contains("older than the newest complete recovery point"), "{e}");
+        assert!(
+            e.contains("older than the newest complete recovery point"),
+            "{e}"
+        );
         assert!(check_backfill(slot("2026-12-08T02:00:00Z"), now, day, newest).is_ok());
     }
 }

@@ -138,7 +138,7 @@ pub async fn resolve(ddb: &DynamoDb, settings: &Settings) -> Result<Selected> {
     let candidates = match &settings.within {
         Some(TableSelection::Tag { key, value }) => {
             let why = format!(
-                "not in the configured selection ({}); a retention payload may only narrow it",
+                "not in the configured selection ({}); a payload may only narrow it",
                 settings
                     .within
                     .as_ref()
@@ -228,7 +228,7 @@ pub async fn list_tables(ddb: &DynamoDb) -> Result<Vec<String>> {
         .map_err(|e| Error::aws("ListTables", "this account and region", e))
 }
 
-async fn table_has_tag(
+pub async fn table_has_tag(
     ddb: &DynamoDb,
     table: &str,
     key: &str,
@@ -279,6 +279,7 @@ async fn table_has_tag(
 pub async fn resolve_buckets(
     s3: &aws_sdk_s3::Client,
     selection: &TableSelection,
+    within: Option<&TableSelection>,
     region: Option<&str>,
     own: &[&str],
     concurrency: usize,
@@ -328,10 +329,18 @@ pub async fn resolve_buckets(
             }
         })
         .collect();
-    let TableSelection::Tag { key, value } = selection else {
-        out.tables = candidates;
-        return Ok(out);
+    // A tag selection, or a payload's list narrowed from one (`within`): each bucket must
+    // carry the tag.
+    let (key, value) = match (selection, within) {
+        (TableSelection::Tag { key, value }, _) | (_, Some(TableSelection::Tag { key, value })) => {
+            (key, value)
+        }
+        _ => {
+            out.tables = candidates;
+            return Ok(out);
+        }
     };
+    let narrowed = !matches!(selection, TableSelection::Tag { .. });
     let checked: Vec<(String, Result<bool>)> = stream::iter(candidates)
         .map(|b| async move {
             let has = bucket_has_tag(s3, &b, key, value.as_deref()).await;
@@ -343,6 +352,13 @@ pub async fn resolve_buckets(
     for (bucket, has) in checked {
         match has {
             Ok(true) => out.tables.push(bucket),
+            Ok(false) if narrowed => out.excluded.push(Excluded {
+                table: bucket,
+                reason: format!(
+                    "not in the configured selection (buckets tagged {key}{}); a payload may only narrow it",
+                    value.as_deref().map(|v| format!("={v}")).unwrap_or_default()
+                ),
+            }),
             Ok(false) => {}
             Err(e) => out.unreadable.push(Unreadable {
                 table: bucket,

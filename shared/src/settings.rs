@@ -1168,6 +1168,19 @@ impl Environment {
         self.get(name)
     }
 
+    /// This environment with `name` set to `value` (for the CLI, whose flags are the operator's
+    /// configuration, not a payload).
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// This environment without `name`.
+    pub fn without(mut self, name: &str) -> Self {
+        self.0.remove(name);
+        self
+    }
+
     /// `BACKSTOP_TLS_ROOTS`, `default` when unset.
     pub fn tls_roots(&self, default: crate::aws::TlsRoots) -> Result<crate::aws::TlsRoots> {
         self.get(ENV_TLS_ROOTS)
@@ -1217,6 +1230,35 @@ impl Settings {
                 ));
             }
         }
+        // No job lets the one who invokes it choose where it records, reports or counts: the
+        // catalog decides what is done and what is held, the topic and the metrics are how people
+        // learn what happened (a forged "all fresh" report to the real topic, the real report
+        // sent elsewhere). A dry run may look elsewhere.
+        if !request.dry_run {
+            for (field, set, env_name) in [
+                (
+                    "catalog_table",
+                    overrides.catalog_table.is_some(),
+                    ENV_CATALOG_TABLE,
+                ),
+                ("topic_arn", overrides.topic_arn.is_some(), ENV_TOPIC_ARN),
+                (
+                    "metrics_namespace",
+                    overrides.metrics_namespace.is_some(),
+                    ENV_METRICS_NAMESPACE,
+                ),
+            ] {
+                if set {
+                    return Err(Error::setting(
+                        field,
+                        format!(
+                            "{} payload may not choose where the job records or reports unless dry_run is true (set {env_name} instead)",
+                            a_job(job)
+                        ),
+                    ));
+                }
+            }
+        }
         let catalog_table = match (&overrides.catalog_table, env.get(ENV_CATALOG_TABLE)) {
             (Some(v), _) => validate_table_name("catalog_table", v)?,
             (None, Some(v)) => validate_table_name(ENV_CATALOG_TABLE, v)?,
@@ -1261,10 +1303,18 @@ impl Settings {
         }
         // An unset table selection is an error only when no database is selected either
         // (decided once the databases are resolved, below).
+        // A payload that acts (not a dry run) may only narrow the configured selection, in
+        // every job: it never reaches a table or bucket the deployment did not select.
+        let narrowing = !request.dry_run;
         let (selection, within) = if job == JobKind::Bucket {
-            (Ok(resolve_bucket_selection(env, overrides)?), None)
-        } else if guarded && payload_selects(overrides) {
-            let (s, w) = narrowed_selection(env, overrides)?;
+            if narrowing && bucket_selects {
+                let (s, w) = narrowed_bucket_selection(env, overrides, job)?;
+                (Ok(s), w)
+            } else {
+                (Ok(resolve_bucket_selection(env, overrides)?), None)
+            }
+        } else if narrowing && payload_selects(overrides) {
+            let (s, w) = narrowed_selection(env, overrides, job)?;
             (Ok(s), w)
         } else {
             (resolve_selection(env, overrides), None)
@@ -1686,21 +1736,74 @@ fn resolve_policy(env: &Environment, o: &Overrides, guarded: bool) -> Result<Ret
 fn narrowed_selection(
     env: &Environment,
     o: &Overrides,
+    job: JobKind,
 ) -> Result<(TableSelection, Option<TableSelection>)> {
-    const WHY: &str = "a retention payload may only narrow the configured selection to a list of its tables unless dry_run is true";
+    let why = format!(
+        "{} payload may only narrow the configured selection to a list of its tables unless dry_run is true",
+        a_job(job)
+    );
     for (field, set) in [
         ("table_pattern", o.table_pattern.is_some()),
         ("table_tag", o.table_tag.is_some()),
     ] {
         if set {
-            return Err(Error::setting(field, WHY));
+            return Err(Error::setting(field, why));
         }
     }
     let configured = resolve_selection(env, &Overrides::default())
-        .map_err(|e| Error::setting("tables", format!("{WHY}, and none is configured ({e})")))?;
+        .map_err(|e| Error::setting("tables", format!("{why}, and none is configured ({e})")))?;
     let TableSelection::Names(asked) = resolve_selection(env, o)? else {
-        return Err(Error::setting("tables", WHY));
+        return Err(Error::setting("tables", why));
     };
+    narrow_names(asked, configured, "tables", "table", &why)
+}
+
+/// "a snapshot", "an export": the job's name with its article.
+fn a_job(job: JobKind) -> String {
+    let name = job.name();
+    if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {name}")
+    } else {
+        format!("a {name}")
+    }
+}
+
+/// The bucket job's [`narrowed_selection`]: a payload's `buckets`, each inside the configured
+/// bucket selection (a tag selection is checked against each bucket's tags when resolved).
+fn narrowed_bucket_selection(
+    env: &Environment,
+    o: &Overrides,
+    job: JobKind,
+) -> Result<(TableSelection, Option<TableSelection>)> {
+    let why = format!(
+        "{} payload may only narrow the configured bucket selection to a list of its buckets unless dry_run is true",
+        a_job(job)
+    );
+    for (field, set) in [
+        ("bucket_pattern", o.bucket_pattern.is_some()),
+        ("bucket_tag", o.bucket_tag.is_some()),
+    ] {
+        if set {
+            return Err(Error::setting(field, why));
+        }
+    }
+    let configured = resolve_bucket_selection(env, &Overrides::default())
+        .map_err(|e| Error::setting("buckets", format!("{why}, and none is configured ({e})")))?;
+    let TableSelection::Names(asked) = resolve_bucket_selection(env, o)? else {
+        return Err(Error::setting("buckets", why));
+    };
+    narrow_names(asked, configured, "buckets", "bucket", &why)
+}
+
+/// Each name asked must lie inside the configured selection; under a tag selection the tag is
+/// checked when the selection is resolved (`within`).
+fn narrow_names(
+    asked: Vec<String>,
+    configured: TableSelection,
+    field: &str,
+    what: &str,
+    why: &str,
+) -> Result<(TableSelection, Option<TableSelection>)> {
     for t in &asked {
         let inside = match &configured {
             TableSelection::Tag { .. } => true, // checked against the tags when resolved
@@ -1708,11 +1811,11 @@ fn narrowed_selection(
         };
         if !inside {
             return Err(Error::setting(
-                "tables",
+                field,
                 format!(
-                    "table {:?} is not in the configured selection ({}); {WHY}",
+                    "{what} {:?} is not in the configured selection ({}); {why}",
                     truncate_for_message(t),
-                    configured.describe()
+                    configured.describe_as(field)
                 ),
             ));
         }
@@ -1786,6 +1889,12 @@ fn resolve_bucket_selection(env: &Environment, o: &Overrides) -> Result<TableSel
             ))
         }
     }
+}
+
+/// The table selection the environment configures (no payload), for jobs outside
+/// [`Settings::resolve`] such as the restore function.
+pub fn configured_selection(env: &Environment) -> Result<TableSelection> {
+    resolve_selection(env, &Overrides::default())
 }
 
 fn resolve_selection(env: &Environment, o: &Overrides) -> Result<TableSelection> {
@@ -2043,15 +2152,47 @@ mod tests {
         assert_eq!(s.selection, TableSelection::Pattern("prod-*".into()));
         let s = bucket_job(&[(ENV_BUCKET_TAG, "backup=daily")], &Overrides::default()).unwrap();
         assert!(matches!(s.selection, TableSelection::Tag { .. }));
-        // A payload's selection replaces the environment's, and a continuation is counted.
+        // A payload's list narrows the environment's selection, and a continuation is counted.
         let o = Overrides {
-            buckets: Some(vec!["b-x".into()]),
+            buckets: Some(vec!["prod-x".into()]),
             continuation: Some(3),
             ..Overrides::default()
         };
         let s = bucket_job(&[(ENV_BUCKET_PATTERN, "prod-*")], &o).unwrap();
-        assert_eq!(s.selection, TableSelection::Names(vec!["b-x".into()]));
+        assert_eq!(s.selection, TableSelection::Names(vec!["prod-x".into()]));
+        assert_eq!(s.within, None);
         assert_eq!(s.bucket().unwrap().continuation, 3);
+        // Under a tag selection the list is kept, and each bucket's tag checked when resolved.
+        let s = bucket_job(&[(ENV_BUCKET_TAG, "backup=daily")], &o).unwrap();
+        assert_eq!(s.selection, TableSelection::Names(vec!["prod-x".into()]));
+        assert!(matches!(s.within, Some(TableSelection::Tag { .. })));
+        // A payload never widens it: another bucket, or a pattern or tag of its own.
+        let wide = Overrides {
+            buckets: Some(vec!["b-x".into()]),
+            ..Overrides::default()
+        };
+        let e = bucket_job(&[(ENV_BUCKET_PATTERN, "prod-*")], &wide)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"b-x\" is not in the configured selection (buckets matching prod-*)"),
+            "{e}"
+        );
+        for o in [
+            Overrides {
+                bucket_pattern: Some("*".into()),
+                ..Overrides::default()
+            },
+            Overrides {
+                bucket_tag: Some("any".into()),
+                ..Overrides::default()
+            },
+        ] {
+            let e = bucket_job(&[(ENV_BUCKET_PATTERN, "prod-*")], &o)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("may only narrow"), "{e}");
+        }
         for (pairs, o, want) in [
             (vec![], Overrides::default(), "no buckets selected"),
             (
@@ -2196,7 +2337,8 @@ mod tests {
             metrics_namespace: Some("Custom/NS".into()),
             ..Default::default()
         };
-        let s = snap(&env(&base()), &o).unwrap();
+        // A dry run may look at another selection and count elsewhere.
+        let s = Settings::resolve(JobKind::Snapshot, &env(&base()), &req(&o, true)).unwrap();
         assert_eq!(
             s.selection,
             TableSelection::Tag {
@@ -2207,6 +2349,90 @@ mod tests {
         assert!(s.enable_pitr());
         assert_eq!(s.concurrency, 10);
         assert_eq!(s.metrics_namespace, "Custom/NS");
+        // A run that acts may narrow and tune, never widen or redirect.
+        let o = Overrides {
+            tables: Some(vec!["SalesTable".into()]),
+            enable_pitr: Some(true),
+            concurrency: Some(10),
+            ..Default::default()
+        };
+        let s = snap(&env(&base()), &o).unwrap();
+        assert_eq!(
+            s.selection,
+            TableSelection::Names(vec!["SalesTable".into()])
+        );
+        assert_eq!(s.concurrency, 10);
+    }
+
+    #[test]
+    fn no_payload_that_acts_widens_the_selection_or_redirects_a_job() {
+        let e = env(&[
+            (ENV_CATALOG_TABLE, "backstop-catalog"),
+            (ENV_TABLES, "SalesTable, BuyersTable"),
+            (ENV_EXPORT_BUCKET, "acme-exports"),
+        ]);
+        for job in [
+            JobKind::Snapshot,
+            JobKind::Export,
+            JobKind::Validate,
+            JobKind::Retention,
+        ] {
+            for (o, field) in [
+                (
+                    Overrides {
+                        tables: Some(vec!["PayrollTable".into()]),
+                        ..Default::default()
+                    },
+                    "setting tables:",
+                ),
+                (
+                    Overrides {
+                        table_pattern: Some("*".into()),
+                        ..Default::default()
+                    },
+                    "setting table_pattern:",
+                ),
+                (
+                    Overrides {
+                        table_tag: Some("any".into()),
+                        ..Default::default()
+                    },
+                    "setting table_tag:",
+                ),
+                (
+                    Overrides {
+                        catalog_table: Some("forged-catalog".into()),
+                        ..Default::default()
+                    },
+                    "setting catalog_table:",
+                ),
+                (
+                    Overrides {
+                        topic_arn: Some("arn:aws:sns:us-east-1:123456789012:elsewhere".into()),
+                        ..Default::default()
+                    },
+                    "setting topic_arn:",
+                ),
+                (
+                    Overrides {
+                        metrics_namespace: Some("Elsewhere".into()),
+                        ..Default::default()
+                    },
+                    "setting metrics_namespace:",
+                ),
+            ] {
+                let got = Settings::resolve(job, &e, &req(&o, false))
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string();
+                assert!(got.starts_with(field), "{job:?} {o:?}: {got}");
+                // A dry run only looks: it may.
+                assert!(
+                    Settings::resolve(job, &e, &req(&o, true)).is_ok(),
+                    "{job:?} {o:?} dry run"
+                );
+            }
+        }
     }
 
     #[test]
@@ -2411,7 +2637,14 @@ mod tests {
             tables: Some(names),
             ..Default::default()
         };
-        let s = snap(&env(&base()), &o).unwrap();
+        let s = snap(
+            &env(&[
+                (ENV_CATALOG_TABLE, "backstop-catalog"),
+                (ENV_TABLE_PATTERN, "Table*"),
+            ]),
+            &o,
+        )
+        .unwrap();
         let TableSelection::Names(got) = s.selection else {
             panic!()
         };

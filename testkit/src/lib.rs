@@ -93,6 +93,42 @@ impl Harness {
                 format!("Backstop/{}", self.prefix.trim_end_matches('-')),
             ),
         ];
+        // A deployed function always has a selection, and a payload may only narrow it: the
+        // tables and buckets of this test (named with its prefix), unless the test sets its own.
+        let sets = |names: &[&str]| extra.iter().any(|(k, _)| names.contains(k));
+        // (A test of databases alone selects no tables, as a deployment of databases alone.)
+        if !sets(&[
+            settings::ENV_TABLES,
+            settings::ENV_TABLE_PATTERN,
+            settings::ENV_TABLE_TAG,
+            settings::ENV_RDS_INSTANCES,
+            settings::ENV_RDS_INSTANCE_PATTERN,
+            settings::ENV_RDS_INSTANCE_TAG,
+            settings::ENV_AURORA_CLUSTERS,
+            settings::ENV_AURORA_CLUSTER_PATTERN,
+            settings::ENV_AURORA_CLUSTER_TAG,
+            settings::ENV_ELASTICACHE_GROUPS,
+            settings::ENV_ELASTICACHE_GROUP_PATTERN,
+            settings::ENV_ELASTICACHE_GROUP_TAG,
+        ]) {
+            pairs.push((
+                settings::ENV_TABLE_PATTERN.into(),
+                format!("{}*", self.prefix),
+            ));
+        }
+        if !sets(&[
+            settings::ENV_BUCKETS,
+            settings::ENV_BUCKET_PATTERN,
+            settings::ENV_BUCKET_TAG,
+        ]) {
+            pairs.push((
+                settings::ENV_BUCKET_PATTERN.into(),
+                format!("{}*", self.prefix),
+            ));
+        }
+        // Tests make history at named past slots; the refusal of backfill is tested with the
+        // window set (later pairs win).
+        pairs.push((settings::ENV_BACKFILL_WINDOW.into(), "3650d".into()));
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Environment::from_pairs(pairs)
     }

@@ -54,7 +54,34 @@ pub fn backstop_cmd(
             &h.stack.catalog_table,
         )
         .env(backstop::settings::ENV_TOPIC_ARN, &h.stack.topic_arn)
-        .env(backstop::settings::ENV_METRICS_NAMESPACE, h.namespace());
+        .env(backstop::settings::ENV_METRICS_NAMESPACE, h.namespace())
+        // As `Harness::env`: the test's tables and buckets are the configured selection (a
+        // payload may only narrow it), and history is made at named past slots.
+        .env(backstop::settings::ENV_BACKFILL_WINDOW, "3650d");
+    let sets = |prefix: &str| extra.iter().any(|(k, _)| k.starts_with(prefix));
+    if !sets("BACKSTOP_TABLE")
+        && !sets("BACKSTOP_RDS")
+        && !sets("BACKSTOP_AURORA")
+        && !sets("BACKSTOP_ELASTICACHE")
+    {
+        cmd.env_remove(backstop::settings::ENV_TABLE_TAG).env(
+            backstop::settings::ENV_TABLE_PATTERN,
+            format!("{}*", h.prefix),
+        );
+    }
+    if !extra.iter().any(|(k, _)| {
+        [
+            backstop::settings::ENV_BUCKETS,
+            backstop::settings::ENV_BUCKET_PATTERN,
+            backstop::settings::ENV_BUCKET_TAG,
+        ]
+        .contains(k)
+    }) {
+        cmd.env_remove(backstop::settings::ENV_BUCKET_TAG).env(
+            backstop::settings::ENV_BUCKET_PATTERN,
+            format!("{}*", h.prefix),
+        );
+    }
     for (k, v) in extra {
         cmd.env(k, v);
     }

@@ -20,10 +20,15 @@ fn this_hour() -> String {
 
 fn settings_for(h: &Harness, extra: &[(&str, &str)]) -> RestoreSettings {
     let prefix = h.name("restored-");
+    // The tables of this test are the function's selection, unless the test sets its own.
+    let selection = format!("{}*", h.prefix);
     let mut pairs: Vec<(&str, &str)> = vec![
         ("BACKSTOP_CATALOG_TABLE", h.stack.catalog_table.as_str()),
         ("BACKSTOP_RESTORE_PREFIX", prefix.as_str()),
     ];
+    if !extra.iter().any(|(k, _)| k.starts_with("BACKSTOP_TABLE")) {
+        pairs.push(("BACKSTOP_TABLE_PATTERN", selection.as_str()));
+    }
     pairs.extend_from_slice(extra);
     RestoreSettings::resolve(&Environment::from_pairs(pairs)).unwrap()
 }
@@ -229,7 +234,26 @@ async fn refusals_name_the_reason_and_create_nothing() {
     let taken = h.name("restored-taken");
     h.create_table(&taken, 1, &[]).await;
     let t = table.as_str();
+    // A table outside the function's selection (the tables named with this test's prefix),
+    // which exists and has PITR: whoever invokes the function cannot restore it.
+    let outside = format!("outside-{}", h.prefix);
+    h.create_table(&outside, 2, &[]).await;
+    let outside_arn = format!(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/{outside}/backup/01700000000000-abcdef12"
+    );
     for (request, says) in [
+        (
+            json!({"kind": "pitr", "table": outside, "latest": true, "to": h.name("restored-out1")}),
+            "is not in this function's selection",
+        ),
+        (
+            json!({"kind": "backup", "backup_arn": outside_arn, "to": h.name("restored-out2")}),
+            "is not in this function's selection",
+        ),
+        (
+            json!({"kind": "export", "table": outside, "latest": true, "to": h.name("restored-out3")}),
+            "is not in this function's selection",
+        ),
         (
             json!({"kind": "backup", "table": t, "latest": true, "to": h.name("elsewhere")}),
             "does not start with the restore prefix",

@@ -324,10 +324,13 @@ impl TableCtx<'_> {
         if records.iter().any(|r| r.slot == key) {
             return Ok(());
         }
+        // Slots only move forward: none is started before one that was completed (as for
+        // bucket slots). The export's own time is its data's, whatever its slot.
         let newest = records
             .iter()
-            .filter(|r| r.status == TargetStatus::Done)
-            .filter_map(|r| r.export.as_ref().map(|m| m.export_time))
+            .filter(|r| r.status.is_done() && r.export.is_some())
+            .filter_map(|r| ScheduleSlot::parse(&r.slot).ok())
+            .map(|s| s.timestamp())
             .max();
         crate::event::check_backfill(*slot, Timestamp::now(), self.backfill_window, newest)
     }

@@ -57,6 +57,9 @@ pub struct RestoreSettings {
     pub prefix: String,
     /// The tables selected for backup (BACKSTOP_TABLES), never a target.
     pub tables: Option<String>,
+    /// The selection the function serves (BACKSTOP_TABLES, _PATTERN or _TAG): it restores only
+    /// sources inside it, whoever invokes it.
+    pub selection: crate::selection::TableSelection,
     /// Work per invocation before a continuation (default: up to the deadline's margin).
     pub time_budget: Option<Duration>,
     pub parallel: usize,
@@ -110,9 +113,16 @@ impl RestoreSettings {
                     )
                 })?,
         };
+        let selection = settings::configured_selection(env).map_err(|e| {
+            Error::setting(
+                "BACKSTOP_TABLES / BACKSTOP_TABLE_PATTERN / BACKSTOP_TABLE_TAG",
+                format!("the restore function restores only tables of its selection, and none is configured ({e})"),
+            )
+        })?;
         Ok(RestoreSettings {
             catalog_table,
             prefix,
+            selection,
             tables: env.value(settings::ENV_TABLES).map(str::to_owned),
             time_budget,
             parallel,
@@ -841,7 +851,18 @@ impl Work<'_> {
     /// and the source must be found.
     async fn start_fresh(&self, identity: &str, lease: Timestamp, now: Timestamp) -> Result<()> {
         let r = self.request;
+        // Whose data may be restored is the deployment's to say, not the invoker's: the source
+        // is checked before anything is read from it.
+        self.check_in_selection(r.table.as_deref()).await?;
+        if let Some(arn) = r.backup_arn.as_deref() {
+            self.check_in_selection(Some(
+                source::table_of_backup_arn(arn).as_deref().unwrap_or(""),
+            ))
+            .await?;
+        }
         let plan = self.plan().await?;
+        self.check_in_selection(plan.source_table.as_deref())
+            .await?;
         super::check_target(
             &self.clients.dynamodb,
             &r.to,
@@ -878,6 +899,60 @@ impl Work<'_> {
         }
         info!(to = %r.to, what = %plan.what, "restore recorded");
         Ok(())
+    }
+
+    /// Refuses a source outside the function's selection: by name for a list or a pattern; for
+    /// a tag, the table carries it now, or (a table deleted since) the catalog records backups
+    /// or exports of it, which Backstop makes only of selected tables.
+    async fn check_in_selection(&self, table: Option<&str>) -> Result<()> {
+        use crate::selection::TableSelection;
+        let Some(table) = table else { return Ok(()) };
+        let selection = &self.settings.selection;
+        let refused = || {
+            Error::refused(
+                "restore",
+                format!(
+                    "table {:?} is not in this function's selection ({}): the restore function restores only the tables it serves",
+                    crate::report::clip(table, 255),
+                    selection.describe()
+                ),
+                "restore it with the backstop CLI and your own credentials, or add it to the stack's selection",
+            )
+        };
+        if table.is_empty() {
+            return Err(refused());
+        }
+        let inside = match selection {
+            TableSelection::Tag { key, value } => {
+                match crate::selection::table_has_tag(
+                    &self.clients.dynamodb,
+                    table,
+                    key,
+                    value.as_deref(),
+                )
+                .await
+                {
+                    Ok(has) => has,
+                    Err(_) => {
+                        let catalog = Catalog::new(
+                            (*self.clients.dynamodb).clone(),
+                            &self.settings.catalog_table,
+                        );
+                        let mut recorded = false;
+                        for job in [settings::JobKind::Snapshot, settings::JobKind::Export] {
+                            recorded |= !catalog.list_targets(job, Some(table)).await?.is_empty();
+                        }
+                        recorded
+                    }
+                }
+            }
+            other => other.matches_name(table),
+        };
+        if inside {
+            Ok(())
+        } else {
+            Err(refused())
+        }
     }
 
     /// Resolves the request against the catalog and the source: what exactly is restored.
@@ -1783,12 +1858,29 @@ mod tests {
     }
 
     #[test]
-    fn settings_need_a_catalog_and_a_usable_prefix() {
-        let env = |pairs: &[(&str, &str)]| Environment::from_pairs(pairs.iter().copied());
+    fn settings_need_a_catalog_a_selection_and_a_usable_prefix() {
+        let env = |pairs: &[(&str, &str)]| {
+            Environment::from_pairs(
+                [("BACKSTOP_TABLE_TAG", "backup:plan=daily")]
+                    .into_iter()
+                    .chain(pairs.iter().copied()),
+            )
+        };
         let ok = RestoreSettings::resolve(&env(&[("BACKSTOP_CATALOG_TABLE", "cat")])).unwrap();
         assert_eq!(
             (ok.prefix.as_str(), ok.parallel, ok.time_budget),
             ("restored-", 8, None)
+        );
+        // Without a selection it would restore any table: refused.
+        let e = RestoreSettings::resolve(&Environment::from_pairs([(
+            "BACKSTOP_CATALOG_TABLE",
+            "cat",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("restores only tables of its selection"),
+            "{e}"
         );
         assert!(RestoreSettings::resolve(&env(&[]))
             .unwrap_err()

@@ -439,6 +439,7 @@ pub async fn for_environment(
                     match crate::selection::resolve_buckets(
                         &clients.s3,
                         &bs.selection,
+                        bs.within.as_ref(),
                         region.as_deref(),
                         &own,
                         bs.concurrency,
@@ -534,8 +535,10 @@ pub async fn gather(
         }
     }
     for bucket in targets.buckets {
-        match catalog.list_targets(JobKind::Bucket, Some(bucket)).await {
-            Ok(records) => {
+        // The bucket job's slot records: each complete slot at the time of its data.
+        match crate::bucket::record::list(catalog, bucket).await {
+            Ok(slots) => {
+                let records: Vec<_> = slots.iter().map(|r| r.as_target(bucket)).collect();
                 let versioning = match clients
                     .s3
                     .get_bucket_versioning()

@@ -1658,6 +1658,7 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
             (settings::ENV_REPLICA_BUCKET, replica.clone()),
             (settings::ENV_REPLICA_REGION, "us-west-2".into()),
             (settings::ENV_BUCKET_RETENTION_POLICY, policy.to_owned()),
+            (settings::ENV_BACKFILL_WINDOW, "26h".to_owned()),
         ]
     };
     let keep_all = "keep_last=20,min_complete=1";
@@ -1894,6 +1895,35 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
             );
         }
     }
+    // Status reads the slots' records: the newest backup is the newest slot's data time (a
+    // forged summary in S3 would not count either).
+    let newest = backstop::bucket::record::get(&catalog, &source, &e)
+        .await
+        .unwrap()
+        .unwrap();
+    let status = backstop::status::gather(
+        &h.clients,
+        &catalog,
+        &backstop::freshness::Limits {
+            backup: jiff::SignedDuration::from_hours(26),
+            export: None,
+            pitr_lag: None,
+        },
+        backstop::status::Targets {
+            tables: &[],
+            buckets: std::slice::from_ref(&source),
+            databases: &[],
+        },
+        jiff::Timestamp::now(),
+    )
+    .await;
+    let line = status
+        .lines
+        .iter()
+        .find(|l| l.kind == "bucket")
+        .unwrap_or_else(|| panic!("{status:?}"));
+    assert_eq!(line.newest_backup, Some(newest.data_time), "{line:?}");
+
     // The held slot still restores.
     let target_bucket = h.name("held-restore");
     make_bucket(h, &target_bucket, false).await;
@@ -1917,4 +1947,142 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
     .await
     .unwrap();
     assert_eq!(read_bucket(h, &target_bucket).await, model);
+}
+
+/// Issue 35, legal holds: where the backup bucket has S3 Object Lock, a slot held in the catalog
+/// is kept by the prune and its files and the copies it names get an Object Lock legal hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_slot_in_an_object_lock_store_gets_object_lock_legal_holds() {
+    use aws_sdk_s3::types::ObjectLockLegalHoldStatus;
+    let h = Harness::new().await;
+    let h = &h;
+    let source = h.name("locked-src");
+    let backups = h.name("locked-backups");
+    make_bucket(h, &source, true).await;
+    h.clients
+        .s3
+        .create_bucket()
+        .bucket(&backups)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..4 {
+        put(h, &source, &format!("k/{i}"), 1, 20 + i, &mut model).await;
+    }
+    let settings = BucketSettings::resolve(&h.env(&[
+        (settings::ENV_BUCKETS, &source),
+        (settings::ENV_BUCKET_BACKUP_BUCKET, &backups),
+        (
+            settings::ENV_BUCKET_RETENTION_POLICY,
+            "keep_last=1,min_complete=1",
+        ),
+    ]))
+    .unwrap();
+    let catalog = Catalog::new((*h.clients.dynamodb).clone(), h.stack.catalog_table.clone());
+    let store = settings.store();
+    let now = jiff::Timestamp::now();
+    let (a, b) = (
+        ScheduleSlot::new(now - jiff::SignedDuration::from_hours(2)),
+        ScheduleSlot::new(now - jiff::SignedDuration::from_hours(1)),
+    );
+    for slot in [a, b] {
+        done(
+            backup::backup(
+                &h.clients.s3,
+                &catalog,
+                &store,
+                &source,
+                &slot,
+                &settings.options,
+                None,
+                None,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("TARGET#bucket#{source}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("SLOT#{a}")),
+        )
+        .update_expression("SET legal_hold = :t")
+        .expression_attribute_values(
+            ":t",
+            aws_sdk_dynamodb::types::AttributeValue::S("case 4711".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let policy = settings.policy.compile().unwrap();
+    let report = prune::prune(
+        &h.clients.s3,
+        &catalog,
+        &store,
+        &source,
+        &policy,
+        jiff::Timestamp::now(),
+        false,
+        prune::Role::Original,
+    )
+    .await
+    .unwrap();
+    assert!(report.deleted_slots.is_empty(), "{report:?}");
+    assert_eq!(report.held_slots, vec![a.compact()], "{report:?}");
+    assert_eq!(report.locked_slots, vec![a.compact()], "{report:?}");
+    let (_, entries) = backup::read_manifest(&h.clients.s3, &store, &source, &a)
+        .await
+        .unwrap();
+    let mut keys = vec![
+        store.manifest_key(&source, &a),
+        store.part_key(&source, &a, 1),
+    ];
+    keys.extend(entries.iter().map(|e| store.object_key(&source, &e.stored)));
+    for key in &keys {
+        let got = h
+            .clients
+            .s3
+            .get_object_legal_hold()
+            .bucket(&backups)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        assert_eq!(
+            got.legal_hold().and_then(|l| l.status()),
+            Some(&ObjectLockLegalHoldStatus::On),
+            "{key}"
+        );
+    }
+    let rec = backstop::bucket::record::get(&catalog, &source, &a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.locked_in, vec![backups.clone()]);
+    // The next prune does not ask again, and still keeps it.
+    let again = prune::prune(
+        &h.clients.s3,
+        &catalog,
+        &store,
+        &source,
+        &policy,
+        jiff::Timestamp::now(),
+        false,
+        prune::Role::Original,
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.locked_slots.is_empty() && again.deleted_slots.is_empty(),
+        "{again:?}"
+    );
 }

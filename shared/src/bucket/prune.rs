@@ -32,6 +32,8 @@ pub struct PruneReport {
     pub deleted_slots: Vec<String>,
     /// Slots kept for a legal hold the catalog records.
     pub held_slots: Vec<String>,
+    /// Held slots whose objects this prune put under an S3 Object Lock legal hold.
+    pub locked_slots: Vec<String>,
     /// Slots found in the store that the catalog does not record (not Backstop's, or made
     /// before it recorded bucket slots): kept, never planned, reported.
     pub unknown_slots: Vec<String>,
@@ -87,6 +89,7 @@ pub async fn prune(
             plan: retention::plan(&[], policy, now),
             deleted_slots: vec![],
             held_slots: vec![],
+            locked_slots: vec![],
             unknown_slots: vec![],
             referenced: 0,
             swept: 0,
@@ -175,6 +178,7 @@ async fn prune_locked(
         plan,
         deleted_slots: vec![],
         held_slots: vec![],
+        locked_slots: vec![],
         unknown_slots,
         referenced: 0,
         swept: 0,
@@ -205,12 +209,30 @@ async fn prune_locked(
         Role::Replica => decided.collect(),
     };
 
+    // Slots kept for a legal hold whose objects are not yet under an Object Lock legal hold in
+    // this store: their keys are gathered while marking.
+    let to_lock: HashSet<String> = report
+        .plan
+        .keeps()
+        .filter(|p| p.point.legal_hold)
+        .map(|p| p.point.id.clone())
+        .filter(|name| {
+            by_name
+                .get(name.as_str())
+                .is_some_and(|r| !r.locked_in.contains(&store.bucket))
+        })
+        .collect();
+    let mut lock_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
     // Mark: every stored id named by a manifest that stays (kept, in progress, or unknown).
     let mut referenced: HashSet<String> = HashSet::new();
     let mut blocked = None;
     for (name, files) in &slots {
         if doomed.contains(name.as_str()) {
             continue;
+        }
+        if to_lock.contains(name.as_str()) {
+            lock_keys.insert(name.clone(), files.all.clone());
         }
         // A complete slot of Backstop's is read through its summary, in full or not at all; a
         // slot the catalog does not record (a summary anyone may have written) counts by its
@@ -219,7 +241,12 @@ async fn prune_locked(
             .filter(|_| files.complete && by_name.contains_key(name.as_str()));
         if let Some(slot) = complete_slot {
             match super::backup::read_manifest(s3, store, source, &slot).await {
-                Ok((_, entries)) => referenced.extend(entries.into_iter().map(|e| e.stored)),
+                Ok((_, entries)) => {
+                    if let Some(keys) = lock_keys.get_mut(name.as_str()) {
+                        keys.extend(entries.iter().map(|e| store.object_key(source, &e.stored)));
+                    }
+                    referenced.extend(entries.into_iter().map(|e| e.stored))
+                }
                 Err(e) => {
                     blocked = Some(format!(
                         "the kept manifest of slot {slot} cannot be read in full ({e}): nothing is swept until it is fixed or deleted"
@@ -308,6 +335,23 @@ async fn prune_locked(
         .filter(|p| p.point.legal_hold)
         .map(|p| p.point.id.clone())
         .collect();
+    // Where the store has S3 Object Lock, a held slot's files and the copies it names get an
+    // Object Lock legal hold too, which no delete passes until someone lifts it.
+    if !dry_run
+        && !lock_keys.is_empty()
+        && super::s3::object_lock_enabled(s3, &store.bucket).await?
+    {
+        for (name, keys) in &lock_keys {
+            for key in keys {
+                renew(catalog, source, holder).await?;
+                super::s3::legal_hold_on(s3, &store.bucket, key).await?;
+            }
+            if let Some(rec) = by_name.get(name.as_str()) {
+                record::locked(catalog, source, &rec.slot, &store.bucket).await?;
+            }
+            report.locked_slots.push(name.clone());
+        }
+    }
 
     // Sweep.
     let objects_prefix = store.objects_prefix(source);

@@ -76,6 +76,8 @@ pub struct SlotRecord {
     pub legal_hold: bool,
     /// The hold attribute is of a kind that is neither a hold nor not (a list, a map...).
     pub hold_unreadable: bool,
+    /// Backup buckets in which this slot's objects carry an S3 Object Lock legal hold.
+    pub locked_in: Vec<String>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -134,6 +136,11 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Option<SlotRecord> {
         fingerprint: get("fingerprint").cloned(),
         legal_hold: hold.unwrap_or(true),
         hold_unreadable: hold.is_none(),
+        locked_in: item
+            .get("locked_in")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 
@@ -367,6 +374,70 @@ pub async fn deleted(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -> Re
     }
 }
 
+/// Records that the slot's objects in backup bucket `bucket` carry an Object Lock legal hold.
+pub async fn locked(
+    catalog: &Catalog,
+    source: &str,
+    slot: &ScheduleSlot,
+    bucket: &str,
+) -> Result<()> {
+    catalog
+        .client()
+        .update_item()
+        .table_name(catalog.table_name())
+        .set_key(Some(key(source, slot)))
+        .update_expression("ADD locked_in :b")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":b", AttributeValue::Ss(vec![bucket.to_owned()]))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "UpdateItem (Object Lock legal hold recorded)",
+                resource(catalog, source, Some(slot)),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+impl SlotRecord {
+    /// The record as the target records status and freshness read: a complete slot is a backup
+    /// made at the time of its data.
+    pub fn as_target(&self, source: &str) -> crate::catalog::TargetRecord {
+        use crate::catalog::{TargetRecord, TargetStatus};
+        TargetRecord {
+            job: JobKind::Bucket,
+            table: source.to_owned(),
+            slot: self.slot.to_string(),
+            status: match self.status {
+                SlotStatus::Started => TargetStatus::Started,
+                SlotStatus::Done => TargetStatus::Done,
+                SlotStatus::Pruning | SlotStatus::Deleted => TargetStatus::Deleted,
+            },
+            run_id: String::new(),
+            attempts: 0,
+            backup_arn: Some(format!("bucket slot {}", self.slot.compact())),
+            backup_name: Some(self.slot.compact()),
+            backup_created_at: Some(self.data_time.to_string()),
+            size_bytes: None,
+            item_count: None,
+            table_shape: None,
+            table_settings: None,
+            error: None,
+            claimed_at: None,
+            updated_at: None,
+            completed_at: None,
+            deleted_at: None,
+            legal_hold: self.legal_hold,
+            legal_hold_unreadable: None,
+            lease_until: None,
+            export: None,
+            verification: None,
+        }
+    }
+}
+
 /// Pure: whether a control file's token proves it is the slot's own.
 pub fn proves(record: Option<&SlotRecord>, token: Option<&str>) -> bool {
     match (record, token) {
@@ -419,6 +490,7 @@ mod tests {
             fingerprint: None,
             legal_hold: false,
             hold_unreadable: false,
+            locked_in: vec![],
         };
         assert!(proves(Some(&r), Some("t1")));
         assert!(!proves(Some(&r), Some("t2")));

@@ -459,3 +459,57 @@ mod tests {
         assert_eq!(tagging_header(&BTreeMap::new()), "");
     }
 }
+
+/// Whether `bucket` has S3 Object Lock enabled. A bucket without an Object Lock configuration
+/// answers ObjectLockConfigurationNotFoundError: not enabled.
+pub async fn object_lock_enabled(s3: &S3, bucket: &str) -> Result<bool> {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    use aws_sdk_s3::types::ObjectLockEnabled;
+    match s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .object_lock_configuration()
+            .and_then(|c| c.object_lock_enabled())
+            == Some(&ObjectLockEnabled::Enabled)),
+        Err(e)
+            if matches!(
+                e.code(),
+                Some("ObjectLockConfigurationNotFoundError" | "NoSuchObjectLockConfiguration")
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::aws(
+            "GetObjectLockConfiguration",
+            format!("bucket {bucket}"),
+            e,
+        )),
+    }
+}
+
+/// Puts an S3 Object Lock legal hold on the current version of `key`.
+pub async fn legal_hold_on(s3: &S3, bucket: &str, key: &str) -> Result<()> {
+    use aws_sdk_s3::types::{ObjectLockLegalHold, ObjectLockLegalHoldStatus};
+    s3.put_object_legal_hold()
+        .bucket(bucket)
+        .key(key)
+        .legal_hold(
+            ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::On)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "PutObjectLegalHold",
+                format!("s3://{bucket}/{}", crate::report::clip(key, 200)),
+                e,
+            )
+        })?;
+    Ok(())
+}

@@ -40,6 +40,7 @@ pub async fn run(clients: &Clients, settings: &Settings, request: &JobRequest) -
         let selected = match selection::resolve_buckets(
             &clients.s3,
             &settings.selection,
+            settings.within.as_ref(),
             region.as_deref(),
             &own,
             settings.concurrency,

@@ -204,12 +204,10 @@ async fn drill_database(
     }
     let prefix = std::env::var(backstop::settings::ENV_DRILL_TABLE_PREFIX)
         .unwrap_or_else(|_| backstop::settings::DEFAULT_DRILL_TABLE_PREFIX.to_owned());
-    if prefix.len() < 3 {
-        return Err(Error::setting(
-            backstop::settings::ENV_DRILL_TABLE_PREFIX,
-            "must be at least 3 characters, so that it cannot match ordinary names by accident",
-        ));
-    }
+    // The rule every job applies at settings load.
+    let restore_prefix = std::env::var(backstop::settings::ENV_RESTORE_PREFIX)
+        .unwrap_or_else(|_| backstop::restore::request::DEFAULT_PREFIX.to_owned());
+    backstop::drill::check_table_prefix(&prefix, &catalog, &restore_prefix)?;
     let clients = Clients::from_config(&aws_config_for(endpoint).await);
     let catalog = Catalog::new((*clients.dynamodb).clone(), catalog);
     let run_id = format!("cli-{}", Timestamp::now().as_millisecond());

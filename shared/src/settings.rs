@@ -682,11 +682,7 @@ impl BucketSettings {
                     )
                 }
             },
-            backfill_window: match env.get(ENV_BACKFILL_WINDOW) {
-                Some(v) => parse_duration_setting(ENV_BACKFILL_WINDOW, v, false)?
-                    .unwrap_or(DEFAULT_BACKFILL_WINDOW),
-                None => DEFAULT_BACKFILL_WINDOW,
-            },
+            backfill_window: backfill_window(env)?,
         };
         let policy = match env.get(ENV_BUCKET_RETENTION_POLICY) {
             Some(v) => check_policy(ENV_BUCKET_RETENTION_POLICY, RetentionPolicy::parse(v))?,
@@ -900,6 +896,25 @@ impl ValidateSettings {
 
 /// A duration setting such as `30m`, `26h`, `8d` (a day is 24 hours here), or `off` when
 /// `off_allowed`.
+/// `BACKSTOP_BACKFILL_WINDOW`: a minute to ten years (a longer one would be no window at all).
+fn backfill_window(env: &Environment) -> Result<jiff::SignedDuration> {
+    let Some(v) = env.get(ENV_BACKFILL_WINDOW) else {
+        return Ok(DEFAULT_BACKFILL_WINDOW);
+    };
+    let d =
+        parse_duration_setting(ENV_BACKFILL_WINDOW, v, false)?.unwrap_or(DEFAULT_BACKFILL_WINDOW);
+    if d < jiff::SignedDuration::from_mins(1) || d > jiff::SignedDuration::from_hours(24 * 3650) {
+        return Err(Error::setting(
+            ENV_BACKFILL_WINDOW,
+            format!(
+                "must be from 1m to 3650d, got {:?}",
+                truncate_for_message(v)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_duration_setting(
     name: &str,
     text: &str,
@@ -1467,11 +1482,7 @@ impl Settings {
             }
             Err(e) => return Err(e),
         };
-        let backfill_window = match env.get(ENV_BACKFILL_WINDOW) {
-            Some(v) => parse_duration_setting(ENV_BACKFILL_WINDOW, v, false)?
-                .unwrap_or(DEFAULT_BACKFILL_WINDOW),
-            None => DEFAULT_BACKFILL_WINDOW,
-        };
+        let backfill_window = backfill_window(env)?;
 
         Ok(Settings {
             catalog_table,

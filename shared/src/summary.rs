@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::aws::Clients;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::event::{ScheduleSlot, MAX_SLOT_AHEAD_SECS};
+use crate::event::ScheduleSlot;
 use crate::period::{self, Period, PeriodReport};
 use crate::settings::{Environment, ENV_CATALOG_TABLE, ENV_TOPIC_ARN};
 
@@ -78,7 +78,7 @@ impl SummaryRequest {
         };
         // A summary of a period that has not ended would be marked sent, and the real one, sent
         // when the period is over, would then find the marker and never go out.
-        if period.to.as_second() > now.as_second() + MAX_SLOT_AHEAD_SECS {
+        if period.to > now {
             return Err(Error::Payload(format!(
                 "the period {} has not ended yet (it ends at {}, the clock says {}): a summary is sent once per period, so an early one would stand in for the real one; name a period that is over",
                 period.label(),

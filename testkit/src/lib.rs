@@ -116,11 +116,15 @@ impl Harness {
                 format!("{}*", self.prefix),
             ));
         }
-        if !sets(&[
-            settings::ENV_BUCKETS,
-            settings::ENV_BUCKET_PATTERN,
-            settings::ENV_BUCKET_TAG,
-        ]) {
+        // (Buckets only where the test has a backup bucket: status reads bucket settings
+        // whenever a bucket selection is set.)
+        if sets(&[settings::ENV_BUCKET_BACKUP_BUCKET])
+            && !sets(&[
+                settings::ENV_BUCKETS,
+                settings::ENV_BUCKET_PATTERN,
+                settings::ENV_BUCKET_TAG,
+            ])
+        {
             pairs.push((
                 settings::ENV_BUCKET_PATTERN.into(),
                 format!("{}*", self.prefix),

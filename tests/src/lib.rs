@@ -69,14 +69,18 @@ pub fn backstop_cmd(
             format!("{}*", h.prefix),
         );
     }
-    if !extra.iter().any(|(k, _)| {
-        [
-            backstop::settings::ENV_BUCKETS,
-            backstop::settings::ENV_BUCKET_PATTERN,
-            backstop::settings::ENV_BUCKET_TAG,
-        ]
-        .contains(k)
-    }) {
+    if extra
+        .iter()
+        .any(|(k, _)| *k == backstop::settings::ENV_BUCKET_BACKUP_BUCKET)
+        && !extra.iter().any(|(k, _)| {
+            [
+                backstop::settings::ENV_BUCKETS,
+                backstop::settings::ENV_BUCKET_PATTERN,
+                backstop::settings::ENV_BUCKET_TAG,
+            ]
+            .contains(k)
+        })
+    {
         cmd.env_remove(backstop::settings::ENV_BUCKET_TAG).env(
             backstop::settings::ENV_BUCKET_PATTERN,
             format!("{}*", h.prefix),

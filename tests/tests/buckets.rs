@@ -1840,6 +1840,42 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
             );
         }
     }
+    // Slot C's real summary rewritten to name nothing (its token copied, the fingerprint of no
+    // parts): the prune must not take that for the slot and sweep C's copies.
+    let c_key = store.manifest_key(&source, &c);
+    let real_c = h
+        .clients
+        .s3
+        .get_object()
+        .bucket(&backups)
+        .key(&c_key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let mut empty_c: backstop::bucket::Summary = serde_json::from_slice(&real_c).unwrap();
+    empty_c.objects = 0;
+    empty_c.parts = 0;
+    empty_c.fingerprint = backstop::bucket::manifest::fingerprint_of_parts(&[]);
+    let put_c = |body: Vec<u8>| {
+        h.clients
+            .s3
+            .put_object()
+            .bucket(&backups)
+            .key(&c_key)
+            .body(ByteStream::from(body))
+            .send()
+    };
+    put_c(serde_json::to_vec(&empty_c).unwrap()).await.unwrap();
+    let stored_before = backup::stored_ids(&h.clients.s3, &store, &source)
+        .await
+        .unwrap()
+        .len();
+
     let r = run(d, keep_all).await;
     let t = target(&r, &source);
     assert!(
@@ -1850,6 +1886,24 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
         .await
         .unwrap();
     assert_ne!(summary_d.token.as_deref(), Some("forged"));
+    let bt = t.bucket.as_ref().unwrap();
+    assert!(
+        bt.prunes[0]
+            .blocked
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not the one the catalog records"),
+        "{bt:?}"
+    );
+    assert_eq!(
+        backup::stored_ids(&h.clients.s3, &store, &source)
+            .await
+            .unwrap()
+            .len(),
+        stored_before,
+        "nothing swept"
+    );
+    put_c(real_c.to_vec()).await.unwrap();
 
     // A legal hold on slot A keeps it, and its copy, from a policy that keeps one.
     h.clients

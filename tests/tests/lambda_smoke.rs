@@ -129,6 +129,8 @@ async fn snapshot_binary_answers_sample_events_through_the_lambda_runtime_api() 
         format!("BACKSTOP_TOPIC_ARN={}", h.stack.topic_arn),
         format!("BACKSTOP_METRICS_NAMESPACE={}", h.namespace()),
         format!("BACKSTOP_TABLES={}", DEMO_TABLES.join(",")),
+        // The sample events name fixed slots of the past (events/*.json).
+        "BACKSTOP_BACKFILL_WINDOW=3650d".into(),
     ];
     let log_path = std::env::temp_dir().join(format!("{}cargo-lambda-watch.log", h.prefix));
     let log = std::fs::File::create(&log_path).unwrap();

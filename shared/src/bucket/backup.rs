@@ -234,7 +234,18 @@ async fn backup_locked(
                     .is_some_and(|r| r.status == SlotStatus::Started)
                     && record::proves(own.as_ref(), cp.token.as_deref()) =>
             {
-                Some(cp)
+                // A listing begun longer ago than the backfill window is not carried on: the
+                // rest of it would be read today and recorded at the old time.
+                let began = own.as_ref().map(|r| r.data_time);
+                match began {
+                    Some(t) if Timestamp::now().duration_since(t) > opts.backfill_window => {
+                        ignored.push(format!(
+                            "the backup of slot {slot} began at {t}, more than BACKSTOP_BACKFILL_WINDOW ago: not carried on, the slot was backed up from a new listing (its time is the new listing's)"
+                        ));
+                        None
+                    }
+                    _ => Some(cp),
+                }
             }
             Ok(_) => {
                 ignored.push(format!(
@@ -863,7 +874,9 @@ pub async fn proven_summary(
     match &own {
         Some(r)
             if record::proves(own.as_ref(), summary.token.as_deref())
-                && matches!(r.status, SlotStatus::Started | SlotStatus::Done) =>
+                && (r.status == SlotStatus::Started
+                    || (r.status == SlotStatus::Done
+                        && r.fingerprint.as_deref() == Some(summary.fingerprint.as_str()))) =>
         {
             if r.status == SlotStatus::Started {
                 record::complete(catalog, source, slot, &r.token, &summary.fingerprint).await?;

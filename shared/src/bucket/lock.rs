@@ -81,11 +81,16 @@ pub async fn acquire(
                 until: now,
             })),
         },
-        Err(e) => Err(Error::aws(
-            "PutItem",
-            format!("catalog {} (lock of bucket {source})", catalog.table_name()),
-            e,
-        )),
+        Err(e) => {
+            // The put may have taken effect with its answer lost: give back what may be ours,
+            // so that the bucket is not locked for a whole lease by a holder that gave up.
+            let _ = release(catalog, source, holder).await;
+            Err(Error::aws(
+                "PutItem",
+                format!("catalog {} (lock of bucket {source})", catalog.table_name()),
+                e,
+            ))
+        }
     }
 }
 

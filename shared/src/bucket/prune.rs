@@ -78,6 +78,10 @@ pub async fn prune(
     role: Role,
 ) -> Result<PruneReport> {
     let holder = uuid::Uuid::new_v4().to_string();
+    // A dry run deletes nothing, so it takes no lock: it must never keep a backup from running.
+    if dry_run {
+        return prune_locked(s3, catalog, store, source, policy, now, true, &holder, role).await;
+    }
     // The lock runs on the clock, whatever `now` the plan is made for.
     let clock = Timestamp::now();
     if let Some(h) =
@@ -234,13 +238,27 @@ async fn prune_locked(
         if to_lock.contains(name.as_str()) {
             lock_keys.insert(name.clone(), files.all.clone());
         }
-        // A complete slot of Backstop's is read through its summary, in full or not at all; a
-        // slot the catalog does not record (a summary anyone may have written) counts by its
-        // parts, like an unfinished one.
-        let complete_slot = parse_compact_slot(name)
-            .filter(|_| files.complete && by_name.contains_key(name.as_str()));
-        if let Some(slot) = complete_slot {
+        // A complete slot of Backstop's is read through its summary, in full or not at all, and
+        // only the summary the catalog records (its token and fingerprint) counts: a summary
+        // rewritten to name nothing must not let the sweep take the copies. A slot that is not
+        // complete in the catalog, or that the catalog does not record (a summary anyone may
+        // have written), counts by its parts.
+        let done = by_name
+            .get(name.as_str())
+            .filter(|r| r.status == SlotStatus::Done);
+        let complete_slot = parse_compact_slot(name).filter(|_| files.complete && done.is_some());
+        if let (Some(slot), Some(rec)) = (complete_slot, done) {
             match super::backup::read_manifest(s3, store, source, &slot).await {
+                Ok((summary, _))
+                    if !record::proves(Some(rec), summary.token.as_deref())
+                        || rec.fingerprint.as_deref() != Some(summary.fingerprint.as_str()) =>
+                {
+                    blocked = Some(format!(
+                        "the summary of kept slot {slot} in {} is not the one the catalog records (token or fingerprint differ): nothing is swept until it is put back (a versioned bucket keeps the real one)",
+                        store.url(&store.manifest_key(source, &slot))
+                    ));
+                    break;
+                }
                 Ok((_, entries)) => {
                     if let Some(keys) = lock_keys.get_mut(name.as_str()) {
                         keys.extend(entries.iter().map(|e| store.object_key(source, &e.stored)));

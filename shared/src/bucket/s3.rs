@@ -432,34 +432,6 @@ async fn multipart_copy(
     result
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_sources_are_url_encoded_and_carry_the_version() {
-        assert_eq!(
-            copy_source("src", "a b/ü+x?.txt", Some("v1")),
-            "src/a%20b/%C3%BC%2Bx%3F.txt?versionId=v1"
-        );
-        assert_eq!(
-            copy_source("src", "plain/key", Some("null")),
-            "src/plain/key"
-        );
-        assert_eq!(copy_source("src", "k", None), "src/k");
-    }
-
-    #[test]
-    fn tag_sets_are_form_encoded() {
-        let tags = BTreeMap::from([
-            ("a b".to_owned(), "x&y".to_owned()),
-            ("c".to_owned(), "ü".to_owned()),
-        ]);
-        assert_eq!(tagging_header(&tags), "a+b=x%26y&c=%C3%BC");
-        assert_eq!(tagging_header(&BTreeMap::new()), "");
-    }
-}
-
 /// Whether `bucket` has S3 Object Lock enabled. A bucket without an Object Lock configuration
 /// answers ObjectLockConfigurationNotFoundError: not enabled.
 pub async fn object_lock_enabled(s3: &S3, bucket: &str) -> Result<bool> {
@@ -512,4 +484,32 @@ pub async fn legal_hold_on(s3: &S3, bucket: &str, key: &str) -> Result<()> {
             )
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources_are_url_encoded_and_carry_the_version() {
+        assert_eq!(
+            copy_source("src", "a b/ü+x?.txt", Some("v1")),
+            "src/a%20b/%C3%BC%2Bx%3F.txt?versionId=v1"
+        );
+        assert_eq!(
+            copy_source("src", "plain/key", Some("null")),
+            "src/plain/key"
+        );
+        assert_eq!(copy_source("src", "k", None), "src/k");
+    }
+
+    #[test]
+    fn tag_sets_are_form_encoded() {
+        let tags = BTreeMap::from([
+            ("a b".to_owned(), "x&y".to_owned()),
+            ("c".to_owned(), "ü".to_owned()),
+        ]);
+        assert_eq!(tagging_header(&tags), "a+b=x%26y&c=%C3%BC");
+        assert_eq!(tagging_header(&BTreeMap::new()), "");
+    }
 }

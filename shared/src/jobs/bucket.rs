@@ -198,7 +198,7 @@ impl BucketCtx<'_> {
             return report;
         }
 
-        let outcome = backup::backup(
+        let mut outcome = backup::backup(
             s3,
             self.catalog,
             &store,
@@ -209,6 +209,33 @@ impl BucketCtx<'_> {
             self.request.deadline,
         )
         .await;
+        // Another invocation's prune (or backup) holds the bucket's lock: wait for its lease,
+        // when this invocation has the time, rather than leave the slot without a backup (a
+        // scheduled run that ends "in progress" is not retried).
+        for _ in 0..2 {
+            let Ok(BackupOutcome::Held { until, .. }) = &outcome else {
+                break;
+            };
+            let wait_until = *until + jiff::SignedDuration::from_secs(1);
+            if !self.work_until.is_some_and(|w| wait_until < w) {
+                break;
+            }
+            let wait = wait_until.duration_since(Timestamp::now());
+            if wait.is_positive() {
+                tokio::time::sleep(wait.unsigned_abs()).await;
+            }
+            outcome = backup::backup(
+                s3,
+                self.catalog,
+                &store,
+                &bucket,
+                &slot,
+                &self.settings.options,
+                self.work_until,
+                self.request.deadline,
+            )
+            .await;
+        }
         report.outcome = match outcome {
             Ok(BackupOutcome::Done { summary, already }) => {
                 target.objects = summary.objects;
@@ -395,7 +422,57 @@ impl BucketCtx<'_> {
             target: replica.store.url(&replica.store.root(bucket)),
             ..ReplicaState::default()
         };
-        match crate::bucket::replica::replicate_slot(
+        // Under the bucket's lock, as backups and prunes: a prune of the replica that listed its
+        // slots before this copy's parts existed would otherwise sweep the copies just made.
+        let holder = uuid::Uuid::new_v4().to_string();
+        let now = Timestamp::now();
+        let until = self
+            .request
+            .deadline
+            .unwrap_or(now + jiff::SignedDuration::from_mins(15));
+        let slot = self.request.slot;
+        match crate::bucket::lock::acquire(
+            self.catalog,
+            bucket,
+            &holder,
+            &format!("replicate {slot}"),
+            now,
+            until,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(h)) => {
+                state.detail = format!(
+                    "the bucket's lock is held ({}) until {}: not replicated now; a retry replicates",
+                    h.doing, h.until
+                );
+                return state;
+            }
+            Err(e) => {
+                state.detail = format!("taking the bucket's lock to replicate: {e}");
+                return state;
+            }
+        }
+        // The original must be the slot the catalog records before it is copied anywhere.
+        let mut ignored = Vec::new();
+        match backup::proven_summary(s3, self.catalog, store, bucket, &slot, &mut ignored).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                state.detail = format!(
+                    "the original's summary is not the one the catalog records: not replicated ({})",
+                    ignored.join("; ")
+                );
+                let _ = crate::bucket::lock::release(self.catalog, bucket, &holder).await;
+                return state;
+            }
+            Err(e) => {
+                state.detail = e.to_string();
+                let _ = crate::bucket::lock::release(self.catalog, bucket, &holder).await;
+                return state;
+            }
+        }
+        let copied = crate::bucket::replica::replicate_slot(
             s3,
             store,
             replica,
@@ -405,8 +482,11 @@ impl BucketCtx<'_> {
             o.multipart_threshold,
             o.part_size,
         )
-        .await
-        {
+        .await;
+        if let Err(e) = crate::bucket::lock::release(self.catalog, bucket, &holder).await {
+            warn!(bucket, error = %e, "releasing the bucket lock after the replica");
+        }
+        match copied {
             Ok(r) => {
                 state.ok = true;
                 state.copied = r.copied;

@@ -933,7 +933,9 @@ impl Work<'_> {
                 .await
                 {
                     Ok(has) => has,
-                    Err(_) => {
+                    // A table deleted since (the reason to restore it): the catalog's records say
+                    // whether Backstop served it. Any other error is an error, never a yes.
+                    Err(Error::Aws { code: Some(c), .. }) if c == "ResourceNotFoundException" => {
                         let catalog = Catalog::new(
                             (*self.clients.dynamodb).clone(),
                             &self.settings.catalog_table,
@@ -944,6 +946,7 @@ impl Work<'_> {
                         }
                         recorded
                     }
+                    Err(e) => return Err(e),
                 }
             }
             other => other.matches_name(table),

@@ -6,8 +6,9 @@ evaluation checks actions only: DynamoDB, SNS and Lambda requests reach it with 
 it knows no NotResource, and of the condition operators only StringEquals. This launcher keeps
 moto's authentication and error answers and replaces the decision: for each request it works out
 the IAM action(s), the resource ARN(s) and the request's context keys (dynamodb:LeadingKeys from
-the item keys, s3:prefix, aws:RequestedRegion, aws:SecureTransport as in AWS, where every call is
-TLS), and asks iam-simulate (infra/tests/iam/evaluate.mjs, npm, pinned) whether the caller's
+the item keys, dynamodb:Attributes from the attribute names a write names, a table's
+aws:ResourceTag/<key>, a TagResource's aws:RequestTag/<key> and aws:TagKeys, s3:prefix,
+aws:RequestedRegion, aws:SecureTransport as in AWS, where every call is TLS), and asks iam-simulate (infra/tests/iam/evaluate.mjs, npm, pinned) whether the caller's
 policies allow it. A request is allowed only when every (action, resource) it needs is.
 
 Resource policies moto does not keep (a DynamoDB table's) come from the JSON file named by
@@ -94,6 +95,51 @@ def _leading(req, table_name, keys):
     return values
 
 
+# Words of DynamoDB's expression grammar that are not attribute names (case-insensitive).
+_EXPRESSION_WORDS = {"set", "remove", "add", "delete", "and", "or", "not", "in", "between"}
+
+
+def _expression_names(expression, names):
+    """The top-level attribute names an expression names: each path's first element (a bare
+    name, or a #placeholder resolved), never a function, a keyword or a :value."""
+    found = set()
+    for m in re.finditer(r"(?<![\w.#:\]])(#?[A-Za-z_][\w]*)(\s*\()?", expression or ""):
+        word, call = m.group(1), m.group(2)
+        if call or word.lower() in _EXPRESSION_WORDS:
+            continue
+        found.add(names.get(word, word) if word.startswith("#") else word)
+    return found
+
+
+def _attributes(spec, item_field=None):
+    """dynamodb:Attributes of one item request: the top-level attribute names it reads, writes,
+    removes or tests in a condition (DynamoDB Developer Guide, "Using IAM policy conditions for
+    fine-grained access control": an attribute "read, written, or evaluated in a conditional
+    write"), the key's among them."""
+    names = spec.get("ExpressionAttributeNames") or {}
+    found = set()
+    for field in (item_field, "Key", "AttributeUpdates", "Expected"):
+        if field and isinstance(spec.get(field), dict):
+            found.update(spec[field])
+    found.update(spec.get("AttributesToGet") or [])
+    for field in ("UpdateExpression", "ConditionExpression", "ProjectionExpression", "FilterExpression", "KeyConditionExpression"):
+        found |= _expression_names(spec.get(field), names)
+    found.update(names.values())
+    return sorted(found)
+
+
+def _table_tags(req, arn):
+    """The aws:ResourceTag/<key> context keys of a DynamoDB table moto holds."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    try:
+        backend = dynamodb_backends[req.account_id][req._region]
+        tags = backend.list_tags_of_resource(arn)
+    except Exception:
+        return {}
+    return {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in tags or []}
+
+
 def _query_leading(req, body):
     table = _dynamodb_table(req, body.get("TableName", ""))
     if table is None:
@@ -123,7 +169,7 @@ def _dynamodb(req, action):
         return [(action, body["BackupArn"], {}), (action, base + body["TargetTableName"], {})]
     if name == "RestoreTableToPointInTime":
         source = body.get("SourceTableArn") or base + body["SourceTableName"]
-        return [(action, source, {}), (action, base + body["TargetTableName"], {})]
+        return [(action, source, _table_tags(req, source)), (action, base + body["TargetTableName"], {})]
     if name == "ExportTableToPointInTime":
         return [(action, body["TableArn"], {})]
     if name == "DescribeExport":
@@ -137,8 +183,14 @@ def _dynamodb(req, action):
         return [(action, base + body["TableCreationParameters"]["TableName"], {})]
     if name == "DescribeImport":
         return [(action, body["ImportArn"], {})]
-    if name in ("TagResource", "UntagResource", "ListTagsOfResource", "GetResourcePolicy", "PutResourcePolicy"):
-        return [(action, body["ResourceArn"], {})]
+    if name == "TagResource":
+        # The tags asked for, as AWS gives them to IAM, besides the table's own.
+        tags = {t["Key"]: t.get("Value", "") for t in body.get("Tags") or []}
+        context = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+        context["aws:TagKeys"] = sorted(tags)
+        return [(action, body["ResourceArn"], {**_table_tags(req, body["ResourceArn"]), **context})]
+    if name in ("UntagResource", "ListTagsOfResource", "GetResourcePolicy", "PutResourcePolicy"):
+        return [(action, body["ResourceArn"], _table_tags(req, body["ResourceArn"]))]
     if name in ("BatchWriteItem", "BatchGetItem"):
         out = []
         for table, requests in (body.get("RequestItems") or {}).items():
@@ -146,7 +198,10 @@ def _dynamodb(req, action):
                 keys = requests.get("Keys", [])
             else:
                 keys = [(r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key") for r in requests]
-            out.append((action, base + table, {"dynamodb:LeadingKeys": _leading(req, table, keys) or ["<not found>"]}))
+            context = {"dynamodb:LeadingKeys": _leading(req, table, keys) or ["<not found>"]}
+            if name == "BatchWriteItem":
+                context["dynamodb:Attributes"] = sorted({a for k in keys for a in (k or {})})
+            out.append((action, base + table, context))
         return out
     if name in ("TransactWriteItems", "TransactGetItems"):
         # IAM has no action of that name: each part needs its own action on its table.
@@ -156,7 +211,10 @@ def _dynamodb(req, action):
             sub = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}[kind]
             key = spec.get("Item") if kind == "Put" else spec.get("Key")
             table = spec["TableName"]
-            out.append((f"dynamodb:{sub}", base + table, {"dynamodb:LeadingKeys": _leading(req, table, [key]) or ["<not found>"]}))
+            context = {"dynamodb:LeadingKeys": _leading(req, table, [key]) or ["<not found>"]}
+            if kind != "Get":
+                context["dynamodb:Attributes"] = _attributes(spec, "Item")
+            out.append((f"dynamodb:{sub}", base + table, context))
         return out
     table = body.get("TableName") or (body.get("TableArn") or "").rsplit("/", 1)[-1]
     if not table:
@@ -173,6 +231,10 @@ def _dynamodb(req, action):
         # An item request always has a partition key: one not found here must not pass as "no
         # key" (which ForAllValues conditions allow).
         context["dynamodb:LeadingKeys"] = ["<partition key not found by moto_iam.py>"]
+    if name in ("PutItem", "UpdateItem", "DeleteItem"):
+        context["dynamodb:Attributes"] = _attributes(body, "Item")
+    if re.fullmatch(r"arn:aws:dynamodb:[^:]*:\d+:table/[^/]+", resource):
+        context.update(_table_tags(req, resource))
     if name in ("Query", "Scan") and body.get("IndexName"):
         resource = f"{resource}/index/{body['IndexName']}"
     return [(action, resource, context)]

@@ -25,10 +25,13 @@
 //! A drill table carries the tags the database drills' copies carry (`backstop:drill=true`,
 //! `backstop:drill-of=<source table>`): a restore cannot tag, so the drill tags the table right
 //! after the restore is accepted, and again once it is ACTIVE (AWS refuses to tag a table for a
-//! while after it appears). A drill deletes only a table it made, or one found under its name that
-//! carries its tags (or that DynamoDB says was restored from its backup: a restore whose answer or
-//! tagging was lost); a table of anyone else's under that name fails the drill and is left alone.
-//! The sweep deletes only drill-prefix tables that carry `backstop:drill=true`.
+//! while after it appears). A drill verifies and deletes only a table it made, or one found under
+//! its name that DynamoDB says was restored from the drill's backup (`RestoreSummary`'s
+//! `SourceBackupArn`, set by AWS: the drill's own restore, whose answer or tagging was lost). The
+//! drill tags are never proof of that (the drill table's name is predictable, and anyone allowed
+//! to create tables can create one under it carrying them): any other table under the name fails
+//! the drill and is left alone. The sweep deletes only drill-prefix tables that carry
+//! `backstop:drill=true`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,7 +44,7 @@ use tracing::{info, warn};
 
 use crate::aws::Clients;
 use crate::catalog::{Catalog, TargetRecord, TargetStatus};
-use crate::db::drill::{is_drill_of, TAG_DRILL, TAG_DRILL_OF};
+use crate::db::drill::{TAG_DRILL, TAG_DRILL_OF};
 use crate::error::{Error, Result};
 use crate::export::native::{self, NativeState};
 use crate::export::{ExportMeta, ExportType, Made};
@@ -142,8 +145,9 @@ pub struct Drill {
     /// Set once the witness export is finished (or given up on, with the reason in `detail`).
     #[serde(default)]
     pub witness_done: bool,
-    /// The restore into `drill_table` was accepted for this drill (or the name was found
-    /// carrying its tags, or, for a table, restored from its backup), so the drill deletes it
+    /// The restore into `drill_table` was accepted for this drill (or, for a table, the name was
+    /// found taken by a table DynamoDB says was restored from its backup; a database drill
+    /// takes a taken name on by its tags), so the drill deletes it
     /// without reading its tags again (a database group that is not available may refuse that).
     /// A table drill with it unset (one started before tables were tagged) deletes its table
     /// only when [`DrillCtx`] finds it is the drill's.
@@ -864,13 +868,16 @@ impl DrillCtx<'_> {
                             None => false,
                             Some(Ownership::Ours) => true,
                             Some(Ownership::Theirs(why)) => {
-                                note(
-                                    &mut next.detail,
-                                    format!(
-                                        "{} is not this drill's ({why}): left alone, not deleted",
-                                        drill.drill_table
-                                    ),
-                                );
+                                // Said once: a drill failed for the taken name says it already.
+                                if !next.detail.contains(&why) {
+                                    note(
+                                        &mut next.detail,
+                                        format!(
+                                            "{} is not this drill's ({why}): left alone, not deleted",
+                                            drill.drill_table
+                                        ),
+                                    );
+                                }
                                 false
                             }
                         };
@@ -1089,10 +1096,13 @@ impl DrillCtx<'_> {
         }
     }
 
-    /// Whose the table under the drill's name is; `None` when there is none. The drill's when it
-    /// carries the drill's tags, or when it carries no drill tag and DynamoDB says it was
-    /// restored from the drill's backup (the drill's own restore, whose answer or tagging was
-    /// lost: the name holds the drill's start to the second): such a table is tagged now.
+    /// Whose the table under the drill's name is; `None` when there is none. The drill's only
+    /// when DynamoDB says it was restored from the drill's backup (`RestoreSummary`'s
+    /// `SourceBackupArn`, which AWS sets and no caller can write): the drill's own restore,
+    /// whose answer or tagging was lost (the name holds the drill's start to the second); such a
+    /// table is tagged now. Tags never make a table the drill's: anyone allowed to create tables
+    /// can create one under the drill's predictable name carrying them, and the drill would then
+    /// verify (and delete) a table it did not restore.
     async fn ownership(&self, drill: &Drill) -> Result<Option<Ownership>> {
         let table = match self
             .clients
@@ -1120,43 +1130,47 @@ impl DrillCtx<'_> {
         let Some(table) = table else {
             return Ok(None);
         };
-        let Some(arn) = table.table_arn() else {
-            return Err(Error::Aws {
-                operation: "DescribeTable",
-                resource: format!("table {}", drill.drill_table),
-                code: None,
-                message: "the answer carried no table ARN".into(),
-                retryable: true,
-                hint: "a retry may succeed".into(),
-            });
-        };
-        let tags = self.tags_of(&drill.drill_table, arn).await?;
-        if is_drill_of(&tags, &drill.table) {
-            return Ok(Some(Ownership::Ours));
-        }
-        let drill_tags: Vec<String> = tags
-            .iter()
-            .filter(|(k, _)| k == TAG_DRILL || k == TAG_DRILL_OF)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let from_backup = table
+        let source = table
             .restore_summary()
             .and_then(|r| r.source_backup_arn())
-            .is_some_and(|b| !b.is_empty() && b == drill.backup_arn);
-        if !drill_tags.is_empty() {
-            return Ok(Some(Ownership::Theirs(format!(
-                "its tags {} are not this drill's",
-                drill_tags.join(", ")
-            ))));
-        }
-        if from_backup {
-            self.tag_best_effort(drill, arn).await;
+            .filter(|b| !b.is_empty());
+        if !drill.backup_arn.is_empty() && source == Some(drill.backup_arn.as_str()) {
+            match table.table_arn() {
+                Some(arn) => self.tag_best_effort(drill, arn).await,
+                None => warn!(
+                    drill_table = %drill.drill_table,
+                    "the description names no table ARN: not tagged now"
+                ),
+            }
             return Ok(Some(Ownership::Ours));
         }
-        Ok(Some(Ownership::Theirs(format!(
-            "it lacks the drill tags {TAG_DRILL}=true and {TAG_DRILL_OF}={} and was not restored from this drill's backup",
-            drill.table
-        ))))
+        let mut why = match source {
+            Some(b) => format!(
+                "DynamoDB says it was restored from backup {b}, not from this drill's backup {}",
+                drill.backup_arn
+            ),
+            None => format!(
+                "DynamoDB does not say it was restored from this drill's backup {}",
+                drill.backup_arn
+            ),
+        };
+        // Read only to say so: tags are not proof.
+        if let Some(arn) = table.table_arn() {
+            if let Ok(tags) = self.tags_of(&drill.drill_table, arn).await {
+                let drill_tags: Vec<String> = tags
+                    .iter()
+                    .filter(|(k, _)| k == TAG_DRILL || k == TAG_DRILL_OF)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if !drill_tags.is_empty() {
+                    why.push_str(&format!(
+                        "; its tags {} do not make it the drill's: anyone may tag a table",
+                        drill_tags.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(Some(Ownership::Theirs(why)))
     }
 
     /// A table's tags, every page.

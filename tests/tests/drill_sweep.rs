@@ -1,6 +1,7 @@
 //! Table drills and the drill sweep against moto (#35, point 7): a drill tags the table it
-//! restores, deletes only a table that is its own, and the sweep deletes only drill-prefix tables
-//! that carry the drill tag; a short drill prefix is refused at settings load.
+//! restores, verifies and deletes only a table that is its own (one it restored, or one DynamoDB
+//! says was restored from its backup: the drill tags are no proof), and the sweep deletes only
+//! drill-prefix tables that carry the drill tag; a short drill prefix is refused at settings load.
 
 use std::time::Duration;
 
@@ -349,6 +350,99 @@ async fn a_drill_whose_table_name_is_taken_by_a_table_not_its_own_fails_and_leav
             .count;
         assert_eq!(count, 3, "the table is left as it was");
     }
+}
+
+#[tokio::test]
+async fn a_table_made_under_the_drill_name_with_the_drill_tags_is_neither_verified_nor_deleted() {
+    let h = Harness::new().await;
+    let table = backed_up(&h, "Forged").await;
+    let proxy = FaultProxy::start(&local::test_endpoint().unwrap()).await;
+    let clients = backstop_testkit::clients_through(&proxy).await;
+    let catalog = Catalog::new((*clients.dynamodb).clone(), &h.stack.catalog_table);
+    let prefix = format!("{}drill-", h.prefix);
+    let ctx = DrillCtx {
+        clients: &clients,
+        catalog: &catalog,
+        prefix: &prefix,
+        run_id: "forged-test",
+        witness_exports: None,
+    };
+    let d = ctx
+        .begin(&table, false, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Someone allowed to create tables makes one under the drill's predictable name, carrying
+    // the drill's own tags, with the source's schema and item count: were tags proof, the drill
+    // would verify it as its restore and then delete it.
+    h.create_table(
+        &d.drill_table,
+        12,
+        &[
+            ("backstop:drill", "true"),
+            ("backstop:drill-of", table.as_str()),
+        ],
+    )
+    .await;
+    let d = ctx.step(&d).await.unwrap();
+    println!("{}", d.detail);
+    assert_eq!(d.state, DrillState::Verified, "{d:#?}");
+    assert_eq!(d.level, Some(DrillLevel::Failed), "{d:#?}");
+    assert!(!d.made, "{d:#?}");
+    assert!(d.verify_s.is_none() && d.restore_s.is_none(), "{d:#?}");
+    assert!(
+        d.detail.contains(&format!(
+            "the drill table's name {} is taken by a table that is not this drill's",
+            d.drill_table
+        )),
+        "{}",
+        d.detail
+    );
+    assert!(
+        d.detail.contains(&format!(
+            "does not say it was restored from this drill's backup {}",
+            d.backup_arn
+        )) && d.detail.contains("do not make it the drill's"),
+        "{}",
+        d.detail
+    );
+    let d = ctx
+        .drive(
+            d,
+            Timestamp::now() + SignedDuration::from_secs(60),
+            Duration::from_millis(200),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.state, DrillState::Cleaned, "{d:#?}");
+    assert_eq!(d.level, Some(DrillLevel::Failed), "{d:#?}");
+    println!("{}", d.detail);
+    assert!(d.detail.contains("left alone, not deleted"), "{}", d.detail);
+    assert!(
+        table_exists(&h, &d.drill_table).await,
+        "{} was deleted",
+        d.drill_table
+    );
+    // Neither scanned (verified) nor deleted by the drill.
+    for op in ["Scan", "DeleteTable"] {
+        let asked = proxy.requests(op);
+        assert!(
+            asked.iter().all(|b| !b.contains(&d.drill_table)),
+            "{op} on {}: {asked:?}",
+            d.drill_table
+        );
+    }
+    let count = h
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&d.drill_table)
+        .send()
+        .await
+        .unwrap()
+        .count;
+    assert_eq!(count, 12, "the table is left as it was");
 }
 
 #[tokio::test]

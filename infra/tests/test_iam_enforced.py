@@ -9,7 +9,9 @@ Lambda handler runs) with the function's own environment, read from moto's Lambd
 temporary credentials of its role (sts:AssumeRole). moto checks every request's signature;
 moto_iam.py decides each one with iam-simulate, on the resource ARN and context keys the
 request carries, and logs every decision. From that log each test lists the actions the job
-used, and fails on a permission the template grants that no code path uses.
+used, and fails on a permission the template grants that no code path uses. Besides the jobs,
+each role makes single requests of its own (a second session, `<job>-probe`, so that they never
+count as a job's use): what it may write in the catalog and what it may restore.
 """
 
 import ast
@@ -121,13 +123,15 @@ class World:
         creds = creds or self.admin
         return boto3.client(name, endpoint_url=self.url, region_name=region, **creds)
 
-    def decisions(self, role):
-        """The decisions logged for one role's sessions."""
+    def decisions(self, role, probes=True):
+        """The decisions logged for one role's sessions (without its probe session's, unless
+        `probes`)."""
         marker = f":assumed-role/{self.roles[role]['name']}/"
         out = []
         for line in Path(self.log).read_text().splitlines():
             d = json.loads(line)
-            if marker in d.get("principal", ""):
+            principal = d.get("principal", "")
+            if marker in principal and (probes or not principal.endswith(f"/{role}-probe")):
                 out.append(d)
         return out
 
@@ -230,6 +234,12 @@ def world(tmp_path_factory):
                 "aws_access_key_id": assumed["AccessKeyId"],
                 "aws_secret_access_key": assumed["SecretAccessKey"],
                 "aws_session_token": assumed["SessionToken"],
+            }
+            probe = sts.assume_role(RoleArn=role["arn"], RoleSessionName=f"{job}-probe")["Credentials"]
+            role["probe"] = {
+                "aws_access_key_id": probe["AccessKeyId"],
+                "aws_secret_access_key": probe["SecretAccessKey"],
+                "aws_session_token": probe["SessionToken"],
             }
         # From here on every request is authenticated and authorised.
         req = urllib.request.Request(url + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"})
@@ -505,6 +515,10 @@ def test_validate_verifies_and_drills_as_its_role(world):
     assert rep["totals"]["drills_finished"] == 1 and rep["totals"]["drills_failed"] == 0, rep["totals"]
     tables = w.client("dynamodb").list_tables()["TableNames"]
     assert not [t for t in tables if t.startswith("backstop-drill-")], tables
+    # The drill tagged its table with the drill's two tags (and nothing else), as this role.
+    tagged = [d for d in w.decisions("validate", probes=False) if d["action"] == "dynamodb:TagResource"]
+    assert tagged and all(d["result"] == "Allowed" and d["resource"].split("table/")[1].startswith("backstop-drill-") for d in tagged), tagged
+    assert all(d["context"]["aws:TagKeys"] == ["backstop:drill", "backstop:drill-of"] for d in tagged), tagged
     ddb = as_role(w, "validate", "dynamodb")
     refused(w, JOB, ddb.delete_table, TableName=TABLE)
     refused(w, JOB, ddb.put_item, TableName=TABLE, Item={"id": {"S": "forged"}})
@@ -590,6 +604,58 @@ def test_summary_publishes_once_and_writes_only_its_markers(world):
     ddb = as_role(w, "summary", "dynamodb")
     refused(w, JOB, ddb.put_item, TableName=catalog, Item={"pk": {"S": "TARGET#snapshot#x"}, "sk": {"S": "y"}})
     refused(w, JOB, ddb.delete_table, TableName=TABLE)
+
+
+def as_probe(w, job, service):
+    """A client with the role's probe session: its requests never count as the job's."""
+    return w.client(service, w.roles[job]["probe"])
+
+
+def decision(w, job, call, **kwargs):
+    """Makes one request as the job's role and returns IAM's decision on it: "Allowed", or the
+    refusal ("ImplicitlyDenied", "ExplicitlyDenied"; moto then answers 403 AccessDenied). A
+    request IAM allows may still fail in moto (the catalog probes below are conditional writes
+    of items that do not exist: they never change the catalog, allowed or not)."""
+    with open(w.log) as f:
+        f.seek(0, os.SEEK_END)
+        start = f.tell()
+    error = None
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        error = e.response
+    with open(w.log) as f:
+        f.seek(start)
+        marker = f":assumed-role/{w.roles[job]['name']}/"
+        mine = [d for d in map(json.loads, f.read().splitlines()) if marker in d.get("principal", "")]
+    assert mine, (job, kwargs)
+    refusals = [d for d in mine if d.get("result") != "Allowed"]
+    if refusals:
+        assert error and error["ResponseMetadata"]["HTTPStatusCode"] == 403, (error, refusals)
+        return refusals[-1]["result"]
+    assert not error or error["Error"]["Code"] != "AccessDenied", error
+    return "Allowed"
+
+
+def test_validate_tags_only_drill_tables_with_the_drill_tags(world):
+    """Issue 35, point 7: the validate role may tag a table with the drill prefix with the
+    drill's own tags (backstop:drill, backstop:drill-of) and read a drill table's tags; it may
+    tag no other table, and a drill table with no other tag."""
+    w = world
+    prefix = w.envs["validate"]["BACKSTOP_DRILL_TABLE_PREFIX"]
+    base = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/"
+    drill = base + f"{prefix}iam-probe"
+    ddb = as_probe(w, "validate", "dynamodb")
+    tags = [{"Key": "backstop:drill", "Value": "true"}, {"Key": "backstop:drill-of", "Value": TABLE}]
+    # (no such table: moto answers ResourceNotFound once IAM has let the request through)
+    assert decision(w, "validate", ddb.tag_resource, ResourceArn=drill, Tags=tags) == "Allowed"
+    assert decision(w, "validate", ddb.list_tags_of_resource, ResourceArn=drill) == "Allowed"
+    assert decision(w, "validate", ddb.tag_resource, ResourceArn=base + TABLE, Tags=tags) == "ImplicitlyDenied"
+    assert decision(w, "validate", ddb.tag_resource, ResourceArn=drill, Tags=tags + [{"Key": "backup", "Value": "daily"}]) == "ImplicitlyDenied"
+    assert decision(w, "validate", ddb.untag_resource, ResourceArn=drill, TagKeys=["backstop:drill"]) == "ImplicitlyDenied"
+    for job in FUNCTIONS:
+        if job != "validate":
+            assert decision(w, job, as_probe(w, job, "dynamodb").tag_resource, ResourceArn=drill, Tags=tags) == "ImplicitlyDenied", job
 
 
 def test_the_catalog_refuses_writes_from_any_other_principal(world):
@@ -776,7 +842,8 @@ def test_zz_every_granted_action_is_used(world):
     w = world
     problems = []
     for job in FUNCTIONS:
-        used = {d["action"] for d in w.decisions(job) if d.get("result") == "Allowed"}
+        # (the probes' requests are not a job's use)
+        used = {d["action"] for d in w.decisions(job, probes=False) if d.get("result") == "Allowed"}
         grants = {a for a, _ in granted(w.policies[job])}
         assert not [a for a in grants if "*" in a], (job, grants)
         for action in sorted(grants - used):

@@ -1371,6 +1371,25 @@ def test_restore_role_creates_and_writes_only_prefixed_tables_and_only_its_catal
                 assert not [i for i in invokes if "restore" in i.lower()], role
 
 
+def test_validate_tags_only_drill_tables_and_only_with_the_drill_tags():
+    """A drill tags its table (backstop:drill=true, backstop:drill-of=<source>) and the sweep
+    reads those tags before it deletes a table: TagResource and ListTagsOfResource on tables
+    with the drill prefix, TagResource only with those two tag keys."""
+    for params, prefix in (({}, "backstop-drill-"), ({"DrillTablePrefix": "dr-drill-", "TableNames": "SalesTable"}, "dr-drill-")):
+        stack = Stack(params)
+        drill = f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}*"
+        (tagging,) = stack.statements_with("ValidateFunctionRole", "dynamodb:TagResource")
+        assert as_list(tagging["Action"]) == ["dynamodb:TagResource"]
+        assert tagging["Resource"] == drill
+        assert tagging["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["backstop:drill", "backstop:drill-of"]}}
+        assert drill in stack.grants("ValidateFunctionRole")["dynamodb:ListTagsOfResource"]
+        # No other role may tag a drill table, nor untag one.
+        for role in stack.of_type("AWS::IAM::Role"):
+            grants = stack.grants(role)
+            assert drill not in grants.get("dynamodb:TagResource", []) or role == "ValidateFunctionRole", role
+            assert "dynamodb:UntagResource" not in grants, role
+
+
 # ---------- the bucket function (S3 bucket backups) ----------
 
 BACKUP_OBJECTS = "<BucketBackupsBucket.Arn>/buckets/*"

@@ -285,8 +285,16 @@ class Stack:
         return {k: self.props(k) for k, v in self.resources.items() if v["Type"] == type_ and self.exists(k)}
 
     def statements(self, role):
+        """The role's inline statements: its own Policies and those of the AWS::IAM::Policy
+        resources attached to it that the parameters create (a document given as JSON text is
+        parsed, as IAM would)."""
         props = self.props(role)
-        return [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        for policy in self.of_type("AWS::IAM::Policy").values():
+            if f"<{role}>" in policy["Roles"]:
+                document = policy["PolicyDocument"]
+                documents.append(json.loads(document) if isinstance(document, str) else document)
+        return [s for d in documents for s in d["Statement"]]
 
     def statements_with(self, role, action):
         return [s for s in self.statements(role) if s["Effect"] == "Allow" and action in as_list(s["Action"])]
@@ -617,10 +625,9 @@ def test_each_function_gets_only_its_own_environment():
                 assert set(env) == common | bucket, (params, sorted(env))
                 continue
             if fn == "RestoreFunction":
-                # Asked, not scheduled: no report topic, no metrics, no selection but the
-                # names it must never restore into.
-                names = {"BACKSTOP_TABLES"} if selection == "BACKSTOP_TABLES" else set()
-                assert set(env) == {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_RESTORE_PREFIX"} | names, (params, env)
+                # Asked, not scheduled: no report topic, no metrics; the selection, the only
+                # tables it restores from (and never into).
+                assert set(env) == {"BACKSTOP_CATALOG_TABLE", "BACKSTOP_RESTORE_PREFIX", selection}, (params, env)
                 assert env["BACKSTOP_RESTORE_PREFIX"] == "restored-"
                 continue
             if fn == "SummaryFunction":
@@ -1342,20 +1349,14 @@ def test_restore_role_creates_and_writes_only_prefixed_tables_and_only_its_catal
             assert grants[action] == [target], (params, action, grants[action])
         for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
             assert grants[action] == [target, CATALOG_ARN], (params, action)
-        # The restore actions on the source side: any backup, any table's PITR; AWS also
+        # The restore actions on the source side: the selection's (tested below); AWS also
         # requires the item actions on the target, which only the prefix has.
-        assert grants["dynamodb:RestoreTableFromBackup"] == [
-            "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*",
-            target,
-        ]
-        assert grants["dynamodb:RestoreTableToPointInTime"] == [
-            "arn:aws:dynamodb:us-east-1:123456789012:table/*",
-            target,
-        ]
+        assert target in grants["dynamodb:RestoreTableFromBackup"], params
+        assert target in grants["dynamodb:RestoreTableToPointInTime"], params
         # Catalog writes only to partition keys RESTORE#...: no backup record, hold or run.
         (writes,) = [
-            st for st in stack.statements("RestoreFunctionRole")
-            if CATALOG_ARN in as_list(st["Resource"]) and "dynamodb:PutItem" in as_list(st["Action"])
+            st for st in stack.statements_with("RestoreFunctionRole", "dynamodb:PutItem")
+            if CATALOG_ARN in as_list(st["Resource"])
         ]
         assert writes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RESTORE#*"]}}
         # No table, backup or object deleted; exports read only; it invokes only itself.
@@ -1388,6 +1389,67 @@ def test_validate_tags_only_drill_tables_and_only_with_the_drill_tags():
             grants = stack.grants(role)
             assert drill not in grants.get("dynamodb:TagResource", []) or role == "ValidateFunctionRole", role
             assert "dynamodb:UntagResource" not in grants, role
+
+
+def test_restore_role_restores_only_from_the_selected_tables():
+    """The restore role's source rights follow the selection: with TableNames, only those
+    tables' backups and point in time (per-table ARNs, the region pinned by a condition); by tag,
+    point in time only from a table that carries TableTag (aws:ResourceTag/<key>, in a policy of
+    its own, built as JSON text: a condition key cannot come from a parameter in YAML), and any
+    table's backup (a backup has no tags IAM can test: only the code refuses one outside the
+    selection). IAM-enforced in test_iam_enforced.py."""
+    region = {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    for prefix in ("restored-", "dr-copy-"):
+        named = Stack({"TableNames": "SalesTable,BuyersTable", "RestoreTablePrefix": prefix})
+        (backups,) = [s for s in named.statements_with("RestoreFunctionRole", "dynamodb:RestoreTableFromBackup") if s.get("Sid") == "RestoreFromBackups"]
+        assert as_list(backups["Action"]) == ["dynamodb:RestoreTableFromBackup"]
+        assert table_names(as_list(backups["Resource"]), "/backup/*") == ["SalesTable", "BuyersTable"]
+        assert backups["Condition"] == region
+        (pitr,) = [s for s in named.statements_with("RestoreFunctionRole", "dynamodb:RestoreTableToPointInTime") if s.get("Sid") == "RestoreFromPointInTime"]
+        assert as_list(pitr["Action"]) == ["dynamodb:RestoreTableToPointInTime"]
+        assert table_names(as_list(pitr["Resource"])) == ["SalesTable", "BuyersTable"]
+        assert pitr["Condition"] == region
+        # Every other grant of a restore action is the target's (the prefix).
+        for action in ("dynamodb:RestoreTableFromBackup", "dynamodb:RestoreTableToPointInTime"):
+            others = [s for s in named.statements_with("RestoreFunctionRole", action) if s not in (backups, pitr)]
+            assert [as_list(s["Resource"]) for s in others] == [[f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}*"]], others
+        assert not named.of_type("AWS::IAM::Policy")
+    for params, key, value in (({}, "backup:plan", "daily"), ({"TableTag": "team:data=gold tier"}, "team:data", "gold tier")):
+        by_tag = Stack(params)
+        (backups,) = [s for s in by_tag.statements_with("RestoreFunctionRole", "dynamodb:RestoreTableFromBackup") if s.get("Sid") == "RestoreFromBackups"]
+        assert backups["Resource"] == "arn:aws:dynamodb:us-east-1:123456789012:table/*/backup/*"
+        assert "RestoreFromPointInTime" not in [s.get("Sid") for s in by_tag.statements("RestoreFunctionRole")]
+        (policy,) = by_tag.of_type("AWS::IAM::Policy").values()
+        assert policy["Roles"] == ["<RestoreFunctionRole>"]
+        assert json.loads(policy["PolicyDocument"]) == {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "RestoreFromPointInTimeOfTaggedTables",
+                    "Effect": "Allow",
+                    "Action": "dynamodb:RestoreTableToPointInTime",
+                    "Resource": "arn:aws:dynamodb:us-east-1:123456789012:table/*",
+                    "Condition": {"StringEquals": {f"aws:ResourceTag/{key}": value, "aws:RequestedRegion": "us-east-1"}},
+                }
+            ],
+        }, policy
+        env = by_tag.props("RestoreFunction")["Environment"]["Variables"]
+        assert env["BACKSTOP_TABLE_TAG"] == f"{key}={value}" and "BACKSTOP_TABLES" not in env
+
+
+def test_table_tag_is_a_plain_key_and_value_that_the_restore_policy_can_name():
+    """TableTag goes into the restore role's by-tag policy as JSON text: the parameter admits
+    only key=value of plain characters (no quote or backslash to break out of a JSON string, no
+    second "=" that Fn::Split would cut the value at, no space at either end that the code would
+    trim and IAM would not)."""
+    pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["TableTag"]["AllowedPattern"]
+    for good in ("backup:plan=daily", "team:data=gold tier", "a=b", "aws-backup/plan_1=+x@y.z", "k" * 128 + "=" + "v" * 256):
+        assert re.fullmatch(pattern, good), good
+    for bad in (
+        "", "backup:plan", "backup:plan=", "=daily", "a=b=c", 'a="b', 'a"=b', "a=b\\", "a=b}", "a =b", "a= b", " a=b", "a=b ",
+        "k" * 129 + "=v", "k=" + "v" * 257, "a=b\n",
+    ):
+        assert not re.fullmatch(pattern, bad), bad
 
 
 # ---------- the bucket function (S3 bucket backups) ----------

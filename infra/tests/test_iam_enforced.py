@@ -59,6 +59,8 @@ PARAMETERS = {
     # Short, so that four backups are enough for retention to delete one (the floor keeps the
     # newest three whatever the policy).
     "RetentionPolicy": "keep_daily=1",
+    # The operator who sets and lifts legal holds (a user made below).
+    "CatalogWriterArns": f"arn:aws:iam::{ACCOUNT}:user/legal-ops",
 }
 FUNCTIONS = {
     "snapshot": "SnapshotFunction",
@@ -113,6 +115,7 @@ class World:
         self.envs = {}
         self.policies = {}
         self.outputs = {}
+        self.operator = None
 
     def set_clock(self, at=None):
         """moto's clock (libfaketime): `at`, or the real time again."""
@@ -210,6 +213,16 @@ def world(tmp_path_factory):
         key = iam.create_access_key(UserName="test-admin")["AccessKey"]
         w = World(url, str(log), {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}, str(clock))
         deploy(w)
+        # The operator of legal holds, named in CatalogWriterArns: an identity policy that
+        # lets it read and update the catalog's items.
+        catalog_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{w.outputs['CatalogTableName']}"
+        iam.create_user(UserName="legal-ops")
+        iam.put_user_policy(UserName="legal-ops", PolicyName="holds", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], "Resource": catalog_arn}],
+        }))
+        key = iam.create_access_key(UserName="legal-ops")["AccessKey"]
+        w.operator = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
         # The catalog's resource policy (moto's CloudFormation drops it): only the function
         # roles may write the catalog, whatever identity policies allow.
         policy = Stack(PARAMETERS).props("CatalogTable")["ResourcePolicy"]["PolicyDocument"]
@@ -217,7 +230,6 @@ def world(tmp_path_factory):
         for job, logical in FUNCTIONS.items():
             text = text.replace(f"<{logical}Role.Arn>", w.roles[job]["arn"])
         assert "<" not in text, text
-        catalog_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{w.outputs['CatalogTableName']}"
         resource_policies.write_text(json.dumps({catalog_arn: json.loads(text)}))
         seed(w)
         # BackupProtectionPolicy attached as the README says: to every other principal (the
@@ -607,7 +619,6 @@ def test_summary_publishes_once_and_writes_only_its_markers(world):
     refused(w, JOB, ddb.put_item, TableName=catalog, Item={"pk": {"S": "TARGET#snapshot#x"}, "sk": {"S": "y"}})
     refused(w, JOB, ddb.delete_table, TableName=TABLE)
 
-
 def as_probe(w, job, service):
     """A client with the role's probe session: its requests never count as the job's."""
     return w.client(service, w.roles[job]["probe"])
@@ -637,6 +648,155 @@ def decision(w, job, call, **kwargs):
         return refusals[-1]["result"]
     assert not error or error["Error"]["Code"] != "AccessDenied", error
     return "Allowed"
+
+
+# The catalog keys each role writes, by action, as the code writes them (partition key
+# prefixes: shared/src/catalog.rs, bucket/record.rs, bucket/lock.rs, export/checkpoint.rs,
+# drill.rs, restore/request.rs, summary.rs). A backup's, an export's or a bucket slot's record
+# (TARGET#<job>#<target>) is updated, never put: a put replaces the whole item and would drop
+# its legal hold.
+CATALOG_KEYS = {
+    "snapshot": {"UpdateItem": ["TARGET#snapshot#"], "PutItem": ["RUN#snapshot"]},
+    # Checks the backups' and exports' holds and marks them DELETED.
+    "retention": {"UpdateItem": ["TARGET#snapshot#", "TARGET#export#"], "PutItem": ["RUN#retention"]},
+    "export": {"UpdateItem": ["TARGET#export#", "EXPORT#"], "PutItem": ["EXPORT#", "RUN#export"]},
+    # An export's verification, a native export it finalizes; its drills.
+    "validate": {"UpdateItem": ["TARGET#export#"], "PutItem": ["DRILL#", "RUN#validate"]},
+    "restore": {"PutItem": ["RESTORE#"], "UpdateItem": ["RESTORE#"], "DeleteItem": ["RESTORE#"]},
+    "bucket": {"PutItem": ["BUCKET#", "RUN#bucket"], "UpdateItem": ["BUCKET#", "TARGET#bucket#"], "DeleteItem": ["BUCKET#"]},
+    "summary": {"PutItem": ["SUMMARY#"], "UpdateItem": ["SUMMARY#"], "DeleteItem": ["SUMMARY#"]},
+}
+# A partition key of each kind the catalog holds (and two nobody writes).
+CATALOG_PKS = [
+    f"TARGET#snapshot#{TABLE}",
+    f"TARGET#snapshot#rds:{DB}",
+    f"TARGET#export#{TABLE}",
+    f"TARGET#bucket#{SOURCE_BUCKET}",
+    f"TARGET#validate#{TABLE}",
+    f"TARGET#retention#{TABLE}",
+    f"EXPORT#{TABLE}#2026-12-01T03:00:00Z",
+    "RUN#snapshot",
+    "RUN#retention",
+    "RUN#export",
+    "RUN#validate",
+    "RUN#bucket",
+    f"DRILL#{TABLE}",
+    f"RESTORE#restored-{TABLE}",
+    f"BUCKET#{SOURCE_BUCKET}",
+    "SUMMARY#daily",
+    "SUMMARY#monthly",
+    f"HOLD#{TABLE}",
+    "RUN#restore",
+]
+# A sort key no item has: every probe is conditional on the item existing.
+NO_SUCH_SK = "iam-probe#never-written"
+
+
+def owns(job, action, pk):
+    return any(pk == p or (p.endswith("#") and pk.startswith(p)) for p in CATALOG_KEYS[job].get(action, []))
+
+
+def catalog_write(ddb, catalog, action, pk, sk=NO_SUCH_SK, **extra):
+    """(call, kwargs) of one conditional write of (pk, sk) that never changes the catalog."""
+    key = {"pk": {"S": pk}, "sk": {"S": sk}}
+    only_if = {"ConditionExpression": "attribute_exists(pk)"}
+    if action == "PutItem":
+        return ddb.put_item, {"TableName": catalog, "Item": {**key, "probe": {"S": "x"}, **extra.get("item", {})}, **only_if}
+    if action == "UpdateItem":
+        kwargs = {"TableName": catalog, "Key": key, **only_if}
+        kwargs.update(extra.get("update", {"UpdateExpression": "SET probe = :v", "ExpressionAttributeValues": {":v": {"S": "x"}}}))
+        return ddb.update_item, kwargs
+    return ddb.delete_item, {"TableName": catalog, "Key": key, **only_if}
+
+
+def test_each_role_writes_only_its_own_catalog_keys(world):
+    """Issue 35, point 8: each role may put, update or delete only the catalog items whose
+    partition key it owns (dynamodb:LeadingKeys); every other key, every other role's
+    included, is refused by IAM. The jobs above did their whole work with these rights."""
+    w = world
+    catalog = w.envs["snapshot"]["BACKSTOP_CATALOG_TABLE"]
+    wrong = []
+    for job in FUNCTIONS:
+        ddb = as_probe(w, job, "dynamodb")
+        for action in ("PutItem", "UpdateItem", "DeleteItem"):
+            for pk in CATALOG_PKS:
+                call, kwargs = catalog_write(ddb, catalog, action, pk)
+                got = decision(w, job, call, **kwargs)
+                expected = "Allowed" if owns(job, action, pk) else "ImplicitlyDenied"
+                if got != expected:
+                    wrong.append(f"{job} {action} {pk}: {got}, expected {expected}")
+    assert not wrong, "\n".join(wrong)
+    # Nobody may batch-write the catalog.
+    for job in FUNCTIONS:
+        ddb = as_probe(w, job, "dynamodb")
+        refused(w, job, ddb.batch_write_item, RequestItems={catalog: [{"DeleteRequest": {"Key": {"pk": {"S": f"RUN#{job}"}, "sk": {"S": NO_SUCH_SK}}}}]})
+
+
+def test_only_retention_and_the_operator_change_a_legal_hold(world):
+    """Issue 35, point 8: a write that names legal_hold (sets, removes or tests it) is refused
+    to every role but retention's, which tests holds before a delete, and the bucket
+    function's (below); the operator in CatalogWriterArns sets and lifts holds; the account's
+    administrator, not listed there, may not."""
+    w = world
+    catalog = w.envs["snapshot"]["BACKSTOP_CATALOG_TABLE"]
+    variants = {
+        "SET": {"UpdateExpression": "SET legal_hold = :v", "ExpressionAttributeValues": {":v": {"BOOL": False}}},
+        "SET #h": {"UpdateExpression": "SET #h = :v", "ExpressionAttributeNames": {"#h": "legal_hold"}, "ExpressionAttributeValues": {":v": {"S": "no"}}},
+        "REMOVE": {"UpdateExpression": "REMOVE legal_hold"},
+        # The legacy form (with the legacy condition: the item must exist).
+        "AttributeUpdates": {"AttributeUpdates": {"legal_hold": {"Action": "DELETE"}}},
+    }
+    for job in FUNCTIONS:
+        ddb = as_probe(w, job, "dynamodb")
+        for prefix in CATALOG_KEYS[job].get("UpdateItem", []):
+            pk = prefix + TABLE if prefix.endswith("#") else prefix
+            for name, update in variants.items():
+                call, kwargs = catalog_write(ddb, catalog, "UpdateItem", pk, update=update)
+                if "AttributeUpdates" in kwargs:
+                    del kwargs["ConditionExpression"]
+                    kwargs["Expected"] = {"pk": {"Exists": True, "Value": {"S": pk}}}
+                got = decision(w, job, call, **kwargs)
+                if job == "retention":
+                    expected = "Allowed"
+                elif job == "bucket":
+                    # Not refused by IAM: the prune checks a slot's hold in the same
+                    # conditional write that marks it PRUNING, and dynamodb:Attributes cannot
+                    # tell an attribute a condition tests from one the write sets.
+                    expected = "Allowed"
+                else:
+                    expected = "ExplicitlyDenied"
+                assert got == expected, (job, pk, name, got)
+        # A new item that carries a hold, where the role may put: refused as well.
+        for prefix in CATALOG_KEYS[job].get("PutItem", []):
+            if job in ("retention", "bucket"):
+                continue
+            pk = prefix + TABLE if prefix.endswith("#") else prefix
+            call, kwargs = catalog_write(ddb, catalog, "PutItem", pk, item={"legal_hold": {"BOOL": True}})
+            assert decision(w, job, call, **kwargs) == "ExplicitlyDenied", (job, pk)
+
+    # A real hold, set by the operator on the newest backup's record; no role but retention may
+    # lift it, by an update or by putting the record anew; the administrator may not either.
+    op = w.client("dynamodb", w.operator)
+    records = op.query(TableName=catalog, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"TARGET#snapshot#{TABLE}"}})["Items"]
+    held = max(records, key=lambda r: r["sk"]["S"])
+    key = {"pk": held["pk"], "sk": held["sk"]}
+    op.update_item(TableName=catalog, Key=key, UpdateExpression="SET legal_hold = :t", ExpressionAttributeValues={":t": {"BOOL": True}})
+    try:
+        for job in FUNCTIONS:
+            if job == "retention":
+                continue
+            ddb = as_probe(w, job, "dynamodb")
+            lift = {"TableName": catalog, "Key": key, "UpdateExpression": "REMOVE legal_hold"}
+            assert decision(w, job, ddb.update_item, **lift) != "Allowed", job
+            replace = {"TableName": catalog, "Item": {k: v for k, v in held.items() if k != "legal_hold"}}
+            assert decision(w, job, ddb.put_item, **replace) != "Allowed", job
+        with pytest.raises(ClientError) as e:
+            w.client("dynamodb").update_item(TableName=catalog, Key=key, UpdateExpression="REMOVE legal_hold")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        now = op.get_item(TableName=catalog, Key=key, ConsistentRead=True)["Item"]
+        assert now["legal_hold"] == {"BOOL": True} and now == {**held, "legal_hold": {"BOOL": True}}, now
+    finally:
+        op.update_item(TableName=catalog, Key=key, UpdateExpression="REMOVE legal_hold")
 
 
 def test_restore_role_restores_only_from_the_selected_tables(world):

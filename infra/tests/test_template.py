@@ -304,9 +304,10 @@ class Stack:
         out = {}
         for s in self.statements(role):
             if s["Effect"] == "Deny":
-                # Every function role but retention's denies itself DeleteBackup; only the
-                # bucket function's role carries other Deny statements (see `denies`).
-                assert role == "BucketFunctionRole" or s.get("Sid") == "NeverDeleteBackups", (role, s)
+                # Every function role but retention's denies itself DeleteBackup, and all but
+                # retention's and the bucket function's any write that names legal_hold; only
+                # the bucket function's role carries other Deny statements (see `denies`).
+                assert role == "BucketFunctionRole" or s.get("Sid") in OWN_DENIES, (role, s)
                 continue
             assert s["Effect"] == "Allow", (role, s)
             for a in as_list(s["Action"]):
@@ -316,6 +317,10 @@ class Stack:
     def denies(self, role):
         """The role's inline Deny statements."""
         return [s for s in self.statements(role) if s["Effect"] == "Deny"]
+
+
+# The Deny statements a function role carries for itself (tested below).
+OWN_DENIES = {"NeverDeleteBackups", "NeverChangeLegalHolds"}
 
 
 def as_list(value):
@@ -393,8 +398,8 @@ def test_sam_transform_yields_least_privilege_roles_and_idempotent_schedules():
                 assert "*" not in actions and not any(a.endswith(":*") for a in actions), (name, s)
                 if s["Effect"] == "Deny":
                     # Denies only narrow (tested with the bucket function's role), and each
-                    # role's own NeverDeleteBackups.
-                    assert name == "BucketFunctionRole" or s.get("Sid") == "NeverDeleteBackups", (name, s)
+                    # role's own NeverDeleteBackups and NeverChangeLegalHolds.
+                    assert name == "BucketFunctionRole" or s.get("Sid") in OWN_DENIES, (name, s)
                     continue
                 if s["Resource"] == "*":
                     # Only actions without resource-level permissions may name every resource.
@@ -668,7 +673,8 @@ def test_only_the_function_roles_may_write_the_catalog():
         assert set(s["Action"]) == CATALOG_WRITES
         assert s["Resource"] == CATALOG_ARN
         (operator, keys), = s["Condition"].items()
-        assert operator in ("ArnNotLike", "ArnNotEquals", "StringNotLike", "StringNotEquals")
+        # Exact ARNs, compared exactly: no name pattern lets another principal in.
+        assert operator == "ArnNotEquals"
         assert list(keys) == ["aws:PrincipalArn"]
         return as_list(keys["aws:PrincipalArn"])
 
@@ -681,7 +687,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<BucketFunctionRole.Arn>",
         "<SummaryFunctionRole.Arn>",
     ]
-    holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops-*"
+    holds = "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:user/ops/alice"
     assert deny(Stack({"CatalogWriterArns": holds})) == [
         "<SnapshotFunctionRole.Arn>",
         "<RetentionFunctionRole.Arn>",
@@ -691,7 +697,7 @@ def test_only_the_function_roles_may_write_the_catalog():
         "<BucketFunctionRole.Arn>",
         "<SummaryFunctionRole.Arn>",
         "arn:aws:iam::123456789012:role/legal-hold",
-        "arn:aws:iam::123456789012:role/ops-*",
+        "arn:aws:iam::123456789012:user/ops/alice",
     ]
     pattern = yaml_parse(TEMPLATE.read_text())["Parameters"]["CatalogWriterArns"]["AllowedPattern"]
     assert re.fullmatch(pattern, "") and re.fullmatch(pattern, holds)
@@ -722,8 +728,9 @@ def test_only_the_function_roles_may_write_the_catalog():
             "dynamodb:Scan",
             "dynamodb:UpdateItem",
         ],
-        # Its bucket locks (DeleteItem only on BUCKET#..., tested below) and run records.
-        "BucketFunctionRole": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        # Its bucket locks (DeleteItem only on BUCKET#..., tested below), its slots' records
+        # (a bucket's, by Query) and run records.
+        "BucketFunctionRole": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
         # Run records and every target's and drill's items read; its markers written (writes
         # only on SUMMARY#..., tested below).
         "SummaryFunctionRole": [
@@ -737,6 +744,101 @@ def test_only_the_function_roles_may_write_the_catalog():
     }
     retention = stack.grants("RetentionFunctionRole")
     assert "dynamodb:DescribeBackup" not in retention and "dynamodb:GetItem" not in retention
+
+
+def test_catalog_writer_arns_are_exact_arns_and_refuse_wildcards():
+    """A wildcard in CatalogWriterArns would let anyone who may create a role or user with a
+    matching name forge or lift a legal hold: the parameter refuses * and ? anywhere, and its
+    description says so."""
+    param = yaml_parse(TEMPLATE.read_text())["Parameters"]["CatalogWriterArns"]
+    pattern = param["AllowedPattern"]
+    for good in (
+        "",
+        "arn:aws:iam::123456789012:role/legal-hold",
+        "arn:aws:iam::123456789012:user/ops/alice,arn:aws-us-gov:iam::123456789012:role/a.b_c+d=e@f-g",
+    ):
+        assert re.fullmatch(pattern, good), good
+    for bad in (
+        "*",
+        "arn:aws:iam::123456789012:role/*",
+        "arn:aws:iam::123456789012:role/ops-*",
+        "arn:aws:iam::123456789012:role/ops-?",
+        "arn:aws:iam::123456789012:user/ops/*/alice",
+        "arn:aws:iam::123456789012:role/legal-hold,arn:aws:iam::123456789012:role/ops*",
+        "arn:aws:iam::*:role/legal-hold",
+        "arn:aws:iam::123456789012:role/a, arn:aws:iam::123456789012:role/b",
+        "arn:aws:iam::123456789012:group/legal",
+    ):
+        assert not re.fullmatch(pattern, bad), bad
+    for text in (param["Description"], param["ConstraintDescription"]):
+        assert "wildcard" in text and "*" in text and "?" in text, text
+    assert "allowed" not in param["ConstraintDescription"]
+
+
+# The catalog keys (partition key prefixes, dynamodb:LeadingKeys) each role may write, by action,
+# as the code writes them: TARGET#<job>#<target> (catalog.rs, bucket/record.rs: updated only,
+# never put, so that no put drops a record's legal hold), RUN#<job> (a run's record),
+# EXPORT#<table>#<slot> (export/checkpoint.rs), DRILL#<table> (drill.rs), RESTORE#<table>
+# (restore/request.rs), BUCKET#<bucket> (bucket/lock.rs), SUMMARY#<kind> (summary.rs).
+CATALOG_KEYS = {
+    "SnapshotFunctionRole": {"dynamodb:UpdateItem": ["TARGET#snapshot#*"], "dynamodb:PutItem": ["RUN#snapshot"]},
+    # Marks the backups' and exports' records DELETED, after a conditional check of their hold.
+    "RetentionFunctionRole": {"dynamodb:UpdateItem": ["TARGET#snapshot#*", "TARGET#export#*"], "dynamodb:PutItem": ["RUN#retention"]},
+    "ExportFunctionRole": {"dynamodb:UpdateItem": ["TARGET#export#*", "EXPORT#*"], "dynamodb:PutItem": ["EXPORT#*", "RUN#export"]},
+    # An export's verification, a native export it finalizes; its drills.
+    "ValidateFunctionRole": {"dynamodb:UpdateItem": ["TARGET#export#*"], "dynamodb:PutItem": ["DRILL#*", "RUN#validate"]},
+    "RestoreFunctionRole": {a: ["RESTORE#*"] for a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+    "BucketFunctionRole": {
+        "dynamodb:PutItem": ["BUCKET#*", "RUN#bucket"],
+        "dynamodb:UpdateItem": ["BUCKET#*", "TARGET#bucket#*"],
+        "dynamodb:DeleteItem": ["BUCKET#*"],
+    },
+    "SummaryFunctionRole": {a: ["SUMMARY#*"] for a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+}
+NEVER_CHANGE_LEGAL_HOLDS = {
+    "Sid": "NeverChangeLegalHolds",
+    "Effect": "Deny",
+    "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"],
+    "Resource": CATALOG_ARN,
+    "Condition": {"ForAnyValue:StringEquals": {"dynamodb:Attributes": ["legal_hold"]}},
+}
+
+
+def test_each_role_writes_only_its_own_catalog_keys_and_only_retention_may_name_a_hold():
+    """Each role's catalog writes carry dynamodb:LeadingKeys: the key prefixes it owns, per
+    action (IAM-enforced per role in test_iam_enforced.py). Every role but retention's denies
+    itself any write that names legal_hold, but the bucket function's: its prune checks a slot's
+    hold in the same conditional write that marks the slot PRUNING, and dynamodb:Attributes
+    counts an attribute a condition tests as one the request writes."""
+    for params in PARAM_SETS:
+        stack = Stack(params)
+        for role in FUNCTION_ROLES:
+            keys = {}
+            for s in stack.statements(role):
+                if s["Effect"] != "Allow" or CATALOG_ARN not in as_list(s["Resource"]):
+                    continue
+                writes = set(as_list(s["Action"])) & CATALOG_WRITES
+                if not writes:
+                    # Reads stay open: a job reads other jobs' records (retention a table's
+                    # backups, validate its exports, summary every record).
+                    assert "Condition" not in s, (role, s)
+                    continue
+                assert as_list(s["Resource"]) == [CATALOG_ARN], (role, s)
+                (operator, condition), = s["Condition"].items()
+                assert operator == "ForAllValues:StringLike" and list(condition) == ["dynamodb:LeadingKeys"], (role, s)
+                for action in writes:
+                    keys.setdefault(action, []).extend(condition["dynamodb:LeadingKeys"])
+            assert keys == CATALOG_KEYS[role], (params, role, keys)
+            holds = [d for d in stack.denies(role) if d.get("Sid") == "NeverChangeLegalHolds"]
+            if role in ("RetentionFunctionRole", "BucketFunctionRole"):
+                assert not holds, (role, holds)
+            else:
+                assert holds == [NEVER_CHANGE_LEGAL_HOLDS], (params, role, holds)
+        # No role may write a PartiQL statement or a batch into the catalog.
+        for role in FUNCTION_ROLES:
+            grants = stack.grants(role)
+            for action in ("dynamodb:BatchWriteItem", "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"):
+                assert CATALOG_ARN not in grants.get(action, []), (role, action)
 
 
 def test_function_log_groups_have_retention_and_the_stack_key():
@@ -1372,25 +1474,6 @@ def test_restore_role_creates_and_writes_only_prefixed_tables_and_only_its_catal
                 assert not [i for i in invokes if "restore" in i.lower()], role
 
 
-def test_validate_tags_only_drill_tables_and_only_with_the_drill_tags():
-    """A drill tags its table (backstop:drill=true, backstop:drill-of=<source>) and the sweep
-    reads those tags before it deletes a table: TagResource and ListTagsOfResource on tables
-    with the drill prefix, TagResource only with those two tag keys."""
-    for params, prefix in (({}, "backstop-drill-"), ({"DrillTablePrefix": "dr-drill-", "TableNames": "SalesTable"}, "dr-drill-")):
-        stack = Stack(params)
-        drill = f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}*"
-        (tagging,) = stack.statements_with("ValidateFunctionRole", "dynamodb:TagResource")
-        assert as_list(tagging["Action"]) == ["dynamodb:TagResource"]
-        assert tagging["Resource"] == drill
-        assert tagging["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["backstop:drill", "backstop:drill-of"]}}
-        assert drill in stack.grants("ValidateFunctionRole")["dynamodb:ListTagsOfResource"]
-        # No other role may tag a drill table, nor untag one.
-        for role in stack.of_type("AWS::IAM::Role"):
-            grants = stack.grants(role)
-            assert drill not in grants.get("dynamodb:TagResource", []) or role == "ValidateFunctionRole", role
-            assert "dynamodb:UntagResource" not in grants, role
-
-
 def test_restore_role_restores_only_from_the_selected_tables():
     """The restore role's source rights follow the selection: with TableNames, only those
     tables' backups and point in time (per-table ARNs, the region pinned by a condition); by tag,
@@ -1450,6 +1533,25 @@ def test_table_tag_is_a_plain_key_and_value_that_the_restore_policy_can_name():
         "k" * 129 + "=v", "k=" + "v" * 257, "a=b\n",
     ):
         assert not re.fullmatch(pattern, bad), bad
+
+
+def test_validate_tags_only_drill_tables_and_only_with_the_drill_tags():
+    """A drill tags its table (backstop:drill=true, backstop:drill-of=<source>) and the sweep
+    reads those tags before it deletes a table: TagResource and ListTagsOfResource on tables
+    with the drill prefix, TagResource only with those two tag keys."""
+    for params, prefix in (({}, "backstop-drill-"), ({"DrillTablePrefix": "dr-drill-", "TableNames": "SalesTable"}, "dr-drill-")):
+        stack = Stack(params)
+        drill = f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}*"
+        (tagging,) = stack.statements_with("ValidateFunctionRole", "dynamodb:TagResource")
+        assert as_list(tagging["Action"]) == ["dynamodb:TagResource"]
+        assert tagging["Resource"] == drill
+        assert tagging["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["backstop:drill", "backstop:drill-of"]}}
+        assert drill in stack.grants("ValidateFunctionRole")["dynamodb:ListTagsOfResource"]
+        # No other role may tag a drill table, nor untag one.
+        for role in stack.of_type("AWS::IAM::Role"):
+            grants = stack.grants(role)
+            assert drill not in grants.get("dynamodb:TagResource", []) or role == "ValidateFunctionRole", role
+            assert "dynamodb:UntagResource" not in grants, role
 
 
 # ---------- the bucket function (S3 bucket backups) ----------
@@ -1764,10 +1866,10 @@ def test_bucket_role_locks_in_the_catalog_invokes_only_itself_and_uses_only_its_
     for params in BUCKET_PARAM_SETS:
         stack = Stack(params)
         grants = stack.grants("BucketFunctionRole")
-        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
             assert grants[action] == [CATALOG_ARN], (params, action)
         assert not [a for a in grants if a.startswith("dynamodb:") and a not in (
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+            "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
         )], grants
         # Deletes only its locks (pk BUCKET#<bucket>): no run record, backup record or hold.
         (release,) = stack.statements_with("BucketFunctionRole", "dynamodb:DeleteItem")
@@ -1975,7 +2077,7 @@ def test_summary_role_reads_the_catalog_writes_only_its_markers_and_publishes():
         for action in ("dynamodb:Query", "dynamodb:Scan"):
             (statement,) = stack.statements_with("SummaryFunctionRole", action)
             assert "Condition" not in statement, statement
-        assert [d["Sid"] for d in stack.denies("SummaryFunctionRole")] == ["NeverDeleteBackups"]
+        assert [d["Sid"] for d in stack.denies("SummaryFunctionRole")] == ["NeverDeleteBackups", "NeverChangeLegalHolds"]
         assert set(stack.props("SummaryFunctionRole").get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES
         # Only its schedule role invokes it.
         for role in stack.of_type("AWS::IAM::Role"):

@@ -12,7 +12,17 @@ fn backstop(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     // A deployment always configures a selection, which a payload may only narrow; these tests
     // name their tables in the payload. They also make history at named past slots.
-    if !env.iter().any(|(k, _)| k.starts_with("BACKSTOP_TABLE")) {
+    // (Not beside a database selection: those tests select databases alone.)
+    if !env.iter().any(|(k, _)| {
+        [
+            "BACKSTOP_TABLE",
+            "BACKSTOP_RDS",
+            "BACKSTOP_AURORA",
+            "BACKSTOP_ELASTICACHE",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+    }) {
         cmd.env("BACKSTOP_TABLE_PATTERN", "*");
     }
     cmd.env("BACKSTOP_BACKFILL_WINDOW", "3650d");

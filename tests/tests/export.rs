@@ -2135,3 +2135,53 @@ async fn a_native_summary_forged_before_finalization_is_refused_by_awss_own_coun
         slot.parse::<Timestamp>().unwrap()
     );
 }
+
+/// Issue #35 (review): a logical export begun longer ago than the backfill window is not carried
+/// on by a later invocation: the rest of the table would be read then and recorded at the old
+/// time. The slot stays unfinished, and is never a recovery point.
+#[tokio::test]
+async fn a_logical_export_begun_before_the_window_is_not_carried_on() {
+    let h = Harness::new().await;
+    let (_bucket, mut env) = h.export_bucket().await;
+    env.extend([
+        ("BACKSTOP_EXPORT_MODE", "logical".to_owned()),
+        ("BACKSTOP_EXPORT_FILE_BYTES", "1024".to_owned()),
+        ("BACKSTOP_EXPORT_PAGE_ITEMS", "5".to_owned()),
+        ("BACKSTOP_BACKFILL_WINDOW", "26h".to_owned()),
+    ]);
+    let table = h.name("Stalled");
+    h.create_table(&table, 30, &[]).await;
+    let slot = slot_at(Timestamp::now() - jiff::SignedDuration::from_hours(2));
+    let payload = json!({"tables": [table], "slot": slot, "mode": "logical"});
+    let first = export_run(
+        &h.clients,
+        &h,
+        &env,
+        payload.clone(),
+        Some(Timestamp::now()),
+    )
+    .await;
+    assert!(
+        matches!(target(&first, &table).outcome, Outcome::Started { .. }),
+        "{first:#?}"
+    );
+    // Its scan began two hours ago (the record says so); the window is an hour now.
+    backdate(&h, &table, &slot).await;
+    env.push(("BACKSTOP_BACKFILL_WINDOW", "1h".to_owned()));
+    let r = export_run(&h.clients, &h, &env, payload, None).await;
+    match &target(&r, &table).outcome {
+        Outcome::Failed {
+            error, retryable, ..
+        } => {
+            assert!(error.contains("is not carried on"), "{error}");
+            assert!(!retryable, "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let record = catalog_of(&h)
+        .get(JobKind::Export, &table, &slot_of(&slot))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.status.is_done(), "{record:?}");
+}

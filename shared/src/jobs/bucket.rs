@@ -217,7 +217,7 @@ impl BucketCtx<'_> {
                 break;
             };
             let wait_until = *until + jiff::SignedDuration::from_secs(1);
-            if !self.work_until.is_some_and(|w| wait_until < w) {
+            if self.work_until.is_none_or(|w| wait_until >= w) {
                 break;
             }
             let wait = wait_until.duration_since(Timestamp::now());

@@ -556,6 +556,20 @@ impl TableCtx<'_> {
                         return self.follow_native(table, slot, meta.clone(), report).await;
                     }
                     Made::Logical => {
+                        // A scan begun longer ago than the backfill window is not carried on:
+                        // its remaining segments would be read today and recorded at the old
+                        // time. The slot stays unfinished (never complete, never a point).
+                        if Timestamp::now().duration_since(meta.export_time) > self.backfill_window
+                        {
+                            return Err(Error::refused(
+                                "export",
+                                format!(
+                                    "the logical export of {table} for slot {slot} began at {}, more than BACKSTOP_BACKFILL_WINDOW ago: it is not carried on (the rest of the table would be read today and recorded at that time)",
+                                    meta.export_time
+                                ),
+                                "export a new slot; this one stays unfinished and is never taken for a recovery point",
+                            ));
+                        }
                         let (d, _) = self.describe(table).await?;
                         return self.logical(table, slot, &d, meta.clone(), report).await;
                     }

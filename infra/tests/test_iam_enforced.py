@@ -1044,6 +1044,8 @@ ELSEWHERE = {
     ("restore", "kms:GenerateDataKey"): (None, None, "Lambda itself: its on-failure destination is a queue encrypted with the stack's key, and sending to it needs kms:GenerateDataKey (and Decrypt) as the function's role (the role writes no S3 object)"),
     ("restore", "lambda:InvokeFunction"): ("shared/src/restore/request.rs", ".invoke_async(", "a restore past its time budget goes on in a new invocation of itself (tests/tests/restore_fn.rs)"),
     ("bucket", "lambda:InvokeFunction"): ("shared/src/jobs/bucket.rs", ".invoke_async(", "a bucket backup past its time budget goes on in a new invocation of itself (tests/tests/lambda_smoke.rs)"),
+    ("bucket", "s3:GetBucketObjectLockConfiguration"): ("shared/src/bucket/s3.rs", ".get_object_lock_configuration()", "a prune that keeps a slot on legal hold asks whether the store has Object Lock (tests/tests/buckets.rs)"),
+    ("bucket", "s3:PutObjectLegalHold"): ("shared/src/bucket/s3.rs", ".put_object_legal_hold()", "a held slot in a store with Object Lock gets an Object Lock legal hold (tests/tests/buckets.rs)"),
     ("bucket", "s3:AbortMultipartUpload"): ("shared/src/bucket/s3.rs", ".abort_multipart_upload()", "a multipart copy of an object over 5 GB that fails is aborted"),
     ("bucket", "s3:GetBucketTagging"): ("shared/src/selection.rs", "s3.get_bucket_tagging()", "selection of buckets by tag (BucketTag)"),
     ("bucket", "s3:GetObjectTagging"): ("shared/src/bucket/s3.rs", ".get_object_tagging()", "an object whose tags must be set again on its copy"),

@@ -978,7 +978,9 @@ def test_exports_bucket_has_versioning_lifecycle_tiers_and_no_public_access():
         ("GLACIER", 90),
         ("DEEP_ARCHIVE", 365),
     ]
-    assert rule["ExpirationInDays"] == 7 * 365
+    # Retention is the only deleter: no lifecycle expiration of current exports (it would
+    # delete what a policy or a legal hold keeps).
+    assert not {"ExpirationInDays", "ExpirationDate", "Expiration"} & set(rule), rule
     # Exports are large multipart uploads: a part left by a failed upload goes after 7 days.
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
@@ -2494,3 +2496,11 @@ def test_elasticache_rights_only_where_groups_are_selected_and_scoped_to_them():
     env = by_tag.props("SnapshotFunction")["Environment"]["Variables"]
     assert env["BACKSTOP_ELASTICACHE_GROUP_TAG"] == "backup:plan=6h", env
     assert "BACKSTOP_DB_REPLICA_REGION" not in env, env
+
+
+def test_the_drill_prefix_is_at_least_eight_characters_as_the_functions_require():
+    param = yaml_parse(TEMPLATE.read_text())["Parameters"]["DrillTablePrefix"]
+    # The functions refuse a shorter prefix at start (drill::check_table_prefix): a deploy with
+    # one would fail every run, so CloudFormation refuses it first.
+    assert param["MinLength"] == 8, param
+    assert len(param["Default"]) >= 8

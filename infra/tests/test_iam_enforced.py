@@ -734,9 +734,9 @@ def test_each_role_writes_only_its_own_catalog_keys(world):
 
 def test_only_retention_and_the_operator_change_a_legal_hold(world):
     """Issue 35, point 8: a write that names legal_hold (sets, removes or tests it) is refused
-    to every role but retention's, which tests holds before a delete, and the bucket
-    function's (below); the operator in CatalogWriterArns sets and lifts holds; the account's
-    administrator, not listed there, may not."""
+    to every role but retention's, which tests holds before a delete (the bucket function's
+    prune reads a slot's hold and never names it in a write); the operator in CatalogWriterArns
+    sets and lifts holds; the account's administrator, not listed there, may not."""
     w = world
     catalog = w.envs["snapshot"]["BACKSTOP_CATALOG_TABLE"]
     variants = {
@@ -758,17 +758,12 @@ def test_only_retention_and_the_operator_change_a_legal_hold(world):
                 got = decision(w, job, call, **kwargs)
                 if job == "retention":
                     expected = "Allowed"
-                elif job == "bucket":
-                    # Not refused by IAM: the prune checks a slot's hold in the same
-                    # conditional write that marks it PRUNING, and dynamodb:Attributes cannot
-                    # tell an attribute a condition tests from one the write sets.
-                    expected = "Allowed"
                 else:
                     expected = "ExplicitlyDenied"
                 assert got == expected, (job, pk, name, got)
         # A new item that carries a hold, where the role may put: refused as well.
         for prefix in CATALOG_KEYS[job].get("PutItem", []):
-            if job in ("retention", "bucket"):
+            if job == "retention":
                 continue
             pk = prefix + TABLE if prefix.endswith("#") else prefix
             call, kwargs = catalog_write(ddb, catalog, "PutItem", pk, item={"legal_hold": {"BOOL": True}})

@@ -830,7 +830,7 @@ def test_each_role_writes_only_its_own_catalog_keys_and_only_retention_may_name_
                     keys.setdefault(action, []).extend(condition["dynamodb:LeadingKeys"])
             assert keys == CATALOG_KEYS[role], (params, role, keys)
             holds = [d for d in stack.denies(role) if d.get("Sid") == "NeverChangeLegalHolds"]
-            if role in ("RetentionFunctionRole", "BucketFunctionRole"):
+            if role == "RetentionFunctionRole":
                 assert not holds, (role, holds)
             else:
                 assert holds == [NEVER_CHANGE_LEGAL_HOLDS], (params, role, holds)
@@ -1795,7 +1795,7 @@ def test_bucket_role_never_writes_or_deletes_in_source_buckets():
         # ...and an explicit Deny of writes and deletes everywhere but the stores (whatever a
         # bucket policy or another identity policy grants), and of bucket policies and bucket
         # deletion everywhere.
-        denies = [d for d in stack.denies("BucketFunctionRole") if d.get("Sid") != "NeverDeleteBackups"]
+        denies = [d for d in stack.denies("BucketFunctionRole") if d.get("Sid") not in OWN_DENIES]
         assert len(denies) == 2, denies
         writes, buckets = denies
         assert set(writes["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"}

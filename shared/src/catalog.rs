@@ -687,27 +687,16 @@ impl Catalog {
     /// delete. Safe to repeat (it only stamps `hold_checked_at`).
     pub async fn still_not_held(&self, record: &TargetRecord, now: Timestamp) -> Result<bool> {
         let slot = self.slot_of(record)?;
-        let mut names = Vec::new();
-        let mut req = self
+        let req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(target_key(record.job, &record.table, &slot)))
             .update_expression("SET hold_checked_at = :now_s")
-            .expression_attribute_names("#hold", "legal_hold")
-            .expression_attribute_values(":now_s", s(now.to_string()))
-            .expression_attribute_values(":no_b", AttributeValue::Bool(false))
-            .expression_attribute_values(":no_n", AttributeValue::N("0".into()));
-        for (i, text) in NOT_HELD_STRINGS.iter().enumerate() {
-            let name = format!(":no_s{i}");
-            req = req.expression_attribute_values(&name, s(*text));
-            names.push(name);
-        }
+            .expression_attribute_values(":now_s", s(now.to_string()));
+        let (req, not_held) = not_held_condition(req);
         let result = req
-            .condition_expression(format!(
-                "attribute_exists(pk) AND (attribute_not_exists(#hold) OR #hold IN (:no_b, :no_n, {}))",
-                names.join(", ")
-            ))
+            .condition_expression(format!("attribute_exists(pk) AND {not_held}"))
             .send()
             .await;
         match result {
@@ -978,6 +967,31 @@ fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<TargetReco
         // Written by Backstop as JSON; anything else reads as not verified yet.
         verification: get_s("verification").and_then(|t| serde_json::from_str(&t).ok()),
     })
+}
+
+/// The condition "carries no legal hold now" for a conditional UpdateItem, with its names and
+/// values set on `req`: the same rule as [`legal_hold_of`], as DynamoDB compares values.
+pub fn not_held_condition(
+    mut req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> (
+    aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    String,
+) {
+    req = req
+        .expression_attribute_names("#hold", "legal_hold")
+        .expression_attribute_values(":no_b", AttributeValue::Bool(false))
+        .expression_attribute_values(":no_n", AttributeValue::N("0".into()));
+    let mut names = Vec::new();
+    for (i, text) in NOT_HELD_STRINGS.iter().enumerate() {
+        let name = format!(":no_s{i}");
+        req = req.expression_attribute_values(&name, s(*text));
+        names.push(name);
+    }
+    let cond = format!(
+        "(attribute_not_exists(#hold) OR #hold IN (:no_b, :no_n, {}))",
+        names.join(", ")
+    );
+    (req, cond)
 }
 
 /// The strings that say "no hold". Exact: the check made just before a delete is a DynamoDB

@@ -1629,24 +1629,8 @@ async fn backfilled_slots_and_forged_control_files_change_nothing_and_a_hold_kee
     let backups = h.name("hist-backups");
     make_bucket(h, &source, true).await;
     make_bucket(h, &backups, true).await;
-    let west_config = h
-        .config
-        .clone()
-        .into_builder()
-        .region(aws_config::Region::new("us-west-2"))
-        .build();
-    let west = (*backstop::aws::Clients::from_config(&west_config).s3).clone();
     let replica = h.name("hist-replica");
-    west.create_bucket()
-        .bucket(&replica)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let west = replica_in_us_west_2(h, &replica).await;
     let mut model = BTreeMap::new();
     for i in 0..6 {
         put(h, &source, &format!("l/{i}"), 1, 50 + i, &mut model).await;
@@ -2139,4 +2123,26 @@ async fn a_held_slot_in_an_object_lock_store_gets_object_lock_legal_holds() {
         again.locked_slots.is_empty() && again.deleted_slots.is_empty(),
         "{again:?}"
     );
+}
+
+/// An S3 client for us-west-2 and a bucket `name` made there: a replica in another region.
+async fn replica_in_us_west_2(h: &Harness, name: &str) -> aws_sdk_s3::Client {
+    let west_config = h
+        .config
+        .clone()
+        .into_builder()
+        .region(aws_config::Region::new("us-west-2"))
+        .build();
+    let west = (*backstop::aws::Clients::from_config(&west_config).s3).clone();
+    west.create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    west
 }

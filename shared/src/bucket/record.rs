@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
-use crate::catalog::{legal_hold_of, Catalog, NOT_HELD_STRINGS};
+use crate::catalog::{legal_hold_of, Catalog};
 use crate::error::{Error, Result};
 use crate::event::ScheduleSlot;
 use crate::settings::JobKind;
@@ -299,46 +299,74 @@ pub async fn complete(
     }
 }
 
-/// Takes a complete slot to `PRUNING`, in one conditional write that also checks it carries no
-/// legal hold now (one may have been set since the listing). `Ok(false)`: it is held, or no
-/// longer complete: keep it. A slot already `PRUNING` (a prune that stopped half-way) answers
-/// `Ok(true)`.
+/// Takes a complete slot to `PRUNING` unless it carries a legal hold. `Ok(false)`: it is held,
+/// or no longer complete: keep it. A slot already `PRUNING` (a prune that stopped half-way)
+/// answers `Ok(true)`.
+///
+/// The bucket function's role may not name `legal_hold` in any write (IAM's
+/// `dynamodb:Attributes` cannot tell an attribute a condition tests from one it sets), so the
+/// hold is read, not tested in the write: read (consistently), mark `PRUNING` on condition that
+/// the slot is still `DONE`, read again, and give the slot back (`DONE`) when a hold was set
+/// meanwhile. A hold set before the second read keeps the slot, as the conditional write of the
+/// table backups' retention does for a hold set before it.
 pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -> Result<bool> {
-    let mut names = Vec::new();
-    let mut req = catalog
+    let Some(before) = get(catalog, source, slot).await? else {
+        return Ok(false);
+    };
+    match before.status {
+        SlotStatus::Pruning => return Ok(true),
+        SlotStatus::Done if !before.legal_hold => {}
+        _ => return Ok(false),
+    }
+    let marked = catalog
         .client()
         .update_item()
         .table_name(catalog.table_name())
         .set_key(Some(key(source, slot)))
         .update_expression("SET #status = :pruning, pruning_at = :now")
+        .condition_expression("#status = :done")
         .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#hold", "legal_hold")
         .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
         .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
         .expression_attribute_values(":now", s(Timestamp::now().to_string()))
-        .expression_attribute_values(":no_b", AttributeValue::Bool(false))
-        .expression_attribute_values(":no_n", AttributeValue::N("0".into()));
-    for (i, text) in NOT_HELD_STRINGS.iter().enumerate() {
-        let name = format!(":no_s{i}");
-        req = req.expression_attribute_values(&name, s(*text));
-        names.push(name);
-    }
-    let result = req
-        .condition_expression(format!(
-            "#status = :pruning OR (#status = :done AND (attribute_not_exists(#hold) OR #hold IN (:no_b, :no_n, {})))",
-            names.join(", ")
-        ))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if is_condition_failed(&e) => Ok(false),
-        Err(e) => Err(Error::aws(
-            "UpdateItem (check legal hold and begin prune)",
-            resource(catalog, source, Some(slot)),
-            e,
-        )),
+    match marked {
+        Ok(_) => {}
+        Err(e) if is_condition_failed(&e) => return Ok(false),
+        Err(e) => {
+            return Err(Error::aws(
+                "UpdateItem (begin prune)",
+                resource(catalog, source, Some(slot)),
+                e,
+            ))
+        }
     }
+    let after = get(catalog, source, slot).await?;
+    if after.as_ref().is_some_and(|r| !r.legal_hold) {
+        return Ok(true);
+    }
+    // Held since the first read (or unreadable now): given back, kept.
+    catalog
+        .client()
+        .update_item()
+        .table_name(catalog.table_name())
+        .set_key(Some(key(source, slot)))
+        .update_expression("SET #status = :done REMOVE pruning_at")
+        .condition_expression("#status = :pruning")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
+        .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                "UpdateItem (give a held slot back)",
+                resource(catalog, source, Some(slot)),
+                e,
+            )
+        })?;
+    Ok(false)
 }
 
 /// Records the slot deleted (every file of it is gone from the store). Safe to repeat.

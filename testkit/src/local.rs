@@ -24,6 +24,17 @@ use backstop::error::{Error, Result};
 /// The environment variable naming an already running emulator for the tests.
 pub const ENV_TEST_ENDPOINT: &str = "BACKSTOP_TEST_ENDPOINT";
 
+/// The launcher that starts moto's server after mending where moto 5.2.5 departs from
+/// DynamoDB: a segmented Scan of a table with a binary hash key (HTTP 500 unmended) and the
+/// billing mode of restored tables (dropped unmended). See the script's own notes.
+pub const MOTO_MENDS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_mends.py");
+
+/// The launcher's source, compiled in for a binary run away from the source tree.
+pub const MOTO_MENDS_SOURCE: &str = include_str!("../moto_mends.py");
+
+/// How the launcher's warnings begin (a mend not applied because moto's code is not as expected).
+pub const MOTO_MENDS_WARNING: &str = "backstop moto mends: WARNING:";
+
 /// A moto server on a loopback port, stopped when dropped (and killed by the kernel if this
 /// process dies first).
 #[derive(Debug)]
@@ -34,7 +45,8 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts `python3 -m moto.server` on a free loopback port and waits until it answers.
+    /// Starts moto's server (through the [`MOTO_MENDS_SCRIPT`] launcher, as `python3 -m
+    /// moto.server` with two mends) on a free loopback port and waits until it answers.
     pub fn start() -> Result<Emulator> {
         Self::start_with_clock(None)
     }
@@ -68,17 +80,18 @@ impl Emulator {
             .try_clone()
             .map_err(|e| Error::Local(format!("cannot open the emulator log: {e}")))?;
         let mut cmd = Command::new("python3");
-        cmd.args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err);
+        // The launcher mends two departures of moto from DynamoDB, then runs moto's server as
+        // `python3 -m moto.server` would. From the source tree when it is there, else (a CLI
+        // installed elsewhere) from the copy compiled in.
+        if std::path::Path::new(MOTO_MENDS_SCRIPT).is_file() {
+            cmd.arg(MOTO_MENDS_SCRIPT);
+        } else {
+            cmd.arg("-c").arg(MOTO_MENDS_SOURCE);
+        }
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
         if let Some((cert, key)) = tls {
             cmd.arg("-c").arg(cert).arg("-k").arg(key);
         }
@@ -118,6 +131,14 @@ impl Emulator {
             log,
         };
         emulator.wait_ready(port, tls.is_some(), Duration::from_secs(60))?;
+        // The launcher writes its warnings before moto serves, so they are in the log by now.
+        for line in std::fs::read_to_string(&emulator.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(MOTO_MENDS_WARNING))
+        {
+            eprintln!("{line}");
+        }
         Ok(emulator)
     }
 

@@ -2146,3 +2146,95 @@ async fn replica_in_us_west_2(h: &Harness, name: &str) -> aws_sdk_s3::Client {
         .unwrap();
     west
 }
+
+/// Issue 35 (review): a prune that stopped after marking a slot PRUNING, and a legal hold set
+/// since: the next prune gives the slot back instead of finishing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_a_prune_left_half_way_is_given_back_when_a_hold_came_since() {
+    let s = Setup::new(&[(
+        settings::ENV_BUCKET_RETENTION_POLICY,
+        "keep_last=1,min_complete=1",
+    )])
+    .await;
+    let h = &s.h;
+    let mut model = BTreeMap::new();
+    for k in ["x", "y"] {
+        put(h, &s.source, k, 1, 30, &mut model).await;
+    }
+    let now = jiff::Timestamp::now();
+    let a = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(2));
+    let b = ScheduleSlot::new(now - jiff::SignedDuration::from_hours(1));
+    done(s.backup(&a).await);
+    done(s.backup(&b).await);
+    h.clients
+        .dynamodb
+        .update_item()
+        .table_name(&h.stack.catalog_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("TARGET#bucket#{}", s.source)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("SLOT#{a}")),
+        )
+        .update_expression("SET #st = :p, legal_hold = :h")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S("PRUNING".into()),
+        )
+        .expression_attribute_values(":h", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    let report = prune::prune(
+        &h.clients.s3,
+        &s.catalog,
+        &s.store(),
+        &s.source,
+        &s.settings.policy.compile().unwrap(),
+        jiff::Timestamp::now(),
+        false,
+        prune::Role::Original,
+    )
+    .await
+    .unwrap();
+    assert!(report.deleted_slots.is_empty(), "{report:?}");
+    assert!(
+        report.blocked.is_some(),
+        "nothing swept this time: {report:?}"
+    );
+    let rec = backstop::bucket::record::get(&s.catalog, &s.source, &a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.status,
+        backstop::bucket::record::SlotStatus::Done,
+        "{rec:?}"
+    );
+    assert!(
+        backup::read_manifest(&h.clients.s3, &s.store(), &s.source, &a)
+            .await
+            .is_ok()
+    );
+    // Held and complete again: the next prune keeps it by its hold, and sweeps as usual.
+    let next = prune::prune(
+        &h.clients.s3,
+        &s.catalog,
+        &s.store(),
+        &s.source,
+        &s.settings.policy.compile().unwrap(),
+        jiff::Timestamp::now(),
+        false,
+        prune::Role::Original,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.held_slots, vec![a.compact()], "{next:?}");
+    assert!(
+        next.deleted_slots.is_empty() && next.blocked.is_none(),
+        "{next:?}"
+    );
+}

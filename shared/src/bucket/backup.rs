@@ -235,8 +235,13 @@ async fn backup_locked(
                     && record::proves(own.as_ref(), cp.token.as_deref()) =>
             {
                 // A listing begun longer ago than the backfill window is not carried on: the
-                // rest of it would be read today and recorded at the old time.
-                let began = own.as_ref().map(|r| r.data_time);
+                // rest of it would be read today and recorded at the old time. Measured from
+                // when the backup began (an inventory report's own time may be older).
+                let began = cp
+                    .started_at
+                    .parse::<Timestamp>()
+                    .ok()
+                    .or(own.as_ref().map(|r| r.data_time));
                 match began {
                     Some(t) if Timestamp::now().duration_since(t) > opts.backfill_window => {
                         ignored.push(format!(

@@ -302,9 +302,9 @@ async fn prune_locked(
         return Ok(report);
     }
 
-    // Delete the pruned slots: first the catalog's word (checking the hold once more, in the
-    // same write), then the summary, so that a slot half deleted is never taken for a complete
-    // one, then the rest.
+    // Delete the pruned slots: first the catalog's word (the hold read once more before and
+    // after the slot is marked PRUNING, see `record::begin_prune`), then the summary, so that a
+    // slot half deleted is never taken for a complete one, then the rest.
     let mut doomed_sorted: Vec<&str> = doomed.iter().map(String::as_str).collect();
     doomed_sorted.sort_unstable();
     let mut kept_now = Vec::new();
@@ -315,9 +315,16 @@ async fn prune_locked(
         };
         if !dry_run {
             renew(catalog, source, holder).await?;
-            if !record::begin_prune(catalog, source, &rec.slot).await?
-                && rec.status != SlotStatus::Deleted
-            {
+            let go = if rec.status == SlotStatus::Deleted {
+                // Deleted in the original: a copy left here (a replica) goes too, unless a hold
+                // came since.
+                !record::get(catalog, source, &rec.slot)
+                    .await?
+                    .is_some_and(|r| r.legal_hold)
+            } else {
+                record::begin_prune(catalog, source, &rec.slot).await?
+            };
+            if !go {
                 // Held since the listing (or no longer complete): kept.
                 kept_now.push(name.to_owned());
                 continue;

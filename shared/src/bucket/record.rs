@@ -314,6 +314,12 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
         return Ok(false);
     };
     match before.status {
+        // A prune that stopped half-way is finished, unless a hold came since: then the slot
+        // is given back (what is left of it stays, and its parts keep their copies).
+        SlotStatus::Pruning if before.legal_hold => {
+            give_back(catalog, source, slot).await?;
+            return Ok(false);
+        }
         SlotStatus::Pruning => return Ok(true),
         SlotStatus::Done if !before.legal_hold => {}
         _ => return Ok(false),
@@ -333,7 +339,9 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
         .await;
     match marked {
         Ok(_) => {}
-        Err(e) if is_condition_failed(&e) => return Ok(false),
+        // Refused: either no longer complete, or marked already (this very write, its answer
+        // lost and the SDK's retry refused): the second read below decides.
+        Err(e) if is_condition_failed(&e) => {}
         Err(e) => {
             return Err(Error::aws(
                 "UpdateItem (begin prune)",
@@ -343,11 +351,20 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
         }
     }
     let after = get(catalog, source, slot).await?;
-    if after.as_ref().is_some_and(|r| !r.legal_hold) {
-        return Ok(true);
+    match after {
+        Some(r) if r.status == SlotStatus::Pruning && !r.legal_hold => Ok(true),
+        Some(r) if r.status == SlotStatus::Pruning => {
+            // Held since the first read (or unreadable now): given back, kept.
+            give_back(catalog, source, slot).await?;
+            Ok(false)
+        }
+        _ => Ok(false),
     }
-    // Held since the first read (or unreadable now): given back, kept.
-    catalog
+}
+
+/// Takes a `PRUNING` slot back to `DONE` (a hold came while it was being pruned).
+async fn give_back(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -> Result<()> {
+    let result = catalog
         .client()
         .update_item()
         .table_name(catalog.table_name())
@@ -358,15 +375,17 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
         .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
         .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
         .send()
-        .await
-        .map_err(|e| {
-            Error::aws(
-                "UpdateItem (give a held slot back)",
-                resource(catalog, source, Some(slot)),
-                e,
-            )
-        })?;
-    Ok(false)
+        .await;
+    match result {
+        // Given back already (a retry whose first answer was lost).
+        Ok(_) => Ok(()),
+        Err(e) if is_condition_failed(&e) => Ok(()),
+        Err(e) => Err(Error::aws(
+            "UpdateItem (give a held slot back)",
+            resource(catalog, source, Some(slot)),
+            e,
+        )),
+    }
 }
 
 /// Records the slot deleted (every file of it is gone from the store). Safe to repeat.

@@ -597,6 +597,7 @@ def test_each_function_gets_only_its_own_environment():
             "BACKSTOP_EXPORT_KMS_KEY",
             "BACKSTOP_EXPORT_MODE",
             "BACKSTOP_EXPORT_FULL_EVERY",
+            "BACKSTOP_BACKFILL_WINDOW",
             "BACKSTOP_EXPORT_FAN_OUT",
             "BACKSTOP_ANOMALY_THRESHOLD",
         },
@@ -619,6 +620,7 @@ def test_each_function_gets_only_its_own_environment():
         "BACKSTOP_BUCKET_KMS_KEY",
         "BACKSTOP_BUCKET_RETENTION_POLICY",
         "BACKSTOP_BUCKET_ENFORCE_GUARDS",
+        "BACKSTOP_BACKFILL_WINDOW",
     }
     selections = (({}, "BACKSTOP_TABLE_TAG"), ({"TableNames": "SalesTable,BuyersTable"}, "BACKSTOP_TABLES"))
     for params, selection in selections:
@@ -1344,6 +1346,7 @@ def test_template_deploys_to_moto_cloudformation(moto_endpoint):
         "BACKSTOP_BUCKET_KMS_KEY": env["BACKSTOP_BUCKET_KMS_KEY"],
         "BACKSTOP_BUCKET_RETENTION_POLICY": "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
         "BACKSTOP_BUCKET_ENFORCE_GUARDS": "false",
+        "BACKSTOP_BACKFILL_WINDOW": "26h",
         "BACKSTOP_REPLICA_BUCKET": "dr-bucket-backups",
         "BACKSTOP_REPLICA_REGION": "us-west-2",
     }, env
@@ -1651,6 +1654,7 @@ def test_bucket_function_runs_with_its_own_settings():
         "BACKSTOP_BUCKET_KMS_KEY": "<Key.Arn>",
         "BACKSTOP_BUCKET_RETENTION_POLICY": "keep_daily=30,keep_weekly=12,keep_monthly=12,keep_yearly=7",
         "BACKSTOP_BUCKET_ENFORCE_GUARDS": "false",
+        "BACKSTOP_BACKFILL_WINDOW": "26h",
     }
     # Exactly one selection reaches the function (it refuses two): the list, else the pattern,
     # else the tag.
@@ -2504,3 +2508,15 @@ def test_the_drill_prefix_is_at_least_eight_characters_as_the_functions_require(
     # one would fail every run, so CloudFormation refuses it first.
     assert param["MinLength"] == 8, param
     assert len(param["Default"]) >= 8
+
+
+def test_the_backfill_window_reaches_exports_and_bucket_backups_only():
+    stack = Stack()
+    for fn in ("ExportFunction", "BucketFunction"):
+        assert stack.props(fn)["Environment"]["Variables"]["BACKSTOP_BACKFILL_WINDOW"] == "26h", fn
+    param = yaml_parse(TEMPLATE.read_text())["Parameters"]["BackfillWindow"]
+    import re
+    for good in ("1m", "26h", "2d", "3650d"):
+        assert re.match(param["AllowedPattern"], good), good
+    for bad in ("", "26", "1w", "-1d", "26 h"):
+        assert not re.match(param["AllowedPattern"], bad), bad

@@ -119,6 +119,40 @@ where
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
+/// An UpdateItem of the slot's record, with `#status` named.
+fn update(
+    catalog: &Catalog,
+    source: &str,
+    slot: &ScheduleSlot,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    catalog
+        .client()
+        .update_item()
+        .table_name(catalog.table_name())
+        .set_key(Some(key(source, slot)))
+        .expression_attribute_names("#status", "status")
+}
+
+/// Sends a conditional write of the slot's record: `Ok(true)` written, `Ok(false)` its
+/// condition refused it.
+async fn conditional(
+    req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    operation: &'static str,
+    catalog: &Catalog,
+    source: &str,
+    slot: &ScheduleSlot,
+) -> Result<bool> {
+    match req.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(Error::aws(
+            operation,
+            resource(catalog, source, Some(slot)),
+            e,
+        )),
+    }
+}
+
 /// A new random token for a slot (or a prune).
 pub fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -217,18 +251,13 @@ pub async fn start(
     token: &str,
     data_time: Timestamp,
 ) -> Result<()> {
-    let result = catalog
-        .client()
-        .update_item()
-        .table_name(catalog.table_name())
-        .set_key(Some(key(source, slot)))
+    let req = update(catalog, source, slot)
         .update_expression(
             "SET #kind = :kind, job = :job, #table = :table, slot = :slot, #status = :started, #token = :token, data_time = :t, updated_at = :now",
         )
         .condition_expression("attribute_not_exists(pk) OR #status = :started")
         .expression_attribute_names("#kind", "kind")
         .expression_attribute_names("#table", "table")
-        .expression_attribute_names("#status", "status")
         .expression_attribute_names("#token", "token")
         .expression_attribute_values(":kind", s("bucket_slot"))
         .expression_attribute_values(":job", s(JobKind::Bucket.name()))
@@ -237,24 +266,17 @@ pub async fn start(
         .expression_attribute_values(":started", s(SlotStatus::Started.as_str()))
         .expression_attribute_values(":token", s(token))
         .expression_attribute_values(":t", s(data_time.to_string()))
-        .expression_attribute_values(":now", s(Timestamp::now().to_string()))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if is_condition_failed(&e) => Err(Error::refused(
-            "bucket backup",
-            format!(
-                "the catalog says slot {slot} of bucket {source} is complete or pruned, but its summary is not in the backup bucket (or not Backstop's)"
-            ),
-            "the slot is not made again; look at the backup bucket (a summary deleted or replaced by hand?) and back up a new slot",
-        )),
-        Err(e) => Err(Error::aws(
-            "UpdateItem (start bucket slot)",
-            resource(catalog, source, Some(slot)),
-            e,
-        )),
+        .expression_attribute_values(":now", s(Timestamp::now().to_string()));
+    if conditional(req, "UpdateItem (start bucket slot)", catalog, source, slot).await? {
+        return Ok(());
     }
+    Err(Error::refused(
+        "bucket backup",
+        format!(
+            "the catalog says slot {slot} of bucket {source} is complete or pruned, but its summary is not in the backup bucket (or not Backstop's)"
+        ),
+        "the slot is not made again; look at the backup bucket (a summary deleted or replaced by hand?) and back up a new slot",
+    ))
 }
 
 /// Records the slot complete (its summary, with `token`, is written). Safe to repeat.
@@ -265,38 +287,34 @@ pub async fn complete(
     token: &str,
     fingerprint: &str,
 ) -> Result<()> {
-    let result = catalog
-        .client()
-        .update_item()
-        .table_name(catalog.table_name())
-        .set_key(Some(key(source, slot)))
+    let req = update(catalog, source, slot)
         .update_expression("SET #status = :done, fingerprint = :fp, completed_at = :now")
         .condition_expression("#token = :token AND #status IN (:started, :done)")
-        .expression_attribute_names("#status", "status")
         .expression_attribute_names("#token", "token")
         .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
         .expression_attribute_values(":started", s(SlotStatus::Started.as_str()))
         .expression_attribute_values(":token", s(token))
         .expression_attribute_values(":fp", s(fingerprint))
-        .expression_attribute_values(":now", s(Timestamp::now().to_string()))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if is_condition_failed(&e) => Err(Error::Aws {
-            operation: "UpdateItem (complete bucket slot)",
-            resource: resource(catalog, source, Some(slot)),
-            code: Some("ConditionalCheckFailedException".into()),
-            message: "the slot's record no longer carries this backup's token".into(),
-            retryable: true,
-            hint: "a retry sees what the record says now".into(),
-        }),
-        Err(e) => Err(Error::aws(
-            "UpdateItem (complete bucket slot)",
-            resource(catalog, source, Some(slot)),
-            e,
-        )),
+        .expression_attribute_values(":now", s(Timestamp::now().to_string()));
+    if conditional(
+        req,
+        "UpdateItem (complete bucket slot)",
+        catalog,
+        source,
+        slot,
+    )
+    .await?
+    {
+        return Ok(());
     }
+    Err(Error::Aws {
+        operation: "UpdateItem (complete bucket slot)",
+        resource: resource(catalog, source, Some(slot)),
+        code: Some("ConditionalCheckFailedException".into()),
+        message: "the slot's record no longer carries this backup's token".into(),
+        retryable: true,
+        hint: "a retry sees what the record says now".into(),
+    })
 }
 
 /// Takes a complete slot to `PRUNING` unless it carries a legal hold. `Ok(false)`: it is held,
@@ -324,32 +342,15 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
         SlotStatus::Done if !before.legal_hold => {}
         _ => return Ok(false),
     }
-    let marked = catalog
-        .client()
-        .update_item()
-        .table_name(catalog.table_name())
-        .set_key(Some(key(source, slot)))
+    let req = update(catalog, source, slot)
         .update_expression("SET #status = :pruning, pruning_at = :now")
         .condition_expression("#status = :done")
-        .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
         .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
-        .expression_attribute_values(":now", s(Timestamp::now().to_string()))
-        .send()
-        .await;
-    match marked {
-        Ok(_) => {}
-        // Refused: either no longer complete, or marked already (this very write, its answer
-        // lost and the SDK's retry refused): the second read below decides.
-        Err(e) if is_condition_failed(&e) => {}
-        Err(e) => {
-            return Err(Error::aws(
-                "UpdateItem (begin prune)",
-                resource(catalog, source, Some(slot)),
-                e,
-            ))
-        }
-    }
+        .expression_attribute_values(":now", s(Timestamp::now().to_string()));
+    // Refused: either no longer complete, or marked already (this very write, its answer lost
+    // and the SDK's retry refused): the second read below decides.
+    conditional(req, "UpdateItem (begin prune)", catalog, source, slot).await?;
     let after = get(catalog, source, slot).await?;
     match after {
         Some(r) if r.status == SlotStatus::Pruning && !r.legal_hold => Ok(true),
@@ -364,61 +365,50 @@ pub async fn begin_prune(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -
 
 /// Takes a `PRUNING` slot back to `DONE` (a hold came while it was being pruned).
 async fn give_back(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -> Result<()> {
-    let result = catalog
-        .client()
-        .update_item()
-        .table_name(catalog.table_name())
-        .set_key(Some(key(source, slot)))
+    let req = update(catalog, source, slot)
         .update_expression("SET #status = :done REMOVE pruning_at")
         .condition_expression("#status = :pruning")
-        .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
-        .expression_attribute_values(":done", s(SlotStatus::Done.as_str()))
-        .send()
-        .await;
-    match result {
-        // Given back already (a retry whose first answer was lost).
-        Ok(_) => Ok(()),
-        Err(e) if is_condition_failed(&e) => Ok(()),
-        Err(e) => Err(Error::aws(
-            "UpdateItem (give a held slot back)",
-            resource(catalog, source, Some(slot)),
-            e,
-        )),
-    }
+        .expression_attribute_values(":done", s(SlotStatus::Done.as_str()));
+    // Refused: given back already (a retry whose first answer was lost).
+    conditional(
+        req,
+        "UpdateItem (give a held slot back)",
+        catalog,
+        source,
+        slot,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Records the slot deleted (every file of it is gone from the store). Safe to repeat.
 pub async fn deleted(catalog: &Catalog, source: &str, slot: &ScheduleSlot) -> Result<()> {
-    let result = catalog
-        .client()
-        .update_item()
-        .table_name(catalog.table_name())
-        .set_key(Some(key(source, slot)))
+    let req = update(catalog, source, slot)
         .update_expression("SET #status = :deleted, deleted_at = :now")
         .condition_expression("#status IN (:pruning, :deleted)")
-        .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pruning", s(SlotStatus::Pruning.as_str()))
         .expression_attribute_values(":deleted", s(SlotStatus::Deleted.as_str()))
-        .expression_attribute_values(":now", s(Timestamp::now().to_string()))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if is_condition_failed(&e) => Err(Error::Aws {
-            operation: "UpdateItem (bucket slot deleted)",
-            resource: resource(catalog, source, Some(slot)),
-            code: Some("ConditionalCheckFailedException".into()),
-            message: "the slot's record is not PRUNING".into(),
-            retryable: false,
-            hint: "look at the record; the slot's files are deleted already".into(),
-        }),
-        Err(e) => Err(Error::aws(
-            "UpdateItem (bucket slot deleted)",
-            resource(catalog, source, Some(slot)),
-            e,
-        )),
+        .expression_attribute_values(":now", s(Timestamp::now().to_string()));
+    if conditional(
+        req,
+        "UpdateItem (bucket slot deleted)",
+        catalog,
+        source,
+        slot,
+    )
+    .await?
+    {
+        return Ok(());
     }
+    Err(Error::Aws {
+        operation: "UpdateItem (bucket slot deleted)",
+        resource: resource(catalog, source, Some(slot)),
+        code: Some("ConditionalCheckFailedException".into()),
+        message: "the slot's record is not PRUNING".into(),
+        retryable: false,
+        hint: "look at the record; the slot's files are deleted already".into(),
+    })
 }
 
 /// Records that the slot's objects in backup bucket `bucket` carry an Object Lock legal hold.
